@@ -1,0 +1,44 @@
+# Every target uses the project's own virtual environment (.venv), created by `make install`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# CPU-only machines get the CPU build of torch (no multi-GB CUDA download); GPU machines keep pip's choice.
+TORCH_CPU ?= torch==2.13.0
+TRACKING_URI ?= sqlite:///mlflow.db
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-unit test-integration lint ui bench bench-smoke clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "$(TORCH_CPU)"; fi
+	$(PY) -m pip install -q -e ".[dev,demo]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/autopeft search --config examples/demo.yaml
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-unit: install
+	$(PY) -m pytest -q tests -m "not integration"
+
+test-integration: install
+	$(PY) -m pytest -q tests -m integration
+
+lint: install
+	$(PY) -m ruff check autopeft tests
+	$(PY) -m mypy autopeft
+
+ui: install
+	$(VENV)/bin/autopeft ui --tracking-uri $(TRACKING_URI)
+
+clean:
+	rm -rf autopeft-runs mlflow.db optuna.db mlartifacts .pytest_cache

@@ -1,0 +1,245 @@
+"""The search config: one YAML file plus CLI overrides, validated once before anything runs.
+
+``resolve(path, overrides)`` reads the file, applies ``a.b.c=value`` overrides, validates the
+whole with pydantic and returns a :class:`SearchConfig` whose ``space`` is already loaded. Every
+problem becomes a one-line :class:`~autopeft.errors.ConfigError` that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autopeft._validation import one_line
+from autopeft.errors import ConfigError
+from autopeft.space import SearchSpace, load_space
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = Field(
+        description="Hub id, local directory, or a packaged short name ('minilm')."
+    )
+    revision: Optional[str] = Field(None, description="Hub revision (branch, tag or commit).")
+    max_length: int = Field(128, gt=0, description="Token limit per example; longer ones are cut.")
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub (off by default).")
+
+
+TaskKind = Literal["sequence_classification", "regression"]
+
+
+class TaskConfig(_Strict):
+    kind: TaskKind = Field("sequence_classification", description="What the model predicts.")
+
+
+class HubSource(_Strict):
+    name: str = Field(description="Dataset id on the Hugging Face Hub.")
+    config: Optional[str] = Field(None, description="Dataset configuration name.")
+    train_split: str = "train"
+    validation_split: Optional[str] = None
+    test_split: Optional[str] = None
+
+
+class DataConfig(_Strict):
+    train: Optional[str] = Field(None, description="Local csv/tsv/jsonl/parquet file for training.")
+    validation: Optional[str] = Field(None, description="Local file for validation (else carved from train).")
+    test: Optional[str] = Field(None, description="Local file for the held-out test evaluation.")
+    hub: Optional[HubSource] = Field(None, description="Load from the Hub instead of local files.")
+    text_columns: list[str] = Field(description="One text column, or two for sentence pairs.")
+    label_column: str = Field("label", description="Column holding the label or target value.")
+    validation_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of train carved out as validation when none is given."
+    )
+    max_train_examples: Optional[int] = Field(None, gt=0, description="Keep at most this many training rows.")
+    max_eval_examples: Optional[int] = Field(None, gt=0, description="Keep at most this many validation/test rows.")
+
+    @field_validator("text_columns", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("text_columns")
+    @classmethod
+    def _one_or_two(cls, value: list[str]) -> list[str]:
+        if not 1 <= len(value) <= 2:
+            raise ValueError(f"expected one or two text columns, found {len(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.hub is None and self.train is None:
+            raise ValueError("expected data.train (a local file) or data.hub (a Hub dataset)")
+        if self.hub is not None and any((self.train, self.validation, self.test)):
+            raise ValueError("give either data.hub or local files (train/validation/test), not both")
+        return self
+
+
+class ObjectiveConfig(_Strict):
+    metric: str = Field("accuracy", description="Validation metric the search optimises.")
+    mode: Literal["max", "min"] = Field("max", description="Whether higher or lower is better.")
+
+
+class BudgetConfig(_Strict):
+    trials: int = Field(8, gt=0, description="Number of trials.")
+    max_steps: int = Field(100, gt=0, description="Training steps of a trial that is not stopped early.")
+    eval_interval: int = Field(25, gt=0, description="Evaluate and report every this many steps.")
+    time_limit_s: Optional[float] = Field(None, gt=0, description="Stop the whole search after this long.")
+    concurrent_trials: int = Field(1, gt=0, description="Trials run at the same time.")
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved per trial (sets torch threads).")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU.")
+    max_failures: int = Field(0, ge=0, description="Retries of a trial that crashes (from its checkpoint).")
+    eval_batch_size: int = Field(64, gt=0, description="Batch size for evaluation.")
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> BudgetConfig:
+        if self.eval_interval > self.max_steps:
+            raise ValueError(
+                f"eval_interval ({self.eval_interval}) is larger than max_steps ({self.max_steps})"
+            )
+        return self
+
+    @property
+    def num_reports(self) -> int:
+        """Reports a full trial makes (the last one at max_steps)."""
+        return -(-self.max_steps // self.eval_interval)
+
+
+class PruningConfig(_Strict):
+    enabled: bool = Field(True, description="Stop weak trials early with ASHA.")
+    grace_period: int = Field(1, gt=0, description="Reports every trial makes before it can be stopped.")
+    reduction_factor: float = Field(2.0, gt=1.0, description="ASHA keeps 1/reduction_factor per rung.")
+
+
+class TrackingConfig(_Strict):
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI.")
+    experiment: str = Field("autopeft", description="MLflow experiment name.")
+    registered_model: str = Field("autopeft-model", description="Registered model that receives the best adapter.")
+    optuna_storage: Optional[str] = Field(
+        None, description="Optuna RDB URL; default: optuna.db beside a SQLite MLflow store, else in output_dir."
+    )
+
+    @field_validator("registered_model", "experiment")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a non-empty name")
+        return value
+
+
+class BackendConfig(_Strict):
+    address: Optional[str] = Field(None, description="Ray cluster address (auto, ray://host:port); none: local Ray.")
+
+
+class SearchConfig(_Strict):
+    """Everything one study needs."""
+
+    study_name: Optional[str] = Field(None, description="Study name; default: experiment + time stamp.")
+    model: ModelConfig
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    data: DataConfig
+    space: Union[str, dict[str, Any]] = Field(
+        "lora-family", description="Space file (relative to the config), a ready space name, or inline."
+    )
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    output_dir: str = Field("autopeft-runs", description="Where checkpoints, caches and the best adapter go.")
+    seed: int = Field(0, description="Seed of the sampler, data split and training.")
+
+    @field_validator("study_name")
+    @classmethod
+    def _safe_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("expected letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+        return value
+
+    @model_validator(mode="after")
+    def _objective_fits_task(self) -> SearchConfig:
+        from autopeft.tasks import get_task
+
+        metrics = get_task(self.task.kind).metric_names
+        if self.objective.metric not in metrics:
+            raise ValueError(
+                f"objective.metric {self.objective.metric!r} is not a metric of {self.task.kind} "
+                f"(expected one of: {', '.join(metrics)})"
+            )
+        return self
+
+
+class ResolvedConfig(BaseModel):
+    """A validated config together with its loaded search space and where it came from."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    config: SearchConfig
+    space: SearchSpace
+    source: Optional[Path] = None
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved config as plain data (the space inline), for logging."""
+        data = self.config.model_dump(mode="json")
+        data["space"] = self.space.model_dump(mode="json")
+        return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` → (["a", "b"], value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. budget.trials=4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    for path, value in overrides:
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[str], Any]]] = None) -> ResolvedConfig:
+    """Read, override and validate a config; ConfigError / SpaceError with one line otherwise."""
+    raw: dict[str, Any] = {}
+    source: Optional[Path] = None
+    if path is not None:
+        source = Path(path)
+        if not source.is_file():
+            raise ConfigError(f"--config: no such file {str(source)!r}")
+        try:
+            loaded = yaml.safe_load(source.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "malformed YAML"
+            raise ConfigError(f"--config: {source} is not valid YAML{where}: {problem}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config: expected a mapping at the top of {source}, found {type(loaded).__name__}")
+        raw = loaded
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        config = SearchConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, SearchConfig)) from None
+    base_dir = source.parent if source is not None else None
+    space = load_space(config.space, base_dir=base_dir)
+    return ResolvedConfig(config=config, space=space, source=source)

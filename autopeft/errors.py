@@ -1,0 +1,40 @@
+"""One exception tree for everything autopeft raises on purpose.
+
+Errors under :class:`UserInputError` mean the user's input is wrong (exit code 2): they are
+raised before any compute starts and name the field, what was expected and what was found.
+Everything else under :class:`AutoPeftError` is a runtime failure (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class AutoPeftError(Exception):
+    """Base class of every error autopeft raises on purpose."""
+
+
+class UserInputError(AutoPeftError):
+    """The input is wrong; nothing was computed or recorded."""
+
+
+class ConfigError(UserInputError):
+    """The search config (YAML or flags) is invalid."""
+
+
+class SpaceError(UserInputError):
+    """The search space is invalid, or does not fit the model or task."""
+
+
+class DataError(UserInputError):
+    """The data set cannot be loaded or does not match the config."""
+
+
+class ModelError(UserInputError):
+    """The base model cannot be found or loaded."""
+
+
+class TrackingError(AutoPeftError):
+    """MLflow (tracking store or model registry) failed or is unreachable."""
+
+
+class SearchError(AutoPeftError):
+    """The search ran but could not produce a result (e.g. every trial failed)."""

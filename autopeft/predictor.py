@@ -1,0 +1,85 @@
+"""Load a saved autopeft adapter (peft format + ``autopeft.json``) and predict with it.
+
+The adapter folder holds the peft adapter, the tokenizer and a small metadata file that says
+which base model to fetch (by reference: base weights are never copied) and how to read inputs.
+The MLflow pyfunc flavour, the final evaluation and ``autopeft export`` all go through here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from autopeft.config import ModelConfig
+from autopeft.data import TokenizedSplit, tokenize_frame
+from autopeft.errors import ModelError
+from autopeft.models import load_classifier, load_tokenizer, resolve_location
+from autopeft.tasks import get_task
+from autopeft.training import METADATA_FILE, pick_device, predict
+
+
+@dataclass
+class AdapterPredictor:
+    model: torch.nn.Module
+    tokenizer: Any
+    metadata: dict[str, Any]
+    device: torch.device
+
+    @classmethod
+    def load(cls, adapter_dir: str | Path, *, device: torch.device | None = None) -> AdapterPredictor:
+        from peft import PeftModel
+
+        adapter_dir = Path(adapter_dir)
+        meta_file = adapter_dir / METADATA_FILE
+        if not meta_file.is_file():
+            raise ModelError(f"{adapter_dir}: no {METADATA_FILE} (not an autopeft adapter)")
+        metadata = json.loads(meta_file.read_text())
+        spec = ModelConfig(**metadata["base_model"]["config"])
+        location = resolve_location(spec.name_or_path)
+        task = get_task(metadata["task"])
+        base = load_classifier(spec, location, task.model_kwargs(metadata["label_names"]))
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
+        tokenizer = load_tokenizer(spec, str(adapter_dir))
+        device = device or pick_device()[0]
+        model.to(device).eval()
+        return cls(model=model, tokenizer=tokenizer, metadata=metadata, device=device)
+
+    def encode(self, frame: pd.DataFrame, labels: np.ndarray | None = None) -> TokenizedSplit:
+        columns = self.metadata["text_columns"]
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ModelError(f"input: column {missing[0]!r} is missing (expected: {', '.join(columns)})")
+        enc = tokenize_frame(frame, columns, self.tokenizer, int(self.metadata["max_length"]))
+        return TokenizedSplit(
+            input_ids=[list(x) for x in enc["input_ids"]],
+            token_type_ids=[list(x) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None,
+            labels=labels if labels is not None else np.zeros(len(frame), dtype=self._label_dtype()),
+        )
+
+    def _label_dtype(self) -> Any:
+        return np.int64 if get_task(self.metadata["task"]).categorical else np.float32
+
+    def outputs(self, split: TokenizedSplit, batch_size: int = 64) -> tuple[np.ndarray, float]:
+        return predict(self.model, split, int(self.tokenizer.pad_token_id), batch_size=batch_size,
+                       device=self.device)
+
+    def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+        """Labels and scores for classification, values for regression."""
+        outputs, _ = self.outputs(self.encode(frame), batch_size)
+        if get_task(self.metadata["task"]).categorical:
+            probs = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
+            names = self.metadata["label_names"]
+            best = probs.argmax(axis=-1)
+            return pd.DataFrame({"label": [names[i] for i in best], "score": probs.max(axis=-1)})
+        return pd.DataFrame({"value": outputs.reshape(-1)})
+
+
+def write_metadata(adapter_dir: Path, metadata: Mapping[str, Any]) -> None:
+    (adapter_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))

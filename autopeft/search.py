@@ -1,0 +1,411 @@
+"""A study from config to registered adapter: check everything, then let Ray Tune search.
+
+The three roles stay apart: the searcher (Optuna, through Ray's ``OptunaSearch``) decides what
+to try, the scheduler (ASHA) decides when to stop a trial, the trial (``trial.py``) only trains
+and reports. The driver checks all input before Ray starts, records every trial in MLflow
+(``tracking.TrialRecorder``) and at the end saves, evaluates and registers the best adapter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from autopeft import __version__
+from autopeft.config import ResolvedConfig
+from autopeft.data import RawData, TokenizedData, load, split_fingerprint, tokenize
+from autopeft.errors import ConfigError, SearchError, SpaceError
+from autopeft.models import model_reference, resolve_location, skeleton
+from autopeft.placement import ModelStructure, resolve, scan
+from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec, compile_space
+from autopeft.tasks import get_task
+from autopeft.tracking import TAG_KIND, TAG_STUDY, outcome
+from autopeft.training import TRAINING_STATE_FILE, StudySpec
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells Optuna the truth about trials the scheduler stopped.
+
+    Ray's ``OptunaSearch`` records a trial that ASHA stops early as COMPLETE with its truncated
+    score, so the sampler learns from half-trained values, and it records a trial that raised
+    after reporting as COMPLETE too. Here a trial is COMPLETE only when it reported its final
+    step; one stopped before is PRUNED (its last report kept as an intermediate value, which is
+    what Optuna's samplers expect of pruned trials) and one that raised is FAIL.
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        import optuna
+
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        state = outcome(result, error)
+        ot_trial = self._ot_trials[trial_id]
+        single = isinstance(self.metric, str)
+        if result and single and self.metric in result and state != "FAIL":
+            # Tune does not pass the result that made the scheduler stop the trial to
+            # on_trial_result; record it here so the pruned trial's curve is whole.
+            step = int(result.get("training_iteration", 0))
+            if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(float(result[self.metric]), step)
+        if state == "COMPLETE":
+            super().on_trial_complete(trial_id, result=result, error=False)
+            return
+        self._ot_study.tell(
+            ot_trial, state=optuna.trial.TrialState.PRUNED if state == "PRUNED" else optuna.trial.TrialState.FAIL
+        )
+        self._completed_trials.add(trial_id)
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before any compute starts."""
+
+    resolved: ResolvedConfig
+    study_name: str
+    location: str
+    structure: ModelStructure
+    raw: RawData
+    output_dir: Path
+    optuna_storage: str
+
+    @property
+    def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers
+        return self.resolved.config
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    outcome: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    run_id: str | None
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    parent_run_id: str
+    trials: list[TrialSummary]
+    best: TrialSummary | None
+    adapter_dir: Path | None = None
+    model_version: str | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    reloaded_val_metrics: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
+    if isinstance(spec, ChoiceSpec):
+        return list(spec.choices)
+    if isinstance(spec, RangeSpec):
+        raise SpaceError(f"{field_name}: expected a value or choices, found a range")
+    return [spec]
+
+
+def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
+    """Every family exists, fits the task and takes the given parameters; every placement
+    choice resolves to at least one module of this model."""
+    from autopeft.adapters import get_family
+
+    space = resolved.space
+    task = resolved.config.task.kind
+    uses_placement = False
+    for name, params in space.adapters.items():
+        family = get_family(name)
+        if task not in family.task_kinds:
+            raise SpaceError(f"space.adapters.{name}: {name} does not apply to {task} (it applies to: {', '.join(family.task_kinds)})")
+        family.validate(params)
+        uses_placement |= family.uses_placement
+    if not uses_placement:
+        return
+    layer_choices = _choices(space.placement.layers, "space.placement.layers")
+    role_choices = _choices(space.placement.roles, "space.placement.roles")
+    for layers, roles in itertools.product(layer_choices, role_choices):
+        resolve(structure, layers, roles)
+
+
+def _default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:
+    tracking = resolved.config.tracking
+    if tracking.optuna_storage:
+        return tracking.optuna_storage
+    if tracking.uri.startswith("sqlite:///"):
+        db = Path(tracking.uri[len("sqlite:///"):]).resolve()
+        return f"sqlite:///{db.parent / 'optuna.db'}"
+    return f"sqlite:///{output_dir.resolve() / 'optuna.db'}"
+
+
+def prepare(resolved: ResolvedConfig) -> Prepared:
+    """All checks that need no compute: model, data, space against the model, study name, paths."""
+    import optuna
+
+    cfg = resolved.config
+    task = get_task(cfg.task.kind)
+    location = resolve_location(cfg.model.name_or_path)
+    base_dir = resolved.source.parent if resolved.source else None
+    raw = load(cfg.data, task, seed=cfg.seed, base_dir=base_dir)
+    structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"])))
+    validate_space(resolved, structure)
+
+    output_dir = Path(cfg.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output_dir: cannot write to {str(output_dir)!r}: {exc.strerror or exc}") from None
+
+    study_name = cfg.study_name or f"{cfg.tracking.experiment}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    storage = _default_storage(resolved, output_dir)
+    try:
+        existing = optuna.study.get_all_study_names(storage=storage)
+    except Exception as exc:
+        raise ConfigError(f"tracking.optuna_storage: cannot open {storage!r}: {' '.join(str(exc).split())[:200]}") from None
+    if study_name in existing:
+        raise ConfigError(f"study_name: a study named {study_name!r} already exists in {storage}; choose another name")
+    return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
+                    output_dir=output_dir, optuna_storage=storage)
+
+
+def _make_scheduler(cfg: Any) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if not cfg.pruning.enabled:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=cfg.objective.metric,
+        mode=cfg.objective.mode,
+        max_t=cfg.budget.num_reports,
+        grace_period=min(cfg.pruning.grace_period, cfg.budget.num_reports),
+        reduction_factor=cfg.pruning.reduction_factor,
+    )
+
+
+def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
+    import optuna
+
+    cfg = prepared.config
+    sampler = optuna.samplers.TPESampler(
+        seed=cfg.seed,
+        # with concurrent trials, pretend running ones scored badly so TPE spreads out
+        constant_liar=cfg.budget.concurrent_trials > 1,
+    )
+    return PruningAwareOptunaSearch(
+        space=compile_space(prepared.resolved.space),
+        metric=cfg.objective.metric,
+        mode=cfg.objective.mode,
+        sampler=sampler,
+        study_name=prepared.study_name,
+        storage=optuna.storages.RDBStorage(prepared.optuna_storage),
+    )
+
+
+def init_ray(address: str | None, *, verbose: bool = False) -> bool:
+    """Connect to ``address`` or start local Ray; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                 configure_logging=verbose, logging_level="warning")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"backend.address: cannot connect to Ray at {address!r}: {' '.join(str(exc).split())[:200]}") from None
+    return True
+
+
+def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbose: bool = False) -> SearchResult:
+    """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
+    from ray import tune
+
+    from autopeft.models import load_tokenizer
+    from autopeft.tracking import TrialRecorder, connect, flatten, log_params
+    from autopeft.trial import run_trial
+
+    cfg = prepared.config
+    started = time.monotonic()
+    client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
+
+    tokenizer = load_tokenizer(cfg.model, prepared.location)
+    data = tokenize(prepared.raw, tokenizer, cfg.model.max_length, tokenizer_id=prepared.location,
+                    cache_dir=prepared.output_dir / "cache")
+    started_ray = init_ray(cfg.backend.address, verbose=verbose)
+
+    model_ref = model_reference(cfg.model, prepared.location)
+    parent = client.create_run(
+        experiment_id,
+        run_name=prepared.study_name,
+        tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
+              "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
+              "autopeft.optuna_storage": prepared.optuna_storage},
+    )
+    parent_id = parent.info.run_id
+    recorder = TrialRecorder(client, experiment_id, parent_id, prepared.study_name)
+    status = "FAILED"
+    try:
+        log_params(client, parent_id, flatten(prepared.resolved.dump()))
+        client.log_dict(parent_id, prepared.resolved.dump(), "config.json")
+        client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
+        client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
+                                    "label_names": data.label_names}, "lineage.json")
+
+        spec = StudySpec(model=cfg.model, location=prepared.location, task=cfg.task.kind,
+                         label_names=data.label_names, max_steps=cfg.budget.max_steps,
+                         eval_interval=cfg.budget.eval_interval, eval_batch_size=cfg.budget.eval_batch_size,
+                         seed=cfg.seed, metric=cfg.objective.metric, mode=cfg.objective.mode)
+        resources = {"cpu": cfg.budget.cpus_per_trial, "gpu": cfg.budget.gpus_per_trial}
+        trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec, data=data), resources)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=_make_searcher(prepared),
+                scheduler=_make_scheduler(cfg),
+                num_samples=cfg.budget.trials,
+                max_concurrent_trials=cfg.budget.concurrent_trials,
+                time_budget_s=cfg.budget.time_limit_s,
+            ),
+            run_config=tune.RunConfig(
+                name=prepared.study_name,
+                storage_path=str((prepared.output_dir / "ray").resolve()),
+                callbacks=[recorder, *(callbacks or [])],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=cfg.budget.max_failures),
+                verbose=0,
+            ),
+        )
+        grid = tuner.fit()
+        trials = _summaries(grid, recorder.runs, cfg.objective.metric)
+        result = SearchResult(study_name=prepared.study_name, parent_run_id=parent_id, trials=trials,
+                              best=_best(trials, cfg.objective.metric, cfg.objective.mode))
+        if result.best is None:
+            raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
+        checkpoint = next(r.checkpoint for r in grid if r.metrics.get("trial_id") == result.best.trial_id)
+        _finalize(prepared, client, data, result, checkpoint, model_ref)
+        status = "FINISHED"
+        result.wall_time_s = time.monotonic() - started
+        client.log_metric(parent_id, "search_wall_time_s", result.wall_time_s)
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        recorder.close_open_runs()
+        client.set_terminated(parent_id, status=status)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _summaries(grid: Any, runs: dict[str, str], metric: str) -> list[TrialSummary]:
+    out = []
+    for result in grid:
+        metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or (result.path.rsplit("_", 1)[-1] if result.path else "?")
+        out.append(TrialSummary(trial_id=trial_id, outcome=outcome(metrics, result.error is not None),
+                                params=dict(result.config or {}), metrics=metrics, run_id=runs.get(trial_id)))
+    return out
+
+
+def _best(trials: list[TrialSummary], metric: str, mode: str) -> TrialSummary | None:
+    """The best COMPLETE trial by its final value; a pruned one only when none completed."""
+    for wanted in ("COMPLETE", "PRUNED"):
+        pool = [t for t in trials if t.outcome == wanted and isinstance(t.metrics.get(metric), (int, float))]
+        if pool:
+            key = lambda t: float(t.metrics[metric])  # noqa: E731
+            return max(pool, key=key) if mode == "max" else min(pool, key=key)
+    return None
+
+
+def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult, checkpoint: Any,
+              model_ref: dict[str, str]) -> None:
+    """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
+    from autopeft.predictor import AdapterPredictor, write_metadata
+    from autopeft.models import load_tokenizer
+    from autopeft.registry import register_adapter
+    from autopeft.training import evaluate
+
+    cfg = prepared.config
+    best = result.best
+    assert best is not None
+    adapter_dir = prepared.output_dir / prepared.study_name / "best_adapter"
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    with checkpoint.as_directory() as directory:
+        shutil.copytree(directory, adapter_dir, ignore=shutil.ignore_patterns(TRAINING_STATE_FILE))
+    load_tokenizer(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
+    family = best.params.get("adapter")
+    write_metadata(adapter_dir, {
+        "autopeft_version": __version__,
+        "base_model": {"config": cfg.model.model_dump(mode="json"), "reference": model_ref},
+        "task": cfg.task.kind,
+        "label_names": data.label_names,
+        "text_columns": prepared.raw.text_columns,
+        "label_column": prepared.raw.label_column,
+        "max_length": cfg.model.max_length,
+        "family": family,
+        "params": best.params,
+        "study": prepared.study_name,
+        "trial_id": best.trial_id,
+        "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode},
+        "validation": {k: best.metrics[k] for k in get_task(cfg.task.kind).metric_names if k in best.metrics},
+        "data_fingerprint": data.fingerprint,
+    })
+
+    predictor = AdapterPredictor.load(adapter_dir)
+    pad = data.pad_token_id
+    result.reloaded_val_metrics = evaluate(predictor.model, data.splits["validation"], pad, cfg.task.kind,
+                                           batch_size=cfg.budget.eval_batch_size, device=predictor.device)
+    if "test" in data.splits:
+        result.test_metrics = evaluate(predictor.model, data.splits["test"], pad, cfg.task.kind,
+                                       batch_size=cfg.budget.eval_batch_size, device=predictor.device)
+    del predictor
+    metric = cfg.objective.metric
+    summary = {f"best_val_{k}": float(v) for k, v in result.reloaded_val_metrics.items()}
+    summary.update({f"test_{k}": float(v) for k, v in result.test_metrics.items()})
+    summary["best_trainable_params"] = float(best.metrics.get("trainable_params", 0))
+    summary["best_trainable_share"] = float(best.metrics.get("trainable_share", 0))
+    for key, value in summary.items():
+        client.log_metric(result.parent_run_id, key, value)
+    client.set_tag(result.parent_run_id, "autopeft.best_trial_id", best.trial_id)
+    if best.run_id:
+        client.set_tag(result.parent_run_id, "autopeft.best_trial_run_id", best.run_id)
+    client.log_dict(result.parent_run_id, [
+        {"trial_id": t.trial_id, "outcome": t.outcome, "run_id": t.run_id, metric: t.metrics.get(metric),
+         "step": t.metrics.get("step"), **t.params} for t in result.trials
+    ], "trials.json")
+
+    test_fp = split_fingerprint(prepared.raw, "test") if "test" in prepared.raw.frames else ""
+    tags = {
+        "autopeft.study": prepared.study_name,
+        "autopeft.trial_id": best.trial_id,
+        "autopeft.trial_run_id": best.run_id or "",
+        "autopeft.parent_run_id": result.parent_run_id,
+        "autopeft.family": family,
+        "autopeft.params": json.dumps(best.params, sort_keys=True, default=str),
+        "autopeft.base_model": json.dumps(model_ref, sort_keys=True),
+        "autopeft.data_fingerprint": data.fingerprint,
+        "autopeft.split_sizes": json.dumps(data.sizes, sort_keys=True),
+        "autopeft.test_fingerprint": test_fp,
+        "autopeft.metric": metric,
+        "autopeft.mode": cfg.objective.mode,
+        "autopeft.val_metric": result.reloaded_val_metrics.get(metric, ""),
+        "autopeft.test_metric": result.test_metrics.get(metric, ""),
+        "autopeft.trainable_params": best.metrics.get("trainable_params", ""),
+        "autopeft.trainable_share": best.metrics.get("trainable_share", ""),
+        "autopeft.version": __version__,
+    }
+    version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
+                               adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags)
+    result.adapter_dir = adapter_dir
+    result.model_version = str(version.version)

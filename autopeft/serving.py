@@ -1,0 +1,27 @@
+"""The MLflow pyfunc flavour of an autopeft adapter.
+
+``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(frame)`` loads the base model by
+reference, attaches the adapter stored with the model version and predicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+#: Name of the adapter folder inside the logged model's artifacts.
+ADAPTER_ARTIFACT = "adapter"
+
+
+class AdapterPyfunc(mlflow.pyfunc.PythonModel):
+    """Predicts with the autopeft adapter logged beside it."""
+
+    def load_context(self, context: Any) -> None:
+        from autopeft.predictor import AdapterPredictor
+
+        self._predictor = AdapterPredictor.load(context.artifacts[ADAPTER_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._predictor.predict_frame(pd.DataFrame(model_input))

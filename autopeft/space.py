@@ -1,0 +1,284 @@
+"""The search space as data, compiled to an Optuna define-by-run function.
+
+A space file names the adapter families to try, each with its own parameters, plus the
+placement, learning rate, batch size and warm-up ratio shared by all families. The compiled
+function samples the adapter family first, then only that family's parameters, so Optuna
+never sees a LoRA rank in an IA3 trial.
+
+A parameter is either a fixed value, a range ``{low, high, log, step}`` (integer when both ends
+are integers) or ``{choices: [...]}``. Lists inside ``choices`` (e.g. a set of module roles)
+are encoded as comma-joined strings because Optuna's categorical values must be scalars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autopeft._validation import one_line
+from autopeft.errors import SpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+Scalar = Union[bool, int, float, str, None]
+
+#: Name of the sampled parameter that holds the adapter family.
+ADAPTER_KEY = "adapter"
+
+
+class RangeSpec(BaseModel):
+    """A numeric range; integer when both ends are integers and ``step`` is an integer."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: Union[int, float] = Field(description="Lower end, inclusive.")
+    high: Union[int, float] = Field(description="Upper end, inclusive.")
+    log: bool = Field(False, description="Sample on a log scale.")
+    step: Union[int, float, None] = Field(None, description="Grid step (not with log).")
+
+    @model_validator(mode="after")
+    def _check(self) -> RangeSpec:
+        if self.high < self.low:
+            raise ValueError(f"empty range: low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, found {self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot have both log and step")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return (
+            isinstance(self.low, int)
+            and isinstance(self.high, int)
+            and (self.step is None or isinstance(self.step, int))
+        )
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.is_int:
+            return trial.suggest_int(
+                name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
+
+    def values_bounds(self) -> tuple[float, float]:
+        return float(self.low), float(self.high)
+
+
+class ChoiceSpec(BaseModel):
+    """A categorical parameter."""
+
+    model_config = ConfigDict(extra="forbid")
+    choices: list[Any] = Field(description="The values to choose from.")
+
+    @field_validator("choices")
+    @classmethod
+    def _non_empty(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("choices is empty")
+        return value
+
+    def encoded(self) -> list[Scalar]:
+        return [encode_choice(v) for v in self.choices]
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        return trial.suggest_categorical(name, self.encoded())
+
+
+ParamSpec = Union[RangeSpec, ChoiceSpec, bool, int, float, str, list, None]
+
+
+def encode_choice(value: Any) -> Scalar:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    raise ValueError(f"choice {value!r} is not a scalar or a list of scalars")
+
+
+def suggest(spec: ParamSpec, trial: optuna.Trial, name: str) -> Any:
+    """Sample ``spec`` under ``name``; a fixed value is returned as it is (not sampled)."""
+    if isinstance(spec, (RangeSpec, ChoiceSpec)):
+        return spec.suggest(trial, name)
+    return encode_choice(spec) if isinstance(spec, list) else spec
+
+
+def check_bounds(spec: ParamSpec, field: str, *, minimum: float | None = None,
+                 maximum: float | None = None, integer: bool = False) -> None:
+    """Raise SpaceError when a spec can produce a value outside [minimum, maximum]."""
+    if isinstance(spec, RangeSpec):
+        values: list[Any] = [spec.low, spec.high]
+        if integer and not spec.is_int:
+            raise SpaceError(f"{field}: expected an integer range, found {spec.low}..{spec.high}")
+    elif isinstance(spec, ChoiceSpec):
+        values = list(spec.choices)
+    else:
+        values = [spec]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpaceError(f"{field}: expected a number, found {value!r}")
+        if integer and not isinstance(value, int):
+            raise SpaceError(f"{field}: expected an integer, found {value!r}")
+        if minimum is not None and value < minimum:
+            raise SpaceError(f"{field}: expected a value >= {minimum}, found {value!r}")
+        if maximum is not None and value > maximum:
+            raise SpaceError(f"{field}: expected a value <= {maximum}, found {value!r}")
+
+
+class PlacementSpec(BaseModel):
+    """Where adapters go: which transformer layers and which module roles."""
+
+    model_config = ConfigDict(extra="forbid")
+    layers: ParamSpec = Field(
+        "all",
+        description="Layer selector(s): all, first-K, last-K, every-K, A..B (a block), or a list "
+        "of indices.",
+    )
+    roles: ParamSpec = Field(
+        "all-linear",
+        description="Module roles: query, key, value, attention_output, mlp_up, mlp_down, "
+        "mlp_gate, qkv, mlp, attention, all-linear; a list or a choice of lists.",
+    )
+
+
+class SearchSpace(BaseModel):
+    """What the search tries, shared by every adapter family plus each family's own parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    adapters: dict[str, dict[str, ParamSpec]] = Field(
+        description="Adapter families to try, each mapped to its parameters (empty: defaults)."
+    )
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    learning_rate: ParamSpec = Field(
+        default_factory=lambda: RangeSpec(low=1e-4, high=1e-2, log=True),
+        description="Peak learning rate of AdamW.",
+    )
+    batch_size: ParamSpec = Field(16, description="Training batch size.")
+    warmup_ratio: ParamSpec = Field(0.06, description="Share of steps spent warming up.")
+    weight_decay: ParamSpec = Field(0.0, description="AdamW weight decay.")
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a plain list of family names: all defaults
+            return {name: {} for name in value}
+        if isinstance(value, dict):
+            return {k: (v if v is not None else {}) for k, v in value.items()}
+        return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _at_least_one(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("expected at least one adapter family, found none")
+        return value
+
+    def validate_shared(self) -> None:
+        """Check the training parameters every family shares."""
+        check_bounds(self.learning_rate, "space.learning_rate", minimum=1e-12, maximum=10.0)
+        check_bounds(self.batch_size, "space.batch_size", minimum=1, integer=True)
+        check_bounds(self.warmup_ratio, "space.warmup_ratio", minimum=0.0, maximum=1.0)
+        check_bounds(self.weight_decay, "space.weight_decay", minimum=0.0)
+
+
+def load_space(source: str | Path | Mapping[str, Any], *, base_dir: Path | None = None) -> SearchSpace:
+    """Load and validate a space from a YAML file, a ready space name or an inline mapping."""
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        origin = "space"
+    else:
+        path = resolve_space_path(str(source), base_dir)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"space: {path} is not valid YAML: {_first_line(exc)}") from None
+        origin = "space"
+        if not isinstance(raw, dict):
+            raise SpaceError(f"space: expected a mapping in {path}, found {type(raw).__name__}")
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise SpaceError(one_line(exc, SearchSpace, prefix=f"{origin}.")) from None
+    space.validate_shared()
+    return space
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def ready_spaces_dir() -> Path:
+    """Where the ready spaces live: the packaged copy, else the source tree's."""
+    packaged = Path(__file__).parent / "search_spaces"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "search_spaces"
+
+
+def resolve_space_path(name: str, base_dir: Path | None = None) -> Path:
+    """A file path (relative to the config file's folder), or the name of a ready space."""
+    candidates = [Path(name)]
+    if base_dir is not None:
+        candidates.insert(0, base_dir / name)
+    stem = name[:-5] if name.endswith(".yaml") else name
+    candidates.append(ready_spaces_dir() / f"{stem}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    ready = sorted(p.stem for p in ready_spaces_dir().glob("*.yaml"))
+    raise SpaceError(
+        f"space: no file {name!r} and no ready space of that name (ready spaces: {', '.join(ready)})"
+    )
+
+
+def compile_space(space: SearchSpace) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """The define-by-run function: adapter family first, then only that family's parameters.
+
+    Sampled values are recorded by Optuna; fixed values are returned so that Ray Tune passes
+    them to the trial too.
+    """
+    from autopeft.adapters import get_family
+
+    families = {name: get_family(name) for name in space.adapters}
+    shared: dict[str, ParamSpec] = {
+        "placement.layers": space.placement.layers,
+        "placement.roles": space.placement.roles,
+        "learning_rate": space.learning_rate,
+        "batch_size": space.batch_size,
+        "warmup_ratio": space.warmup_ratio,
+        "weight_decay": space.weight_decay,
+    }
+
+    def define(trial: optuna.Trial) -> dict[str, Any]:
+        fixed: dict[str, Any] = {}
+        names = list(families)
+        adapter = trial.suggest_categorical(ADAPTER_KEY, names) if len(names) > 1 else names[0]
+        if len(names) == 1:
+            fixed[ADAPTER_KEY] = adapter
+        family = families[adapter]
+        params = family.resolve_params(space.adapters[adapter])
+        for pname, spec in params.items():
+            _sample_into(fixed, trial, f"{adapter}.{pname}", spec)
+        placement_params = family.uses_placement
+        for key, spec in shared.items():
+            if key.startswith("placement.") and not placement_params:
+                continue
+            _sample_into(fixed, trial, key, spec)
+        return fixed
+
+    return define
+
+
+def _sample_into(fixed: dict[str, Any], trial: optuna.Trial, name: str, spec: ParamSpec) -> None:
+    value = suggest(spec, trial, name)
+    if not isinstance(spec, (RangeSpec, ChoiceSpec)):
+        fixed[name] = value
+
+
+def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split a sampled trial config into (family name, that family's own parameters)."""
+    adapter = str(config[ADAPTER_KEY])
+    prefix = f"{adapter}."
+    return adapter, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}

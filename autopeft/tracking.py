@@ -1,0 +1,182 @@
+"""MLflow: one parent run per study, one nested run per trial, written by the driver alone.
+
+Trial workers never open the tracking store: :class:`TrialRecorder` is a Ray Tune callback in
+the driver that records each trial from what it reports. SQLite then has a single writer and
+the same code works against a remote tracking server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
+
+from autopeft.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from ray.tune.experiment import Trial
+
+#: Tag keys autopeft writes (MLflow's own parent tag nests the trial runs in the UI).
+PARENT_TAG = "mlflow.parentRunId"
+TAG_STUDY = "autopeft.study"
+TAG_KIND = "autopeft.run_kind"
+TAG_TRIAL_ID = "autopeft.trial_id"
+TAG_OUTCOME = "autopeft.outcome"
+TAG_ERROR = "autopeft.error"
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+
+#: Outcome of a trial as Optuna names it → MLflow run status.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+def outcome(result: Mapping[str, Any] | None, error: bool) -> str:
+    """COMPLETE when the trial reported its final step, PRUNED when it was stopped before,
+    FAIL when it raised. The searcher and the recorder both decide by this one rule."""
+    if error:
+        return "FAIL"
+    if result and result.get("final"):
+        return "COMPLETE"
+    return "PRUNED"
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """For a SQLite store, keep artifacts in ``mlartifacts/`` beside the database file."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+@contextmanager
+def _fail_fast() -> Iterator[None]:
+    """Bound MLflow's HTTP retries so an unreachable server fails in seconds, not minutes."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """A client and the experiment id (created if new); TrackingError if the store is unreachable."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    started = time.monotonic()
+    try:
+        with _fail_fast():
+            found = client.get_experiment_by_name(experiment)
+            if found is not None:
+                return client, found.experiment_id
+            return client, client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
+    except Exception as exc:
+        raise TrackingError(
+            f"tracking.uri: cannot reach MLflow at {uri!r} after {time.monotonic() - started:.1f}s: "
+            f"{' '.join(str(exc).split())[:200]}"
+        ) from None
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config → MLflow params ``a.b.c`` (values cut to MLflow's size limit)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:_MAX_PARAM]
+    return out
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow caps params per batch at 100
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+class TrialRecorder(Callback):
+    """Records every trial as a nested MLflow run under the study's parent run."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str, study: str) -> None:
+        self._client = client
+        self._experiment_id = experiment_id
+        self._parent = parent_run_id
+        self._study = study
+        self.runs: dict[str, str] = {}  # Ray trial id → MLflow run id
+        self.outcomes: dict[str, str] = {}
+
+    def _run_for(self, trial: Trial) -> str:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:  # a restarted trial keeps its run
+            run = self._client.create_run(
+                self._experiment_id,
+                run_name=f"{self._study}-{trial.trial_id}",
+                tags={PARENT_TAG: self._parent, TAG_STUDY: self._study, TAG_KIND: "trial",
+                      TAG_TRIAL_ID: trial.trial_id},
+            )
+            run_id = run.info.run_id
+            self.runs[trial.trial_id] = run_id
+            log_params(self._client, run_id, trial.config)
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
+                        **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, step)
+            for key, value in result.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith(("time_", "timestamp", "pid", "training_iteration", "iterations_since"))
+        ]
+        self._client.log_batch(self._run_for(trial), metrics=metrics)
+
+    def _finish(self, trial: Trial, error: bool) -> None:
+        run_id = self._run_for(trial)
+        state = outcome(trial.last_result, error)
+        self.outcomes[trial.trial_id] = state
+        self._client.set_tag(run_id, TAG_OUTCOME, state)
+        if error:
+            self._client.set_tag(run_id, TAG_ERROR, _error_summary(trial))
+        self._client.set_terminated(run_id, status=RUN_STATUS[state])
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._finish(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._finish(trial, error=True)
+
+    def close_open_runs(self, status: str = "KILLED") -> None:
+        """Terminate runs of trials that never finished (e.g. the search was interrupted)."""
+        for trial_id, run_id in self.runs.items():
+            if trial_id not in self.outcomes:
+                self._client.set_tag(run_id, TAG_OUTCOME, "INTERRUPTED")
+                self._client.set_terminated(run_id, status=status)
+
+
+def _error_summary(trial: Trial) -> str:
+    """The last line of the trial's traceback (the exception and its message)."""
+    path = trial.error_file
+    if path and Path(path).is_file():
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:_MAX_PARAM]
+    return "trial failed (no error file)"

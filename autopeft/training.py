@@ -1,0 +1,244 @@
+"""Build one adapter on the base model, train it, evaluate it: plain PyTorch, no Ray, no MLflow.
+
+The Ray trainable (``trial.py``), the final evaluation of the best adapter and the benchmark's
+bare loop all use these functions, so what a trial measures is what a user gets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autopeft.adapters import AdapterTarget, get_family
+from autopeft.config import ModelConfig
+from autopeft.data import TokenizedData, TokenizedSplit, collate
+from autopeft.errors import AutoPeftError
+from autopeft.models import load_classifier
+from autopeft.placement import resolve, scan
+from autopeft.space import family_params
+from autopeft.tasks import get_task
+
+#: Name of the file beside the adapter that tells autopeft how to use it.
+METADATA_FILE = "autopeft.json"
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+class TrialDiverged(AutoPeftError):
+    """The training loss became NaN or infinite; the trial stops at once."""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a trial needs besides its sampled config; the same for all trials of a study."""
+
+    model: ModelConfig
+    location: str
+    task: str
+    label_names: list[str]
+    max_steps: int
+    eval_interval: int
+    eval_batch_size: int
+    seed: int
+    metric: str
+    mode: str
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return get_task(self.task).model_kwargs(self.label_names)
+
+
+@dataclass
+class BuiltAdapter:
+    model: nn.Module
+    family: str
+    module_names: list[str]
+    trainable_params: int
+    total_params: int
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable_params / max(1, self.total_params)
+
+
+def pick_device() -> tuple[torch.device, torch.dtype | None]:
+    """CUDA with bf16 autocast where the GPU supports it, else CPU in fp32."""
+    if torch.cuda.is_available():
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.device("cuda"), amp
+    return torch.device("cpu"), None
+
+
+def build_adapter(spec: StudySpec, config: Mapping[str, Any]) -> BuiltAdapter:
+    """The base model with the sampled adapter attached (only adapter and head trainable)."""
+    from peft import get_peft_model
+
+    torch.manual_seed(spec.seed)  # same head initialisation for every trial of the study
+    base = load_classifier(spec.model, spec.location, spec.model_kwargs())
+    name, params = family_params(config)
+    family = get_family(name)
+    structure = scan(base)
+    module_names = (
+        resolve(structure, config.get("placement.layers", "all"), config.get("placement.roles", "all-linear"))
+        if family.uses_placement else []
+    )
+    target = AdapterTarget(module_names=module_names, structure=structure,
+                           peft_task_type=get_task(spec.task).peft_task_type)
+    peft_config = family.build(family.resolve_params(params), target)
+    model = get_peft_model(base, peft_config)
+    trainable, total = model.get_nb_trainable_parameters()
+    return BuiltAdapter(model=model, family=name, module_names=module_names,
+                        trainable_params=int(trainable), total_params=int(total))
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """The examples of training step ``step``: a fresh permutation each epoch, reproducible
+    from (seed, step) alone so a trial restored from a checkpoint sees the same batches."""
+    start = step * batch_size
+    out: list[int] = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = min(batch_size - len(out), n - offset)
+        out.extend(perm[offset : offset + take].tolist())
+    return np.asarray(out)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, batch_size: int,
+            device: torch.device, amp_dtype: torch.dtype | None = None) -> tuple[np.ndarray, float]:
+    """Outputs (logits or values) for every example in order, and the mean loss."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort(split.lengths(), kind="stable")  # similar lengths together: less padding
+    outputs: list[np.ndarray] = []
+    loss_sum = 0.0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = _to(collate(split, idx, pad_token_id), device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(**batch)
+        loss_sum += float(out.loss) * len(idx)
+        outputs.append(out.logits.float().cpu().numpy())
+    model.train(was_training)
+    stacked = np.concatenate(outputs)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result, loss_sum / len(order)
+
+
+def evaluate(model: nn.Module, split: TokenizedSplit, pad_token_id: int, task: str, *, batch_size: int,
+             device: torch.device, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """The task's metrics plus ``loss`` on one split."""
+    outputs, loss = predict(model, split, pad_token_id, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
+    metrics = get_task(task).compute_metrics(outputs, split.labels)
+    metrics["loss"] = loss
+    return metrics
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores besides the adapter weights."""
+
+    step: int = 0
+    train_time_s: float = 0.0
+    eval_time_s: float = 0.0
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+#: Called after each evaluation with (metrics, state); it may save a checkpoint.
+OnEval = Callable[[dict[str, Any], TrainState], None]
+
+
+def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Mapping[str, Any], *,
+          on_eval: OnEval, state: TrainState | None = None, device: torch.device | None = None,
+          amp_dtype: torch.dtype | None = None) -> TrainState:
+    """AdamW with linear warm-up and decay; evaluate every ``eval_interval`` steps and at the end."""
+    from transformers import get_linear_schedule_with_warmup
+
+    if device is None:
+        device, amp_dtype = pick_device()
+    model = built.model.to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=float(config["learning_rate"]),
+                                  weight_decay=float(config.get("weight_decay", 0.0)))
+    warmup = int(round(float(config.get("warmup_ratio", 0.0)) * spec.max_steps))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, spec.max_steps)
+    state = state or TrainState()
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    if state.scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
+    train_split = data.splits["train"]
+    batch_size = int(config["batch_size"])
+    loss_window: list[float] = []
+    while state.step < spec.max_steps:
+        started = time.perf_counter()
+        idx = batch_indices(len(train_split), batch_size, state.step, spec.seed)
+        batch = _to(collate(train_split, idx, data.pad_token_id), device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        loss_value = float(loss.detach())  # the one host sync per step; also catches NaN at once
+        if not math.isfinite(loss_value):
+            raise TrialDiverged(f"training loss became {loss_value} at step {state.step}")
+        loss_window.append(loss_value)
+        state.train_time_s += time.perf_counter() - started
+        if state.step % spec.eval_interval == 0 or state.step == spec.max_steps:
+            started = time.perf_counter()
+            metrics = evaluate(model, data.splits["validation"], data.pad_token_id, spec.task,
+                               batch_size=spec.eval_batch_size, device=device, amp_dtype=amp_dtype)
+            state.eval_time_s += time.perf_counter() - started
+            report: dict[str, Any] = {
+                **metrics,
+                "train_loss": float(np.mean(loss_window)),
+                "step": state.step,
+                "final": state.step >= spec.max_steps,
+                "trainable_params": built.trainable_params,
+                "trainable_share": built.trainable_share,
+                "train_time_s": state.train_time_s,
+                "eval_time_s": state.eval_time_s,
+            }
+            loss_window.clear()
+            state.history.append({k: float(v) for k, v in report.items() if isinstance(v, (int, float))})
+            state.optimizer = optimizer.state_dict()
+            state.scheduler = scheduler.state_dict()
+            on_eval(report, state)
+    return state
+
+
+def save_checkpoint(built: BuiltAdapter, state: TrainState, directory: Path) -> None:
+    """Adapter (peft format) plus optimizer/scheduler state and the metric history."""
+    built.model.save_pretrained(str(directory))
+    torch.save({"step": state.step, "train_time_s": state.train_time_s, "eval_time_s": state.eval_time_s,
+                "optimizer": state.optimizer, "scheduler": state.scheduler, "history": state.history},
+               directory / TRAINING_STATE_FILE)
+
+
+def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
+    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(directory / "adapter_model.safetensors"))
+    set_peft_model_state_dict(built.model, weights)
+    saved = torch.load(directory / TRAINING_STATE_FILE, weights_only=False)
+    return TrainState(step=saved["step"], train_time_s=saved["train_time_s"], eval_time_s=saved["eval_time_s"],
+                      optimizer=saved["optimizer"], scheduler=saved["scheduler"], history=saved["history"])
