@@ -31,6 +31,11 @@ class ProgressView(Callback):
         self._live = Live(self._render(), console=console or Console(stderr=True), refresh_per_second=4,
                           transient=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the run config (callbacks included) for experiment restore; the live
+        # display holds a lock and is rebuilt by whoever resumes.
+        return {k: v for k, v in self.__dict__.items() if k != "_live"}
+
     def __enter__(self) -> ProgressView:
         self._live.__enter__()
         return self

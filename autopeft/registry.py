@@ -34,12 +34,23 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+def signature(text_columns: list[str], categorical: bool) -> Any:
+    """The pyfunc's input and output schema (text columns in; label and score, or value, out)."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    outputs = [ColSpec("string", "label"), ColSpec("double", "score")] if categorical else [ColSpec("double", "value")]
+    return ModelSignature(inputs=Schema([ColSpec("string", c) for c in text_columns]), outputs=Schema(outputs))
+
+
 def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, adapter_dir: Path,
-                     registered_model: str, tags: Mapping[str, Any], alias: str = CANDIDATE_ALIAS) -> ModelVersion:
+                     registered_model: str, tags: Mapping[str, Any], model_signature: Any = None,
+                     alias: str = CANDIDATE_ALIAS) -> ModelVersion:
     """Log ``adapter_dir`` as a pyfunc model in ``run_id``, register it and point ``alias`` at it."""
     import mlflow
 
-    from autopeft.serving import ADAPTER_ARTIFACT, AdapterPyfunc
+    from autopeft import serving
+    from autopeft.serving import ADAPTER_ARTIFACT
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -47,7 +58,8 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=AdapterPyfunc(),
+                python_model=serving.__file__,  # models from code: nothing pickled
+                signature=model_signature,
                 artifacts={ADAPTER_ARTIFACT: str(adapter_dir)},
                 pip_requirements=_pip_requirements(),
                 registered_model_name=registered_model,

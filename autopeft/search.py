@@ -273,6 +273,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
                 num_samples=cfg.budget.trials,
                 max_concurrent_trials=cfg.budget.concurrent_trials,
                 time_budget_s=cfg.budget.time_limit_s,
+                # keep worker processes (and their imported torch/transformers) between trials
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=prepared.study_name,
@@ -332,13 +334,15 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
     """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
     from autopeft.predictor import AdapterPredictor, write_metadata
     from autopeft.models import load_tokenizer
-    from autopeft.registry import register_adapter
+    from autopeft.registry import register_adapter, signature
+    from autopeft.serving import ADAPTER_ARTIFACT
     from autopeft.training import evaluate
 
     cfg = prepared.config
     best = result.best
     assert best is not None
-    adapter_dir = prepared.output_dir / prepared.study_name / "best_adapter"
+    # named like the artifact key: MLflow stores the folder under artifacts/<its name>
+    adapter_dir = prepared.output_dir / prepared.study_name / ADAPTER_ARTIFACT
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     with checkpoint.as_directory() as directory:
@@ -406,6 +410,7 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
         "autopeft.version": __version__,
     }
     version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
-                               adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags)
+                               adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
+                               model_signature=signature(prepared.raw.text_columns, bool(data.label_names)))
     result.adapter_dir = adapter_dir
     result.model_version = str(version.version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 
@@ -25,3 +26,8 @@ class AdapterPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return self._predictor.predict_frame(pd.DataFrame(model_input))
+
+
+# MLflow "models from code": when this file is logged as the model, loading it executes the
+# file and takes the object set here (no pickled Python object in the registry).
+mlflow.models.set_model(AdapterPyfunc())

@@ -12,12 +12,12 @@ are encoded as comma-joined strings because Optuna's categorical values must be 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autopeft._validation import one_line
 from autopeft.errors import SpaceError
@@ -89,7 +89,23 @@ class ChoiceSpec(BaseModel):
         return trial.suggest_categorical(name, self.encoded())
 
 
-ParamSpec = Union[RangeSpec, ChoiceSpec, bool, int, float, str, list, None]
+def _parse_spec(value: Any) -> Any:
+    """A mapping is a range or a choice, decided by its keys, so errors speak of the right one."""
+    if isinstance(value, (RangeSpec, ChoiceSpec)) or not isinstance(value, Mapping):
+        return value
+    model: type[BaseModel] = ChoiceSpec if "choices" in value else RangeSpec
+    if model is RangeSpec and not ({"low", "high"} & set(value)):
+        raise ValueError(f"expected a value, {{low, high}} or {{choices: [...]}}, found keys {sorted(value)}")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where + ': ' if where else ''}{msg}") from None
+
+
+ParamSpec = Annotated[Union[RangeSpec, ChoiceSpec, bool, int, float, str, list, None], BeforeValidator(_parse_spec)]
 
 
 def encode_choice(value: Any) -> Scalar:
@@ -233,42 +249,45 @@ def resolve_space_path(name: str, base_dir: Path | None = None) -> Path:
     )
 
 
-def compile_space(space: SearchSpace) -> Callable[[optuna.Trial], dict[str, Any]]:
+class DefineByRun:
     """The define-by-run function: adapter family first, then only that family's parameters.
 
     Sampled values are recorded by Optuna; fixed values are returned so that Ray Tune passes
-    them to the trial too.
+    them to the trial too. A class, not a closure, because Ray pickles the searcher with it.
     """
-    from autopeft.adapters import get_family
 
-    families = {name: get_family(name) for name in space.adapters}
-    shared: dict[str, ParamSpec] = {
-        "placement.layers": space.placement.layers,
-        "placement.roles": space.placement.roles,
-        "learning_rate": space.learning_rate,
-        "batch_size": space.batch_size,
-        "warmup_ratio": space.warmup_ratio,
-        "weight_decay": space.weight_decay,
-    }
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
 
-    def define(trial: optuna.Trial) -> dict[str, Any]:
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        from autopeft.adapters import get_family
+
+        space = self.space
         fixed: dict[str, Any] = {}
-        names = list(families)
-        adapter = trial.suggest_categorical(ADAPTER_KEY, names) if len(names) > 1 else names[0]
-        if len(names) == 1:
-            fixed[ADAPTER_KEY] = adapter
-        family = families[adapter]
-        params = family.resolve_params(space.adapters[adapter])
-        for pname, spec in params.items():
+        names = list(space.adapters)
+        if len(names) > 1:
+            adapter = trial.suggest_categorical(ADAPTER_KEY, names)
+        else:
+            adapter = fixed[ADAPTER_KEY] = names[0]
+        family = get_family(adapter)
+        for pname, spec in family.resolve_params(space.adapters[adapter]).items():
             _sample_into(fixed, trial, f"{adapter}.{pname}", spec)
-        placement_params = family.uses_placement
+        shared: dict[str, ParamSpec] = {
+            "learning_rate": space.learning_rate,
+            "batch_size": space.batch_size,
+            "warmup_ratio": space.warmup_ratio,
+            "weight_decay": space.weight_decay,
+        }
+        if family.uses_placement:
+            shared = {"placement.layers": space.placement.layers, "placement.roles": space.placement.roles, **shared}
         for key, spec in shared.items():
-            if key.startswith("placement.") and not placement_params:
-                continue
             _sample_into(fixed, trial, key, spec)
         return fixed
 
-    return define
+
+def compile_space(space: SearchSpace) -> DefineByRun:
+    """The space as an Optuna define-by-run function (see :class:`DefineByRun`)."""
+    return DefineByRun(space)
 
 
 def _sample_into(fixed: dict[str, Any], trial: optuna.Trial, name: str, spec: ParamSpec) -> None:

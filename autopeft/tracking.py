@@ -119,6 +119,19 @@ class TrialRecorder(Callback):
         self.runs: dict[str, str] = {}  # Ray trial id → MLflow run id
         self.outcomes: dict[str, str] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks with the experiment state; keep the store's URI, not the client.
+        state = dict(self.__dict__)
+        state["_client"] = self._client.tracking_uri
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from mlflow import MlflowClient
+
+        uri = state["_client"]
+        self.__dict__.update(state)
+        self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
     def _run_for(self, trial: Trial) -> str:
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:  # a restarted trial keeps its run

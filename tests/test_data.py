@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from autopeft.config import DataConfig
+from autopeft.data import collate, load, tokenize
+from autopeft.errors import DataError
+from autopeft.tasks import get_task
+
+CLS = get_task("sequence_classification")
+FRAME = pd.DataFrame({"sentence": [f"text number {i}" for i in range(40)], "label": ["pos", "neg"] * 20})
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
+def test_local_formats_load(tmp_path, suffix):
+    path = tmp_path / f"train.{suffix}"
+    {"csv": lambda: FRAME.to_csv(path, index=False),
+     "tsv": lambda: FRAME.to_csv(path, sep="\t", index=False),
+     "jsonl": lambda: FRAME.to_json(path, orient="records", lines=True),
+     "parquet": lambda: FRAME.to_parquet(path)}[suffix]()
+    raw = load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["neg", "pos"]
+    assert raw.sizes == {"train": 36, "validation": 4}
+
+
+def test_validation_is_carved_with_a_fixed_seed(tmp_path):
+    path = tmp_path / "train.csv"
+    FRAME.to_csv(path, index=False)
+    cfg = DataConfig(train=str(path), text_columns="sentence", validation_fraction=0.25)
+    a, b, c = (load(cfg, CLS, seed=s) for s in (1, 1, 2))
+    assert a.frames["validation"].equals(b.frames["validation"])
+    assert not a.frames["validation"].equals(c.frames["validation"])
+    assert set(a.frames["validation"].sentence).isdisjoint(a.frames["train"].sentence)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"data\.train: no such file"):
+        load(DataConfig(train=str(tmp_path / "nope.csv"), text_columns=["sentence"]), CLS, seed=0)
+
+
+def test_text_column_not_in_data(tmp_path):
+    path = tmp_path / "train.csv"
+    FRAME.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"data\.text_columns: column 'text' is not in the train data \(columns: sentence, label\)"):
+        load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
+
+
+def test_label_column_not_in_data(tmp_path):
+    path = tmp_path / "train.csv"
+    FRAME.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"data\.label_column: column 'target' is not in the train data"):
+        load(DataConfig(train=str(path), text_columns=["sentence"], label_column="target"), CLS, seed=0)
+
+
+def test_test_label_unknown_to_train(tmp_path):
+    FRAME.to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"sentence": ["x"], "label": ["meh"]}).to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DataError, match=r"test has label 'meh' that train does not have"):
+        load(DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_columns=["sentence"]), CLS, seed=0)
+
+
+def test_empty_text(tmp_path):
+    frame = FRAME.copy()
+    frame.loc[3, "sentence"] = "  "
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(DataError, match=r"'sentence' is empty in train row 3"):
+        load(DataConfig(train=str(tmp_path / "train.csv"), text_columns=["sentence"]), CLS, seed=0)
+
+
+def test_tokenize_once_and_reuse_the_cache(tmp_path, minilm_path):
+    from transformers import AutoTokenizer
+
+    FRAME.to_csv(tmp_path / "train.csv", index=False)
+    raw = load(DataConfig(train=str(tmp_path / "train.csv"), text_columns=["sentence"]), CLS, seed=0)
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    first = tokenize(raw, tok, 16, tokenizer_id="m", cache_dir=tmp_path / "cache")
+    cached = list((tmp_path / "cache").iterdir())
+    assert len(cached) == 1
+    second = tokenize(raw, tok, 16, tokenizer_id="m", cache_dir=tmp_path / "cache")
+    assert second.fingerprint == first.fingerprint
+    assert second.splits["train"].input_ids == first.splits["train"].input_ids
+    other = tokenize(raw, tok, 8, tokenizer_id="m", cache_dir=tmp_path / "cache")
+    assert other.fingerprint != first.fingerprint  # max_length changes tokens, so the key
+    batch = collate(first.splits["train"], [0, 1, 2], first.pad_token_id)
+    assert batch["input_ids"].shape[0] == 3 and batch["attention_mask"].sum() == sum(
+        len(first.splits["train"].input_ids[i]) for i in range(3))

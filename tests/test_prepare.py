@@ -1,0 +1,65 @@
+"""Bad input is caught before Ray starts and before anything is written to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autopeft.config import resolve
+from autopeft.errors import ConfigError, DataError, ModelError, SpaceError
+from autopeft.search import prepare
+
+from .conftest import write_yaml
+
+
+def config(tmp_path: Path, **changes) -> Path:
+    train = tmp_path / "train.csv"
+    pd.DataFrame({"sentence": [f"s {i}" for i in range(20)], "label": [0, 1] * 10}).to_csv(train, index=False)
+    data = {
+        "model": {"name_or_path": "minilm"},
+        "data": {"train": str(train), "text_columns": ["sentence"]},
+        "space": {"adapters": ["lora", "ia3"]},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+        "output_dir": str(tmp_path / "out"),
+    }
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return write_yaml(tmp_path / "search.yaml", data)
+
+
+def test_valid_config_prepares_without_touching_mlflow(tmp_path, minilm_path):
+    prepared = prepare(resolve(config(tmp_path)))
+    assert prepared.structure.num_layers == 6
+    assert prepared.raw.label_names == ["0", "1"]
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("changes,error,pattern", [
+    ({"model__name_or_path": "/no/such/model"}, ModelError, r"model\.name_or_path: no model directory at '/no/such/model'"),
+    ({"data__train": "/no/such.csv"}, DataError, r"data\.train: no such file '/no/such.csv'"),
+    ({"data__text_columns": ["review"]}, DataError, r"data\.text_columns: column 'review' is not in the train data"),
+    ({"data__label_column": "stars"}, DataError, r"data\.label_column: column 'stars' is not in the train data"),
+    ({"space": {"adapters": ["lora"], "placement": {"roles": ["mlp_gate"]}}}, SpaceError,
+     r"space\.placement\.roles: mlp_gate matches no module of this model \(roles it has: query"),
+    ({"space": {"adapters": ["lora"], "placement": {"layers": "last-9"}}}, SpaceError,
+     r"space\.placement\.layers: 'last-9' asks for 9 layers, the model has 6"),
+    ({"space": {"adapters": {"lora": {"r": 0}}}}, SpaceError, r"space\.adapters\.lora\.r: expected a value >= 1, found 0"),
+    ({"space": {"adapters": ["adalora-typo"]}}, SpaceError, r"unknown adapter family 'adalora-typo' \(registered:"),
+])
+def test_bad_input_fails_before_any_compute(tmp_path, minilm_path, changes, error, pattern):
+    with pytest.raises(error, match=pattern):
+        prepare(resolve(config(tmp_path, **changes)))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unwritable_output_dir(tmp_path, minilm_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match=r"output_dir: cannot write to"):
+        prepare(resolve(config(tmp_path, output_dir=str(blocker / "sub"))))
