@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autopeft import _faults
 from autopeft.adapters import AdapterTarget, get_family
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedData, TokenizedSplit, collate
@@ -191,14 +192,16 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
         batch = _to(collate(train_split, idx, data.pad_token_id), device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(**batch).loss
+        # The one host sync per step, taken before the update so a NaN/inf loss stops the
+        # trial at once instead of writing NaN into the adapter.
+        loss_value = _faults.maybe_corrupt_loss(config, state.step + 1, float(loss.detach()))
+        if not math.isfinite(loss_value):
+            raise TrialDiverged(f"training loss became {loss_value} at step {state.step + 1}")
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        loss_value = float(loss.detach())  # the one host sync per step; also catches NaN at once
-        if not math.isfinite(loss_value):
-            raise TrialDiverged(f"training loss became {loss_value} at step {state.step}")
         loss_window.append(loss_value)
         state.train_time_s += time.perf_counter() - started
         if state.step % spec.eval_interval == 0 or state.step == spec.max_steps:

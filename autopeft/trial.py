@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from autopeft import _faults
 from autopeft.data import TokenizedData
 from autopeft.training import (
     StudySpec,
@@ -35,6 +36,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
     torch.set_num_threads(max(1, int(cpus)))  # match torch's threads to the trial's CPU share
     device, amp_dtype = pick_device()
 
+    _faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     checkpoint = tune.get_checkpoint()
