@@ -63,15 +63,38 @@ class Leaf:
     role: str | None
     layer: int | None
     stack: str | None
+    in_features: int = 0
+    out_features: int = 0
+    #: GPT-2 style ``Conv1D`` (transposed weight) rather than ``nn.Linear``; several peft
+    #: methods support only the latter.
+    conv1d: bool = False
 
 
 @dataclass
 class ModelStructure:
-    """The adapter-capable leaves of a model and its depth."""
+    """The adapter-capable leaves of a model, its depth, and what families need to know of it."""
 
     leaves: list[Leaf]
     num_layers: int
     stacks: dict[str, int] = field(default_factory=dict)
+    #: ``config.model_type`` (bert, gpt2, llama, ...) and the model class name.
+    model_type: str = ""
+    architecture: str = ""
+    #: Normalisation layers (LayerNorm, RMSNorm, ...) by name, for LN tuning.
+    norms: list[str] = field(default_factory=list)
+    #: Whether the forward of the model or its backbone takes ``past_key_values`` (prefix tuning).
+    takes_past_key_values: bool = False
+    #: Whether the model reads token ids (prompt-learning methods prepend virtual tokens).
+    takes_input_ids: bool = True
+    is_encoder_decoder: bool = False
+    #: Width of the token embeddings and attention heads (prompt-learning configs need them;
+    #: peft cannot read them from every config, e.g. DistilBERT's ``dim``/``n_heads``).
+    hidden_size: int = 0
+    num_heads: int = 0
+
+    def conv1d_layers(self) -> bool:
+        """Whether the transformer blocks use Conv1D instead of nn.Linear (GPT-2)."""
+        return any(leaf.conv1d for leaf in self.leaves if leaf.layer is not None)
 
     @property
     def roles(self) -> list[str]:
@@ -94,6 +117,13 @@ def _is_adapter_leaf(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D"  # transformers.pytorch_utils.Conv1D (GPT-2)
 
 
+def _features(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    weight = getattr(module, "weight", None)  # Conv1D stores (in, out)
+    return (int(weight.shape[0]), int(weight.shape[1])) if weight is not None and weight.dim() == 2 else (0, 0)
+
+
 def _role_of(rest: str) -> str | None:
     for role, pattern in _ROLE_RULES:
         if pattern.search(rest):
@@ -101,22 +131,72 @@ def _role_of(rest: str) -> str | None:
     return None
 
 
+def _is_norm(module: nn.Module) -> bool:
+    # LayerNorm, T5LayerNorm, LlamaRMSNorm, GemmaRMSNorm, ...: matched by class name because
+    # most architectures define their own norm class.
+    cls = type(module).__name__
+    return isinstance(module, nn.LayerNorm) or cls.endswith(("LayerNorm", "RMSNorm"))
+
+
+def _forward_takes(module: nn.Module, argument: str) -> bool:
+    import inspect
+
+    try:
+        return argument in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _takes_past_key_values(model: nn.Module) -> bool:
+    """peft's prefix tuning hands ``past_key_values`` to the model, or else to its backbone
+    (``base_model_prefix``); mirror its check so the family is excluded before the search."""
+    if _forward_takes(model, "past_key_values"):
+        return True
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return isinstance(backbone, nn.Module) and _forward_takes(backbone, "past_key_values")
+
+
 def scan(model: nn.Module) -> ModelStructure:
     """Find the adapter-capable leaves, their layer indices and roles."""
     leaves: list[Leaf] = []
     stacks: dict[str, int] = {}
+    norms: list[str] = []
     for name, module in model.named_modules():
+        if name and _is_norm(module):
+            norms.append(name)
         if not name or not _is_adapter_leaf(module):
             continue
+        fin, fout = _features(module)
         match = _STACK.match(name)
         if match is None:
-            leaves.append(Leaf(name=name, role=None, layer=None, stack=None))
+            leaves.append(Leaf(name=name, role=None, layer=None, stack=None, in_features=fin, out_features=fout,
+                               conv1d=not isinstance(module, nn.Linear)))
             continue
         stack, index = match.group("stack"), int(match.group("index"))
         stacks[stack] = max(stacks.get(stack, 0), index + 1)
-        leaves.append(Leaf(name=name, role=_role_of(match.group("rest")), layer=index, stack=stack))
+        leaves.append(Leaf(name=name, role=_role_of(match.group("rest")), layer=index, stack=stack,
+                           in_features=fin, out_features=fout, conv1d=not isinstance(module, nn.Linear)))
     num_layers = max(stacks.values(), default=0)
-    return ModelStructure(leaves=leaves, num_layers=num_layers, stacks=stacks)
+    config = getattr(model, "config", None)
+    return ModelStructure(
+        leaves=leaves, num_layers=num_layers, stacks=stacks,
+        model_type=str(getattr(config, "model_type", "") or ""),
+        architecture=type(model).__name__,
+        norms=norms,
+        takes_past_key_values=_takes_past_key_values(model),
+        takes_input_ids=_forward_takes(model, "input_ids"),
+        is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
+        hidden_size=int(_first_attr(config, "hidden_size", "d_model", "n_embd", "dim")),
+        num_heads=int(_first_attr(config, "num_attention_heads", "num_heads", "n_head", "n_heads")),
+    )
+
+
+def _first_attr(config: Any, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
 
 
 def parse_roles(value: Any) -> list[str]:
@@ -218,3 +298,66 @@ def role_of_names(structure: ModelStructure, names: Iterable[str], roles: Iterab
     by_name = {leaf.name: leaf.role for leaf in structure.leaves}
     wanted = set(roles)
     return [n for n in names if by_name.get(n) in wanted]
+
+
+def leaves_named(structure: ModelStructure, names: Iterable[str]) -> list[Leaf]:
+    """The leaves of ``names``, in the given order."""
+    by_name = {leaf.name: leaf for leaf in structure.leaves}
+    return [by_name[n] for n in names if n in by_name]
+
+
+#: Named per-layer rank patterns: the rank factor of each depth group (first to last third).
+RANK_PATTERNS: dict[str, tuple[float, ...]] = {
+    "uniform": (1.0,),
+    "increasing": (0.5, 1.0, 2.0),
+    "decreasing": (2.0, 1.0, 0.5),
+    "middle": (0.5, 2.0, 0.5),
+}
+
+
+def parse_rank_pattern(value: Any, field_name: str = "rank_pattern") -> tuple[str, tuple[float, ...]]:
+    """A named pattern (uniform, increasing, decreasing, middle) or explicit ranks per layer
+    group ("4,8,16": the depth is cut into as many equal groups, each with its own rank)."""
+    if value is None or value == "":
+        return "uniform", (1.0,)
+    text = str(value).strip()
+    if text in RANK_PATTERNS:
+        return text, RANK_PATTERNS[text]
+    if re.fullmatch(r"\d+(,\d+)*", text) and all(int(v) > 0 for v in text.split(",")):
+        return "explicit", tuple(float(v) for v in text.split(","))
+    raise SpaceError(
+        f"{field_name}: expected one of {', '.join(RANK_PATTERNS)} or ranks per layer group like '4,8,16', "
+        f"found {value!r}"
+    )
+
+
+def rank_pattern(structure: ModelStructure, names: Sequence[str], r: int, pattern: Any,
+                 field_name: str = "rank_pattern") -> dict[str, int]:
+    """peft's ``rank_pattern`` (module-name regex → rank) for a per-layer rank pattern.
+
+    The model's depth is cut into equal groups; a named pattern scales ``r`` per group (e.g.
+    increasing: r/2, r, 2r from the first to the last third), explicit ranks give each group
+    its own rank. Only modules whose rank differs from ``r`` are listed (peft uses ``r`` for
+    the rest). Keys are the escaped full module names, which peft matches as ``(.*\.)?key$``.
+    """
+    kind, values = parse_rank_pattern(pattern, field_name)
+    if len(values) == 1 and kind != "explicit":
+        return {}
+    depth = max(structure.num_layers, 1)
+    out: dict[str, int] = {}
+    for leaf in leaves_named(structure, names):
+        if leaf.layer is None:
+            continue
+        group = min(len(values) - 1, leaf.layer * len(values) // depth)
+        rank = int(values[group]) if kind == "explicit" else max(1, int(round(r * values[group])))
+        if rank != r:
+            out[re.escape(leaf.name)] = rank
+    return out
+
+
+MASK = "mask"
+
+
+def mask_layers(bits: Sequence[Any]) -> list[int]:
+    """Layer indices switched on in an AutoPEFT-style per-layer mask (one bit per layer)."""
+    return [i for i, bit in enumerate(bits) if bit in (True, 1, "1", "true", "True")]

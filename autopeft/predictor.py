@@ -34,7 +34,7 @@ class AdapterPredictor:
 
     @classmethod
     def load(cls, adapter_dir: str | Path, *, device: torch.device | None = None) -> AdapterPredictor:
-        from peft import PeftModel
+        from autopeft.adapters import load_adapter
 
         adapter_dir = Path(adapter_dir)
         meta_file = adapter_dir / METADATA_FILE
@@ -45,7 +45,7 @@ class AdapterPredictor:
         location = resolve_location(spec.name_or_path)
         task = get_task(metadata["task"])
         base = load_classifier(spec, location, task.model_kwargs(metadata["label_names"]))
-        model = PeftModel.from_pretrained(base, str(adapter_dir))
+        model = load_adapter(base, adapter_dir)  # PeftModel.from_pretrained, plus custom-layer families
         tokenizer = load_tokenizer(spec, str(adapter_dir))
         device = device or pick_device()[0]
         model.to(device).eval()

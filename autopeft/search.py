@@ -8,7 +8,6 @@ and reports. The driver checks all input before Ray starts, records every trial 
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import time
@@ -24,7 +23,7 @@ from autopeft.config import ResolvedConfig
 from autopeft.data import RawData, TokenizedData, load, split_fingerprint, tokenize
 from autopeft.errors import ConfigError, SearchError, SpaceError
 from autopeft.models import model_reference, resolve_location, skeleton
-from autopeft.placement import ModelStructure, resolve, scan
+from autopeft.placement import ModelStructure, scan
 from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec, compile_space
 from autopeft.tasks import get_task
 from autopeft.tracking import TAG_KIND, TAG_STUDY, outcome
@@ -113,24 +112,17 @@ def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
 
 def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
     """Every family exists, fits the task and takes the given parameters; every placement
-    choice resolves to at least one module of this model."""
-    from autopeft.adapters import get_family
+    choice resolves to at least one module of this model. Families the architecture cannot
+    run are dropped from the space with their reason (``space.fit_to_model``)."""
+    import logging
+
+    from autopeft.space import fit_to_model
 
     space = resolved.space
-    task = resolved.config.task.kind
-    uses_placement = False
-    for name, params in space.adapters.items():
-        family = get_family(name)
-        if task not in family.task_kinds:
-            raise SpaceError(f"space.adapters.{name}: {name} does not apply to {task} (it applies to: {', '.join(family.task_kinds)})")
-        family.validate(params)
-        uses_placement |= family.uses_placement
-    if not uses_placement:
-        return
-    layer_choices = _choices(space.placement.layers, "space.placement.layers")
-    role_choices = _choices(space.placement.roles, "space.placement.roles")
-    for layers, roles in itertools.product(layer_choices, role_choices):
-        resolve(structure, layers, roles)
+    fit = fit_to_model(space, structure, resolved.config.task.kind)
+    for name, reason in fit.excluded.items():
+        logging.getLogger("autopeft").warning("space.adapters.%s: excluded: %s", name, reason)
+        del space.adapters[name]
 
 
 def _default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:

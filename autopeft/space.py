@@ -13,11 +13,21 @@ are encoded as comma-joined strings because Optuna's categorical values must be 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autopeft._validation import one_line
 from autopeft.errors import SpaceError
@@ -25,10 +35,14 @@ from autopeft.errors import SpaceError
 if TYPE_CHECKING:
     import optuna
 
+    from autopeft.placement import ModelStructure
+
 Scalar = Union[bool, int, float, str, None]
 
 #: Name of the sampled parameter that holds the adapter family.
 ADAPTER_KEY = "adapter"
+#: The layer selector that searches one on/off bit per layer.
+MASK = "mask"
 
 
 class RangeSpec(BaseModel):
@@ -151,8 +165,8 @@ class PlacementSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     layers: ParamSpec = Field(
         "all",
-        description="Layer selector(s): all, first-K, last-K, every-K, A..B (a block), or a list "
-        "of indices.",
+        description="Layer selector(s): all, first-K, last-K, every-K, A..B (a block), a list "
+        "of indices, or mask (one on/off bit per layer, each searched: AutoPEFT style).",
     )
     roles: ParamSpec = Field(
         "all-linear",
@@ -176,6 +190,11 @@ class SearchSpace(BaseModel):
     batch_size: ParamSpec = Field(16, description="Training batch size.")
     warmup_ratio: ParamSpec = Field(0.06, description="Share of steps spent warming up.")
     weight_decay: ParamSpec = Field(0.0, description="AdamW weight decay.")
+    #: The model's layer count, bound by :func:`fit_to_model` (a ``mask`` needs one bit per layer).
+    _num_layers: int | None = PrivateAttr(None)
+
+    def bind_model(self, num_layers: int) -> None:
+        self._num_layers = num_layers
 
     @field_validator("adapters", mode="before")
     @classmethod
@@ -279,10 +298,30 @@ class DefineByRun:
             "weight_decay": space.weight_decay,
         }
         if family.uses_placement:
-            shared = {"placement.layers": space.placement.layers, "placement.roles": space.placement.roles, **shared}
+            placement: dict[str, ParamSpec] = {"placement.layers": space.placement.layers}
+            if family.uses_roles:  # bottleneck families place themselves by their own position
+                placement["placement.roles"] = space.placement.roles
+            shared = {**placement, **shared}
         for key, spec in shared.items():
-            _sample_into(fixed, trial, key, spec)
+            value = suggest(spec, trial, key)
+            if not isinstance(spec, (RangeSpec, ChoiceSpec)):
+                fixed[key] = value
+            if key == "placement.layers" and value == MASK:
+                fixed[key] = self._sample_mask(trial)
         return fixed
+
+    def _sample_mask(self, trial: optuna.Trial) -> str:
+        """One on/off bit per layer, each a parameter of its own (AutoPEFT's layer mask); the
+        layers switched on, as a comma-joined selector the trial resolves like any other."""
+        from autopeft.placement import mask_layers
+
+        num_layers = self.space._num_layers
+        if not num_layers:
+            raise SpaceError("space.placement.layers: mask needs the model's layer count (bind the space to the model)")
+        bits = [trial.suggest_categorical(f"placement.layer_{i}", [True, False]) for i in range(num_layers)]
+        # an all-off mask still needs one adapted layer: the last one, where adapters matter most
+        layers = mask_layers(bits) or [num_layers - 1]
+        return ",".join(str(i) for i in layers)
 
 
 def compile_space(space: SearchSpace) -> DefineByRun:
@@ -301,3 +340,68 @@ def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     adapter = str(config[ADAPTER_KEY])
     prefix = f"{adapter}."
     return adapter, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+@dataclass
+class SpaceFit:
+    """What a space will search on one model: what ``autopeft space`` prints and search uses."""
+
+    kept: list[str]
+    #: Families the model cannot run, with the reason.
+    excluded: dict[str, str]
+    #: (layer selector, roles, module names it resolves to) for each placement choice.
+    placements: list[tuple[Any, Any, list[str]]] = field(default_factory=list)
+    num_layers: int = 0
+
+
+def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
+    if isinstance(spec, ChoiceSpec):
+        return list(spec.choices)
+    if isinstance(spec, RangeSpec):
+        raise SpaceError(f"{field_name}: expected a value or choices, found a range")
+    return [spec]
+
+
+def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> SpaceFit:
+    """Check a space against a model and a task, before any compute.
+
+    Bad input raises SpaceError (an unknown family, a parameter a family does not take or a
+    value outside its rule, a family that does not fit the task, a placement that selects no
+    module or a layer beyond the depth). A family the *architecture* cannot run (prefix tuning
+    on a model without past key values, OFT on GPT-2's Conv1D) is excluded with its reason
+    instead, so one search space fits many models; SpaceError only when none is left.
+    The space is bound to the model's layer count (for ``mask``).
+    """
+    from autopeft.adapters import get_family
+    from autopeft.placement import resolve
+
+    kept: list[str] = []
+    excluded: dict[str, str] = {}
+    uses_placement = uses_roles = False
+    for name, params in space.adapters.items():
+        family = get_family(name)
+        if task not in family.task_kinds:
+            raise SpaceError(f"space.adapters.{name}: {name} does not apply to {task} "
+                             f"(it applies to: {', '.join(family.task_kinds)})")
+        family.validate(params)
+        reason = family.exclusion_reason(structure)
+        if reason:
+            excluded[name] = reason
+            continue
+        kept.append(name)
+        uses_placement |= family.uses_placement
+        uses_roles |= family.uses_placement and family.uses_roles
+    fit = SpaceFit(kept=kept, excluded=excluded, num_layers=structure.num_layers)
+    if not kept:
+        reasons = "; ".join(f"{n}: {r}" for n, r in excluded.items())
+        raise SpaceError(f"space.adapters: no family in the space can run on this model ({reasons})")
+    space.bind_model(structure.num_layers)
+    if not uses_placement:
+        return fit
+    layer_choices = _choices(space.placement.layers, "space.placement.layers")
+    role_choices = _choices(space.placement.roles, "space.placement.roles") if uses_roles else ["all-linear"]
+    for layers in layer_choices:
+        selector = "all" if layers == MASK else layers  # a mask may switch on any layer
+        for roles in role_choices:
+            fit.placements.append((layers, roles, resolve(structure, selector, roles)))
+    return fit

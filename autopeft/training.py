@@ -23,7 +23,7 @@ from autopeft.config import ModelConfig
 from autopeft.data import TokenizedData, TokenizedSplit, collate
 from autopeft.errors import AutoPeftError
 from autopeft.models import load_classifier
-from autopeft.placement import resolve, scan
+from autopeft.placement import parse_layers, resolve, scan
 from autopeft.space import family_params
 from autopeft.tasks import get_task
 
@@ -85,12 +85,17 @@ def build_adapter(spec: StudySpec, config: Mapping[str, Any]) -> BuiltAdapter:
     name, params = family_params(config)
     family = get_family(name)
     structure = scan(base)
-    module_names = (
-        resolve(structure, config.get("placement.layers", "all"), config.get("placement.roles", "all-linear"))
-        if family.uses_placement else []
-    )
+    layers_value = config.get("placement.layers", "all")
+    module_names: list[str] = []
+    layers: list[int] | None = None
+    if family.uses_placement:
+        # families that choose their own roles (bottleneck positions) still take the layers
+        roles = config.get("placement.roles", "all-linear") if family.uses_roles else "all-linear"
+        module_names = resolve(structure, layers_value, roles)
+        layers = parse_layers(layers_value, structure.num_layers)
     target = AdapterTarget(module_names=module_names, structure=structure,
-                           peft_task_type=get_task(spec.task).peft_task_type)
+                           peft_task_type=get_task(spec.task).peft_task_type, layers=layers,
+                           max_steps=spec.max_steps)
     peft_config = family.build(family.resolve_params(params), target)
     model = get_peft_model(base, peft_config)
     trainable, total = model.get_nb_trainable_parameters()
@@ -185,6 +190,7 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
         scheduler.load_state_dict(state.scheduler)
     train_split = data.splits["train"]
     batch_size = int(config["batch_size"])
+    on_step = get_family(built.family).on_step
     loss_window: list[float] = []
     while state.step < spec.max_steps:
         started = time.perf_counter()
@@ -200,6 +206,8 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if on_step is not None:  # e.g. AdaLoRA's rank allocation: after the step, before zero_grad
+            on_step(model, state.step + 1)
         optimizer.zero_grad(set_to_none=True)
         state.step += 1
         loss_window.append(loss_value)

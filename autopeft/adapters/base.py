@@ -3,6 +3,11 @@
 A family is registered in one line (``register(AdapterFamily(...))``), the way peft registers
 its methods. It declares the parameters it adds to the search space, with default ranges,
 and builds a peft config from one sampled point and the resolved placement.
+
+Optional hooks cover what some methods need beyond a config: ``applies_to`` says why a family
+cannot work on an architecture (checked before the search, so the family is excluded instead of
+failing mid-search), ``on_step`` runs after every optimizer step (AdaLoRA's rank allocation) and
+``load_config`` rebuilds a config that needs code to load (custom peft layers).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from autopeft.errors import SpaceError
 
 if TYPE_CHECKING:
     from peft import PeftConfig
+    from torch import nn
 
     from autopeft.placement import ModelStructure
     from autopeft.space import ParamSpec
@@ -27,6 +33,10 @@ class AdapterTarget:
     module_names: list[str]
     structure: ModelStructure
     peft_task_type: str
+    #: Layer indices the placement selected (families that pick their own roles use these).
+    layers: list[int] | None = None
+    #: Total optimizer steps of the trial (AdaLoRA schedules its rank budget over them).
+    max_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,26 @@ class AdapterFamily:
     rules: Mapping[str, ParamRule] = field(default_factory=dict)
     #: Whether the family puts modules on the placement's layers and roles.
     uses_placement: bool = True
+    #: Whether the placement's roles are sampled (False: the family picks roles itself from
+    #: its own parameters, e.g. Houlsby vs Pfeiffer positions, and uses only the layers).
+    uses_roles: bool = True
     #: Task kinds the family applies to.
     task_kinds: tuple[str, ...] = ("sequence_classification", "regression")
+    #: Architectures in words, for ``autopeft adapters`` (the real check is ``applies_to``).
+    architectures: str = "any with Linear/Conv1D layers"
+    #: Why the family cannot work on a model (None: it can); checked before the search.
+    applies_to: Callable[[ModelStructure], str | None] | None = None
+    #: Called after each optimizer step with (peft model, step number), before zero_grad.
+    on_step: Callable[[nn.Module, int], None] | None = None
+    #: Rebuilds the peft config of a saved adapter when plain ``PeftConfig.from_pretrained``
+    #: cannot (None: it can); receives the parsed ``adapter_config.json``.
+    load_config: Callable[[Mapping[str, Any]], PeftConfig | None] | None = None
+    #: Fixes a peft model loaded from a saved adapter (receives the parsed adapter config).
+    after_load: Callable[[Mapping[str, Any], nn.Module], None] | None = None
+
+    def exclusion_reason(self, structure: ModelStructure) -> str | None:
+        """Why this family cannot be used on the model, or None."""
+        return self.applies_to(structure) if self.applies_to is not None else None
 
     def resolve_params(self, given: Mapping[str, ParamSpec]) -> dict[str, ParamSpec]:
         """The family's defaults overridden by ``given``; unknown names raise SpaceError."""
@@ -85,6 +113,18 @@ class AdapterFamily:
                 check_bounds(spec, fname, minimum=rule.minimum, maximum=rule.maximum,
                              integer=rule.integer)
         return params
+
+
+def linear_only(method: str) -> Callable[[ModelStructure], str | None]:
+    """``applies_to`` for peft methods whose layers support nn.Linear but not GPT-2's Conv1D."""
+
+    def check(structure: ModelStructure) -> str | None:
+        if structure.conv1d_layers():
+            return (f"peft's {method} supports nn.Linear layers only, and {structure.architecture} "
+                    "uses Conv1D layers")
+        return None
+
+    return check
 
 
 _REGISTRY: dict[str, AdapterFamily] = {}

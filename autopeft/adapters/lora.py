@@ -1,4 +1,10 @@
-"""LoRA and DoRA (weight-decomposed LoRA), both through peft's ``LoraConfig``."""
+"""LoRA and DoRA (weight-decomposed LoRA), both through peft's ``LoraConfig``.
+
+Variants are parameters: ``rslora`` (alpha/sqrt(r) scaling), ``init`` (peft's initialisations:
+the default Kaiming/zero, gaussian, PiSSA and OLoRA, which start from the principal directions
+of the weights) and ``rank_pattern`` (a rank per layer group, compiled to peft's
+``rank_pattern``; alpha follows the rank so the scale stays alpha/r).
+"""
 
 from __future__ import annotations
 
@@ -8,32 +14,50 @@ from typing import Any
 from peft import LoraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import names_regex
+from autopeft.placement import names_regex, rank_pattern
 from autopeft.space import ChoiceSpec, RangeSpec
+
+#: ``init`` values and what peft calls them. PiSSA/OLoRA rewrite the base weights at build
+#: time; the saved adapter is converted back to a plain LoRA delta (see ``save_adapter``).
+INITS: dict[str, Any] = {"default": True, "gaussian": "gaussian", "pissa": "pissa_niter_4", "olora": "olora"}
 
 _DEFAULTS = {
     "r": ChoiceSpec(choices=[4, 8, 16, 32]),
     "alpha": ChoiceSpec(choices=[8, 16, 32, 64]),
     "dropout": RangeSpec(low=0.0, high=0.2),
     "rslora": False,
+    "init": "default",
+    "rank_pattern": "uniform",
 }
 _RULES = {
     "r": ParamRule(minimum=1, integer=True),
     "alpha": ParamRule(minimum=1e-6),
     "dropout": ParamRule(minimum=0.0, maximum=0.99),
     "rslora": ParamRule(choices=(True, False)),
+    "init": ParamRule(choices=tuple(INITS)),
 }
+
+
+def alpha_pattern(ranks: Mapping[str, int], r: int, alpha: float) -> dict[str, float]:
+    """Keep alpha/r constant where the rank pattern changes r."""
+    return {key: alpha * rank / r for key, rank in ranks.items()}
 
 
 def _builder(use_dora: bool):
     def build(params: Mapping[str, Any], target: AdapterTarget) -> LoraConfig:
+        r, alpha = int(params["r"]), float(params["alpha"])
+        ranks = rank_pattern(target.structure, target.module_names, r, params.get("rank_pattern"),
+                             f"space.adapters.{'dora' if use_dora else 'lora'}.rank_pattern")
         return LoraConfig(
             task_type=target.peft_task_type,
-            r=int(params["r"]),
-            lora_alpha=float(params["alpha"]),
+            r=r,
+            lora_alpha=alpha,
             lora_dropout=float(params["dropout"]),
             use_rslora=bool(params["rslora"]),
             use_dora=use_dora,
+            init_lora_weights=INITS[str(params.get("init", "default"))],
+            rank_pattern=ranks,
+            alpha_pattern=alpha_pattern(ranks, r, alpha),
             target_modules=names_regex(target.module_names),
         )
 
@@ -42,7 +66,8 @@ def _builder(use_dora: bool):
 
 register(AdapterFamily(
     name="lora",
-    description="Low-rank update W + (alpha/r)·BA on the chosen modules (Hu et al., 2021).",
+    description="Low-rank update W + (alpha/r)·BA on the chosen modules (Hu et al., 2021); "
+    "rsLoRA scaling, PiSSA/OLoRA init and per-layer rank patterns as parameters.",
     defaults=_DEFAULTS, rules=_RULES, build=_builder(use_dora=False),
 ))
 register(AdapterFamily(
