@@ -36,6 +36,10 @@ class ProgressView(Callback):
         # display holds a lock and is rebuilt by whoever resumes.
         return {k: v for k, v in self.__dict__.items() if k != "_live"}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._live = Live(self._render(), console=Console(stderr=True))  # never started: updates are silent
+
     def __enter__(self) -> ProgressView:
         self._live.__enter__()
         return self

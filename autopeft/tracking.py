@@ -134,7 +134,12 @@ class TrialRecorder(Callback):
 
     def _run_for(self, trial: Trial) -> str:
         run_id = self.runs.get(trial.trial_id)
-        if run_id is None:  # a restarted trial keeps its run
+        if run_id is None:  # a trial restored after a driver crash keeps the run it had
+            existing = _find_trial_run(self._client, self._experiment_id, self._parent, trial.trial_id)
+            if existing is not None:
+                self.runs[trial.trial_id] = run_id = existing
+                self._client.update_run(run_id, status="RUNNING")
+        if run_id is None:
             run = self._client.create_run(
                 self._experiment_id,
                 run_name=f"{self._study}-{trial.trial_id}",
@@ -193,3 +198,28 @@ def _error_summary(trial: Trial) -> str:
         if lines:
             return lines[-1][:_MAX_PARAM]
     return "trial failed (no error file)"
+
+
+def _children(client: MlflowClient, experiment_id: str, parent_run_id: str, extra: str = "") -> list[Any]:
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {extra}" if extra else "")
+    return list(client.search_runs([experiment_id], filter_string=query, max_results=10000))
+
+
+def _find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
+    runs = _children(client, experiment_id, parent_run_id, f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'")
+    return runs[0].info.run_id if runs else None
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """Ray trial id → MLflow run id for every trial run of a study."""
+    return {r.data.tags[TAG_TRIAL_ID]: r.info.run_id
+            for r in _children(client, experiment_id, parent_run_id) if TAG_TRIAL_ID in r.data.tags}
+
+
+def close_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
+    """Mark trial runs still RUNNING under a parent (left by a dead driver) as KILLED."""
+    orphans = _children(client, experiment_id, parent_run_id, "attributes.status = 'RUNNING'")
+    for run in orphans:
+        client.set_tag(run.info.run_id, TAG_OUTCOME, "INTERRUPTED")
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(orphans)
