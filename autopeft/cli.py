@@ -132,7 +132,7 @@ def version() -> None:
 
 
 #: Modules that add commands to ``app``; each defines ``register(app)`` (one module per topic).
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["autopeft.cli_models"]
 
 
 def _register_commands() -> None:

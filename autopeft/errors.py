@@ -38,3 +38,12 @@ class TrackingError(AutoPeftError):
 
 class SearchError(AutoPeftError):
     """The search ran but could not produce a result (e.g. every trial failed)."""
+
+
+class RegistryError(UserInputError):
+    """A registered model, version or alias that does not exist, or a lifecycle request that
+    cannot apply (e.g. nothing to roll back to); nothing was changed."""
+
+
+class GateRefused(AutoPeftError):
+    """A promotion gate refused the candidate; the alias did not move."""

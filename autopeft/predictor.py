@@ -83,3 +83,25 @@ class AdapterPredictor:
 
 def write_metadata(adapter_dir: Path, metadata: Mapping[str, Any]) -> None:
     (adapter_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+
+
+def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Fold the adapter into its base model (peft ``merge_and_unload``) and save a plain
+    transformers model plus tokenizer that ``AutoModelForSequenceClassification`` loads alone.
+
+    Merged on the CPU in float32: the exported weights then do not depend on the device the
+    export happened to run on, and the label names travel in ``config.json`` (``id2label``).
+    """
+    out = Path(out_dir)
+    predictor = AdapterPredictor.load(adapter_dir, device=torch.device("cpu"))
+    family = predictor.metadata.get("family", "?")
+    merge = getattr(predictor.model, "merge_and_unload", None)
+    if merge is None:
+        raise ModelError(f"export: the {family} adapter cannot be merged into its base model; export it without --merged")
+    try:
+        merged = merge()
+    except (ValueError, NotImplementedError, AttributeError) as exc:  # e.g. prompt-learning families
+        raise ModelError(f"export: the {family} adapter cannot be merged ({exc}); export it without --merged") from None
+    merged.save_pretrained(str(out))
+    predictor.tokenizer.save_pretrained(str(out))
+    return out

@@ -1,25 +1,51 @@
-"""The model registry side of a study: register the best adapter as a model version.
+"""The model registry side of autopeft: register adapters with lineage, move aliases, keep history.
 
-Versions carry lineage tags (study, trial, base model reference, data fingerprint, metrics) so
-that the registry alone answers "where did this come from"; the adapter is stored, the base
-model only referenced.
+Versions carry lineage tags (study, trial, base model reference, data fingerprint, metrics, git
+commit) so that the registry alone answers "where did this come from"; the adapter is stored,
+the base model only referenced.
+
+Lifecycle rules (see docs/registry.md):
+
+- Moving an alias is the only mutation. Nothing is deleted; every move is recorded twice: as
+  tags on the version that received the alias, and as one event in the registered model's tags
+  (``autopeft.history.<alias>.<seq>``), which is the alias's history that ``rollback`` replays.
+- Unknown models, versions and aliases raise :class:`~autopeft.errors.RegistryError` (exit 2);
+  an unreachable tracking server raises :class:`~autopeft.errors.TrackingError` within seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import getpass
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from autopeft import __version__
-from autopeft.errors import TrackingError
+from autopeft.errors import RegistryError, TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 CANDIDATE_ALIAS = "candidate"
 PRODUCTION_ALIAS = "production"
+#: Prefix of the registered-model tags that hold each alias's history, one event per tag.
+HISTORY_PREFIX = "autopeft.history."
+#: MLflow caps tag values (5000 characters for model-version and registered-model tags).
+_MAX_TAG = 5000
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------- registration
 
 
 def _pip_requirements() -> list[str]:
@@ -37,10 +63,72 @@ def _pip_requirements() -> list[str]:
 def signature(text_columns: list[str], categorical: bool) -> Any:
     """The pyfunc's input and output schema (text columns in; label and score, or value, out)."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    outputs = [ColSpec("string", "label"), ColSpec("double", "score")] if categorical else [ColSpec("double", "value")]
-    return ModelSignature(inputs=Schema([ColSpec("string", c) for c in text_columns]), outputs=Schema(outputs))
+    outputs: list[ColSpec | TensorSpec] = (
+        [ColSpec("string", "label"), ColSpec("double", "score")] if categorical else [ColSpec("double", "value")])
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", c) for c in text_columns]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def git_commit(directory: Path | None = None) -> dict[str, str]:
+    """``{"autopeft.git_commit": sha, "autopeft.git_dirty": "true"|"false"}`` for the git
+    checkout holding ``directory`` (default: the working directory), or {} outside one."""
+    cwd = str(directory or Path.cwd())
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git binary, or a hung file system
+        return {}
+    return {"autopeft.git_commit": sha.stdout.strip(),
+            "autopeft.git_dirty": "true" if dirty.returncode == 0 and dirty.stdout.strip() else "false"}
+
+
+def lineage_tags(adapter_dir: Path, tags: Mapping[str, Any], space: Any = None) -> dict[str, str]:
+    """Lineage the search does not pass in, derived here so every registration gets it:
+    base model id/revision or local path + config hash as separate tags (searchable), the peft
+    adapter config, a hash of the search space, the git commit of the project, and when."""
+    out: dict[str, str] = {}
+    try:
+        ref = json.loads(str(tags.get("autopeft.base_model", "") or "{}"))
+    except ValueError:
+        ref = {}
+    if isinstance(ref, dict) and ref:
+        out["autopeft.base_model_name"] = str(ref.get("name_or_path", ""))
+        location = str(ref.get("location", ""))
+        if location.startswith("/"):
+            out["autopeft.base_model_path"] = location
+        if ref.get("revision"):
+            out["autopeft.base_model_revision"] = str(ref["revision"])
+        if ref.get("config_sha256"):
+            out["autopeft.base_model_config_sha256"] = str(ref["config_sha256"])
+    config_file = adapter_dir / "adapter_config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        keep = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "use_dora", "target_modules",
+                "feedforward_modules", "layers_to_transform", "modules_to_save", "bias")
+        out["autopeft.adapter_config"] = json.dumps({k: config[k] for k in keep if config.get(k) is not None},
+                                                    sort_keys=True, default=str)
+    if space is not None:
+        out["autopeft.space_hash"] = hashlib.sha256(
+            json.dumps(space, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    out.update(git_commit())
+    out["autopeft.registered_at"] = _now()
+    out["autopeft.registered_by"] = _user()
+    return {k: v for k, v in out.items() if k not in tags}
+
+
+def _run_space(client: MlflowClient, run_id: str) -> Any:
+    """The study's search space as the search logged it (``space.json``), or None."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, "space.json", tmp)
+            return json.loads(Path(path).read_text())
+    except Exception:  # an older study, or a store without the artifact: the hash is optional
+        return None
 
 
 def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, adapter_dir: Path,
@@ -67,7 +155,254 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
     except Exception as exc:
         raise TrackingError(f"tracking: registering the best adapter as {registered_model!r} failed: {exc}") from exc
     version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(registered_model, version, key, str(value))
+    all_tags = {**{k: str(v) for k, v in tags.items()},
+                **lineage_tags(Path(adapter_dir), tags, _run_space(client, run_id))}
+    for key, value in all_tags.items():
+        client.set_model_version_tag(registered_model, version, key, value[:_MAX_TAG])
     client.set_registered_model_alias(registered_model, alias, version)
     return client.get_model_version(registered_model, version)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in containers without a passwd entry
+        return "unknown"
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """The same bounded HTTP retries and timeout the search uses (``tracking._fail_fast``),
+    so every lifecycle command fails in seconds when the tracking server does not answer."""
+    from autopeft.tracking import _fail_fast
+
+    with _fail_fast():
+        yield
+
+
+def check_store(uri: str) -> None:
+    """A SQLite store that does not exist is a typo, not an empty registry: MLflow would
+    silently create the file, so refuse before it does."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise RegistryError(f"tracking uri: no MLflow database at {str(path)!r}")
+
+
+@dataclass
+class AliasEvent:
+    """One move of an alias, as recorded in the registered model's tags."""
+
+    seq: int
+    alias: str
+    action: str  # promote | force | rollback
+    version: str
+    previous: str | None
+    at: str = field(default_factory=_now)
+    by: str = field(default_factory=_user)
+    reason: str = ""
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tag_key(self) -> str:
+        return f"{HISTORY_PREFIX}{self.alias}.{self.seq:05d}"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        text = json.dumps(data, sort_keys=True, default=str)
+        if len(text) > _MAX_TAG:  # keep the event readable; the gate details are on the version
+            data["gates"] = []
+            text = json.dumps(data, sort_keys=True, default=str)
+        return text[:_MAX_TAG]
+
+
+def history_from_tags(tags: Mapping[str, str], alias: str) -> list[AliasEvent]:
+    """The alias's events in order (sequence numbers are zero-padded, so key order is time order)."""
+    prefix = f"{HISTORY_PREFIX}{alias}."
+    events = []
+    for key in sorted(k for k in tags if k.startswith(prefix)):
+        try:
+            data = json.loads(tags[key])
+            events.append(AliasEvent(**data))
+        except (ValueError, TypeError):  # a hand-edited tag: skip it rather than fail the command
+            continue
+    return events
+
+
+def holders(events: list[AliasEvent], current: str | None) -> list[str]:
+    """The stack of versions that held the alias, oldest first, as rollback sees it.
+
+    A promotion pushes its version; a rollback pops the version it rolled back from. When the
+    alias was moved outside autopeft (the MLflow UI), its current holder is pushed last, so a
+    rollback still returns to the version before it.
+    """
+    stack: list[str] = []
+    for event in events:
+        if event.action == "rollback":
+            while stack and stack[-1] != event.version:
+                stack.pop()
+            if not stack:
+                stack.append(event.version)
+        elif not stack or stack[-1] != event.version:
+            stack.append(event.version)
+    if current is not None and (not stack or stack[-1] != current):
+        stack.append(current)
+    return stack
+
+
+def parse_model_ref(text: str) -> tuple[str, str | None, str | None]:
+    """``NAME@ALIAS`` or ``NAME/VERSION`` (``models:/`` prefix optional) → (name, version, alias)."""
+    ref = text[len("models:/"):] if text.startswith("models:/") else text
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        if name and alias:
+            return name, None, alias
+    elif re.fullmatch(r".+/\d+", ref):
+        name, version = ref.rsplit("/", 1)
+        return name, version, None
+    raise RegistryError(f"model: expected NAME@ALIAS or NAME/VERSION, found {text!r}")
+
+
+class Registry:
+    """The registry operations autopeft's lifecycle commands need, over one MLflow client.
+
+    Every call goes through :meth:`_call`, which turns MLflow's "does not exist" into a
+    one-line RegistryError and connection failures into TrackingError.
+    """
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @classmethod
+    def open(cls, uri: str) -> Registry:
+        """Connect and probe once; TrackingError within seconds when the server does not answer."""
+        check_store(uri)
+        registry = cls(uri)
+        started = time.monotonic()
+        try:
+            with fail_fast():
+                registry.client.search_registered_models(max_results=1)
+        except Exception as exc:
+            raise TrackingError(
+                f"tracking: cannot reach MLflow at {uri!r} after {time.monotonic() - started:.1f}s: "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from None
+        return registry
+
+    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with fail_fast():
+                return fn()
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise RegistryError(what) from None
+            raise TrackingError(f"tracking: {what.split(':')[0]}: {' '.join(str(exc).split())[:200]}") from None
+        except (OSError, ConnectionError) as exc:
+            raise TrackingError(f"tracking: cannot reach MLflow at {self.uri!r}: {exc}") from None
+
+    # reads -----------------------------------------------------------------------------
+
+    def model(self, name: str) -> RegisteredModel:
+        return self._call(f"model: no registered model named {name!r} at {self.uri}",
+                          lambda: self.client.get_registered_model(name))
+
+    def models(self) -> list[RegisteredModel]:
+        return self._call("models: listing failed", lambda: list(self.client.search_registered_models()))
+
+    def version(self, name: str, version: str) -> ModelVersion:
+        self.model(name)  # a clearer message when the model itself is unknown
+        return self._call(f"version: {name!r} has no version {version!r}",
+                          lambda: self.client.get_model_version(name, str(version)))
+
+    def by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version holding ``alias``, or None when no version holds it."""
+        aliases = self.model(name).aliases or {}
+        if alias not in aliases:
+            return None
+        return self.version(name, str(aliases[alias]))
+
+    def resolve(self, name: str, *, version: str | None = None, alias: str | None = None) -> ModelVersion:
+        if version is not None:
+            return self.version(name, version)
+        assert alias is not None
+        found = self.by_alias(name, alias)
+        if found is None:
+            known = ", ".join(sorted((self.model(name).aliases or {}).keys())) or "none"
+            raise RegistryError(f"alias: {name!r} has no version with alias {alias!r} (aliases: {known})")
+        return found
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        self.model(name)
+        found = self._call(f"model: no registered model named {name!r}",
+                           lambda: list(self.client.search_model_versions(f"name = '{name}'")))
+        return sorted(found, key=lambda v: int(v.version))
+
+    def history(self, name: str, alias: str) -> list[AliasEvent]:
+        return history_from_tags(self.model(name).tags or {}, alias)
+
+    def download(self, name: str, version: str, dst: Path) -> Path:
+        """The version's logged model into ``dst``; returns the adapter folder inside it."""
+        import mlflow.artifacts
+
+        from autopeft.serving import ADAPTER_ARTIFACT
+
+        local = self._call(
+            f"version: cannot download {name!r} version {version}",
+            lambda: mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst),
+                                                        tracking_uri=self.uri, registry_uri=self.uri),
+        )
+        adapter = Path(local) / "artifacts" / ADAPTER_ARTIFACT
+        if not adapter.is_dir():
+            raise RegistryError(f"version: {name!r} version {version} is not an autopeft adapter (no artifacts/adapter)")
+        return adapter
+
+    # the one mutation: moving an alias, recorded ---------------------------------------
+
+    def move_alias(self, name: str, alias: str, version: str, *, action: str, reason: str = "",
+                   gates: list[dict[str, Any]] | None = None, version_tags: Mapping[str, str] | None = None) -> AliasEvent:
+        """Point ``alias`` at ``version`` and record who held it before, why and when."""
+        model = self.model(name)
+        aliases = model.aliases or {}
+        previous = str(aliases[alias]) if alias in aliases else None
+        events = history_from_tags(model.tags or {}, alias)
+        event = AliasEvent(seq=(events[-1].seq + 1) if events else 1, alias=alias, action=action,
+                           version=str(version), previous=previous, reason=reason, gates=list(gates or []))
+        tags = {f"autopeft.{alias}.action": action, f"autopeft.{alias}.at": event.at,
+                f"autopeft.{alias}.by": event.by, f"autopeft.{alias}.previous": previous or "",
+                f"autopeft.{alias}.reason": reason, **(version_tags or {})}
+
+        def write() -> None:
+            # the alias moves last: if a tag write fails, production has not changed
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, str(value)[:_MAX_TAG])
+            self.client.set_registered_model_tag(name, event.tag_key, event.to_json())
+            self.client.set_registered_model_alias(name, alias, str(version))
+
+        self._call(f"alias: cannot move {alias!r} of {name!r}", write)
+        return event
+
+    def rollback(self, name: str, alias: str = PRODUCTION_ALIAS, reason: str = "") -> AliasEvent:
+        """Move ``alias`` back to the version that held it before the current one."""
+        current = self.by_alias(name, alias)
+        if current is None:
+            raise RegistryError(f"rollback: no version of {name!r} holds {alias!r}; nothing to roll back")
+        stack = holders(self.history(name, alias), str(current.version))
+        if len(stack) < 2:
+            raise RegistryError(f"rollback: {alias!r} of {name!r} has had no holder before version "
+                                f"{current.version}; nothing to roll back to")
+        target = stack[-2]
+        self.version(name, target)  # still exists (nothing is deleted, but someone may have)
+        return self.move_alias(name, alias, target, action="rollback", reason=reason,
+                               version_tags={f"autopeft.{alias}.rolled_back_from": str(current.version)})

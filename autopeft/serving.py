@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow.models
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 #: Name of the adapter folder inside the logged model's artifacts.
 ADAPTER_ARTIFACT = "adapter"
 
 
-class AdapterPyfunc(mlflow.pyfunc.PythonModel):
+class AdapterPyfunc(PythonModel):
     """Predicts with the autopeft adapter logged beside it."""
 
     def load_context(self, context: Any) -> None:

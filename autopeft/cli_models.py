@@ -1,0 +1,272 @@
+"""Model-registry lifecycle commands: ``promote``, ``rollback``, ``models``, ``export``.
+
+Each command opens the registry with the search's fast-fail settings (an unreachable tracking
+server is an error within seconds), maps unknown names to exit 2 and refused gates to exit 1.
+The logic lives in :mod:`autopeft.registry` and :mod:`autopeft.promotion`; this module only
+parses flags and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from autopeft.errors import AutoPeftError, UserInputError
+
+_URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
+
+
+def _fail(exc: AutoPeftError) -> None:
+    from autopeft.cli import _fail as fail  # one error format for every command
+
+    fail(exc)
+
+
+def _tracking_uri(flag: Optional[str], config: Optional[dict[str, Any]] = None) -> str:
+    if flag:
+        return flag
+    from_config = ((config or {}).get("tracking") or {}).get("uri")
+    return from_config or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def _read_config(path: Optional[Path]) -> dict[str, Any]:
+    """The raw YAML of ``--config``: only its ``promotion`` and ``tracking`` sections are used,
+    so a search config and a promotion-only file both work."""
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise UserInputError(f"--config: no such file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"--config: {path} is not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"--config: expected a mapping at the top of {path}")
+    return data
+
+
+def _gates(config: dict[str, Any], flags: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from autopeft.promotion import PromotionConfig
+
+    values = dict(config.get("promotion") or {})
+    values.update({k: v for k, v in flags.items() if v is not None})  # flags win over the file
+    try:
+        return PromotionConfig.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserInputError(f"promotion.{where}: {err['msg']}") from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the lifecycle commands to ``app``."""
+
+    @app.command()
+    def promote(
+        name: str = typer.Argument(..., help="Registered model name."),
+        version: Optional[str] = typer.Option(None, "--version", help="Version to promote."),
+        from_alias: Optional[str] = typer.Option(None, "--from", help="Promote the version holding this alias (default: candidate)."),
+        to_alias: str = typer.Option("production", "--to", help="Alias to move."),
+        test_data: Optional[Path] = typer.Option(None, "--test-data", help="Labelled test file (csv/tsv/jsonl/parquet): re-evaluate both versions on it when their recorded test sets differ."),
+        min_metric: Optional[float] = typer.Option(None, help="Gate: the test metric must be at least this good."),
+        max_trainable_share: Optional[float] = typer.Option(None, help="Gate: most trainable parameters as a share (0..1]."),
+        max_latency_ms: Optional[float] = typer.Option(None, help="Gate: most ms per single-example prediction (measured here)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with a 'promotion:' section (thresholds) and optionally 'tracking.uri'."),
+        force: bool = typer.Option(False, "--force", help="Move the alias even when a gate fails (needs --reason)."),
+        reason: str = typer.Option("", "--reason", help="Why; recorded on the version and in the alias history."),
+        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+    ) -> None:
+        """Move an alias (production) to a version after its gates pass."""
+        from autopeft.cli import out
+        from autopeft.promotion import promote as run_promote
+        from autopeft.registry import Registry
+
+        try:
+            raw = _read_config(config)
+            gates = _gates(raw, {"min_metric": min_metric, "max_trainable_share": max_trainable_share,
+                                 "max_latency_ms": max_latency_ms})
+            if test_data is not None and not test_data.is_file():
+                raise UserInputError(f"--test-data: no such file {str(test_data)!r}")
+            registry = Registry.open(_tracking_uri(tracking_uri, raw))
+            result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
+                                 config=gates, test_data=test_data, force=force, reason=reason)
+        except AutoPeftError as exc:
+            _fail(exc)
+            return
+        if result.event is None:
+            out.print(f"{name}: version {result.version} already holds {to_alias!r}; nothing to do", highlight=False)
+            return
+        for gate in result.gates:
+            mark = "[green]pass[/]" if gate.passed else ("[yellow]overridden[/]" if result.forced else "[red]fail[/]")
+            out.print(f"  {mark} {gate.gate}: {gate.message}", highlight=False, soft_wrap=True)
+        held = f"version {result.previous}" if result.previous else "no version"
+        how = f"forced ({reason})" if result.forced else "gates passed"
+        out.print(f"{name}: {to_alias!r} moved from {held} to version {result.version} ({how})", highlight=False)
+
+    @app.command()
+    def rollback(
+        name: str = typer.Argument(..., help="Registered model name."),
+        alias: str = typer.Option("production", "--alias", help="Alias to move back."),
+        reason: str = typer.Option("", "--reason", help="Why; recorded on the version and in the alias history."),
+        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+    ) -> None:
+        """Move an alias (production) back to the version that held it before."""
+        from autopeft.cli import out
+        from autopeft.registry import Registry
+
+        try:
+            event = Registry.open(_tracking_uri(tracking_uri)).rollback(name, alias, reason)
+        except AutoPeftError as exc:
+            _fail(exc)
+            return
+        out.print(f"{name}: {alias!r} rolled back from version {event.previous} to version {event.version}",
+                  highlight=False)
+
+    @app.command()
+    def models(
+        name: Optional[str] = typer.Argument(None, help="Registered model (omit to list every model)."),
+        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+    ) -> None:
+        """Table of registered models, or of one model's versions: aliases, metrics, lineage."""
+        from autopeft.cli import out
+        from autopeft.registry import Registry
+
+        try:
+            registry = Registry.open(_tracking_uri(tracking_uri))
+            if name is None:
+                out.print(_models_table(registry))
+                return
+            table, history = _versions_table(registry, name)
+        except AutoPeftError as exc:
+            _fail(exc)
+            return
+        out.print(table)
+        for line in history:
+            out.print(line, highlight=False, soft_wrap=True)
+
+    @app.command()
+    def export(
+        ref: str = typer.Argument(..., metavar="NAME@ALIAS", help="NAME@ALIAS or NAME/VERSION."),
+        out_dir: Path = typer.Option(..., "--out", help="Folder to write (must be empty or absent)."),
+        merged: bool = typer.Option(False, "--merged", help="Merge the adapter into its base model (plain transformers)."),
+        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+    ) -> None:
+        """Write a version's adapter, or a merged full model, to a folder."""
+        from autopeft.cli import console, out
+        from autopeft.registry import Registry, parse_model_ref
+
+        try:
+            model_name, version, alias = parse_model_ref(ref)
+            if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+                raise UserInputError(f"--out: {str(out_dir)!r} exists and is not an empty folder")
+            registry = Registry.open(_tracking_uri(tracking_uri))
+            found = registry.resolve(model_name, version=version, alias=alias)
+            with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
+                adapter = registry.download(model_name, str(found.version), Path(tmp))
+                if merged:
+                    from autopeft.predictor import export_merged
+
+                    with console.status("merging the adapter into its base model..."):
+                        export_merged(adapter, out_dir)
+                else:
+                    shutil.copytree(adapter, out_dir, dirs_exist_ok=True)
+            provenance = {"model": model_name, "version": str(found.version), "alias": alias,
+                          "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {})}
+            (out_dir / "autopeft-export.json").write_text(json.dumps(provenance, indent=2, sort_keys=True))
+        except AutoPeftError as exc:
+            _fail(exc)
+            return
+        what = "merged model" if merged else "adapter"
+        out.print(f"exported {model_name} version {found.version} ({what}) to {out_dir}", highlight=False)
+
+
+def _models_table(registry: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"registered models at {registry.uri}")
+    for column in ("model", "versions", "aliases", "updated"):
+        table.add_column(column)
+    for model in registry.models():
+        versions = registry.versions(model.name)
+        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted((model.aliases or {}).items()))
+        table.add_row(model.name, str(len(versions)), aliases or "-", _time(model.last_updated_timestamp))
+    return table
+
+
+def _versions_table(registry: Any, name: str) -> tuple[Any, list[str]]:
+    from rich.table import Table
+
+    model = registry.model(name)
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    table = Table(title=f"{name} at {registry.uri}")
+    for column in ("version", "aliases", "created", "adapter", "val", "test", "trainable", "study / trial",
+                   "base model", "data", "git"):
+        table.add_column(column, overflow="fold")
+    for version in registry.versions(name):
+        tags = version.tags or {}
+        metric = tags.get("autopeft.metric", "")
+        table.add_row(
+            str(version.version),
+            ", ".join(sorted(by_version.get(str(version.version), []))) or "-",
+            _time(version.creation_timestamp),
+            tags.get("autopeft.family", "?"),
+            _number(tags.get("autopeft.val_metric"), metric),
+            _number(tags.get("autopeft.test_metric"), metric),
+            _share(tags.get("autopeft.trainable_share")),
+            f"{tags.get('autopeft.study', '?')} / {tags.get('autopeft.trial_id', '?')}",
+            _base(tags),
+            f"{tags.get('autopeft.data_fingerprint', '')[:8]} test {tags.get('autopeft.test_fingerprint', '')[:8]}",
+            tags.get("autopeft.git_commit", "")[:8] + ("*" if tags.get("autopeft.git_dirty") == "true" else ""),
+        )
+    lines = []
+    aliases = sorted({key.split(".")[2] for key in (model.tags or {}) if key.startswith("autopeft.history.")})
+    for alias in aliases:
+        events = registry.history(name, alias)
+        steps = [f"v{e.version} ({e.action}{': ' + e.reason if e.reason else ''}, {e.at})" for e in events]
+        lines.append(f"{alias} history: " + " → ".join(steps))
+    return table, lines
+
+
+def _time(ms: Any) -> str:
+    from datetime import datetime, timezone
+
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: Any, metric: str) -> str:
+    try:
+        return f"{metric} {float(value):.4f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _share(value: Any) -> str:
+    try:
+        return f"{float(value):.3%}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _base(tags: dict[str, str]) -> str:
+    name = tags.get("autopeft.base_model_name")
+    if not name:
+        try:
+            name = json.loads(tags.get("autopeft.base_model", "{}")).get("name_or_path", "?")
+        except ValueError:
+            name = "?"
+    pin = tags.get("autopeft.base_model_revision") or tags.get("autopeft.base_model_config_sha256", "")
+    return f"{name} @{pin[:12]}" if pin else str(name)
