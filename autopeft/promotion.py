@@ -261,7 +261,13 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
         raise RegistryError(f"version: {name!r} version {cand_v} has no autopeft.metric tag (not registered by autopeft)")
 
     why_reevaluate = comparable(candidate, holder) if holder is not None else None
-    needs_adapter = why_reevaluate is not None or test_data is not None or config.max_latency_ms is not None
+    if why_reevaluate is not None and test_data is None and not force:
+        # refuse before downloading anything: different test sets give numbers that do not compare
+        assert holder is not None
+        raise RegistryError(
+            f"promote: cannot compare version {cand_v} with {to_alias} version {holder.version}: "
+            f"{why_reevaluate}; pass --test-data FILE to re-evaluate both on one test set")
+    needs_adapter = test_data is not None or config.max_latency_ms is not None
     with tempfile.TemporaryDirectory(prefix="autopeft-promote-") as tmp:
         predictor = None
         frame = None
@@ -286,10 +292,6 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
                     holder.value = evaluate_on(holder_predictor, frame).get(candidate.metric)
                     holder.metric, holder.test_fingerprint, holder.source = candidate.metric, fingerprint, source
                     del holder_predictor
-        elif why_reevaluate is not None and not force:
-            raise RegistryError(
-                f"promote: cannot compare version {cand_v} with {to_alias} version {holder.version if holder else '?'}: "
-                f"{why_reevaluate}; pass --test-data FILE to re-evaluate both on one test set")
         if config.max_latency_ms is not None:
             assert predictor is not None
             probe = frame if frame is not None else _probe_frame(predictor.metadata)
