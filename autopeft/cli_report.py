@@ -1,0 +1,44 @@
+"""``autopeft report STUDY``: write the study report and log it to the study's MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def report(
+        study: str = typer.Argument(..., help="Name of the study (its MLflow parent run is found by tag)."),
+        tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store holding the study."),
+        out: Optional[Path] = typer.Option(None, help="Folder for report.html and figures/ (default: ./<study>-report)."),
+        log: bool = typer.Option(True, "--log/--no-log", help="Log the report to the study's parent MLflow run."),
+    ) -> None:
+        """Write the study report (HTML + PNG figures) and log it to the study's MLflow run."""
+        from rich.console import Console
+
+        from autopeft.cli import _fail, _quiet_environment
+        from autopeft.errors import AutoPeftError
+
+        _quiet_environment()
+        from autopeft.report import write_report
+
+        try:
+            # a missing SQLite file would otherwise be created empty by MLflow
+            if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
+                raise _input_error(f"--tracking-uri: no MLflow database at {tracking_uri[len('sqlite:///'):]!r}")
+            path = write_report(study, tracking_uri=tracking_uri, out_dir=out or Path(f"{study}-report"),
+                                log_to_mlflow=log)
+        except AutoPeftError as exc:
+            _fail(exc)
+            return
+        Console().print(f"report: {path}" + (" (logged to the study's MLflow run under report/)" if log else ""),
+                        highlight=False, soft_wrap=True)
+
+
+def _input_error(message: str) -> Exception:
+    from autopeft.errors import ConfigError
+
+    return ConfigError(message)

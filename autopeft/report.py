@@ -1,0 +1,601 @@
+"""The study report: one self-contained HTML file (plotly, JS inline) plus each figure as PNG,
+logged to the study's parent MLflow run so the MLflow UI shows them.
+
+Figures: the Pareto front (colour by adapter family, the registered point marked), the
+optimisation history, the learning curve of every trial including pruned ones (where ASHA
+stopped each), parameter importances (Optuna's evaluator), the task metric by adapter family and
+a placement heat map (layer x module role among the top trials).
+
+The data come from MLflow (trial runs: outcome, params, final metrics, metric curves) and the
+study's Optuna storage (trial numbers, importances, constraints); the searcher stores each Optuna
+trial's Ray trial id, which joins the two. PNGs are rendered by kaleido where it finds a Chrome
+or Chromium, otherwise by matplotlib from the same figure data.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import string
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopeft.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import plotly.graph_objects as go
+    from mlflow import MlflowClient
+
+    from autopeft.placement import ModelStructure
+
+log = logging.getLogger(__name__)
+
+#: Figure keys in report order, with their titles.
+FIGURES: dict[str, str] = {
+    "pareto": "Pareto front",
+    "history": "Optimisation history",
+    "curves": "Learning curves (every trial; pruned ones end where ASHA stopped them)",
+    "importance": "Parameter importances",
+    "family": "Task metric by adapter family",
+    "placement": "Placement among the top trials (layer x module role)",
+}
+REPORT_ARTIFACT_DIR = "report"
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf"]
+
+
+def template_path() -> Path:
+    """The report template: the packaged copy, else the source tree's ``dashboards/``."""
+    for candidate in (Path(__file__).parent / "dashboards" / "study_report.html",
+                      Path(__file__).parent.parent / "dashboards" / "study_report.html"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("dashboards/study_report.html not found (neither packaged nor in the source tree)")
+
+
+@dataclass
+class StudyData:
+    """Everything the figures need, read once."""
+
+    study_name: str
+    parent_run_id: str
+    config: dict[str, Any]
+    trials: pd.DataFrame  # one row per trial run
+    curves: dict[str, list[tuple[int, float]]]  # trial id → (step, task metric)
+    objectives: list[tuple[str, str]]
+    axes: list[tuple[str, str]]
+    constraints: dict[str, float]
+    registered_trial: str | None
+    study: Any = None  # the Optuna study, when its storage is reachable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.objectives[0][0]
+
+    @property
+    def mode(self) -> str:
+        return self.objectives[0][1]
+
+
+def find_parent_run(client: MlflowClient, study_name: str) -> Any:
+    """The study's parent run (the latest, should a name have been reused)."""
+    experiments = client.search_experiments()
+    query = f"tags.`autopeft.study` = '{study_name}' and tags.`autopeft.run_kind` = 'study'"
+    runs = client.search_runs([e.experiment_id for e in experiments], filter_string=query,
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    if not runs:
+        raise ConfigError(f"STUDY: no study named {study_name!r} in the MLflow store {client.tracking_uri}")
+    return runs[0]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
+    import optuna
+    import pandas as pd
+
+    from autopeft.objectives import ATTR_PREFIX, ATTR_RAY_TRIAL, COST_METRICS, pareto_axes
+    from autopeft.warmstart import ATTR_SOURCE
+
+    parent = find_parent_run(client, study_name)
+    parent_id = parent.info.run_id
+    with tempfile.TemporaryDirectory(prefix="autopeft-report-") as directory:
+        config = json.loads(Path(client.download_artifacts(parent_id, "config.json", directory)).read_text())
+    objectives = [(o["metric"], o["mode"]) for o in (config.get("objectives") or [config["objective"]])]
+    constraints = {k[len("max_"):]: float(v) for k, v in (config.get("constraints") or {}).items()
+                   if k.startswith("max_") and v is not None}
+    notes: list[str] = []
+
+    study = None
+    storage = parent.data.tags.get("autopeft.optuna_storage")
+    by_ray: dict[str, Any] = {}
+    if storage:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            by_ray = {t.user_attrs[ATTR_RAY_TRIAL]: t for t in study.get_trials(deepcopy=False)
+                      if ATTR_RAY_TRIAL in t.user_attrs}
+        except Exception as exc:  # noqa: BLE001 - the report still shows what MLflow has
+            notes.append(f"Optuna storage {storage} not readable ({' '.join(str(exc).split())[:120]}): "
+                         "no importances, trial order by start time")
+    runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                              max_results=10000)
+    rows = []
+    curves: dict[str, list[tuple[int, float]]] = {}
+    metric = objectives[0][0]
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        trial_id = run.data.tags.get("autopeft.trial_id", run.info.run_id)
+        ot = by_ray.get(trial_id)
+        row: dict[str, Any] = {
+            "trial_id": trial_id, "run_id": run.info.run_id,
+            "outcome": run.data.tags.get("autopeft.outcome", run.info.status),
+            "number": ot.number if ot is not None else None,
+            "family": run.data.params.get("adapter") or (ot.user_attrs.get(ATTR_PREFIX + "family") if ot else None),
+            "warm_start": run.data.tags.get("autopeft.warm_start") or (ot.user_attrs.get(ATTR_SOURCE) if ot else None),
+            "params": dict(run.data.params),
+        }
+        for key, value in run.data.metrics.items():
+            row[key] = value
+        if ot is not None:  # measurements the searcher stored (also for trials MLflow lacks metrics of)
+            for name in COST_METRICS:
+                row.setdefault(name, ot.user_attrs.get(ATTR_PREFIX + name))
+            constraint_values = ot.system_attrs.get("constraints")
+            row["feasible"] = None if constraint_values is None else all(c <= 0 for c in constraint_values)
+        history = client.get_metric_history(run.info.run_id, metric)
+        curves[trial_id] = sorted((int(m.step), float(m.value)) for m in history)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ConfigError(f"STUDY: study {study_name!r} has no trial runs to report on")
+    if "feasible" not in frame or frame["feasible"].isna().all():
+        from autopeft.objectives import within
+
+        frame["feasible"] = [within(r, constraints) for r in frame.to_dict("records")]
+    if frame["number"].isna().any():  # no Optuna link: the order the trials started in
+        frame["number"] = range(len(frame))
+    frame["family"] = frame["family"].fillna("?")
+    return StudyData(study_name=study_name, parent_run_id=parent_id, config=config, trials=frame, curves=curves,
+                     objectives=objectives, axes=pareto_axes(objectives), constraints=constraints,
+                     registered_trial=parent.data.tags.get("autopeft.best_trial_id"), study=study, notes=notes)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _colors(data: StudyData) -> dict[str, str]:
+    return {fam: _PALETTE[i % len(_PALETTE)] for i, fam in enumerate(sorted(data.trials["family"].unique()))}
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=460,
+                      legend={"orientation": "v"}, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return fig
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(title=title, template="plotly_white", height=300, xaxis_visible=False, yaxis_visible=False)
+    return fig
+
+
+def fig_pareto(data: StudyData) -> go.Figure:
+    import plotly.graph_objects as go
+
+    from autopeft.objectives import pareto_mask
+
+    (metric, mode), (cost, cost_mode) = data.axes[0], data.axes[1]
+    t = data.trials
+    if cost not in t or metric not in t:
+        return _empty(FIGURES["pareto"], f"no trial reported {metric} and {cost}")
+    t = t[t[metric].notna() & t[cost].notna()]
+    colors = _colors(data)
+    fig = go.Figure()
+    for fam, group in t.groupby("family"):
+        for label, part, symbol in (
+            ("", group[(group.outcome == "COMPLETE") & group.feasible.fillna(True).astype(bool)], "circle"),
+            (" (infeasible)", group[(group.outcome == "COMPLETE") & ~group.feasible.fillna(True).astype(bool)], "x"),
+            (" (pruned)", group[group.outcome != "COMPLETE"], "circle-open"),
+        ):
+            if part.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=part[cost], y=part[metric], mode="markers", name=f"{fam}{label}",
+                marker={"color": colors[fam], "symbol": symbol, "size": 10 if symbol == "circle" else 8},
+                text=[f"trial {r.trial_id}" for r in part.itertuples()],
+                hovertemplate="%{text}<br>" + cost + "=%{x:.4g}<br>" + metric + "=%{y:.4f}<extra></extra>"))
+    pool = t[(t.outcome == "COMPLETE") & t.feasible.fillna(True).astype(bool)]
+    if not pool.empty:
+        axes = data.axes
+        present = [(m, md) for m, md in axes if m in pool]
+        mask = pareto_mask(pool[[m for m, _ in present]].to_numpy(dtype=float), [md for _, md in present])
+        front = pool[mask].sort_values(cost)
+        fig.add_trace(go.Scatter(x=front[cost], y=front[metric], mode="lines", name="Pareto front",
+                                 line={"color": "#444", "dash": "dot", "shape": "hv" if len(axes) == 2 else "linear"}))
+    reg = t[t.trial_id == data.registered_trial]
+    if not reg.empty:
+        fig.add_trace(go.Scatter(x=reg[cost], y=reg[metric], mode="markers", name="registered",
+                                 marker={"symbol": "star", "size": 20, "color": "gold",
+                                         "line": {"color": "black", "width": 1}}))
+    for name, limit in data.constraints.items():
+        if name == cost:
+            fig.add_vline(x=limit, line_dash="dash", line_color="red", annotation_text=f"max {name}")
+    fig = _layout(fig, FIGURES["pareto"], f"{cost} ({cost_mode})", f"{metric} ({mode})")
+    values = t[cost].to_numpy(dtype=float)
+    if len(values) and values.min() > 0 and values.max() / values.min() > 50:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def fig_history(data: StudyData) -> go.Figure:
+    import plotly.graph_objects as go
+
+    metric, mode = data.objectives[0]
+    t = data.trials.sort_values("number")
+    t = t[t[metric].notna()] if metric in t else t.iloc[0:0]
+    if t.empty:
+        return _empty(FIGURES["history"], f"no trial reported {metric}")
+    fig = go.Figure()
+    styles = {"COMPLETE": ("circle", "#1f77b4"), "PRUNED": ("circle-open", "#999"), "FAIL": ("x", "#d62728")}
+    for outcome, group in t.groupby("outcome"):
+        symbol, color = styles.get(str(outcome), ("square", "#555"))
+        fig.add_trace(go.Scatter(x=group["number"], y=group[metric], mode="markers", name=str(outcome),
+                                 marker={"symbol": symbol, "color": color, "size": 9},
+                                 text=[f"trial {r.trial_id} {r.family}" for r in group.itertuples()]))
+    warm = t[t.warm_start.notna()] if "warm_start" in t else t.iloc[0:0]
+    if not warm.empty:
+        fig.add_trace(go.Scatter(x=warm["number"], y=warm[metric], mode="markers", name="warm start",
+                                 marker={"symbol": "diamond-open", "size": 15, "color": "#2ca02c"},
+                                 text=list(warm["warm_start"])))
+    done = t[t.outcome == "COMPLETE"]
+    if not done.empty:
+        best = done[metric].cummax() if mode == "max" else done[metric].cummin()
+        fig.add_trace(go.Scatter(x=done["number"], y=best, mode="lines", name="best so far",
+                                 line={"shape": "hv", "color": "#1f77b4"}))
+    return _layout(fig, FIGURES["history"], "trial (Optuna number)", metric)
+
+
+def fig_curves(data: StudyData) -> go.Figure:
+    import plotly.graph_objects as go
+
+    colors = _colors(data)
+    fig = go.Figure()
+    shown: set[str] = set()
+    for row in data.trials.itertuples():
+        curve = data.curves.get(row.trial_id) or []
+        if not curve:
+            continue
+        steps, values = zip(*curve, strict=True)
+        pruned = row.outcome != "COMPLETE"
+        name = f"{row.family}" + (" (pruned)" if pruned else "")
+        fig.add_trace(go.Scatter(
+            x=list(steps), y=list(values), mode="lines+markers", name=name, legendgroup=name,
+            showlegend=name not in shown, line={"color": colors[row.family], "dash": "dot" if pruned else "solid"},
+            marker={"size": 5}, text=[f"trial {row.trial_id}"] * len(steps),
+            hovertemplate="%{text}<br>step %{x}: %{y:.4f}<extra></extra>"))
+        shown.add(name)
+        if pruned and row.outcome == "PRUNED":
+            # a trial over a constraint stops itself (metric ``infeasible``); the others ASHA stopped
+            why = "stopped: over a constraint" if getattr(row, "infeasible", 0) == 1 else "stopped by ASHA"
+            fig.add_trace(go.Scatter(x=[steps[-1]], y=[values[-1]], mode="markers", name=why,
+                                     legendgroup=why, showlegend=why not in shown,
+                                     marker={"symbol": "x" if why == "stopped by ASHA" else "square-x",
+                                             "size": 11, "color": "#d62728"},
+                                     text=[f"trial {row.trial_id} stopped at step {steps[-1]}"]))
+            shown.add(why)
+    if not fig.data:
+        return _empty(FIGURES["curves"], "no trial reported a curve")
+    return _layout(fig, FIGURES["curves"], "training step", data.metric)
+
+
+def fig_importance(data: StudyData) -> go.Figure:
+    import optuna
+    import plotly.graph_objects as go
+
+    if data.study is None:
+        return _empty(FIGURES["importance"], "the Optuna study is not readable")
+    complete = data.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return _empty(FIGURES["importance"], f"{len(complete)} COMPLETE trial(s): importances need at least 2")
+    try:
+        importances = optuna.importance.get_param_importances(data.study, target=lambda t: t.values[0])
+    except Exception as exc:  # noqa: BLE001 - e.g. no parameter varies across the completed trials
+        return _empty(FIGURES["importance"], f"not computable: {' '.join(str(exc).split())[:120]}")
+    if not importances:
+        return _empty(FIGURES["importance"], "no parameter shared by the completed trials varies")
+    names = list(importances)[::-1]
+    fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", name="importance",
+                           marker={"color": "#1f77b4"}))
+    fig = _layout(fig, FIGURES["importance"] + f" for {data.metric} (fANOVA over parameters shared by "
+                  f"{len(complete)} COMPLETE trials)", "importance", "parameter")
+    return fig
+
+
+def fig_family(data: StudyData) -> go.Figure:
+    import plotly.graph_objects as go
+
+    metric = data.metric
+    t = data.trials[data.trials[metric].notna()] if metric in data.trials else data.trials.iloc[0:0]
+    if t.empty:
+        return _empty(FIGURES["family"], f"no trial reported {metric}")
+    colors = _colors(data)
+    fig = go.Figure()
+    for fam, group in t.groupby("family"):
+        done = group[group.outcome == "COMPLETE"]
+        fig.add_trace(go.Box(x=[fam] * len(done), y=done[metric], name=f"{fam}", boxpoints="all", jitter=0.3,
+                             pointpos=0, marker={"color": colors[fam]}, line={"color": colors[fam]}))
+        stopped = group[group.outcome != "COMPLETE"]
+        if not stopped.empty:
+            fig.add_trace(go.Scatter(x=[fam] * len(stopped), y=stopped[metric], mode="markers",
+                                     name=f"{fam} (pruned, last value)",
+                                     marker={"symbol": "circle-open", "color": colors[fam], "size": 8}))
+    return _layout(fig, FIGURES["family"], "adapter family", metric)
+
+
+def placement_matrix(data: StudyData, structure: ModelStructure, top: int | None = None) -> tuple[list[str], list[int], list[list[float]], int]:
+    """Share of the top trials that put an adapter on each (role, layer): (roles, layers, z, n)."""
+    from autopeft.placement import resolve
+
+    metric, mode = data.objectives[0]
+    t = data.trials[data.trials[metric].notna()] if metric in data.trials else data.trials.iloc[0:0]
+    pool = t[t.outcome == "COMPLETE"]
+    if pool.empty:
+        pool = t
+    n = top or max(3, math.ceil(len(pool) / 4))
+    pool = pool.sort_values(metric, ascending=(mode == "min")).head(n)
+    roles = structure.roles
+    layers = list(range(structure.num_layers))
+    counts = {(r, i): 0 for r in roles for i in layers}
+    by_name = {leaf.name: leaf for leaf in structure.leaves}
+    used = 0
+    for row in pool.itertuples():
+        params = row.params if isinstance(row.params, dict) else {}
+        try:
+            names = resolve(structure, params.get("placement.layers", "all"), params.get("placement.roles", "all-linear"))
+        except Exception:  # noqa: BLE001 - a family without placement (e.g. prompt tuning): not counted
+            continue
+        used += 1
+        for cell in {(by_name[nm].role, by_name[nm].layer) for nm in names if nm in by_name}:
+            if cell in counts:
+                counts[cell] += 1
+    z = [[counts[(r, i)] / used if used else 0.0 for i in layers] for r in roles]
+    return roles, layers, z, used
+
+
+def fig_placement(data: StudyData, structure: ModelStructure | None) -> go.Figure:
+    import plotly.graph_objects as go
+
+    if structure is None:
+        return _empty(FIGURES["placement"], "model structure not available")
+    roles, layers, z, used = placement_matrix(data, structure)
+    if not used:
+        return _empty(FIGURES["placement"], "no top trial with a placement")
+    fig = go.Figure(go.Heatmap(z=z, x=[str(i) for i in layers], y=roles, zmin=0, zmax=1, colorscale="Blues",
+                               name="placement", colorbar={"title": "share"},
+                               hovertemplate="layer %{x}, %{y}: %{z:.0%} of top trials<extra></extra>"))
+    return _layout(fig, f"{FIGURES['placement']}: share of the top {used} trials by {data.metric}",
+                   "layer", "module role")
+
+
+def build_figures(data: StudyData, structure: ModelStructure | None) -> dict[str, go.Figure]:
+    return {"pareto": fig_pareto(data), "history": fig_history(data), "curves": fig_curves(data),
+            "importance": fig_importance(data), "family": fig_family(data),
+            "placement": fig_placement(data, structure)}
+
+
+# --- PNG ----------------------------------------------------------------------------------------
+
+
+def _png_kaleido(figures: dict[str, go.Figure], out_dir: Path) -> dict[str, Path]:
+    import plotly.io as pio
+
+    paths = {key: out_dir / f"{key}.png" for key in figures}
+    pio.write_images(list(figures.values()), [str(p) for p in paths.values()], width=1000, height=500)
+    return paths
+
+
+def decode_typed(obj: Any) -> Any:
+    """Plotly (>= 6) writes numeric arrays as ``{"dtype", "bdata"[, "shape"]}`` (base64): back to lists."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            import base64
+
+            import numpy as np
+
+            array = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            if "shape" in obj:
+                array = array.reshape(tuple(int(n) for n in str(obj["shape"]).split(",")))
+            return array.tolist()
+        return {k: decode_typed(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [decode_typed(v) for v in obj]
+    return obj
+
+
+_MPL_MARKERS = {"circle": "o", "circle-open": "o", "x": "x", "star": "*", "diamond-open": "D", "square": "s",
+                "square-x": "s"}
+
+
+def _png_matplotlib(fig: go.Figure, path: Path) -> None:
+    """The plotly figure's traces drawn with matplotlib (scatter, lines, bars, boxes, heat maps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = decode_typed(json.loads(fig.to_json()))
+    layout = spec.get("layout", {})
+    figure, ax = plt.subplots(figsize=(10, 5), dpi=100)
+    categories: dict[str, int] = {}
+
+    def xs(values: Any) -> list[Any]:
+        out = []
+        for v in list(values if values is not None else []):
+            if isinstance(v, str):
+                out.append(categories.setdefault(v, len(categories)))
+            else:
+                out.append(v)
+        return out
+
+    for trace in spec.get("data", []):
+        kind = trace.get("type", "scatter")
+        name = trace.get("name") if trace.get("showlegend", True) is not False else None
+        marker = trace.get("marker", {}) or {}
+        color = marker.get("color") if isinstance(marker.get("color"), str) else None
+        if kind == "scatter":
+            x, y = xs(trace.get("x")), list(trace.get("y") if trace.get("y") is not None else [])
+            mode = trace.get("mode", "markers")
+            line = trace.get("line", {}) or {}
+            color = color or line.get("color")
+            if "lines" in mode:
+                style = ":" if line.get("dash") in ("dot", "dash") else "-"
+                step = "post" if line.get("shape") == "hv" else None
+                if step:
+                    ax.step(x, y, where="post", linestyle=style, color=color, label=name if "markers" not in mode else None)
+                else:
+                    ax.plot(x, y, linestyle=style, color=color, label=name if "markers" not in mode else None)
+            if "markers" in mode:
+                symbol = str(marker.get("symbol", "circle"))
+                open_ = symbol.endswith("-open")
+                ax.scatter(x, y, marker=_MPL_MARKERS.get(symbol, "o"), s=(marker.get("size") or 8) ** 2 / 1.5,
+                           facecolors="none" if open_ else color, edgecolors=color or "black", label=name)
+        elif kind == "bar":
+            if trace.get("orientation") == "h":
+                ax.barh(list(trace["y"]), list(trace["x"]), color=color, label=name)
+            else:
+                ax.bar(xs(trace["x"]), list(trace["y"]), color=color, label=name)
+        elif kind == "box":
+            y = [v for v in trace.get("y", []) if v is not None]
+            if y:
+                pos = xs([trace.get("name")])[0]
+                ax.boxplot([y], positions=[pos], widths=0.5)
+                ax.scatter([pos] * len(y), y, color=color, s=20, label=name)
+        elif kind == "heatmap":
+            image = ax.imshow(trace["z"], aspect="auto", cmap="Blues", vmin=0, vmax=1)
+            ax.set_xticks(range(len(trace["x"])), trace["x"])
+            ax.set_yticks(range(len(trace["y"])), trace["y"])
+            figure.colorbar(image, ax=ax, label="share")
+    if categories:
+        ax.set_xticks(list(categories.values()), list(categories))
+    for annotation in layout.get("annotations", []) or []:
+        if annotation.get("text") and annotation.get("xref") == "paper":
+            ax.text(0.5, 0.5, annotation["text"], ha="center", va="center", transform=ax.transAxes)
+    title = layout.get("title", {})
+    ax.set_title((title.get("text") if isinstance(title, dict) else str(title or "")) or "", fontsize=10)
+    for axis, setter in (("xaxis", ax.set_xlabel), ("yaxis", ax.set_ylabel)):
+        label = (layout.get(axis, {}) or {}).get("title", {})
+        setter(label.get("text", "") if isinstance(label, dict) else str(label or ""))
+    if (layout.get("xaxis", {}) or {}).get("type") == "log":
+        ax.set_xscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> tuple[dict[str, Path], str]:
+    """Each figure as ``<key>.png``; returns the paths and the renderer used."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _png_kaleido(figures, out_dir), "kaleido"
+    except Exception as exc:  # noqa: BLE001 - kaleido missing, or no Chrome/Chromium for it to drive
+        log.info("kaleido could not render (%s); using matplotlib", " ".join(str(exc).split())[:200])
+    paths = {}
+    for key, fig in figures.items():
+        paths[key] = out_dir / f"{key}.png"
+        _png_matplotlib(fig, paths[key])
+    return paths, "matplotlib"
+
+
+# --- HTML and MLflow ----------------------------------------------------------------------------
+
+
+def _summary_html(data: StudyData) -> str:
+    t = data.trials
+    counts = t["outcome"].value_counts().to_dict()
+    registered = t[t.trial_id == data.registered_trial]
+    rows = [
+        ("study", data.study_name),
+        ("objectives", ", ".join(f"{m} ({md})" for m, md in data.objectives)),
+        ("constraints", ", ".join(f"{k} <= {v:g}" for k, v in data.constraints.items()) or "none"),
+        ("trials", ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))),
+        ("families", ", ".join(sorted(t["family"].unique()))),
+        ("MLflow parent run", data.parent_run_id),
+    ]
+    if not registered.empty:
+        r = registered.iloc[0]
+        rows.append(("registered", f"trial {r.trial_id} ({r.family}): {data.metric} = {r.get(data.metric, float('nan')):.4f}"))
+    reason = data.config.get("selection", {}).get("policy")
+    if reason:
+        rows.append(("selection policy", reason))
+    body = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
+    return f'<table class="summary">{body}</table>{notes}'
+
+
+def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
+    """The report as one HTML string with plotly.js inline (works offline, in the MLflow UI too)."""
+    from plotly.offline import get_plotlyjs
+
+    parts = []
+    for key, fig in figures.items():
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
+                          config={"displaylogo": False, "responsive": True})
+        parts.append(f'<h2 id="{key}">{html.escape(FIGURES[key])}</h2>\n<div class="figure">{div}</div>')
+    return string.Template(template_path().read_text()).substitute(
+        title=html.escape(f"autopeft study {data.study_name}"), summary=_summary_html(data),
+        plotlyjs=get_plotlyjs(), figures="\n".join(parts))
+
+
+def _structure_for(data: StudyData) -> ModelStructure | None:
+    """The model's structure on the meta device, from the study's recorded config."""
+    try:
+        from autopeft.config import ModelConfig
+        from autopeft.models import resolve_location, skeleton
+        from autopeft.placement import scan
+        from autopeft.tasks import get_task
+
+        model = ModelConfig.model_validate(data.config["model"])
+        task = get_task(data.config.get("task", {}).get("kind", "sequence_classification"))
+        return scan(skeleton(model, resolve_location(model.name_or_path), task.model_kwargs(["0", "1"])))
+    except Exception as exc:  # noqa: BLE001 - the heat map says so instead
+        data.notes.append(f"placement heat map: model structure not available ({' '.join(str(exc).split())[:120]})")
+        return None
+
+
+def write_report(study_name: str, *, tracking_uri: str, out_dir: Path, client: MlflowClient | None = None,
+                 structure: ModelStructure | None = None, log_to_mlflow: bool = True) -> Path:
+    """Write ``<out_dir>/report.html`` and ``<out_dir>/figures/*.png``; log both to the study's
+    parent MLflow run under ``report/``. Returns the HTML path."""
+    from mlflow import MlflowClient
+
+    client = client or MlflowClient(tracking_uri=tracking_uri)
+    data = load_study_data(client, study_name)
+    if structure is None:
+        structure = _structure_for(data)
+    figures = build_figures(data, structure)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / "report.html"
+    html_path.write_text(render_html(data, figures), encoding="utf-8")
+    pngs, renderer = write_pngs(figures, out_dir / "figures")
+    if log_to_mlflow:
+        client.log_artifact(data.parent_run_id, str(html_path), REPORT_ARTIFACT_DIR)
+        for path in pngs.values():
+            client.log_artifact(data.parent_run_id, str(path), f"{REPORT_ARTIFACT_DIR}/figures")
+        client.set_tag(data.parent_run_id, "autopeft.report", f"{REPORT_ARTIFACT_DIR}/report.html")
+        client.set_tag(data.parent_run_id, "autopeft.report_png_renderer", renderer)
+    return html_path

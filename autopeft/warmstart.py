@@ -1,0 +1,225 @@
+"""Warm start: seed a study with configs known to be good, run as its first trials.
+
+Sources: the best trials of earlier Optuna studies (by name, in this search's Optuna storage),
+YAML/JSON files of configs, and a small built-in prior of well-known good configs per adapter
+family (on by default). Each config is fitted to the current space: keys the space does not
+sample are dropped, and a config whose sampled values fall outside the space is skipped, so only
+configs valid here are enqueued (``study.enqueue_trial``, which Optuna hands out before asking
+the sampler). The source is stored on the Optuna trial and tagged on the trial's MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autopeft.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from autopeft.space import SearchSpace
+
+#: Optuna user attribute and MLflow tag naming where an enqueued config came from.
+ATTR_SOURCE = "autopeft.warm_start"
+TAG_SOURCE = "autopeft.warm_start"
+
+#: Well-known starting points (source: the papers' and peft's recommended settings). Full
+#: fine-tuning of BERT-size encoders uses LR ~2e-5..5e-5; LoRA works best at ~10x that, IA3
+#: (rescaling vectors, few parameters) at ~100x.
+BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
+    ("prior:lora-all-linear", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.05,
+                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
+    ("prior:lora-qv", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.1,
+                       "placement.layers": "all", "placement.roles": "query,value", "learning_rate": 5e-4}),
+    ("prior:dora-all-linear", {"adapter": "dora", "dora.r": 8, "dora.alpha": 16, "dora.dropout": 0.05,
+                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
+    ("prior:ia3-all-linear", {"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
+                              "learning_rate": 3e-3}),
+]
+
+
+class WarmStartConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    prior: bool = Field(True, description="Enqueue the built-in prior (good configs per family) first.")
+    sources: list[str] = Field(
+        default_factory=list, description="Earlier Optuna study names or YAML/JSON files of configs."
+    )
+    top_k: int = Field(3, gt=0, description="Best trials taken from each earlier study.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class WarmPoint:
+    params: dict[str, Any]
+    source: str
+
+
+def _sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
+    """Optuna name → spec of what the compiled space samples (or fixes) for ``family``."""
+    from autopeft.adapters import get_family
+    from autopeft.space import ADAPTER_KEY, ChoiceSpec
+
+    specs: dict[str, Any] = {}
+    if len(space.adapters) > 1:
+        specs[ADAPTER_KEY] = ChoiceSpec(choices=list(space.adapters))
+    fam = get_family(family)
+    for pname, spec in fam.resolve_params(space.adapters[family]).items():
+        specs[f"{family}.{pname}"] = spec
+    if fam.uses_placement:
+        specs["placement.layers"] = space.placement.layers
+        specs["placement.roles"] = space.placement.roles
+    for key in ("learning_rate", "batch_size", "warmup_ratio", "weight_decay"):
+        specs[key] = getattr(space, key)
+    return specs
+
+
+def _fits(value: Any, spec: Any) -> bool:
+    from autopeft.space import ChoiceSpec, RangeSpec, encode_choice
+
+    if isinstance(spec, ChoiceSpec):
+        try:
+            return encode_choice(value) in spec.encoded()
+        except ValueError:
+            return False
+    if isinstance(spec, RangeSpec):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if spec.is_int and float(value) != int(value):
+            return False
+        return float(spec.low) <= float(value) <= float(spec.high)
+    return True  # a fixed value: the space decides, the key is dropped
+
+
+def fit_to_space(params: Mapping[str, Any], space: SearchSpace) -> dict[str, Any] | None:
+    """The config as Optuna parameters of this space, or None when it does not fit it."""
+    from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
+
+    family = params.get(ADAPTER_KEY)
+    if family is None and len(space.adapters) == 1:
+        family = next(iter(space.adapters))
+    if family not in space.adapters:
+        return None
+    specs = _sampled_specs(space, str(family))
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        spec = specs.get(key)
+        if not isinstance(spec, (ChoiceSpec, RangeSpec)):
+            continue  # not sampled here (other family, fixed value, unknown key): the space decides
+        if not _fits(value, spec):
+            return None
+        if isinstance(spec, ChoiceSpec):
+            value = encode_choice(value)
+        elif spec.is_int:
+            value = int(value)
+        out[key] = value
+    if len(space.adapters) > 1:
+        out[ADAPTER_KEY] = family
+    return out
+
+
+def _points_from_file(path: Path, field: str) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{field}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
+    if isinstance(data, Mapping) and "configs" in data:
+        data = data["configs"]
+    if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+        raise ConfigError(f"{field}: expected a list of configs (mappings of parameter to value) in {path}")
+    out = []
+    for i, item in enumerate(data):
+        params = item.get("params", item)
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{field}: config {i} in {path}: expected a mapping of parameter to value")
+        out.append((f"file:{path.name}#{i}", dict(params)))
+    return out
+
+
+def _points_from_study(name: str, storage: str, top_k: int, field: str) -> list[tuple[str, dict[str, Any]]]:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise ConfigError(f"{field}: {name!r} is neither a file nor a study in {storage}") from None
+    complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    if not complete:
+        raise ConfigError(f"{field}: study {name!r} has no COMPLETE trial to start from")
+    directions = study.directions
+    # rank by the first objective (the task metric); for several objectives, Pareto points first
+    sign = -1.0 if directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    front = {t.number for t in study.best_trials} if len(directions) > 1 else set()
+    ranked = sorted(complete, key=lambda t: (t.number not in front, sign * t.values[0]))
+    return [(f"study:{name}#{t.number}", dict(t.params)) for t in ranked[:top_k]]
+
+
+def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, base_dir: Path | None = None) -> list[WarmPoint]:
+    """All warm-start points valid in ``space``, sources first then the prior, without repeats.
+    Bad sources raise ConfigError naming ``warm_start.sources`` before any compute."""
+    raw: list[tuple[str, dict[str, Any]]] = []
+    for i, source in enumerate(config.sources):
+        field = f"warm_start.sources.{i}"
+        candidates = [Path(source)] + ([base_dir / source] if base_dir is not None else [])
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is not None:
+            found = _points_from_file(path, field)
+        elif source.endswith((".yaml", ".yml", ".json")):
+            raise ConfigError(f"{field}: no such file {source!r}")
+        else:
+            found = _points_from_study(source, storage, config.top_k, field)
+        fitted = [(s, p) for s, p in found if fit_to_space(p, space) is not None]
+        if not fitted:
+            raise ConfigError(f"{field}: none of the {len(found)} configs from {source!r} fits the current space")
+        raw += fitted
+    if config.prior:
+        raw += BUILTIN_PRIOR
+    points: list[WarmPoint] = []
+    seen: set[str] = set()
+    for source, params in raw:
+        fitted = fit_to_space(params, space)
+        if fitted is None:
+            continue
+        key = json.dumps(fitted, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            points.append(WarmPoint(params=fitted, source=source))
+    return points
+
+
+def enqueue(study: optuna.Study, points: Sequence[WarmPoint]) -> None:
+    """Enqueue the points in order; Optuna hands them out before asking the sampler."""
+    for point in points:
+        study.enqueue_trial(point.params, user_attrs={ATTR_SOURCE: point.source})
+
+
+def tag_runs(client: Any, storage: str, study_name: str, runs: Mapping[str, str | None]) -> int:
+    """Tag the MLflow run of every warm-started trial with its source; returns how many.
+
+    The searcher stores each Optuna trial's Ray trial id, which the trial runs are keyed by.
+    Done from the study once the search ends, so it also holds for a resumed study.
+    """
+    import optuna
+
+    from autopeft.objectives import ATTR_RAY_TRIAL
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    tagged = 0
+    for trial in study.get_trials(deepcopy=False):
+        source = trial.user_attrs.get(ATTR_SOURCE)
+        run_id = runs.get(trial.user_attrs.get(ATTR_RAY_TRIAL, ""))
+        if source and run_id:
+            client.set_tag(run_id, TAG_SOURCE, source)
+            tagged += 1
+    return tagged
