@@ -132,7 +132,7 @@ def version() -> None:
 
 
 #: Modules that add commands to ``app``; each defines ``register(app)`` (one module per topic).
-_COMMAND_MODULES: list[str] = ["autopeft.cli_models"]
+_COMMAND_MODULES: list[str] = ["autopeft.cli_models", "autopeft.cli_space"]
 
 
 def _register_commands() -> None:

@@ -399,6 +399,7 @@ def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> Sp
     if not uses_placement:
         return fit
     layer_choices = _choices(space.placement.layers, "space.placement.layers")
+    # families that place themselves (bottleneck positions) only need the layers to exist
     role_choices = _choices(space.placement.roles, "space.placement.roles") if uses_roles else ["all-linear"]
     for layers in layer_choices:
         selector = "all" if layers == MASK else layers  # a mask may switch on any layer

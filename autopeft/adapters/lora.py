@@ -1,9 +1,13 @@
 """LoRA and DoRA (weight-decomposed LoRA), both through peft's ``LoraConfig``.
 
-Variants are parameters: ``rslora`` (alpha/sqrt(r) scaling), ``init`` (peft's initialisations:
-the default Kaiming/zero, gaussian, PiSSA and OLoRA, which start from the principal directions
-of the weights) and ``rank_pattern`` (a rank per layer group, compiled to peft's
-``rank_pattern``; alpha follows the rank so the scale stays alpha/r).
+Variants are parameters: ``rslora`` (alpha/sqrt(r) scaling), ``init`` (peft's initialisations
+that leave the base weights untouched: the default Kaiming/zero and gaussian) and
+``rank_pattern`` (a rank per layer group, compiled to peft's ``rank_pattern``; alpha follows
+the rank so the scale stays alpha/r).
+
+PiSSA and OLoRA are not offered yet: they rewrite the base weights when the adapter is built,
+so the saved adapter only reproduces the trial on a base model converted the same way; they
+need peft's ``path_initial_model_for_weight_conversion`` at save time first.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, regi
 from autopeft.placement import names_regex, rank_pattern
 from autopeft.space import ChoiceSpec, RangeSpec
 
-#: ``init`` values and what peft calls them. PiSSA/OLoRA rewrite the base weights at build
-#: time; the saved adapter is converted back to a plain LoRA delta (see ``save_adapter``).
-INITS: dict[str, Any] = {"default": True, "gaussian": "gaussian", "pissa": "pissa_niter_4", "olora": "olora"}
+#: ``init`` values and what peft calls them.
+INITS: dict[str, Any] = {"default": True, "gaussian": "gaussian"}
 
 _DEFAULTS = {
     "r": ChoiceSpec(choices=[4, 8, 16, 32]),

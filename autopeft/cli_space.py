@@ -1,0 +1,105 @@
+"""Commands that show the search space: ``autopeft adapters`` and ``autopeft space``.
+
+``adapters`` lists the registered families with their parameters (defaults and ranges), task
+kinds and architectures. ``space FILE --model M`` checks a space against a model exactly as a
+search would (``space.fit_to_model`` on the model's meta-device skeleton: no weights, no
+compute) and prints what it will search: the families kept and those excluded with the
+reason, the modules each placement choice resolves to, and the number of layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from autopeft.errors import AutoPeftError
+
+
+def _spec_text(spec: Any) -> str:
+    from autopeft.space import ChoiceSpec, RangeSpec
+
+    if isinstance(spec, ChoiceSpec):
+        return "{" + ", ".join(str(c) for c in spec.choices) + "}"
+    if isinstance(spec, RangeSpec):
+        return f"{spec.low}..{spec.high}" + (" (log)" if spec.log else "")
+    return str(spec)
+
+
+def _names_text(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return f"{len(names)}: {shown}" + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def adapters() -> None:
+    """List the adapter families: parameters with defaults and ranges, task kinds, architectures."""
+    from autopeft.adapters import families
+    from autopeft.cli import out
+
+    table = Table(title="adapter families", show_lines=True)
+    for column in ("family", "parameters (default)", "placement", "task kinds", "architectures"):
+        table.add_column(column, overflow="fold")
+    for name, family in sorted(families().items()):
+        params = "\n".join(f"{p} = {_spec_text(spec)}" for p, spec in family.defaults.items()) or "-"
+        placement = ("layers + roles" if family.uses_roles else "layers (own positions)") if family.uses_placement else "-"
+        table.add_row(f"[bold]{name}[/]\n{family.description}", params, placement, ", ".join(family.task_kinds),
+                      family.architectures)
+    out.print(table)
+
+
+def space(
+    file: str = typer.Argument(..., help="A space YAML file or the name of a ready space."),
+    model: str = typer.Option(..., "--model", "-m", help="Hub id, local model folder, or 'minilm'."),
+    task: str = typer.Option("sequence_classification", "--task", "-t", help="Task kind."),
+    num_labels: int = typer.Option(2, help="Number of classes (for the classifier head)."),
+) -> None:
+    """Validate a space against a model and print what a search would try."""
+    from autopeft.cli import _fail, _quiet_environment, out
+
+    _quiet_environment()
+    try:
+        from autopeft.config import ModelConfig
+        from autopeft.models import resolve_location, skeleton
+        from autopeft.placement import scan
+        from autopeft.space import fit_to_model, load_space
+        from autopeft.tasks import get_task
+
+        kind = get_task(task)
+        loaded = load_space(file)
+        location = resolve_location(model)
+        spec = ModelConfig(name_or_path=model)
+        structure = scan(skeleton(spec, location, kind.model_kwargs([str(i) for i in range(num_labels)])))
+        fit = fit_to_model(loaded, structure, task)
+    except AutoPeftError as exc:
+        _fail(exc)
+        return
+
+    out.print(f"[bold]{model}[/] ({structure.architecture}): {structure.num_layers} layers, roles "
+              f"{', '.join(structure.roles) or 'none'}", highlight=False)
+    families = Table(title="families")
+    families.add_column("family")
+    families.add_column("status")
+    for name in fit.kept:
+        families.add_row(name, "kept")
+    for name, reason in fit.excluded.items():
+        families.add_row(name, f"[yellow]excluded[/]: {reason}")
+    out.print(families)
+    if fit.placements:
+        placements = Table(title="placements")
+        for column in ("layers", "roles", "modules"):
+            placements.add_column(column, overflow="fold")
+        for layers, roles, names in fit.placements:
+            label = f"{layers} (one searched bit per layer)" if layers == "mask" else str(layers)
+            placements.add_row(label, str(roles), _names_text(names))
+        out.print(placements)
+    shared = {k: getattr(loaded, k) for k in ("learning_rate", "batch_size", "warmup_ratio", "weight_decay")}
+    out.print("training: " + ", ".join(f"{k} = {_spec_text(v)}" for k, v in shared.items()), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("adapters")(adapters)
+    app.command("space")(space)
+
+
+__all__: list[str] = ["register"]
