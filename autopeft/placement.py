@@ -348,7 +348,8 @@ def rank_pattern(structure: ModelStructure, names: Sequence[str], r: int, patter
     for leaf in leaves_named(structure, names):
         if leaf.layer is None:
             continue
-        group = min(len(values) - 1, leaf.layer * len(values) // depth)
+        # by the layer's centre, so a shallow model still spans the first and last group
+        group = min(len(values) - 1, int((leaf.layer + 0.5) * len(values) / depth))
         rank = int(values[group]) if kind == "explicit" else max(1, int(round(r * values[group])))
         if rank != r:
             out[re.escape(leaf.name)] = rank
