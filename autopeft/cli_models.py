@@ -210,25 +210,27 @@ def _versions_table(registry: Any, name: str) -> tuple[Any, list[str]]:
     by_version: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
+    versions = registry.versions(name)
+    metric = next(((v.tags or {}).get("autopeft.metric") for v in versions if (v.tags or {}).get("autopeft.metric")), "")
     table = Table(title=f"{name} at {registry.uri}")
-    for column in ("version", "aliases", "created", "adapter", "val", "test", "trainable", "study / trial",
-                   "base model", "data", "git"):
-        table.add_column(column, overflow="fold")
-    for version in registry.versions(name):
+    for column in ("version", "aliases", "adapter", f"val {metric}", f"test {metric}", "trainable", "study / trial",
+                   "base model", "data / test set", "git", "created"):
+        # identity columns never wrap; long lineage values fold instead of widening the table
+        table.add_column(column, no_wrap=column in ("version", "aliases"), overflow="fold")
+    for version in versions:
         tags = version.tags or {}
-        metric = tags.get("autopeft.metric", "")
         table.add_row(
             str(version.version),
             ", ".join(sorted(by_version.get(str(version.version), []))) or "-",
-            _time(version.creation_timestamp),
             tags.get("autopeft.family", "?"),
-            _number(tags.get("autopeft.val_metric"), metric),
-            _number(tags.get("autopeft.test_metric"), metric),
+            _number(tags.get("autopeft.val_metric")),
+            _number(tags.get("autopeft.test_metric")),
             _share(tags.get("autopeft.trainable_share")),
             f"{tags.get('autopeft.study', '?')} / {tags.get('autopeft.trial_id', '?')}",
             _base(tags),
-            f"{tags.get('autopeft.data_fingerprint', '')[:8]} test {tags.get('autopeft.test_fingerprint', '')[:8]}",
+            f"{tags.get('autopeft.data_fingerprint', '')[:8]} / {tags.get('autopeft.test_fingerprint', '')[:8]}",
             tags.get("autopeft.git_commit", "")[:8] + ("*" if tags.get("autopeft.git_dirty") == "true" else ""),
+            _time(version.creation_timestamp),
         )
     lines = []
     aliases = sorted({key.split(".")[2] for key in (model.tags or {}) if key.startswith("autopeft.history.")})
@@ -247,9 +249,9 @@ def _time(ms: Any) -> str:
     return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _number(value: Any, metric: str) -> str:
+def _number(value: Any) -> str:
     try:
-        return f"{metric} {float(value):.4f}"
+        return f"{float(value):.4f}"
     except (TypeError, ValueError):
         return "-"
 

@@ -358,11 +358,21 @@ class Registry:
 
         from autopeft.serving import ADAPTER_ARTIFACT
 
-        local = self._call(
-            f"version: cannot download {name!r} version {version}",
-            lambda: mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst),
-                                                        tracking_uri=self.uri, registry_uri=self.uri),
-        )
+        def fetch() -> str:
+            # MLflow 3 resolves a version's logged model (models:/m-...) through the *global*
+            # tracking URI whatever tracking_uri says, so point it here for the download only
+            saved = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+            mlflow.set_tracking_uri(self.uri)
+            mlflow.set_registry_uri(self.uri)
+            try:
+                return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
+                                                           dst_path=str(dst), tracking_uri=self.uri,
+                                                           registry_uri=self.uri)
+            finally:
+                mlflow.set_tracking_uri(saved[0])
+                mlflow.set_registry_uri(saved[1])
+
+        local = self._call(f"version: cannot download {name!r} version {version}", fetch)
         adapter = Path(local) / "artifacts" / ADAPTER_ARTIFACT
         if not adapter.is_dir():
             raise RegistryError(f"version: {name!r} version {version} is not an autopeft adapter (no artifacts/adapter)")
