@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
+from autopeft.promotion import PromotionConfig
 from autopeft.space import SearchSpace, load_space
 
 
@@ -152,6 +153,9 @@ class SearchConfig(_Strict):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
+    promotion: PromotionConfig = Field(
+        default_factory=PromotionConfig,
+        description="Thresholds `autopeft promote --config` applies (min_metric, max_trainable_share, max_latency_ms).")
     output_dir: str = Field("autopeft-runs", description="Where checkpoints, caches and the best adapter go.")
     seed: int = Field(0, description="Seed of the sampler, data split and training.")
 
