@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
 from autopeft.promotion import PromotionConfig
+from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
 from autopeft.space import SearchSpace, load_space
+from autopeft.warmstart import WarmStartConfig
 
 
 class _Strict(BaseModel):
@@ -149,6 +151,20 @@ class SearchConfig(_Strict):
         "lora-family", description="Space file (relative to the config), a ready space name, or inline."
     )
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    objectives: Optional[list[ObjectiveConfig]] = Field(
+        None, description="Several objectives (multi-objective search): the task metric first, then cost "
+        "metrics (trainable_share, trainable_params, adapter_size_mb, peak_memory_mb, latency_ms; mode min)."
+    )
+    constraints: ConstraintsConfig = Field(
+        default_factory=ConstraintsConfig, description="Limits on cost metrics, passed to the sampler."
+    )
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="tpe, nsga2, gp or random.")
+    selection: SelectionConfig = Field(
+        default_factory=SelectionConfig, description="Which trial's adapter is registered: best, best-within, knee."
+    )
+    warm_start: WarmStartConfig = Field(
+        default_factory=WarmStartConfig, description="Configs enqueued as the first trials."
+    )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -165,6 +181,37 @@ class SearchConfig(_Strict):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("expected letters, digits, '.', '_' or '-' (starting with a letter or digit)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objectives_lead(cls, raw: Any) -> Any:
+        # ``objective`` stays the task metric everything else (ASHA, progress) reads: the first
+        # of ``objectives`` when those are given.
+        if isinstance(raw, dict) and raw.get("objectives") is not None:
+            raw = {**raw, "objectives": fill_modes(raw["objectives"])}
+            first = raw["objectives"][0] if isinstance(raw["objectives"], list) and raw["objectives"] else None
+            if isinstance(first, dict) and "objective" not in raw:
+                raw["objective"] = dict(first)
+        return raw
+
+    @property
+    def objective_list(self) -> list[tuple[str, str]]:
+        """(metric, mode) of every objective, the task metric first."""
+        if self.objectives:
+            return [(o.metric, o.mode) for o in self.objectives]
+        return [(self.objective.metric, self.objective.mode)]
+
+    @model_validator(mode="after")
+    def _objectives_fit_task(self) -> SearchConfig:
+        from autopeft.tasks import get_task
+
+        if self.objectives is not None:
+            check_objectives(self.objective_list, get_task(self.task.kind).metric_names)
+            if (self.objective.metric, self.objective.mode) != self.objective_list[0]:
+                raise ValueError("objective: differs from objectives[0]; give one of them")
+        if self.constraints.limits() and self.sampler.name == "random":
+            raise ValueError("constraints: the random sampler ignores constraints; use tpe, nsga2 or gp")
+        return self
 
     @model_validator(mode="after")
     def _objective_fits_task(self) -> SearchConfig:

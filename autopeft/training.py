@@ -50,6 +50,9 @@ class StudySpec:
     seed: int
     metric: str
     mode: str
+    #: Cost limits (``objectives.ConstraintsConfig.limits``): a trial over one stops at that
+    #: evaluation, so it ends PRUNED instead of training an adapter nobody can use.
+    limits: Mapping[str, float] = field(default_factory=dict)
 
     def model_kwargs(self) -> dict[str, Any]:
         return get_task(self.task).model_kwargs(self.label_names)
@@ -152,6 +155,63 @@ def evaluate(model: nn.Module, split: TokenizedSplit, pad_token_id: int, task: s
     return metrics
 
 
+class PeakMemory:
+    """Peak memory of this trial's training, in MiB: ``torch.cuda.max_memory_allocated`` on GPU,
+    the process's peak resident set size on CPU.
+
+    On Linux the RSS high-water mark is reset at the start (``/proc/self/clear_refs``), so a
+    trial in a reused Ray actor does not inherit the peak of the one before; where that is not
+    possible the process-lifetime peak (``getrusage``) is reported instead.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+        except OSError:
+            pass
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, device: torch.device,
+                    amp_dtype: torch.dtype | None = None, examples: int = 16, warmup: int = 2) -> float:
+    """Inference latency per example in ms: the median over up to ``examples`` validation
+    examples, one at a time (a served request), after ``warmup`` untimed calls."""
+    was_training = model.training
+    model.eval()
+    n = min(len(split), examples)
+    times: list[float] = []
+    for i in range(-min(warmup, n), n):
+        batch = _to(collate(split, np.asarray([max(i, 0)]), pad_token_id), device)
+        started = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            model(**batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 0:
+            times.append(time.perf_counter() - started)
+    model.train(was_training)
+    return float(np.median(times)) * 1000.0 if times else float("nan")
+
+
 @dataclass
 class TrainState:
     """What a checkpoint restores besides the adapter weights."""
@@ -192,6 +252,8 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
     batch_size = int(config["batch_size"])
     on_step = get_family(built.family).on_step
     loss_window: list[float] = []
+    memory = PeakMemory(device)  # cost measurements for multi-objective search (objectives.py)
+    latency_ms: float | None = None
     while state.step < spec.max_steps:
         started = time.perf_counter()
         idx = batch_indices(len(train_split), batch_size, state.step, spec.seed)
@@ -217,6 +279,9 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
             metrics = evaluate(model, data.splits["validation"], data.pad_token_id, spec.task,
                                batch_size=spec.eval_batch_size, device=device, amp_dtype=amp_dtype)
             state.eval_time_s += time.perf_counter() - started
+            if latency_ms is None:  # the adapter's structure, hence its latency, does not change
+                latency_ms = measure_latency(model, data.splits["validation"], data.pad_token_id, device=device,
+                                             amp_dtype=amp_dtype)
             report: dict[str, Any] = {
                 **metrics,
                 "train_loss": float(np.mean(loss_window)),
@@ -226,12 +291,20 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
                 "trainable_share": built.trainable_share,
                 "train_time_s": state.train_time_s,
                 "eval_time_s": state.eval_time_s,
+                "latency_ms": latency_ms,
+                "peak_memory_mb": memory.peak_mb(),
             }
+            over = [k for k, limit in spec.limits.items()
+                    if isinstance(report.get(k), (int, float)) and float(report[k]) > limit]
+            if over:
+                report["infeasible"] = 1.0  # numeric, so MLflow records why the trial stopped
             loss_window.clear()
             state.history.append({k: float(v) for k, v in report.items() if isinstance(v, (int, float))})
             state.optimizer = optimizer.state_dict()
             state.scheduler = scheduler.state_dict()
             on_eval(report, state)
+            if over:
+                break
     return state
 
 
@@ -241,6 +314,11 @@ def save_checkpoint(built: BuiltAdapter, state: TrainState, directory: Path) -> 
     torch.save({"step": state.step, "train_time_s": state.train_time_s, "eval_time_s": state.eval_time_s,
                 "optimizer": state.optimizer, "scheduler": state.scheduler, "history": state.history},
                directory / TRAINING_STATE_FILE)
+
+
+def adapter_size_mb(directory: Path) -> float:
+    """Size in MiB of the adapter weights peft saved in ``directory`` (what a user ships)."""
+    return sum(f.stat().st_size for f in directory.glob("adapter_model.*")) / 2**20
 
 
 def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
