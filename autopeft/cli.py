@@ -46,6 +46,8 @@ def search(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port)."),
     tracking_uri: Optional[str] = typer.Option(None, help="Override tracking.uri."),
     output_dir: Optional[str] = typer.Option(None, help="Override output_dir."),
+    warm_start: Optional[list[str]] = typer.Option(
+        None, "--warm-start", help="Seed with the best configs of an earlier study (name) or a YAML/JSON file (repeatable)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray and trial logs."),
 ) -> None:
     """Search adapter type, placement, rank and learning rate; register the best adapter."""
@@ -57,6 +59,7 @@ def search(
     try:
         parsed = [parse_override(text) for text in overrides or []]
         parsed += [(key.split("."), value) for key, value in flags.items() if value is not None]
+        parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
         resolved = resolve(config, parsed)
         from autopeft.search import prepare
 
@@ -102,6 +105,10 @@ def search(
         f"Optuna storage: {prepared.optuna_storage} (browse with: optuna-dashboard {prepared.optuna_storage})",
         f"took {result.wall_time_s:.0f}s",
     ]
+    if getattr(result, "selection", None) is not None:
+        lines.insert(1, f"chosen by policy {result.selection.policy}: {result.selection.reason}")
+    if getattr(result, "report_path", None):
+        lines.append(f"report: {result.report_path} (also in the MLflow run under report/)")
     out.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
@@ -132,7 +139,7 @@ def version() -> None:
 
 
 #: Modules that add commands to ``app``; each defines ``register(app)`` (one module per topic).
-_COMMAND_MODULES: list[str] = ["autopeft.cli_models", "autopeft.cli_space"]
+_COMMAND_MODULES: list[str] = ["autopeft.cli_report", "autopeft.cli_models", "autopeft.cli_space"]
 
 
 def _register_commands() -> None:

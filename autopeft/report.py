@@ -49,13 +49,20 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#bcbd22", "#17becf"]
 
 
-def template_path() -> Path:
+#: Used where ``dashboards/study_report.html`` is not at hand (a wheel install without the repo).
+_FALLBACK_TEMPLATE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>$title</title>
+<script type="text/javascript">$plotlyjs</script></head><body style="font-family:sans-serif">
+<h1>$title</h1>$summary$figures</body></html>
+"""
+
+
+def template_path() -> Path | None:
     """The report template: the packaged copy, else the source tree's ``dashboards/``."""
     for candidate in (Path(__file__).parent / "dashboards" / "study_report.html",
                       Path(__file__).parent.parent / "dashboards" / "study_report.html"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("dashboards/study_report.html not found (neither packaged nor in the source tree)")
+    return None
 
 
 @dataclass
@@ -311,7 +318,10 @@ def fig_importance(data: StudyData) -> go.Figure:
     if len(complete) < 2:
         return _empty(FIGURES["importance"], f"{len(complete)} COMPLETE trial(s): importances need at least 2")
     try:
-        importances = optuna.importance.get_param_importances(data.study, target=lambda t: t.values[0])
+        # fANOVA: variance-based, so the objective's direction does not matter (PED-ANOVA, Optuna's
+        # default, ranks by what reaches *low* values); seeded so the report is reproducible
+        importances = optuna.importance.get_param_importances(
+            data.study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=lambda t: t.values[0])
     except Exception as exc:  # noqa: BLE001 - e.g. no parameter varies across the completed trials
         return _empty(FIGURES["importance"], f"not computable: {' '.join(str(exc).split())[:120]}")
     if not importances:
@@ -556,7 +566,9 @@ def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
                           config={"displaylogo": False, "responsive": True})
         parts.append(f'<h2 id="{key}">{html.escape(FIGURES[key])}</h2>\n<div class="figure">{div}</div>')
-    return string.Template(template_path().read_text()).substitute(
+    path = template_path()
+    template = path.read_text() if path is not None else _FALLBACK_TEMPLATE
+    return string.Template(template).substitute(
         title=html.escape(f"autopeft study {data.study_name}"), summary=_summary_html(data),
         plotlyjs=get_plotlyjs(), figures="\n".join(parts))
 

@@ -38,15 +38,31 @@ class PruningAwareOptunaSearch(OptunaSearch):
     after reporting as COMPLETE too. Here a trial is COMPLETE only when it reported its final
     step; one stopped before is PRUNED (its last report kept as an intermediate value, which is
     what Optuna's samplers expect of pruned trials) and one that raised is FAIL.
+
+    With several objectives (``metric``/``mode`` lists) the same holds; Optuna keeps no
+    intermediate values there, so a pruned trial is PRUNED without a curve in Optuna (MLflow has
+    it). Before telling Optuna, the trial's cost measurements are stored as user attributes,
+    which the sampler's constraints and the study report read.
     """
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        from autopeft.objectives import ATTR_RAY_TRIAL
+
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # joins Optuna trials to Ray trials (and their MLflow runs)
+            self._ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
+        return config
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         import optuna
 
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        from autopeft.objectives import record_measurements
+
         state = outcome(result, error)
         ot_trial = self._ot_trials[trial_id]
+        record_measurements(ot_trial, trial_id, result)
         single = isinstance(self.metric, str)
         if result and single and self.metric in result and state != "FAIL":
             # Tune does not pass the result that made the scheduler stop the trial to
@@ -74,6 +90,8 @@ class Prepared:
     raw: RawData
     output_dir: Path
     optuna_storage: str
+    #: Configs enqueued as the first trials (``warmstart.WarmPoint``), checked in prepare().
+    warm_start: list[Any] = field(default_factory=list)
 
     @property
     def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers
@@ -100,6 +118,10 @@ class SearchResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     reloaded_val_metrics: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    #: How the registered trial was chosen and the Pareto set (``objectives.Selection``).
+    selection: Any = None
+    #: The study report (HTML), written at the end of the search.
+    report_path: Path | None = None
 
 
 def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
@@ -164,8 +186,11 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
         raise ConfigError(f"tracking.optuna_storage: cannot open {storage!r}: {' '.join(str(exc).split())[:200]}") from None
     if study_name in existing:
         raise ConfigError(f"study_name: a study named {study_name!r} already exists in {storage}; choose another name")
+    from autopeft.warmstart import collect
+
+    warm = collect(cfg.warm_start, resolved.space, storage, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
-                    output_dir=output_dir, optuna_storage=storage)
+                    output_dir=output_dir, optuna_storage=storage, warm_start=warm)
 
 
 def _make_scheduler(cfg: Any) -> Any:
@@ -186,20 +211,25 @@ def _make_scheduler(cfg: Any) -> Any:
 def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
     import optuna
 
+    from autopeft.objectives import make_sampler
+    from autopeft.warmstart import enqueue
+
     cfg = prepared.config
-    sampler = optuna.samplers.TPESampler(
-        seed=cfg.seed,
-        # with concurrent trials, pretend running ones scored badly so TPE spreads out
-        constant_liar=cfg.budget.concurrent_trials > 1,
-    )
-    return PruningAwareOptunaSearch(
+    objectives = cfg.objective_list
+    sampler = make_sampler(cfg.sampler, cfg.constraints.limits(), seed=cfg.seed, trials=cfg.budget.trials,
+                           concurrent=cfg.budget.concurrent_trials)
+    multi = len(objectives) > 1  # Ray's OptunaSearch takes metric/mode lists for several objectives
+    searcher = PruningAwareOptunaSearch(
         space=compile_space(prepared.resolved.space),
-        metric=cfg.objective.metric,
-        mode=cfg.objective.mode,
+        metric=[m for m, _ in objectives] if multi else cfg.objective.metric,
+        mode=[m for _, m in objectives] if multi else cfg.objective.mode,
         sampler=sampler,
         study_name=prepared.study_name,
         storage=optuna.storages.RDBStorage(prepared.optuna_storage),
     )
+    # enqueued directly (not points_to_evaluate) so each carries its source as a user attribute
+    enqueue(searcher._ot_study, prepared.warm_start)
+    return searcher
 
 
 def init_ray(address: str | None, *, verbose: bool = False) -> bool:
@@ -254,7 +284,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         spec = StudySpec(model=cfg.model, location=prepared.location, task=cfg.task.kind,
                          label_names=data.label_names, max_steps=cfg.budget.max_steps,
                          eval_interval=cfg.budget.eval_interval, eval_batch_size=cfg.budget.eval_batch_size,
-                         seed=cfg.seed, metric=cfg.objective.metric, mode=cfg.objective.mode)
+                         seed=cfg.seed, metric=cfg.objective.metric, mode=cfg.objective.mode,
+                         limits=cfg.constraints.limits())
         resources = {"cpu": cfg.budget.cpus_per_trial, "gpu": cfg.budget.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec, data=data), resources)
         tuner = tune.Tuner(
@@ -279,12 +310,14 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         )
         grid = tuner.fit()
         trials = _summaries(grid, recorder.runs, cfg.objective.metric)
+        selection = _best(trials, cfg)
         result = SearchResult(study_name=prepared.study_name, parent_run_id=parent_id, trials=trials,
-                              best=_best(trials, cfg.objective.metric, cfg.objective.mode))
+                              best=selection.best, selection=selection)
         if result.best is None:
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
         checkpoint = next(r.checkpoint for r in grid if r.metrics.get("trial_id") == result.best.trial_id)
         _finalize(prepared, client, data, result, checkpoint, model_ref)
+        result.report_path = _report(prepared, client, result)
         status = "FINISHED"
         result.wall_time_s = time.monotonic() - started
         client.log_metric(parent_id, "search_wall_time_s", result.wall_time_s)
@@ -311,14 +344,34 @@ def _summaries(grid: Any, runs: dict[str, str], metric: str) -> list[TrialSummar
     return out
 
 
-def _best(trials: list[TrialSummary], metric: str, mode: str) -> TrialSummary | None:
-    """The best COMPLETE trial by its final value; a pruned one only when none completed."""
-    for wanted in ("COMPLETE", "PRUNED"):
-        pool = [t for t in trials if t.outcome == wanted and isinstance(t.metrics.get(metric), (int, float))]
-        if pool:
-            key = lambda t: float(t.metrics[metric])  # noqa: E731
-            return max(pool, key=key) if mode == "max" else min(pool, key=key)
-    return None
+def _best(trials: list[TrialSummary], cfg: Any) -> Any:
+    """The trial to register, by the config's selection policy (``objectives.select``): among
+    COMPLETE trials within the constraints; a pruned one only when none completed."""
+    from autopeft.objectives import select
+
+    return select(trials, cfg.objective_list, cfg.constraints.limits(), cfg.selection)
+
+
+def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | None:
+    """Record the Pareto set, tag warm-started runs, write the study report. A report that fails
+    does not fail the search (the adapter is registered by now): the error is tagged instead."""
+    import logging
+
+    from autopeft.objectives import record_selection
+    from autopeft.warmstart import tag_runs
+
+    record_selection(client, result.parent_run_id, result.selection)
+    tag_runs(client, prepared.optuna_storage, prepared.study_name, {t.trial_id: t.run_id for t in result.trials})
+    try:
+        from autopeft.report import write_report
+
+        return write_report(prepared.study_name, tracking_uri=prepared.config.tracking.uri,
+                            out_dir=prepared.output_dir / prepared.study_name, client=client,
+                            structure=prepared.structure)
+    except Exception as exc:  # noqa: BLE001 - reported on the run, not raised
+        logging.getLogger(__name__).warning("study report failed: %s", exc)
+        client.set_tag(result.parent_run_id, "autopeft.report_error", " ".join(str(exc).split())[:500])
+        return None
 
 
 def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult, checkpoint: Any,
@@ -354,6 +407,10 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
         "study": prepared.study_name,
         "trial_id": best.trial_id,
         "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode},
+        "objectives": [{"metric": m, "mode": md} for m, md in cfg.objective_list],
+        "selection": {"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
+        "costs": {k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
+                  if k in best.metrics},
         "validation": {k: best.metrics[k] for k in get_task(cfg.task.kind).metric_names if k in best.metrics},
         "data_fingerprint": data.fingerprint,
     })
@@ -395,6 +452,7 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
         "autopeft.test_fingerprint": test_fp,
         "autopeft.metric": metric,
         "autopeft.mode": cfg.objective.mode,
+        "autopeft.selection_policy": cfg.selection.policy,
         "autopeft.val_metric": result.reloaded_val_metrics.get(metric, ""),
         "autopeft.test_metric": result.test_metrics.get(metric, ""),
         "autopeft.trainable_params": best.metrics.get("trainable_params", ""),

@@ -21,6 +21,7 @@ from autopeft.training import (
     TrainState,
     build_adapter,
     pick_device,
+    adapter_size_mb,
     restore_checkpoint,
     save_checkpoint,
     train,
@@ -59,3 +60,4 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+            metrics["adapter_size_mb"] = adapter_size_mb(Path(directory))  # measured on disk, not estimated

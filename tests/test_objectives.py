@@ -1,0 +1,162 @@
+"""Objectives, constraints, the Pareto set and the selection policies on synthetic trials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from autopeft.config import resolve
+from autopeft.errors import ConfigError
+from autopeft.objectives import (
+    ConstraintsFunc,
+    SamplerConfig,
+    SelectionConfig,
+    knee_index,
+    make_sampler,
+    pareto_mask,
+    pareto_table,
+    select,
+)
+
+from .conftest import write_yaml
+
+
+@dataclass
+class T:
+    trial_id: str
+    accuracy: float
+    share: float
+    outcome: str = "COMPLETE"
+    latency: float = 1.0
+    params: dict[str, Any] = field(default_factory=lambda: {"adapter": "lora", "lora.r": 8})
+    run_id: str | None = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "trainable_share": self.share, "latency_ms": self.latency}
+
+
+OBJ = [("accuracy", "max"), ("trainable_share", "min")]
+# a front a-b-c-d (c is the knee: most of the accuracy for a tenth of b's share), e dominated by c
+TRIALS = [T("a", 0.70, 0.0001), T("b", 0.90, 0.0100), T("c", 0.88, 0.0010), T("d", 0.80, 0.0005),
+          T("e", 0.85, 0.0020), T("p", 0.95, 0.0001, outcome="PRUNED"), T("f", 0.99, 0.0001, outcome="FAIL")]
+
+
+def test_pareto_mask_keeps_exactly_the_non_dominated_points():
+    values = np.array([[t.accuracy, t.share] for t in TRIALS[:5]])
+    assert pareto_mask(values, ["max", "min"]).tolist() == [True, True, True, True, False]
+    # duplicates do not dominate each other; a point better in one and equal in the other does
+    assert pareto_mask(np.array([[1, 1], [1, 1], [1, 2]]), ["max", "min"]).tolist() == [True, True, False]
+    assert pareto_mask(np.zeros((0, 2)), ["max", "min"]).tolist() == []
+
+
+def test_knee_is_nearest_the_ideal_point_after_scaling():
+    front = np.array([[0.70, 0.0001], [0.90, 0.0100], [0.88, 0.0010], [0.80, 0.0005]])
+    assert knee_index(front, ["max", "min"]) == 2
+    assert knee_index(np.array([[0.5, 3.0]]), ["max", "min"]) == 0
+    # orientation matters: minimising the first objective picks the other end
+    assert knee_index(np.array([[1.0, 1.0], [0.0, 1.0]]), ["min", "min"]) == 1
+
+
+def test_policies_pick_what_they_claim():
+    best = select(TRIALS, OBJ, {}, SelectionConfig(policy="best"))
+    assert best.best.trial_id == "b"  # pruned and failed trials are never candidates when one completed
+    assert {t.trial_id for t in best.pareto} == {"a", "b", "c", "d"}
+    within = select(TRIALS, OBJ, {}, SelectionConfig(policy="best-within", max_trainable_share=0.001))
+    assert within.best.trial_id == "c"
+    knee = select(TRIALS, OBJ, {}, SelectionConfig(policy="knee"))
+    assert knee.best.trial_id == "c" and "knee" in knee.reason
+    # sampler constraints shrink the candidates before any policy
+    constrained = select(TRIALS, OBJ, {"trainable_share": 0.005}, SelectionConfig(policy="best"))
+    assert constrained.best.trial_id == "c" and "b" not in {t.trial_id for t in constrained.feasible}
+
+
+def test_policies_fall_back_and_say_so():
+    nothing_within = select(TRIALS, OBJ, {}, SelectionConfig(policy="best-within", max_trainable_share=1e-6))
+    assert nothing_within.best.trial_id == "b" and nothing_within.reason.startswith("no COMPLETE trial with")
+    infeasible = select(TRIALS, OBJ, {"trainable_share": 1e-6}, SelectionConfig())
+    assert infeasible.best.trial_id == "b" and "constraints" in infeasible.reason
+    only_pruned = select([TRIALS[5]], OBJ, {}, SelectionConfig())
+    assert only_pruned.best.trial_id == "p" and "no trial completed" in only_pruned.reason
+    assert select([TRIALS[6]], OBJ, {}, SelectionConfig()).best is None
+
+
+def test_single_objective_front_uses_trainable_share_as_the_cost_axis():
+    chosen = select(TRIALS, [("accuracy", "max")], {}, SelectionConfig(policy="knee"))
+    assert chosen.axes == [("accuracy", "max"), ("trainable_share", "min")]
+    assert chosen.best.trial_id == "c"
+
+
+def test_pareto_table_has_config_run_and_one_type_per_column(tmp_path):
+    trials = [T("a", 0.7, 0.0001, params={"adapter": "ia3", "placement.layers": "all"}, run_id="r1"),
+              T("b", 0.9, 0.01, params={"adapter": "lora", "lora.r": 8, "placement.layers": 3}, run_id="r2")]
+    frame = pareto_table(select(trials, OBJ, {}, SelectionConfig(policy="best")))
+    assert list(frame["trial_id"]) == ["a", "b"] and list(frame["run_id"]) == ["r1", "r2"]
+    assert frame["registered"].tolist() == [False, True]
+    assert frame["param.placement.layers"].tolist() == ["all", "3"]  # mixed: stored as text
+    frame.to_parquet(tmp_path / "p.parquet")  # one type per column, so Parquet takes it
+
+
+def test_constraints_func_reads_the_measurements():
+    func = ConstraintsFunc({"trainable_share": 0.01, "latency_ms": 5.0})
+    trial = optuna.trial.create_trial(values=[0.8, 0.02], user_attrs={"autopeft.trainable_share": 0.02,
+                                                                       "autopeft.latency_ms": 4.0},
+                                      distributions={}, params={})
+    assert func(trial) == pytest.approx([1.0, -0.2])
+    missing = optuna.trial.create_trial(values=[0.8, 0.02], distributions={}, params={})
+    assert func(missing) == [1.0, 1.0]  # not measured: infeasible
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
+def test_every_sampler_runs_a_constrained_two_objective_study(name):
+    limits = {} if name == "random" else {"trainable_share": 0.5}
+    sampler = make_sampler(SamplerConfig(name=name, population_size=4, n_startup_trials=3), limits,
+                           seed=0, trials=8, concurrent=1)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(6):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("autopeft.trainable_share", x)
+        study.tell(trial, [x, x * x])
+    assert len(study.best_trials) >= 1
+    if limits:
+        assert all("constraints" in t.system_attrs for t in study.trials)
+
+
+def _config(tmp_path, **extra):
+    return write_yaml(tmp_path / "c.yaml", {"model": {"name_or_path": "minilm"},
+                                           "data": {"train": "x.csv", "text_columns": ["s"]}, **extra})
+
+
+def test_config_accepts_objectives_and_keeps_single_objective_unchanged(tmp_path):
+    single = resolve(_config(tmp_path, objective={"metric": "f1", "mode": "max"})).config
+    assert single.objective_list == [("f1", "max")] and single.objectives is None
+    multi = resolve(_config(tmp_path, objectives=[{"metric": "accuracy"}, {"metric": "latency_ms"}],
+                            constraints={"max_trainable_share": "0.5%"}, sampler="nsga2")).config
+    assert multi.objective_list == [("accuracy", "max"), ("latency_ms", "min")]  # cost metrics default to min
+    assert multi.objective.metric == "accuracy"  # ASHA and the progress view read this one
+    assert multi.constraints.limits() == {"trainable_share": pytest.approx(0.005)}
+    assert multi.sampler.name == "nsga2"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"objectives": [{"metric": "trainable_share"}]}, "objectives.0.metric: the first objective must be a task metric"),
+    ({"objectives": [{"metric": "accuracy"}, {"metric": "speed"}]}, "objectives.1.metric: unknown metric 'speed'"),
+    ({"objectives": [{"metric": "accuracy"}, {"metric": "accuracy"}]}, "objectives.1.metric: 'accuracy' appears twice"),
+    ({"objectives": [{"metric": "accuracy"}], "objective": {"metric": "f1"}}, "objective: differs from objectives[0]"),
+    ({"constraints": {"max_latency_ms": 0}}, "constraints.max_latency_ms"),
+    ({"constraints": {"max_trainable_share": "half"}}, "constraints.max_trainable_share"),
+    ({"constraints": {"max_latency_ms": 3}, "sampler": "random"}, "constraints: the random sampler"),
+    ({"sampler": "cmaes"}, "sampler.name"),
+    ({"selection": {"policy": "best-within"}}, "selection: policy best-within needs at least one limit"),
+    ({"selection": {"policy": "knee", "max_latency_ms": 3}}, "selection: limits apply to policy best-within only"),
+    ({"selection": {"policy": "pareto"}}, "selection.policy"),
+])
+def test_bad_objective_config_is_one_line_naming_the_field(tmp_path, extra, message):
+    with pytest.raises(ConfigError) as info:
+        resolve(_config(tmp_path, **extra))
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,122 @@
+"""Warm start: configs fitted to the space, sources read and checked, enqueued first with their source."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+
+from autopeft.errors import ConfigError
+from autopeft.space import compile_space, load_space
+from autopeft.warmstart import ATTR_SOURCE, BUILTIN_PRIOR, WarmPoint, WarmStartConfig, collect, enqueue, fit_to_space
+
+SPACE = load_space({
+    "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},
+    "placement": {"layers": {"choices": ["all", "last-2"]}, "roles": {"choices": [["query", "value"], "all-linear"]}},
+    "learning_rate": {"low": 1e-4, "high": 5e-3, "log": True},
+    "batch_size": 16,
+})
+
+
+def test_fit_to_space_encodes_and_drops_what_the_space_does_not_sample():
+    fitted = fit_to_space({"adapter": "lora", "lora.r": 8, "placement.roles": ["query", "value"], "batch_size": 32,
+                           "dora.r": 4, "learning_rate": 1e-3}, SPACE)
+    assert fitted == {"adapter": "lora", "lora.r": 8, "placement.roles": "query,value", "learning_rate": 1e-3}
+
+
+@pytest.mark.parametrize("params", [
+    {"adapter": "dora", "dora.r": 8},                    # family not in the space
+    {"adapter": "lora", "lora.r": 32},                   # not a choice
+    {"adapter": "lora", "learning_rate": 0.5},           # outside the range
+    {"adapter": "lora", "placement.layers": "last-4"},   # not a choice
+    {"adapter": "lora", "learning_rate": "fast"},        # not a number
+])
+def test_configs_outside_the_space_do_not_fit(params):
+    assert fit_to_space(params, SPACE) is None
+
+
+def test_single_family_space_needs_no_adapter_key():
+    space = load_space({"adapters": {"lora": {"r": {"choices": [4, 8]}}}})
+    assert fit_to_space({"lora.r": 4}, space) == {"lora.r": 4}
+    assert fit_to_space({"adapter": "ia3"}, space) is None
+
+
+def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
+    points = collect(WarmStartConfig(), SPACE, "sqlite://")
+    sources = [p.source for p in points]
+    assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
+    assert len(BUILTIN_PRIOR) == 4
+    assert collect(WarmStartConfig(prior=False), SPACE, "sqlite://") == []
+
+
+def test_file_sources_come_first_and_repeats_are_dropped(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps([{"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
+                                 "learning_rate": 3e-3}, {"params": {"adapter": "lora", "lora.r": 4}}]))
+    points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://")
+    assert [p.source for p in points] == ["file:w.json#0", "file:w.json#1", "prior:lora-all-linear", "prior:lora-qv"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("- [1, 2]\n", "expected a list of configs"),
+    ("configs: {a: 1}\n", "expected a list of configs"),
+    ("- {adapter: vera}\n", "none of the 1 configs"),
+    ("- {adapter: lora\n", "cannot read"),
+])
+def test_bad_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "w.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://")
+    assert str(info.value).startswith("warm_start.sources.0:") and message in str(info.value)
+
+
+def test_missing_file_or_study_names_the_field(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    with pytest.raises(ConfigError, match=r"warm_start.sources.0: no such file 'gone.yaml'"):
+        collect(WarmStartConfig(sources=["gone.yaml"]), SPACE, storage)
+    with pytest.raises(ConfigError, match=r"warm_start.sources.0: 'old' is neither a file nor a study"):
+        collect(WarmStartConfig(sources=["old"]), SPACE, storage)
+
+
+def test_study_source_takes_its_best_complete_trials(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    old = optuna.create_study(study_name="old", storage=storage, direction="maximize")
+    for r, lr, value in ((4, 1e-3, 0.7), (8, 2e-3, 0.9), (4, 3e-3, 0.8)):
+        old.add_trial(optuna.trial.create_trial(
+            params={"adapter": "lora", "lora.r": r, "learning_rate": lr}, value=value,
+            distributions={"adapter": optuna.distributions.CategoricalDistribution(["lora", "ia3"]),
+                           "lora.r": optuna.distributions.CategoricalDistribution([4, 8]),
+                           "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}))
+    points = collect(WarmStartConfig(sources=["old"], top_k=2, prior=False), SPACE, storage)
+    assert [p.source for p in points] == ["study:old#1", "study:old#2"]
+    assert points[0].params == {"adapter": "lora", "lora.r": 8, "learning_rate": 2e-3}
+
+
+def test_enqueued_points_are_asked_first_with_their_source():
+    study = optuna.create_study(direction="maximize")
+    points = [WarmPoint({"adapter": "ia3", "learning_rate": 3e-3}, "prior:x"),
+              WarmPoint({"adapter": "lora", "lora.r": 4}, "file:y#0")]
+    enqueue(study, points)
+    run = compile_space(SPACE)
+    asked = []
+    for _ in range(3):
+        trial = study.ask()
+        run(trial)
+        asked.append((trial.params.get("adapter"), trial.user_attrs.get(ATTR_SOURCE)))
+        study.tell(trial, 0.5)
+    assert asked[:2] == [("ia3", "prior:x"), ("lora", "file:y#0")]
+    assert asked[2][1] is None
+    assert study.trials[0].params["learning_rate"] == 3e-3
+    assert study.trials[1].params["lora.r"] == 4
+
+
+def test_warm_start_flag_reaches_the_config(tmp_path):
+    from autopeft.config import parse_override, resolve
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name_or_path": "minilm"}, "data": {"train": "x.csv", "text_columns": ["s"]}}))
+    resolved = resolve(config, [(["warm_start", "sources"], ["a", "b.yaml"]), parse_override("warm_start.prior=false")])
+    assert resolved.config.warm_start.sources == ["a", "b.yaml"] and resolved.config.warm_start.prior is False
