@@ -22,6 +22,19 @@ from autopeft.errors import AutoPeftError, UserInputError
 _URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
 
 
+def _quiet() -> None:
+    """The search's quiet environment (no artifact progress bars) and no library deprecation
+    chatter: these commands print one result or one error line."""
+    import warnings
+
+    from autopeft.cli import _quiet_environment
+
+    _quiet_environment()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
 def _fail(exc: AutoPeftError) -> None:
     from autopeft.cli import _fail as fail  # one error format for every command
 
@@ -87,6 +100,7 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
+        _quiet()
         from autopeft.cli import out
         from autopeft.promotion import promote as run_promote
         from autopeft.registry import Registry
@@ -121,6 +135,7 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Move an alias (production) back to the version that held it before."""
+        _quiet()
         from autopeft.cli import out
         from autopeft.registry import Registry
 
@@ -138,6 +153,7 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Table of registered models, or of one model's versions: aliases, metrics, lineage."""
+        _quiet()
         from autopeft.cli import out
         from autopeft.registry import Registry
 
@@ -162,6 +178,7 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Write a version's adapter, or a merged full model, to a folder."""
+        _quiet()
         from autopeft.cli import console, out
         from autopeft.registry import Registry, parse_model_ref
 
@@ -171,15 +188,21 @@ def register(app: typer.Typer) -> None:
                 raise UserInputError(f"--out: {str(out_dir)!r} exists and is not an empty folder")
             registry = Registry.open(_tracking_uri(tracking_uri))
             found = registry.resolve(model_name, version=version, alias=alias)
-            with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
-                adapter = registry.download(model_name, str(found.version), Path(tmp))
-                if merged:
-                    from autopeft.predictor import export_merged
+            created = not out_dir.exists()
+            try:
+                with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
+                    adapter = registry.download(model_name, str(found.version), Path(tmp))
+                    if merged:
+                        from autopeft.predictor import export_merged
 
-                    with console.status("merging the adapter into its base model..."):
-                        export_merged(adapter, out_dir)
-                else:
-                    shutil.copytree(adapter, out_dir, dirs_exist_ok=True)
+                        with console.status("merging the adapter into its base model..."):
+                            export_merged(adapter, out_dir)
+                    else:
+                        shutil.copytree(adapter, out_dir, dirs_exist_ok=True)
+            except BaseException:
+                if created:  # no half-written export left behind to be mistaken for a good one
+                    shutil.rmtree(out_dir, ignore_errors=True)
+                raise
             provenance = {"model": model_name, "version": str(found.version), "alias": alias,
                           "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {})}
             (out_dir / "autopeft-export.json").write_text(json.dumps(provenance, indent=2, sort_keys=True))
