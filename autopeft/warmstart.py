@@ -188,13 +188,13 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, base_d
     points: list[WarmPoint] = []
     seen: set[str] = set()
     for source, params in raw:
-        fitted = fit_to_space(params, space)
-        if fitted is None:
+        point = fit_to_space(params, space)
+        if point is None:
             continue
-        key = json.dumps(fitted, sort_keys=True, default=str)
+        key = json.dumps(point, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
-            points.append(WarmPoint(params=fitted, source=source))
+            points.append(WarmPoint(params=point, source=source))
     return points
 
 
