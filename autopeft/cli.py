@@ -12,7 +12,6 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from autopeft.errors import AutoPeftError, UserInputError
 
@@ -61,14 +60,45 @@ def search(
         parsed += [(key.split("."), value) for key, value in flags.items() if value is not None]
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
         resolved = resolve(config, parsed)
-        from autopeft.search import prepare
+        from autopeft.search import prepare, prepare_resume
+        from autopeft.study import StudyManifest
 
+        name, out_dir = resolved.config.study_name, Path(resolved.config.output_dir)
         with console.status("checking model, data and search space..."):
-            prepared = prepare(resolved)
+            if name and StudyManifest.path_for(out_dir, name).is_file():
+                console.print(f"study {name!r} exists in {out_dir}: continuing it with its recorded config")
+                prepared = prepare_resume(name, out_dir)
+            else:
+                prepared = prepare(resolved)
     except AutoPeftError as exc:
         _fail(exc)
         return
+    _run(prepared, verbose)
 
+
+@app.command()
+def resume(
+    study: str = typer.Argument(..., help="Name of the study to continue."),
+    output_dir: Path = typer.Option(Path("autopeft-runs"), help="The study's output_dir."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray and trial logs."),
+) -> None:
+    """Continue a study whose driver died: finished trials are kept, unfinished ones continue."""
+    _quiet_environment()
+    from autopeft.search import prepare_resume
+
+    try:
+        with console.status("checking the recorded config, model and data..."):
+            prepared = prepare_resume(study, output_dir)
+    except AutoPeftError as exc:
+        _fail(exc)
+        return
+    if prepared.manifest.status == "FINISHED":
+        out.print(f"study {study!r} already finished: registered version {prepared.manifest.registered_version}")
+        return
+    _run(prepared, verbose)
+
+
+def _run(prepared: Any, verbose: bool) -> None:
     from autopeft.progress import ProgressView
     from autopeft.search import run_search
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
-from autopeft.promotion import PromotionConfig
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
+from autopeft.promotion import PromotionConfig
 from autopeft.space import SearchSpace, load_space
 from autopeft.warmstart import WarmStartConfig
 
@@ -294,3 +294,12 @@ def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[st
     base_dir = source.parent if source is not None else None
     space = load_space(config.space, base_dir=base_dir)
     return ResolvedConfig(config=config, space=space, source=source)
+
+
+def from_dump(data: dict[str, Any]) -> ResolvedConfig:
+    """Rebuild a resolved config from :meth:`ResolvedConfig.dump` (e.g. a study's manifest)."""
+    try:
+        config = SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, SearchConfig)) from None
+    return ResolvedConfig(config=config, space=load_space(data["space"]))

@@ -47,3 +47,7 @@ class RegistryError(UserInputError):
 
 class GateRefused(AutoPeftError):
     """A promotion gate refused the candidate; the alias did not move."""
+
+
+class TrackingUnreachable(UserInputError):
+    """The configured MLflow tracking store does not answer (checked before any compute)."""

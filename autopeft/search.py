@@ -9,6 +9,7 @@ and reports. The driver checks all input before Ray starts, records every trial 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autopeft import __version__
 from autopeft.config import ResolvedConfig
-from autopeft.data import RawData, TokenizedData, load, split_fingerprint, tokenize
+from autopeft.data import RawData, TokenizedData, load, locate, split_fingerprint, tokenize
 from autopeft.errors import ConfigError, SearchError, SpaceError
 from autopeft.models import model_reference, resolve_location, skeleton
 from autopeft.placement import ModelStructure, scan
 from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec, compile_space
 from autopeft.tasks import get_task
-from autopeft.tracking import TAG_KIND, TAG_STUDY, outcome
+from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, outcome
 from autopeft.training import TRAINING_STATE_FILE, StudySpec
 
 
@@ -90,6 +91,8 @@ class Prepared:
     raw: RawData
     output_dir: Path
     optuna_storage: str
+    #: Set when resuming: the study's manifest (parent run, Ray experiment) from the first run.
+    manifest: Any = None
     #: Configs enqueued as the first trials (``warmstart.WarmPoint``), checked in prepare().
     warm_start: list[Any] = field(default_factory=list)
 
@@ -157,8 +160,11 @@ def _default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:
     return f"sqlite:///{output_dir.resolve() / 'optuna.db'}"
 
 
-def prepare(resolved: ResolvedConfig) -> Prepared:
-    """All checks that need no compute: model, data, space against the model, study name, paths."""
+def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
+    """All checks that need no compute: model, data, space against the model, study name, paths.
+
+    With ``manifest`` (a :class:`~autopeft.study.StudyManifest`), prepares to resume that study.
+    """
     import optuna
 
     cfg = resolved.config
@@ -166,6 +172,10 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
     location = resolve_location(cfg.model.name_or_path)
     base_dir = resolved.source.parent if resolved.source else None
     raw = load(cfg.data, task, seed=cfg.seed, base_dir=base_dir)
+    for split in ("train", "validation", "test"):  # absolute, so a resume works from any folder
+        given = getattr(cfg.data, split)
+        if given is not None:
+            setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
     structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"])))
     validate_space(resolved, structure)
 
@@ -178,6 +188,11 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
     except OSError as exc:
         raise ConfigError(f"output_dir: cannot write to {str(output_dir)!r}: {exc.strerror or exc}") from None
 
+    check_ray_address(cfg.backend.address)
+    check_reachable(cfg.tracking.uri)
+    if manifest is not None:
+        return Prepared(resolved=resolved, study_name=manifest.study_name, location=location, structure=structure,
+                        raw=raw, output_dir=output_dir, optuna_storage=manifest.optuna_storage, manifest=manifest)
     study_name = cfg.study_name or f"{cfg.tracking.experiment}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     storage = _default_storage(resolved, output_dir)
     try:
@@ -185,12 +200,24 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
     except Exception as exc:
         raise ConfigError(f"tracking.optuna_storage: cannot open {storage!r}: {' '.join(str(exc).split())[:200]}") from None
     if study_name in existing:
-        raise ConfigError(f"study_name: a study named {study_name!r} already exists in {storage}; choose another name")
+        raise ConfigError(
+            f"study_name: a study named {study_name!r} already exists in {storage}; continue it with "
+            f"'autopeft resume {study_name} --output-dir {output_dir}' or choose another name"
+        )
     from autopeft.warmstart import collect
 
     warm = collect(cfg.warm_start, resolved.space, storage, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
                     output_dir=output_dir, optuna_storage=storage, warm_start=warm)
+
+
+def prepare_resume(study_name: str, output_dir: Path) -> Prepared:
+    """Re-check a study's recorded config and prepare to continue it."""
+    from autopeft.config import from_dump
+    from autopeft.study import StudyManifest
+
+    manifest = StudyManifest.load(output_dir, study_name)
+    return prepare(from_dump(manifest.config), manifest=manifest)
 
 
 def _make_scheduler(cfg: Any) -> Any:
@@ -232,6 +259,23 @@ def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
     return searcher
 
 
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """A Ray address that does not answer fails here in seconds (``ray.init`` retries for minutes)."""
+    import socket
+
+    if address in (None, "", "auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"backend.address: expected auto, HOST:PORT or ray://HOST:PORT, found {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"backend.address: no Ray cluster answers at {address!r}: {exc.strerror or exc}") from None
+
+
 def init_ray(address: str | None, *, verbose: bool = False) -> bool:
     """Connect to ``address`` or start local Ray; True when this call started it."""
     import ray
@@ -251,7 +295,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     from ray import tune
 
     from autopeft.models import load_tokenizer
-    from autopeft.tracking import TrialRecorder, connect, flatten, log_params
+    from autopeft.study import StudyManifest
+    from autopeft.tracking import TrialRecorder, close_orphan_runs, connect, flatten, log_params, trial_runs
     from autopeft.trial import run_trial
 
     cfg = prepared.config
@@ -264,22 +309,33 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     started_ray = init_ray(cfg.backend.address, verbose=verbose)
 
     model_ref = model_reference(cfg.model, prepared.location)
-    parent = client.create_run(
-        experiment_id,
-        run_name=prepared.study_name,
-        tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
-              "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
-              "autopeft.optuna_storage": prepared.optuna_storage},
-    )
-    parent_id = parent.info.run_id
+    ray_path = (prepared.output_dir / "ray").resolve()
+    manifest = prepared.manifest
+    if manifest is None:
+        parent = client.create_run(
+            experiment_id,
+            run_name=prepared.study_name,
+            tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
+                  "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
+                  "autopeft.optuna_storage": prepared.optuna_storage},
+        )
+        manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
+                                 parent_run_id=parent.info.run_id, experiment_id=experiment_id,
+                                 tracking_uri=cfg.tracking.uri, optuna_storage=prepared.optuna_storage,
+                                 ray_experiment=str(ray_path / prepared.study_name))
+        manifest.save(prepared.output_dir)
+    else:  # resuming: the study keeps its parent run
+        client.update_run(manifest.parent_run_id, status="RUNNING")
+    parent_id = manifest.parent_run_id
     recorder = TrialRecorder(client, experiment_id, parent_id, prepared.study_name)
     status = "FAILED"
     try:
-        log_params(client, parent_id, flatten(prepared.resolved.dump()))
-        client.log_dict(parent_id, prepared.resolved.dump(), "config.json")
-        client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
-        client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
-                                    "label_names": data.label_names}, "lineage.json")
+        if prepared.manifest is None:
+            log_params(client, parent_id, flatten(prepared.resolved.dump()))
+            client.log_dict(parent_id, prepared.resolved.dump(), "config.json")
+            client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
+            client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
+                                        "label_names": data.label_names}, "lineage.json")
 
         spec = StudySpec(model=cfg.model, location=prepared.location, task=cfg.task.kind,
                          label_names=data.label_names, max_steps=cfg.budget.max_steps,
@@ -288,28 +344,37 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
                          limits=cfg.constraints.limits())
         resources = {"cpu": cfg.budget.cpus_per_trial, "gpu": cfg.budget.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec, data=data), resources)
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=_make_searcher(prepared),
-                scheduler=_make_scheduler(cfg),
-                num_samples=cfg.budget.trials,
-                max_concurrent_trials=cfg.budget.concurrent_trials,
-                time_budget_s=cfg.budget.time_limit_s,
-                # keep worker processes (and their imported torch/transformers) between trials
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=prepared.study_name,
-                storage_path=str((prepared.output_dir / "ray").resolve()),
-                callbacks=[recorder, *(callbacks or [])],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=cfg.budget.max_failures),
-                verbose=0,
-            ),
-        )
+        if prepared.manifest is not None and tune.Tuner.can_restore(manifest.ray_experiment):
+            # Ray restores the searcher (with its Optuna trials), the scheduler and every trial;
+            # unfinished trials continue from their last checkpoint.
+            tuner = tune.Tuner.restore(manifest.ray_experiment, trainable, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=_make_searcher(prepared),
+                    scheduler=_make_scheduler(cfg),
+                    num_samples=cfg.budget.trials,
+                    max_concurrent_trials=cfg.budget.concurrent_trials,
+                    time_budget_s=cfg.budget.time_limit_s,
+                    # keep worker processes (and their imported torch/transformers) between trials
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=prepared.study_name,
+                    storage_path=str(ray_path),
+                    callbacks=[recorder, *(callbacks or [])],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=cfg.budget.max_failures),
+                    verbose=0,
+                ),
+            )
+        # Snapshot Tune's experiment state at most a second after any change, so a driver that
+        # dies loses at most the trials started in that second (they are cleaned up below).
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         grid = tuner.fit()
-        trials = _summaries(grid, recorder.runs, cfg.objective.metric)
+        trials = _summaries(grid, trial_runs(client, experiment_id, parent_id), cfg.objective.metric)
         selection = _best(trials, cfg)
         result = SearchResult(study_name=prepared.study_name, parent_run_id=parent_id, trials=trials,
                               best=selection.best, selection=selection)
@@ -318,6 +383,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         checkpoint = next(r.checkpoint for r in grid if r.metrics.get("trial_id") == result.best.trial_id)
         _finalize(prepared, client, data, result, checkpoint, model_ref)
         result.report_path = _report(prepared, client, result)
+        manifest.status, manifest.registered_version = "FINISHED", result.model_version
+        manifest.save(prepared.output_dir)
         status = "FINISHED"
         result.wall_time_s = time.monotonic() - started
         client.log_metric(parent_id, "search_wall_time_s", result.wall_time_s)
@@ -327,6 +394,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         raise
     finally:
         recorder.close_open_runs()
+        close_orphan_runs(client, experiment_id, parent_id)
+        _fail_orphan_trials(prepared.optuna_storage, prepared.study_name)
         client.set_terminated(parent_id, status=status)
         if started_ray:
             import ray
@@ -377,8 +446,8 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
 def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult, checkpoint: Any,
               model_ref: dict[str, str]) -> None:
     """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
-    from autopeft.predictor import AdapterPredictor, write_metadata
     from autopeft.models import load_tokenizer
+    from autopeft.predictor import AdapterPredictor, write_metadata
     from autopeft.registry import register_adapter, signature
     from autopeft.serving import ADAPTER_ARTIFACT
     from autopeft.training import evaluate
@@ -459,8 +528,52 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
         "autopeft.trainable_share": best.metrics.get("trainable_share", ""),
         "autopeft.version": __version__,
     }
+    result.adapter_dir = adapter_dir
+    registered = _registered_for_study(client, cfg.tracking.registered_model, prepared.study_name)
+    if registered is not None:  # a resumed study that registered before its driver died
+        result.model_version = str(registered)
+        return
     version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
                                adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
                                model_signature=signature(prepared.raw.text_columns, bool(data.label_names)))
     result.adapter_dir = adapter_dir
     result.model_version = str(version.version)
+
+
+def _registered_for_study(client: Any, name: str, study: str) -> str | None:
+    """The version already registered for ``study`` (so a resumed study registers once)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if version.tags.get(TAG_STUDY) == study:
+            return str(version.version)
+    return None
+
+
+def _fail_orphan_trials(storage_url: str, study_name: str) -> int:
+    """Mark Optuna trials still RUNNING after the search as FAIL.
+
+    Once Tune has finished, a RUNNING trial is one the searcher asked for just before a driver
+    crash and Tune's last snapshot never saw; it will never be told. It is tagged so that
+    counts of the study's real trials can leave it out.
+    """
+    import optuna
+
+    try:
+        storage = optuna.storages.RDBStorage(storage_url)
+        study_id = storage.get_study_id_from_name(study_name)
+    except Exception:  # no study was created (the search failed before its first trial)
+        return 0
+    orphans = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for trial in orphans:
+        storage.set_trial_user_attr(trial._trial_id, ORPHAN_ATTR, "asked for just before the driver died; never run to a result")
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    return len(orphans)
+
+
+#: Optuna user attribute on trials orphaned by a driver crash.
+ORPHAN_ATTR = "autopeft.orphaned"

@@ -88,6 +88,31 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
         ) from None
 
 
+def check_reachable(uri: str) -> None:
+    """Fail within seconds, before any compute, when the tracking store does not answer.
+
+    Reads only, so a bad config leaves no trace in the store.
+    """
+    from mlflow import MlflowClient
+
+    from autopeft.errors import TrackingUnreachable
+
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).resolve().parent
+        if not folder.is_dir():
+            raise TrackingUnreachable(f"tracking.uri: the folder of {uri!r} does not exist")
+        return  # created on first use; nothing to reach
+    started = time.monotonic()
+    try:
+        with _fail_fast():
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:
+        raise TrackingUnreachable(
+            f"tracking.uri: MLflow at {uri!r} does not answer ({time.monotonic() - started:.1f}s): "
+            f"{' '.join(str(exc).split())[:160]}"
+        ) from None
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config → MLflow params ``a.b.c`` (values cut to MLflow's size limit)."""
     out: dict[str, str] = {}

@@ -8,10 +8,12 @@ one, and the driver can register the adapter of the best trial without retrainin
 from __future__ import annotations
 
 import gc
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 
 from autopeft import _faults
@@ -19,9 +21,9 @@ from autopeft.data import TokenizedData
 from autopeft.training import (
     StudySpec,
     TrainState,
+    adapter_size_mb,
     build_adapter,
     pick_device,
-    adapter_size_mb,
     restore_checkpoint,
     save_checkpoint,
     train,
@@ -30,6 +32,17 @@ from autopeft.training import (
 
 def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -> None:
     """The trainable Ray Tune runs for each sampled ``config``."""
+    try:
+        _train_and_report(config, spec, data)
+    finally:
+        # Trials share worker processes (actor reuse): once the trial's frame is gone, collect
+        # the model and optimizer and drop cached GPU blocks so memory does not grow per trial.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedData) -> None:
     from ray import tune
 
     context = tune.get_context()
@@ -46,18 +59,17 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
             state = restore_checkpoint(built, Path(directory))
 
     def report(metrics: dict[str, Any], current: TrainState) -> None:
-        metrics = {**metrics, "family": built.family, "num_target_modules": len(built.module_names)}
+        metrics = {**metrics, "family": built.family, "num_target_modules": len(built.module_names),
+                   # the worker's resident memory: a search whose trials share a worker shows
+                   # here whether memory grows from trial to trial
+                   "worker_pid": os.getpid(), "worker_rss_mb": psutil.Process().memory_info().rss / 2**20}
         with tempfile.TemporaryDirectory(prefix="autopeft-ckpt-") as directory:
             save_checkpoint(built, current, Path(directory))
+            metrics["adapter_size_mb"] = adapter_size_mb(Path(directory))  # measured on disk, not estimated
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
-    try:
-        train(built, spec, data, config, on_eval=report, state=state, device=device, amp_dtype=amp_dtype)
-    finally:
-        # Trials may share a worker process (actor reuse): free the model and cached blocks so
-        # memory does not grow from trial to trial.
-        del built
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            metrics["adapter_size_mb"] = adapter_size_mb(Path(directory))  # measured on disk, not estimated
+    if state.step >= spec.max_steps and state.history:
+        # restored from its final checkpoint (the driver died before recording the end): say so again
+        report({**state.history[-1], "final": True}, state)
+        return
+    train(built, spec, data, config, on_eval=report, state=state, device=device, amp_dtype=amp_dtype)

@@ -1,0 +1,151 @@
+"""Reliability promises, each with an injected fault, through the real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from autopeft.config import resolve
+from autopeft.search import ORPHAN_ATTR, prepare, run_search
+
+from ..conftest import write_yaml
+
+pytestmark = pytest.mark.integration
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def small_config(tmp_path: Path, sst2_slice, **extra) -> dict:
+    config = {
+        "model": {"name_or_path": "minilm", "max_length": 32},
+        "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"], "label_column": "label",
+                 "max_train_examples": 240, "max_eval_examples": 80},
+        "space": {"adapters": {"lora": {"r": {"choices": [4, 8]}}, "ia3": {}}, "batch_size": 16},
+        "budget": {"trials": 5, "max_steps": 20, "eval_interval": 10, "cpus_per_trial": 2},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "rel", "registered_model": "rel-model"},
+        "output_dir": str(tmp_path / "out"),
+    }
+    config.update(extra)
+    return config
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("autopeft.run_kind") == "trial"]
+
+
+def test_failing_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path, sst2_slice, minilm_path, monkeypatch):
+    faults = {"raise_when": {"adapter": "ia3"}, "nan_when": {"adapter": "lora", "lora.r": 4}, "nan_at_step": 2}
+    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps(faults))  # Ray workers inherit the driver's env
+    path = write_yaml(tmp_path / "s.yaml", small_config(tmp_path, sst2_slice, study_name="faults",
+                                                         pruning={"enabled": False}))
+    prepared = prepare(resolve(path))
+    result = run_search(prepared)
+
+    families = [(t.params["adapter"], t.params.get("lora.r")) for t in result.trials]
+    assert ("ia3", None) in families and ("lora", 4) in families and ("lora", 8) in families, families
+    runs = {r.data.tags["autopeft.trial_id"]: r for r in trial_runs(prepared.config.tracking.uri, "rel")}
+    for trial in result.trials:
+        run = runs[trial.trial_id]
+        if trial.params["adapter"] == "ia3":
+            assert run.info.status == "FAILED" and "InjectedFault" in run.data.tags["autopeft.error"]
+        elif trial.params.get("lora.r") == 4:
+            # NaN is caught at the step it appears, before any evaluation
+            assert run.info.status == "FAILED"
+            assert "loss became nan at step 2" in run.data.tags["autopeft.error"]
+            assert "accuracy" not in run.data.metrics
+        else:
+            assert run.info.status == "FINISHED" and run.data.tags["autopeft.outcome"] == "COMPLETE"
+    study = optuna.load_study(study_name="faults", storage=prepared.optuna_storage)
+    failed = sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)
+    assert failed == sum(1 for f in families if f != ("lora", 8))
+    assert result.best.params.get("lora.r") == 8 and result.model_version == "1"
+
+
+def _finished_trials(storage: str, study: str) -> int:
+    try:
+        return sum(t.state.is_finished() for t in optuna.load_study(study_name=study, storage=storage).trials)
+    except Exception:  # not created yet
+        return 0
+
+
+def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path):
+    config = small_config(tmp_path, sst2_slice, study_name="crash")
+    config["budget"].update(trials=5, max_steps=40, eval_interval=10)
+    path = write_yaml(tmp_path / "s.yaml", config)
+    uri, storage = config["tracking"]["uri"], f"sqlite:///{tmp_path / 'optuna.db'}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "autopeft.cli"]
+    driver = subprocess.Popen([*cli, "search", "--config", str(path)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while _finished_trials(storage, "crash") < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(1)
+        assert driver.poll() is None, "the search ended before it could be killed"
+        time.sleep(2)  # let the next trial start and report
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, like a lost machine
+        driver.wait()
+    assert _finished_trials(storage, "crash") < 5
+
+    proc = subprocess.run([*cli, "resume", "crash", "--output-dir", str(tmp_path / "out")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    study = optuna.load_study(study_name="crash", storage=storage)
+    real = [t for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
+    assert len(real) == 5 and all(t.state.is_finished() for t in study.trials)
+    runs = trial_runs(uri, "rel")
+    ran = [r for r in runs if r.data.tags.get("autopeft.outcome") != "INTERRUPTED"]
+    assert len(ran) == 5
+    assert len({r.data.tags["autopeft.trial_id"] for r in runs}) == len(runs)  # no duplicate run per trial
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    client = MlflowClient(uri)
+    versions = client.search_model_versions("name = 'rel-model'")
+    assert [v.tags["autopeft.study"] for v in versions] == ["crash"]  # registered exactly once
+    parent = [r for r in client.search_runs([client.get_experiment_by_name("rel").experiment_id])
+              if r.data.tags.get("autopeft.run_kind") == "study"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+
+    again = subprocess.run([*cli, "resume", "crash", "--output-dir", str(tmp_path / "out")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert len(client.search_model_versions("name = 'rel-model'")) == 1
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, minilm_path) -> Path:
+    """A 2-layer random BERT with MiniLM's tokenizer: trials take well under a second."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    directory = tmp_path / "tiny-bert"
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(directory)
+    return directory
+
+
+def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir):
+    config = small_config(tmp_path, sst2_slice, study_name="memory", model={"name_or_path": str(tiny_model_dir), "max_length": 32},
+                          pruning={"enabled": False})
+    config["budget"].update(trials=20, max_steps=10, eval_interval=10)
+    config["space"]["adapters"] = {"lora": {"r": {"choices": [4, 8, 16]}}, "dora": {}, "ia3": {}}
+    prepared = prepare(resolve(write_yaml(tmp_path / "s.yaml", config)))
+    result = run_search(prepared)
+    reports = [t.metrics for t in result.trials]  # in the order the trials ran (one at a time)
+    pids = {m["worker_pid"] for m in reports}
+    assert len(result.trials) == 20 and len(pids) == 1  # every trial ran in the same reused worker
+    rss = [m["worker_rss_mb"] for m in reports]
+    growth = max(rss[5:]) - rss[4]
+    assert growth < 64, f"worker memory grew by {growth:.0f} MiB over trials 5..20: {[round(r) for r in rss]}"
