@@ -195,8 +195,13 @@ def evaluate_on(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: in
     else:
         labels = values.astype(np.float32).to_numpy()
     split = predictor.encode(frame, labels)
-    return evaluate(predictor.model, split, int(predictor.tokenizer.pad_token_id), meta["task"],
-                    batch_size=batch_size, device=predictor.device)
+    try:  # the data module's padding rule where it has one (image processors have no pad token)
+        from autopeft.data import pad_id  # type: ignore[attr-defined]
+
+        pad = int(pad_id(predictor.tokenizer))
+    except ImportError:
+        pad = int(predictor.tokenizer.pad_token_id)
+    return evaluate(predictor.model, split, pad, meta["task"], batch_size=batch_size, device=predictor.device)
 
 
 def measure_latency(predictor: AdapterPredictor, frame: pd.DataFrame, samples: int = 16) -> float:
