@@ -1,0 +1,87 @@
+"""A search on a two-node Ray cluster survives losing the node that runs a trial."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from autopeft.config import resolve
+from autopeft.search import prepare, run_search
+
+from ..conftest import write_yaml
+
+pytestmark = pytest.mark.integration
+
+
+def _trial_runs(client: MlflowClient) -> list:
+    exp = client.get_experiment_by_name("cluster")
+    if exp is None:
+        return []
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("autopeft.run_kind") == "trial"]
+
+
+def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_slice, minilm_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # The head runs no trials (0 CPUs), so trials land on the worker node we then remove;
+    # a replacement node joins, as an autoscaler would bring one after a preemption.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_yaml(tmp_path / "s.yaml", {
+        "study_name": "cluster",
+        "model": {"name_or_path": "minilm", "max_length": 32},
+        "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"], "max_train_examples": 240,
+                 "max_eval_examples": 80},
+        "space": {"adapters": {"lora": {"r": 4}}, "batch_size": 16},
+        "budget": {"trials": 2, "max_steps": 60, "eval_interval": 10, "cpus_per_trial": 2, "max_failures": 2},
+        "pruning": {"enabled": False},
+        "tracking": {"uri": uri, "experiment": "cluster", "registered_model": "cluster-model"},
+        "backend": {"address": cluster.address},
+        "output_dir": str(tmp_path / "out"),
+    })
+    outcome: dict = {}
+
+    def search() -> None:
+        try:
+            outcome["result"] = run_search(prepare(resolve(path)))
+        except BaseException as exc:  # surfaced by the assertions below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=search)
+    try:
+        thread.start()
+        client = MlflowClient(uri)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            runs = _trial_runs(client)
+            if runs and client.get_metric_history(runs[0].info.run_id, "accuracy"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no trial reported within 300 s: {outcome}")
+        cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-trial
+        cluster.add_node(num_cpus=2)
+        thread.join(timeout=600)
+        assert not thread.is_alive(), "the search did not finish after the node was replaced"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+    assert "error" not in outcome, repr(outcome.get("error"))
+    result = outcome["result"]
+    assert len(result.trials) == 2 and all(t.outcome == "COMPLETE" for t in result.trials)
+    assert result.model_version == "1"
+    runs = _trial_runs(MlflowClient(uri))
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    # the interrupted trial continued from its checkpoint: its curve has each step once, in order
+    for run in runs:
+        steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "accuracy")]
+        assert steps == [10, 20, 30, 40, 50, 60], steps
