@@ -8,6 +8,7 @@ the same code works against a remote tracking server.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -113,10 +114,29 @@ def check_reachable(uri: str) -> None:
         ) from None
 
 
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|access_?key|credential)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*)(:[^/@\s]*)?@", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """``value`` with credentials removed: URL user-info (``scheme://user:pw@host``) and the
+    values of keys that name a secret. Everything autopeft logs to MLflow goes through here."""
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, "", False):
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
+    return value
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config → MLflow params ``a.b.c`` (values cut to MLflow's size limit)."""
+    """Nested config → MLflow params ``a.b.c`` (credentials redacted, values cut to MLflow's limit)."""
     out: dict[str, str] = {}
-    for key, value in data.items():
+    for key, value in redact(data).items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{name}."))

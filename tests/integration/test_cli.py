@@ -15,8 +15,13 @@ from ..conftest import write_yaml
 pytestmark = pytest.mark.integration
 
 
+#: Credentials planted in the environment of a search; none may end up in what it records.
+PLANTED = {"HF_TOKEN": "hf_PLANTEDsecret0001", "AWS_SECRET_ACCESS_KEY": "PLANTEDsecret0002",
+           "MLFLOW_TRACKING_PASSWORD": "PLANTEDsecret0003"}
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **PLANTED}
     return subprocess.run([sys.executable, "-m", "autopeft.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -41,6 +46,12 @@ def test_search_succeeds_with_exit_code_0(tmp_path, sst2_slice, minilm_path):
     assert "COMPLETE" in proc.stdout
     version = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_model_version_by_alias("cli-model", "candidate")
     assert str(version.version) == "1"
+    # nothing recorded (MLflow store and artifacts, Optuna storage, outputs) holds a planted secret
+    recorded = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "mlflow.db" for p in recorded) and any("mlartifacts" in p.parts for p in recorded)
+    for path in recorded:
+        blob = path.read_bytes()
+        assert not any(secret.encode() in blob for secret in PLANTED.values()), path
 
 
 @pytest.mark.parametrize("mutate,message", [
