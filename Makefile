@@ -40,5 +40,15 @@ lint: install
 ui: install
 	$(VENV)/bin/autopeft ui --tracking-uri $(TRACKING_URI)
 
+# The benchmark (bench/, not part of the package): bench/results/<date>-full.{json,md,png}. Hours on 2 CPU
+# cores; BENCH_ARGS overrides settings, e.g. BENCH_ARGS="--task sst2 --seeds 1 --budget-steps 400".
+BENCH_ARGS ?=
+bench: install
+	$(PY) -m bench.run --config bench/configs/full.yaml $(BENCH_ARGS)
+
+# Seconds-long smoke version (one seed, autopeft vs the default LoRA, a tiny budget); results in bench/results/tmp/.
+bench-smoke: install
+	$(PY) -m bench.run --config bench/configs/smoke.yaml --out bench/results/tmp/smoke $(BENCH_ARGS)
+
 clean:
 	rm -rf autopeft-runs mlflow.db optuna.db mlartifacts .pytest_cache

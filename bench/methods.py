@@ -1,0 +1,381 @@
+"""The methods compared at equal compute: each gets the same budget of training steps.
+
+Every method returns one record per (task, seed): the test metric of the adapter it would hand
+to a user (chosen on validation), that adapter's trainable parameters, the training steps it
+used, its wall time and, where it ran several trials, each trial's steps and validation metric.
+
+- ``autopeft-lora`` / ``autopeft-all``: the real ``prepare``/``run_search`` (TPE + ASHA, the
+  built-in warm-start prior on, as a user gets it) over ``lora-family`` / ``all-adapters``.
+- ``autopeft-lora-fifo``: the same without ASHA (for the early-stopping comparison).
+- ``random``: ``run_search`` with ``sampler: random``, pruning off, no warm-start prior, over
+  ``lora-family``.
+- ``default``: peft's ``LoraConfig`` defaults (r=8, alpha=8, dropout 0, query+value on every
+  layer), LR 2e-4, batch 16, trained for one trial's steps (training.py).
+- ``grid``: rank x LR x target modules, each point a full trial (training.py), best on validation.
+- ``hf-optuna``: ``transformers.Trainer.hyperparameter_search(backend="optuna")`` over LoRA
+  r/alpha/LR through ``model_init``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.data import TaskFiles
+
+#: peft LoraConfig() defaults, in autopeft's trial-config form.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "adapter": "lora", "lora.r": 8, "lora.alpha": 8, "lora.dropout": 0.0,
+    "placement.layers": "all", "placement.roles": ["query", "value"],
+    "learning_rate": 2e-4, "batch_size": 16, "warmup_ratio": 0.0,
+}
+DEFAULT_GRID: dict[str, list[Any]] = {
+    "r": [4, 16],
+    "learning_rate": [5e-4, 2e-3],
+    "roles": [["query", "value"], "all-linear"],
+}
+HF_SPACE = {"r": [4, 8, 16, 32], "alpha": [8, 16, 32, 64], "learning_rate": (1e-4, 1e-2)}
+
+
+@dataclass
+class Context:
+    """What every method of one (task, seed) shares."""
+
+    files: TaskFiles
+    seed: int
+    workdir: Path
+    model: str = "minilm"
+    max_length: int = 64
+    trial_steps: int = 100
+    budget_steps: int = 800
+    eval_interval: int = 25
+    eval_batch_size: int = 64
+    cpus: int = 2
+    grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
+    metric: str = "accuracy"
+
+    @property
+    def full_trials(self) -> int:
+        """Trials of full length that fit the budget (methods without early stopping)."""
+        return max(1, self.budget_steps // self.trial_steps)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+_TOKENIZED: dict[tuple, Any] = {}
+
+
+def tokenized(ctx: Context) -> tuple[Any, Any]:
+    """(StudySpec, TokenizedData) for the baselines that call training.py directly: the same
+    loading, splits and tokenization as autopeft's searches (cached per task and settings)."""
+    from autopeft.config import DataConfig, ModelConfig
+    from autopeft.data import load, tokenize
+    from autopeft.models import load_tokenizer, resolve_location
+    from autopeft.tasks import get_task
+    from autopeft.training import StudySpec
+
+    model_cfg = ModelConfig(name_or_path=ctx.model, max_length=ctx.max_length)
+    location = resolve_location(ctx.model)
+    key = (str(ctx.files.train), ctx.model, ctx.max_length)
+    if key not in _TOKENIZED:
+        data_cfg = DataConfig(train=str(ctx.files.train), validation=str(ctx.files.validation),
+                              test=str(ctx.files.test), text_columns=ctx.files.text_columns,
+                              label_column=ctx.files.label_column)
+        raw = load(data_cfg, get_task("sequence_classification"), seed=0)
+        tok = load_tokenizer(model_cfg, location)
+        _TOKENIZED[key] = tokenize(raw, tok, ctx.max_length, tokenizer_id=location,
+                                   cache_dir=ctx.workdir.parent / "cache")
+    data = _TOKENIZED[key]
+    spec = StudySpec(model=model_cfg, location=location, task="sequence_classification",
+                     label_names=data.label_names, max_steps=ctx.trial_steps, eval_interval=ctx.eval_interval,
+                     eval_batch_size=ctx.eval_batch_size, seed=ctx.seed, metric=ctx.metric, mode="max")
+    return spec, data
+
+
+def train_one(ctx: Context, config: dict[str, Any]) -> dict[str, Any]:
+    """One adapter trained for a full trial with training.py; its validation curve and model."""
+    import torch
+
+    from autopeft.training import build_adapter, train
+
+    spec, data = tokenized(ctx)
+    torch.set_num_threads(max(1, ctx.cpus))
+    built = build_adapter(spec, config)
+    curve: list[tuple[int, float]] = []
+    state = train(built, spec, data, config, on_eval=lambda m, s: curve.append((int(m["step"]), float(m[ctx.metric]))),
+                  device=torch.device("cpu"))
+    return {"built": built, "state": state, "curve": curve, "val": curve[-1][1] if curve else float("nan")}
+
+
+def test_metric(ctx: Context, model: Any) -> float:
+    import torch
+
+    from autopeft.training import evaluate
+
+    _, data = tokenized(ctx)
+    return float(evaluate(model, data.splits["test"], data.pad_token_id, "sequence_classification",
+                          batch_size=ctx.eval_batch_size, device=torch.device("cpu"))[ctx.metric])
+
+
+def _record(method: str, ctx: Context, *, test: float, val: float, params: int, steps: int, wall: float,
+            trials: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"method": method, "task": ctx.files.task, "seed": ctx.seed, "test_metric": test, "val_metric": val,
+            "trainable_params": params, "total_steps": steps, "wall_time_s": wall, "trials": trials, **extra}
+
+
+# --------------------------------------------------------------------------- training.py baselines
+
+
+def run_default(ctx: Context) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = train_one(ctx, DEFAULT_CONFIG)
+    test = test_metric(ctx, out["built"].model)
+    wall = time.perf_counter() - started
+    trial = {"config": DEFAULT_CONFIG, "steps": out["state"].step, "val": out["val"], "curve": out["curve"],
+             "train_time_s": out["state"].train_time_s, "eval_time_s": out["state"].eval_time_s}
+    return _record("default", ctx, test=test, val=out["val"], params=out["built"].trainable_params,
+                   steps=out["state"].step, wall=wall, trials=[trial])
+
+
+def grid_points(ctx: Context) -> list[dict[str, Any]]:
+    """The grid's configs; when it has more points than full trials fit the budget, an evenly
+    spaced subset of them (so the grid never costs more than the budget)."""
+    keys = list(ctx.grid)
+    points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(ctx.grid[k] for k in keys))]
+    n = ctx.full_trials
+    if len(points) > n:
+        points = [points[int(i * len(points) / n)] for i in range(n)]
+    configs = []
+    for p in points:
+        r = int(p.get("r", 8))
+        configs.append({**DEFAULT_CONFIG, "lora.r": r, "lora.alpha": float(p.get("alpha", 2 * r)),
+                        "learning_rate": float(p.get("learning_rate", 2e-4)),
+                        "placement.roles": p.get("roles", ["query", "value"])})
+    return configs
+
+
+def run_grid(ctx: Context) -> dict[str, Any]:
+    started = time.perf_counter()
+    best: dict[str, Any] | None = None
+    trials = []
+    steps = 0
+    for config in grid_points(ctx):
+        out = train_one(ctx, config)
+        steps += out["state"].step
+        trials.append({"config": config, "steps": out["state"].step, "val": out["val"], "curve": out["curve"],
+                       "train_time_s": out["state"].train_time_s, "eval_time_s": out["state"].eval_time_s})
+        if best is None or out["val"] > best["val"]:
+            best = {**out, "config": config}
+        else:
+            del out
+    assert best is not None
+    test = test_metric(ctx, best["built"].model)
+    return _record("grid", ctx, test=test, val=best["val"], params=best["built"].trainable_params, steps=steps,
+                   wall=time.perf_counter() - started, trials=trials, best_config=best["config"])
+
+
+# --------------------------------------------------------------------------- autopeft searches
+
+
+def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning: bool, trials: int,
+                  prior: bool = True, concurrent: int = 1, cpus_per_trial: float | None = None) -> dict[str, Any]:
+    """An autopeft search config (as a user writes it) for this context."""
+    study = f"{name}-{ctx.files.task}-s{ctx.seed}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}"
+    return {
+        "study_name": study,
+        "model": {"name_or_path": ctx.model, "max_length": ctx.max_length},
+        "task": {"kind": "sequence_classification"},
+        "data": {"train": str(ctx.files.train), "validation": str(ctx.files.validation), "test": str(ctx.files.test),
+                 "text_columns": ctx.files.text_columns, "label_column": ctx.files.label_column},
+        "space": space,
+        "objective": {"metric": ctx.metric, "mode": "max"},
+        "sampler": sampler,
+        "warm_start": {"prior": prior},
+        "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
+                   "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
+                   "eval_batch_size": ctx.eval_batch_size},
+        "pruning": {"enabled": pruning, "grace_period": 1, "reduction_factor": 2},
+        "tracking": {"uri": f"sqlite:///{ctx.workdir / 'mlflow.db'}", "experiment": f"bench-{name}",
+                     "registered_model": f"bench-{name}-{ctx.files.task}"},
+        "output_dir": str(ctx.workdir / "autopeft-runs"),
+        "seed": ctx.seed,
+    }
+
+
+def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget: bool = True) -> dict[str, Any]:
+    """``prepare`` + ``run_search`` on ``raw_config`` with the bench probes attached."""
+    import yaml
+
+    from autopeft.config import resolve
+    from autopeft.search import prepare, run_search
+    from bench.probes import Timeline, step_budget, timed_recorder
+
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    path = ctx.workdir / f"{raw_config['study_name']}.yaml"
+    path.write_text(yaml.safe_dump(raw_config, sort_keys=False))
+    timeline = Timeline(ctx.metric)
+    mlflow_time: dict[str, float] = {}
+    started = time.perf_counter()
+    limiter = step_budget(ctx.budget_steps, ctx.trial_steps) if budget else _null()
+    with limiter, timed_recorder(mlflow_time):
+        prepared = prepare(resolve(path))
+        result = run_search(prepared, callbacks=[timeline])
+    wall = time.perf_counter() - started
+    trials = []
+    for t in sorted(result.trials, key=lambda t: timeline.started.get(t.trial_id, math.inf)):
+        m = t.metrics
+        trials.append({"trial_id": t.trial_id, "outcome": t.outcome, "family": m.get("family"),
+                       "steps": int(m.get("step") or 0), "val": _f(m.get(ctx.metric)),
+                       "train_time_s": _f(m.get("train_time_s")), "eval_time_s": _f(m.get("eval_time_s")),
+                       "time_total_s": _f(m.get("time_total_s")), "trainable_params": m.get("trainable_params"),
+                       "config": {k: v for k, v in t.params.items()}})
+    best = result.best
+    assert best is not None
+    return _record(
+        name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
+        params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials), wall=wall,
+        trials=trials, search_wall_time_s=result.wall_time_s, timeline=timeline.as_dict(),
+        mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
+        config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
+    )
+
+
+def _f(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def run_autopeft_space(space: str, name: str, *, pruning: bool = True) -> Callable[[Context], dict[str, Any]]:
+    def run(ctx: Context) -> dict[str, Any]:
+        # with ASHA, enough trials that the step budget (not the count) ends the search
+        trials = max(ctx.full_trials, ctx.budget_steps // ctx.eval_interval) if pruning else ctx.full_trials
+        return run_autopeft(ctx, name, search_config(ctx, name, space=space, sampler="tpe", pruning=pruning,
+                                                     trials=trials))
+    return run
+
+
+def run_random(ctx: Context) -> dict[str, Any]:
+    cfg = search_config(ctx, "random", space="lora-family", sampler="random", pruning=False,
+                        trials=ctx.full_trials, prior=False)
+    return run_autopeft(ctx, "random", cfg)
+
+
+# --------------------------------------------------------------------------- transformers Trainer + Optuna
+
+
+def run_hf_optuna(ctx: Context) -> dict[str, Any]:
+    """What users do today: ``Trainer.hyperparameter_search(backend="optuna")``, LoRA built in
+    ``model_init`` from the trial's r/alpha (LR is a TrainingArguments field), peft's default
+    targets (query, value), one trial's steps each, as many trials as full trials fit the budget.
+    The test metric is that of the trial best on validation (each trial's model is scored on test
+    in a callback when it is evaluated; that time is taken out of the wall time)."""
+    import numpy as np
+    import optuna
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    from autopeft.models import load_classifier, load_tokenizer
+
+    spec, data = tokenized(ctx)
+    tokenizer = load_tokenizer(spec.model, spec.location)
+    torch.set_num_threads(max(1, ctx.cpus))
+
+    class Split(torch.utils.data.Dataset):
+        def __init__(self, split: Any) -> None:
+            self.split = split
+
+        def __len__(self) -> int:
+            return len(self.split)
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            item = {"input_ids": self.split.input_ids[i], "labels": int(self.split.labels[i])}
+            if self.split.token_type_ids is not None:
+                item["token_type_ids"] = self.split.token_type_ids[i]
+            return item
+
+    per_trial: dict[int, dict[str, Any]] = {}
+    test_time = [0.0]
+
+    def model_init(trial: Any) -> Any:
+        params = trial.params if trial is not None else {}
+        torch.manual_seed(ctx.seed)
+        base = load_classifier(spec.model, spec.location, spec.model_kwargs())
+        r = int(params.get("lora_r", 8))
+        model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=r,
+                                                lora_alpha=int(params.get("lora_alpha", 8))))
+        if trial is not None:
+            per_trial[trial.number] = {"trainable_params": int(model.get_nb_trainable_parameters()[0]),
+                                       "config": dict(params)}
+        return model
+
+    def hp_space(trial: optuna.Trial) -> dict[str, Any]:
+        low, high = HF_SPACE["learning_rate"]
+        return {"learning_rate": trial.suggest_float("learning_rate", low, high, log=True),
+                "lora_r": trial.suggest_categorical("lora_r", HF_SPACE["r"]),
+                "lora_alpha": trial.suggest_categorical("lora_alpha", HF_SPACE["alpha"])}
+
+    def compute_metrics(pred: Any) -> dict[str, float]:
+        return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+
+    class TestScore(TrainerCallback):
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, model: Any = None,
+                        **kw: Any) -> None:
+            trial = trainer._trial
+            if trial is None or model is None:
+                return
+            t0 = time.perf_counter()
+            row = per_trial.setdefault(trial.number, {})
+            row.update(val=float(metrics.get("eval_accuracy", float("nan"))), steps=int(state.global_step),
+                       test=test_metric(ctx, model))
+            test_time[0] += time.perf_counter() - t0
+
+    args = TrainingArguments(
+        output_dir=str(ctx.workdir / "hf-trainer"), max_steps=ctx.trial_steps, per_device_train_batch_size=16,
+        per_device_eval_batch_size=ctx.eval_batch_size, eval_strategy="no", save_strategy="no",
+        logging_strategy="no", report_to="none", use_cpu=True, seed=ctx.seed, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    started = time.perf_counter()
+    trainer = Trainer(model_init=model_init, args=args, train_dataset=Split(data.splits["train"]),
+                      eval_dataset=Split(data.splits["validation"]), processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+                      callbacks=[TestScore()])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = trainer.hyperparameter_search(
+        hp_space=hp_space, compute_objective=lambda m: m["eval_accuracy"], n_trials=ctx.full_trials,
+        direction="maximize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
+    wall = time.perf_counter() - started - test_time[0]
+    chosen = per_trial[int(best.run_id)]
+    trials = [{"trial": n, "steps": row.get("steps", 0), "val": row.get("val"), "test": row.get("test"),
+               "config": row.get("config"), "trainable_params": row.get("trainable_params")}
+              for n, row in sorted(per_trial.items())]
+    return _record("hf-optuna", ctx, test=chosen["test"], val=chosen["val"], params=chosen["trainable_params"],
+                   steps=sum(t["steps"] for t in trials), wall=wall, trials=trials, best_config=chosen["config"])
+
+
+METHODS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "autopeft-lora": run_autopeft_space("lora-family", "autopeft-lora"),
+    "autopeft-all": run_autopeft_space("all-adapters", "autopeft-all"),
+    "autopeft-lora-fifo": run_autopeft_space("lora-family", "autopeft-lora-fifo", pruning=False),
+    "default": run_default,
+    "hf-optuna": run_hf_optuna,
+    "random": run_random,
+    "grid": run_grid,
+}

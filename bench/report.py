@@ -1,0 +1,230 @@
+"""Summaries over seeds (median with min-max spread), the markdown table and the PNG plot."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIELDS = ("test_metric", "val_metric", "trainable_params", "total_steps", "wall_time_s")
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median with min and max over seeds (NaN values left out; n says how many counted)."""
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": float(np.median(vals)), "min": float(min(vals)), "max": float(max(vals)), "n": len(vals)}
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {method: {field: spread}}} over the seeds of each (task, method)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["method"])].append(r)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (task, method), rows in groups.items():
+        out[task][method] = {f: spread([r.get(f) for r in rows]) for f in FIELDS}
+        out[task][method]["seeds"] = sorted(r["seed"] for r in rows)
+    return dict(out)
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def search_curve(record: dict[str, Any]) -> list[tuple[int, float]]:
+    """(steps used so far, best validation metric so far) after each report of a search, in
+    arrival order; from the timeline of an autopeft search, else from per-trial curves/finals."""
+    points: list[tuple[int, float]] = []
+    used, best = 0, -math.inf
+    timeline = record.get("timeline")
+    if timeline and timeline.get("reports"):
+        last: dict[str, int] = {}
+        for rep in sorted(timeline["reports"], key=lambda r: r["t"]):
+            step = int(rep.get("step") or 0)
+            used += step - last.get(rep["trial_id"], 0)
+            last[rep["trial_id"]] = step
+            if rep.get("value") is not None:
+                best = max(best, float(rep["value"]))
+            points.append((used, best))
+        return points
+    for trial in record.get("trials", []):
+        prev = 0
+        for step, value in trial.get("curve") or [(trial.get("steps", 0), trial.get("val"))]:
+            used += int(step) - prev
+            prev = int(step)
+            if value is not None:
+                best = max(best, float(value))
+            points.append((used, best))
+    return points
+
+
+def early_stopping(records: list[dict[str, Any]], trial_steps: int, asha: str, reference: str,
+                   tolerance: float = 0.005) -> dict[str, Any]:
+    """Per (task, seed): steps ``asha`` needed to come within ``tolerance`` of the best validation
+    metric ``reference`` (no early stopping) reached with all its steps, and the share of
+    ``asha``'s trials that stopped at or before 25% of a trial's steps."""
+    by_key = {(r["task"], r["seed"], r["method"]): r for r in records}
+    rows = []
+    for (task, seed, method), rec in by_key.items():
+        if method != asha or (task, seed, reference) not in by_key:
+            continue
+        ref = by_key[(task, seed, reference)]
+        ref_curve, asha_curve = search_curve(ref), search_curve(rec)
+        if not ref_curve or not asha_curve:
+            continue
+        ref_best, ref_steps = ref_curve[-1][1], ref_curve[-1][0]
+        reached = next((used for used, best in asha_curve if best >= ref_best - tolerance), None)
+        trials = rec.get("trials", [])
+        early = [t for t in trials if t.get("steps", 0) <= 0.25 * trial_steps]
+        rows.append({
+            "task": task, "seed": seed, "reference_best_val": ref_best, "reference_steps": ref_steps,
+            "asha_best_val": asha_curve[-1][1], "asha_steps": asha_curve[-1][0],
+            "asha_steps_to_reference": reached,
+            "steps_ratio": (reached / ref_steps) if reached is not None and ref_steps else None,
+            "share_stopped_by_25pct": len(early) / len(trials) if trials else None, "trials": len(trials),
+        })
+    return {"asha_method": asha, "reference_method": reference, "tolerance": tolerance, "per_seed": rows,
+            "steps_ratio": spread([r["steps_ratio"] for r in rows]),
+            "share_stopped_by_25pct": spread([r["share_stopped_by_25pct"] for r in rows])}
+
+
+# --------------------------------------------------------------------------- overhead of a search
+
+
+def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
+    """For an autopeft search: wall time over in-trial train+eval time, trial start-up times
+    (first trial vs later ones) and MLflow logging time per trial."""
+    timeline = record.get("timeline")
+    trials = record.get("trials", [])
+    if not timeline or not trials:
+        return None
+    in_trial = sum((t.get("train_time_s") or 0.0) + (t.get("eval_time_s") or 0.0) for t in trials)
+    started, ended = timeline["started"], timeline["ended"]
+    span = (max(ended.values()) - min(started.values())) if started and ended else None
+    first_report: dict[str, dict[str, Any]] = {}
+    for rep in sorted(timeline["reports"], key=lambda r: r["t"]):
+        first_report.setdefault(rep["trial_id"], rep)
+    startup = []
+    for tid in sorted(started, key=started.get):
+        rep = first_report.get(tid)
+        if rep is None:
+            continue
+        startup.append(rep["t"] - started[tid] - (rep.get("train_time_s") or 0.0) - (rep.get("eval_time_s") or 0.0))
+    hooks = record.get("mlflow_hook_time_s") or {}
+    return {
+        "in_trial_train_eval_s": in_trial,
+        "search_wall_s": record.get("search_wall_time_s"),
+        "method_wall_s": record.get("wall_time_s"),
+        "fit_span_s": span,
+        "wall_over_in_trial": (record.get("search_wall_time_s") or 0) / in_trial if in_trial else None,
+        "fit_span_over_in_trial": span / in_trial if span and in_trial else None,
+        "first_trial_startup_s": startup[0] if startup else None,
+        "later_trials_startup_s": spread(startup[1:]),
+        "mlflow_s_per_trial": sum(hooks.values()) / len(trials) if hooks else None,
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(s: dict[str, Any], digits: int = 3, pct: bool = False) -> str:
+    if s.get("median") is None:
+        return "n/a"
+    k = 100.0 if pct else 1.0
+    med = f"{s['median'] * k:.{digits}f}"
+    if s["n"] > 1:
+        return f"{med} [{s['min'] * k:.{digits}f}–{s['max'] * k:.{digits}f}]"
+    return med
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    lines = [f"# Benchmark {result['name']} ({meta['date']})", "",
+             f"Scale: {meta['scale']}", "",
+             f"Command: `{meta['command']}`", "",
+             "Every figure: median over seeds, [min–max] when more than one seed.", ""]
+    for task, methods in result["summary"].items():
+        lines += [f"## {task}", "",
+                  "| method | test accuracy (%) | val accuracy (%) | trainable params | total steps | wall time (s) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        order = sorted(methods, key=lambda m: -(methods[m]["test_metric"]["median"] or -1))
+        for m in order:
+            s = methods[m]
+            lines.append(f"| {m} | {_fmt(s['test_metric'], 1, True)} | {_fmt(s['val_metric'], 1, True)} | "
+                         f"{_fmt(s['trainable_params'], 0)} | {_fmt(s['total_steps'], 0)} | {_fmt(s['wall_time_s'], 0)} |")
+        lines.append("")
+    es = result.get("early_stopping")
+    if es and es.get("per_seed"):
+        lines += ["## Early stopping", "",
+                  f"{es['asha_method']} (ASHA) vs {es['reference_method']} (no early stopping): steps ASHA needed to "
+                  f"come within {es['tolerance'] * 100:.1f} points of the reference's best validation metric, as a share "
+                  f"of the reference's steps: {_fmt(es['steps_ratio'], 2)}; share of ASHA trials stopped at or before "
+                  f"25% of a trial's steps: {_fmt(es['share_stopped_by_25pct'], 2)}.", ""]
+    ov = result.get("overhead") or {}
+    if ov:
+        lines += ["## Overhead", "", "| measure | value |", "| --- | --- |"]
+        for key, value in _flat(ov).items():
+            lines.append(f"| {key} | {value} |")
+        lines.append("")
+    lines += [f"Plot: `{Path(result['plot']).name}`" if result.get("plot") else "", ""]
+    return "\n".join(lines)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(data, dict):
+        if set(data) >= {"median", "min", "max", "n"}:
+            return {prefix: _fmt(data, 3)}
+        for k, v in data.items():
+            if k == "record":
+                continue
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(data, float):
+        out[prefix] = f"{data:.4g}"
+    elif data is not None and not isinstance(data, list):
+        out[prefix] = str(data)
+    return out
+
+
+def plot(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Test metric per method (median, min-max bars) per task, and best validation metric vs
+    steps used for each search (one line per method and seed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    tasks = list(result["summary"])
+    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(5 * (len(tasks) + 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, task in zip(axes, tasks, strict=False):
+        methods = result["summary"][task]
+        names = sorted(methods)
+        med = [100 * (methods[m]["test_metric"]["median"] or 0) for m in names]
+        lo = [m_ - 100 * (methods[m]["test_metric"]["min"] or 0) for m_, m in zip(med, names, strict=True)]
+        hi = [100 * (methods[m]["test_metric"]["max"] or 0) - m_ for m_, m in zip(med, names, strict=True)]
+        ax.bar(range(len(names)), med, yerr=[lo, hi], capsize=4, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(max(0, min(med) - 10), min(100, max(med) + 5))
+        ax.set_title(f"{task}: test metric at equal step budget")
+    ax = axes[-1]
+    for rec in records:
+        curve = search_curve(rec)
+        if len(curve) > 1:
+            ax.step([c[0] for c in curve], [100 * c[1] for c in curve], where="post",
+                    label=f"{rec['task']} {rec['method']} s{rec['seed']}")
+    ax.set_xlabel("training steps used")
+    ax.set_ylabel("best validation accuracy so far (%)")
+    ax.set_title("search efficiency")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

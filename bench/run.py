@@ -1,0 +1,268 @@
+"""Run the benchmark: ``python -m bench.run --task sst2 --methods autopeft-lora,default --seeds 3
+--budget-steps 800 --glue-dir ../shared/data/glue`` or ``python -m bench.run --config bench/configs/full.yaml``.
+
+Writes ``bench/results/<date>-<name>.json``, ``.md`` and ``.png`` (``--out`` to change where).
+Command-line flags override the YAML. Work files (MLflow/Optuna stores, Ray logs, data slices)
+go to ``<out>/tmp/<date>-<name>/`` and are kept out of git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULTS: dict[str, Any] = {
+    "name": "bench",
+    "tasks": ["sst2"],
+    "methods": ["autopeft-lora", "autopeft-all", "default", "hf-optuna", "random", "grid"],
+    "seeds": 3,
+    "model": "minilm",
+    "max_length": 64,
+    "trial_steps": 100,
+    "budget_steps": 800,
+    "eval_interval": 25,
+    "eval_batch_size": 64,
+    "cpus": 2,
+    "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
+    "max_train": 8000,
+    "max_validation": 500,
+    "max_test": None,
+    "out": str(REPO / "bench" / "results"),
+    "grid": None,
+    # early-stopping comparison: the ASHA search and the no-early-stopping search it is held to
+    "early_stopping": {"asha": "autopeft-lora", "reference": "random"},
+    # overhead measures (step time vs bare loop, concurrency, performance choices); off: {}
+    "overhead": {"step_time_steps": 30, "concurrency_trials": 4, "eval_padding": True, "tokenize_cache": True,
+                 "thread_scaling_steps": 20},
+    "keep_workdir": False,
+    "note": "",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="YAML with any of the settings below (flags override it)")
+    p.add_argument("--name")
+    p.add_argument("--task", action="append", dest="tasks", help="sst2 or rte (repeatable, or comma-separated)")
+    p.add_argument("--methods", help="comma-separated; known: " + ", ".join(_method_names()))
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--budget-steps", type=int, dest="budget_steps", help="training steps each method may use")
+    p.add_argument("--trial-steps", type=int, dest="trial_steps", help="steps of one full trial")
+    p.add_argument("--eval-interval", type=int, dest="eval_interval")
+    p.add_argument("--max-length", type=int, dest="max_length")
+    p.add_argument("--max-train", type=int, dest="max_train")
+    p.add_argument("--max-validation", type=int, dest="max_validation")
+    p.add_argument("--max-test", type=int, dest="max_test")
+    p.add_argument("--cpus", type=int)
+    p.add_argument("--glue-dir", dest="glue_dir")
+    p.add_argument("--out")
+    p.add_argument("--no-overhead", action="store_true", help="skip the overhead/concurrency measures")
+    p.add_argument("--note", help="free text stored with the results (e.g. 'shared machine')")
+    args = p.parse_args(argv)
+    settings = dict(DEFAULTS)
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        unknown = set(loaded) - set(DEFAULTS)
+        if unknown:
+            p.error(f"--config: unknown settings {sorted(unknown)}")
+        settings.update(loaded)
+    for key, value in vars(args).items():
+        if key in ("config", "no_overhead") or value is None:
+            continue
+        settings[key] = value
+    if args.no_overhead:
+        settings["overhead"] = {}
+    for key in ("tasks", "methods"):
+        if isinstance(settings[key], str):
+            settings[key] = [settings[key]]
+        settings[key] = [x.strip() for v in settings[key] for x in str(v).split(",") if x.strip()]
+    bad = [m for m in settings["methods"] if m not in _method_names()]
+    if bad:
+        p.error(f"--methods: unknown {bad}; known: {', '.join(_method_names())}")
+    if settings["budget_steps"] < settings["trial_steps"]:
+        p.error("--budget-steps must be at least --trial-steps")
+    if settings["eval_interval"] > settings["trial_steps"]:
+        p.error("--eval-interval must be at most --trial-steps")
+    return settings
+
+
+def _method_names() -> list[str]:
+    return ["autopeft-lora", "autopeft-all", "autopeft-lora-fifo", "default", "hf-optuna", "random", "grid"]
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "mlflow", "optuna", "ray", "autopeft", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
+    _quiet()
+    from bench import overhead as ov
+    from bench.data import prepare_task
+    from bench.methods import METHODS
+    from bench.report import early_stopping, markdown, plot, search_overhead, summarize
+
+    stamp = datetime.now().strftime("%Y-%m-%d")
+    name = settings["name"]
+    out = Path(settings["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "tmp" / f"{stamp}-{name}-{os.getpid()}"
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    records: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    overhead: dict[str, Any] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    try:
+        for task in settings["tasks"]:
+            files = prepare_task(task, Path(settings["glue_dir"]), work / "data", max_train=settings["max_train"],
+                                 max_validation=settings["max_validation"], max_test=settings["max_test"])
+            sizes[task] = files.sizes
+            for seed in range(settings["seeds"]):
+                for method in settings["methods"]:
+                    ctx = _context(settings, files, seed, work / f"{task}-s{seed}-{method}")
+                    t0 = time.perf_counter()
+                    print(f"[bench] {task} seed {seed} {method} ...", flush=True)
+                    try:
+                        rec = METHODS[method](ctx)
+                    except Exception as exc:  # recorded, the other methods still run
+                        traceback.print_exc()
+                        failures.append({"task": task, "seed": seed, "method": method,
+                                         "error": " ".join(str(exc).split())[:500]})
+                        continue
+                    records.append(rec)
+                    print(f"[bench] {task} seed {seed} {method}: test {rec['test_metric']:.4f} "
+                          f"steps {rec['total_steps']} in {time.perf_counter() - t0:.0f}s", flush=True)
+            if settings["overhead"] and task == settings["tasks"][0]:
+                overhead = _overhead(settings, _context(settings, files, 0, work / f"{task}-overhead"), ov)
+        for rec in records:
+            o = search_overhead(rec)
+            if o is not None:
+                overhead.setdefault("searches", {})[f"{rec['task']}/{rec['method']}/s{rec['seed']}"] = o
+        es = settings["early_stopping"] or {}
+        result: dict[str, Any] = {
+            "name": name,
+            "meta": _meta(settings, command, stamp, started, load_start, sizes=sizes),
+            "summary": summarize(records),
+            "early_stopping": early_stopping(records, settings["trial_steps"], es.get("asha", ""),
+                                             es.get("reference", "")) if es else None,
+            "overhead": overhead,
+            "failures": failures,
+            "records": records,
+        }
+        base = out / f"{stamp}-{name}"
+        result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
+        result["meta"]["total_wall_s"] = time.perf_counter() - started
+        base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_default))
+        base.with_suffix(".md").write_text(markdown(result))
+        return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "png": Path(result["plot"])}
+    finally:
+        if not settings.get("keep_workdir"):
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> Any:
+    from bench.methods import DEFAULT_GRID, Context
+
+    return Context(files=files, seed=seed, workdir=workdir, model=settings["model"], max_length=settings["max_length"],
+                   trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
+                   eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
+                   cpus=settings["cpus"], grid=settings["grid"] or dict(DEFAULT_GRID))
+
+
+def _overhead(settings: dict[str, Any], ctx: Any, ov: Any) -> dict[str, Any]:
+    cfg = settings["overhead"]
+    out: dict[str, Any] = {}
+    steps = cfg.get("step_time_steps")
+    if steps:
+        print("[bench] overhead: step time, bare loop vs training.py ...", flush=True)
+        out["step_time"] = ov.step_times(ctx, int(steps))
+    if cfg.get("tokenize_cache"):
+        out["tokenize_cache"] = ov.tokenize_cache(ctx)
+    if cfg.get("eval_padding"):
+        out["eval_padding"] = ov.eval_padding(ctx)
+    if cfg.get("thread_scaling_steps"):
+        out["thread_scaling"] = ov.thread_scaling(ctx, int(cfg["thread_scaling_steps"]))
+    if cfg.get("concurrency_trials"):
+        print("[bench] overhead: concurrency 1 vs 2 trials ...", flush=True)
+        conc = ov.concurrency(ctx, int(cfg["concurrency_trials"]))
+        out["concurrency"] = {k: {kk: vv for kk, vv in v.items() if kk != "record"} for k, v in conc.items()}
+        from bench.report import search_overhead
+
+        for k, v in conc.items():
+            out["concurrency"][k]["search"] = search_overhead(v["record"])
+        if "step_time" in out:  # the same config in a Ray trial (1 trial x all CPUs)
+            out["step_time"]["ray_trial_step_s"] = conc["c1"]["trial_step_s"]
+    return out
+
+
+def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, load_start: tuple,
+          sizes: dict[str, Any]) -> dict[str, Any]:
+    import peft
+    import ray
+    import torch
+    import transformers
+
+    load_end = os.getloadavg()
+    per_trial, budget = settings["trial_steps"], settings["budget_steps"]
+    scale = (f"{settings['seeds']} seed(s); tasks {', '.join(settings['tasks'])}; budget {budget} training steps per "
+             f"method ({budget // per_trial} full trials of {per_trial} steps, evaluation every "
+             f"{settings['eval_interval']}); train ≤ {settings['max_train']} / validation ≤ "
+             f"{settings['max_validation']} / test ≤ {settings['max_test'] or 'all'} examples; max_length "
+             f"{settings['max_length']}; {settings['cpus']} CPU threads; {os.cpu_count()} cores on the machine, load "
+             f"average {load_start[0]:.1f} at start / {load_end[0]:.1f} at end")
+    if settings.get("note"):
+        scale += f"; {settings['note']}"
+    return {
+        "date": stamp, "command": command, "scale": scale, "settings": settings, "split_sizes": sizes,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "loadavg_start": load_start, "loadavg_end": load_end,
+                    "gpu": bool(torch.cuda.is_available())},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+                     "ray": ray.__version__},
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    paths = run(settings, command)
+    for path in paths.values():
+        print(f"[bench] wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

