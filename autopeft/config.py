@@ -35,11 +35,15 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = Field(False, description="Run model code from the Hub (off by default).")
 
 
-TaskKind = Literal["sequence_classification", "regression"]
+TaskKind = Literal["sequence_classification", "regression", "causal_lm", "token_classification",
+                   "image_classification"]
 
 
 class TaskConfig(_Strict):
-    kind: TaskKind = Field("sequence_classification", description="What the model predicts.")
+    kind: TaskKind = Field("sequence_classification", description="What the model predicts (autopeft/tasks.py).")
+    max_new_tokens: int = Field(
+        64, gt=0, description="causal_lm: tokens the registered model generates per prompt (greedy)."
+    )
 
 
 class HubSource(_Strict):
@@ -55,8 +59,27 @@ class DataConfig(_Strict):
     validation: Optional[str] = Field(None, description="Local file for validation (else carved from train).")
     test: Optional[str] = Field(None, description="Local file for the held-out test evaluation.")
     hub: Optional[HubSource] = Field(None, description="Load from the Hub instead of local files.")
-    text_columns: list[str] = Field(description="One text column, or two for sentence pairs.")
-    label_column: str = Field("label", description="Column holding the label or target value.")
+    # Which of the column fields below a task kind reads is up to the kind (autopeft/tasks.py);
+    # data.load checks them against the data and names a field the kind does not read.
+    text_columns: Optional[list[str]] = Field(
+        None, description="sequence_classification, regression: one text column, or two for sentence pairs."
+    )
+    label_column: str = Field(
+        "label", description="Column holding the label or target value (classification, regression, images)."
+    )
+    prompt_column: Optional[str] = Field(None, description="causal_lm: the prompt (not trained on); default 'prompt'.")
+    response_column: Optional[str] = Field(
+        None, description="causal_lm: the response the model learns to write; default 'response'."
+    )
+    tokens_column: Optional[str] = Field(
+        None, description="token_classification: each example's words, a list (JSON list in csv); default 'tokens'."
+    )
+    tags_column: Optional[str] = Field(
+        None, description="token_classification: one tag per word, a list (JSON list in csv); default 'tags'."
+    )
+    image_column: Optional[str] = Field(
+        None, description="image_classification: image file paths, relative to the data file; default 'image'."
+    )
     validation_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of train carved out as validation when none is given."
     )
@@ -70,8 +93,8 @@ class DataConfig(_Strict):
 
     @field_validator("text_columns")
     @classmethod
-    def _one_or_two(cls, value: list[str]) -> list[str]:
-        if not 1 <= len(value) <= 2:
+    def _one_or_two(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        if value is not None and not 1 <= len(value) <= 2:
             raise ValueError(f"expected one or two text columns, found {len(value)}")
         return value
 
@@ -192,6 +215,20 @@ class SearchConfig(_Strict):
             first = raw["objectives"][0] if isinstance(raw["objectives"], list) and raw["objectives"] else None
             if isinstance(first, dict) and "objective" not in raw:
                 raw["objective"] = dict(first)
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_default_objective(cls, raw: Any) -> Any:
+        # With no objective given, the task kind's own (causal_lm: loss/min), not accuracy.
+        if isinstance(raw, dict) and raw.get("objective") is None and not raw.get("objectives"):
+            from autopeft.tasks import get_task, task_names
+
+            task = raw.get("task")
+            kind = task.get("kind") if isinstance(task, dict) else getattr(task, "kind", None)
+            if kind in task_names():
+                chosen = get_task(kind)
+                raw = {**raw, "objective": {"metric": chosen.default_metric, "mode": chosen.default_mode}}
         return raw
 
     @property

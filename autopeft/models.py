@@ -79,13 +79,30 @@ def load_tokenizer(spec: ModelConfig, location: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, Any], *,
-                    torch_dtype: Any = None) -> nn.Module:
-    """The base model with a fresh classification/regression head."""
-    from transformers import AutoModelForSequenceClassification
+def load_image_processor(spec: ModelConfig, location: str) -> Any:
+    """The image processor (resize, normalise) of a vision model: its 'tokenizer'."""
+    from transformers import AutoImageProcessor
 
+    try:
+        return AutoImageProcessor.from_pretrained(
+            location, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model.name_or_path: cannot load an image processor from {location!r}: {_first_line(exc)}") from None
+
+
+def _auto_class(name: str) -> Any:
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, Any], *,
+                    torch_dtype: Any = None, auto_class: str = "AutoModelForSequenceClassification") -> nn.Module:
+    """The base model with a fresh classification/regression head, or with the head of
+    ``auto_class`` (the task kind's: causal LM, token or image classification)."""
     quiet_transformers()
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = _auto_class(auto_class).from_pretrained(
         location,
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,
@@ -98,15 +115,15 @@ def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, An
     return model
 
 
-def skeleton(spec: ModelConfig, location: str, model_kwargs: dict[str, Any]) -> nn.Module:
+def skeleton(spec: ModelConfig, location: str, model_kwargs: dict[str, Any], *,
+             auto_class: str = "AutoModelForSequenceClassification") -> nn.Module:
     """The model's module tree on the meta device: names and shapes, no weights, no memory."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     quiet_transformers()
     config = load_auto_config(spec, location, **model_kwargs)
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=spec.trust_remote_code)
+        return _auto_class(auto_class).from_config(config, trust_remote_code=spec.trust_remote_code)
 
 
 def model_reference(spec: ModelConfig, location: str) -> dict[str, str]:

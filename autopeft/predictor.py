@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 
 from autopeft.config import ModelConfig
-from autopeft.data import TokenizedSplit, tokenize_frame
+from autopeft.data import TokenizedSplit, pad_id
 from autopeft.errors import ModelError
-from autopeft.models import load_classifier, load_tokenizer, resolve_location
+from autopeft.models import resolve_location
 from autopeft.tasks import get_task
 from autopeft.training import METADATA_FILE, pick_device, predict
 
@@ -44,9 +44,9 @@ class AdapterPredictor:
         spec = ModelConfig(**metadata["base_model"]["config"])
         location = resolve_location(spec.name_or_path)
         task = get_task(metadata["task"])
-        base = load_classifier(spec, location, task.model_kwargs(metadata["label_names"]))
+        base = task.load_model(spec, location, metadata["label_names"])
         model = load_adapter(base, adapter_dir)  # PeftModel.from_pretrained, plus custom-layer families
-        tokenizer = load_tokenizer(spec, str(adapter_dir))
+        tokenizer = task.load_preprocessor(spec, str(adapter_dir))  # an image processor for images
         device = device or pick_device()[0]
         model.to(device).eval()
         return cls(model=model, tokenizer=tokenizer, metadata=metadata, device=device)
@@ -56,29 +56,24 @@ class AdapterPredictor:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise ModelError(f"input: column {missing[0]!r} is missing (expected: {', '.join(columns)})")
-        enc = tokenize_frame(frame, columns, self.tokenizer, int(self.metadata["max_length"]))
-        return TokenizedSplit(
-            input_ids=[list(x) for x in enc["input_ids"]],
-            token_type_ids=[list(x) for x in enc["token_type_ids"]] if "token_type_ids" in enc else None,
-            labels=labels if labels is not None else np.zeros(len(frame), dtype=self._label_dtype()),
-        )
+        split = get_task(self.metadata["task"]).encode(frame, columns, None, self.metadata["label_names"],
+                                                       self.tokenizer, int(self.metadata["max_length"]))
+        if labels is not None:
+            split.labels = labels
+        return split
 
     def _label_dtype(self) -> Any:
         return np.int64 if get_task(self.metadata["task"]).categorical else np.float32
 
     def outputs(self, split: TokenizedSplit, batch_size: int = 64) -> tuple[np.ndarray, float]:
-        return predict(self.model, split, int(self.tokenizer.pad_token_id), batch_size=batch_size,
+        return predict(self.model, split, pad_id(self.tokenizer), batch_size=batch_size,
                        device=self.device)
 
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
-        """Labels and scores for classification, values for regression."""
-        outputs, _ = self.outputs(self.encode(frame), batch_size)
-        if get_task(self.metadata["task"]).categorical:
-            probs = torch.softmax(torch.from_numpy(outputs), dim=-1).numpy()
-            names = self.metadata["label_names"]
-            best = probs.argmax(axis=-1)
-            return pd.DataFrame({"label": [names[i] for i in best], "score": probs.max(axis=-1)})
-        return pd.DataFrame({"value": outputs.reshape(-1)})
+        """Labels and scores for classification (text or images), values for regression, the
+        generated text for causal LM, a list of tags per row (one per word) for token
+        classification."""
+        return get_task(self.metadata["task"]).present(self, frame, batch_size)
 
 
 def write_metadata(adapter_dir: Path, metadata: Mapping[str, Any]) -> None:

@@ -176,7 +176,8 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         given = getattr(cfg.data, split)
         if given is not None:
             setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
-    structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"])))
+    structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"]),
+                              auto_class=task.auto_class))
     validate_space(resolved, structure)
 
     output_dir = Path(cfg.output_dir)
@@ -294,7 +295,6 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
     from ray import tune
 
-    from autopeft.models import load_tokenizer
     from autopeft.study import StudyManifest
     from autopeft.tracking import TrialRecorder, close_orphan_runs, connect, flatten, log_params, trial_runs
     from autopeft.trial import run_trial
@@ -303,7 +303,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     started = time.monotonic()
     client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
 
-    tokenizer = load_tokenizer(cfg.model, prepared.location)
+    tokenizer = get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location)  # or image processor
     data = tokenize(prepared.raw, tokenizer, cfg.model.max_length, tokenizer_id=prepared.location,
                     cache_dir=prepared.output_dir / "cache")
     started_ray = init_ray(cfg.backend.address, verbose=verbose)
@@ -446,7 +446,6 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
 def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult, checkpoint: Any,
               model_ref: dict[str, str]) -> None:
     """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
-    from autopeft.models import load_tokenizer
     from autopeft.predictor import AdapterPredictor, write_metadata
     from autopeft.registry import register_adapter, signature
     from autopeft.serving import ADAPTER_ARTIFACT
@@ -461,12 +460,13 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
         shutil.rmtree(adapter_dir)
     with checkpoint.as_directory() as directory:
         shutil.copytree(directory, adapter_dir, ignore=shutil.ignore_patterns(TRAINING_STATE_FILE))
-    load_tokenizer(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
+    get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
     family = best.params.get("adapter")
     write_metadata(adapter_dir, {
         "autopeft_version": __version__,
         "base_model": {"config": cfg.model.model_dump(mode="json"), "reference": model_ref},
         "task": cfg.task.kind,
+        "task_config": cfg.task.model_dump(mode="json"),
         "label_names": data.label_names,
         "text_columns": prepared.raw.text_columns,
         "label_column": prepared.raw.label_column,

@@ -22,7 +22,6 @@ from autopeft.adapters import AdapterTarget, get_family
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedData, TokenizedSplit, collate
 from autopeft.errors import AutoPeftError
-from autopeft.models import load_classifier
 from autopeft.placement import parse_layers, resolve, scan
 from autopeft.space import family_params
 from autopeft.tasks import get_task
@@ -84,7 +83,8 @@ def build_adapter(spec: StudySpec, config: Mapping[str, Any]) -> BuiltAdapter:
     from peft import get_peft_model
 
     torch.manual_seed(spec.seed)  # same head initialisation for every trial of the study
-    base = load_classifier(spec.model, spec.location, spec.model_kwargs())
+    task = get_task(spec.task)
+    base = task.load_model(spec.model, spec.location, spec.label_names)
     name, params = family_params(config)
     family = get_family(name)
     structure = scan(base)
@@ -97,9 +97,9 @@ def build_adapter(spec: StudySpec, config: Mapping[str, Any]) -> BuiltAdapter:
         module_names = resolve(structure, layers_value, roles)
         layers = parse_layers(layers_value, structure.num_layers)
     target = AdapterTarget(module_names=module_names, structure=structure,
-                           peft_task_type=get_task(spec.task).peft_task_type, layers=layers,
+                           peft_task_type=task.peft_task_type, layers=layers,  # type: ignore[arg-type]
                            max_steps=spec.max_steps)
-    peft_config = family.build(family.resolve_params(params), target)
+    peft_config = task.prepare_peft_config(family.build(family.resolve_params(params), target))
     model = get_peft_model(base, peft_config)
     trainable, total = model.get_nb_trainable_parameters()
     return BuiltAdapter(model=model, family=name, module_names=module_names,
@@ -126,7 +126,9 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 @torch.no_grad()
 def predict(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, batch_size: int,
             device: torch.device, amp_dtype: torch.dtype | None = None) -> tuple[np.ndarray, float]:
-    """Outputs (logits or values) for every example in order, and the mean loss."""
+    """Outputs for every example in order (logits or values; per-token or per-example rows for
+    other task kinds, as the kind's ``batch_outputs`` gives), and the mean loss."""
+    batch_outputs = get_task(split.task).batch_outputs
     was_training = model.training
     model.eval()
     order = np.argsort(split.lengths(), kind="stable")  # similar lengths together: less padding
@@ -138,7 +140,7 @@ def predict(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, batch
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(**batch)
         loss_sum += float(out.loss) * len(idx)
-        outputs.append(out.logits.float().cpu().numpy())
+        outputs.append(batch_outputs(out, batch))
     model.train(was_training)
     stacked = np.concatenate(outputs)
     result = np.empty_like(stacked)
@@ -151,7 +153,7 @@ def evaluate(model: nn.Module, split: TokenizedSplit, pad_token_id: int, task: s
     """The task's metrics plus ``loss`` on one split."""
     outputs, loss = predict(model, split, pad_token_id, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
     metrics = get_task(task).compute_metrics(outputs, split.labels)
-    metrics["loss"] = loss
+    metrics.setdefault("loss", loss)  # a kind may measure loss itself (causal LM: per token)
     return metrics
 
 

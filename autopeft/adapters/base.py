@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from autopeft.space import ParamSpec
 
 
+#: Every task kind of ``autopeft.tasks``; families that fit only some declare their own.
+ALL_TASK_KINDS = ("sequence_classification", "regression", "causal_lm", "token_classification",
+                  "image_classification")
+#: Prompt learning: peft prepends virtual tokens for sequence classification and causal LM
+#: (padding the labels for the latter), but not the per-token labels of token classification
+#: (logits and labels then differ in length), and images have no tokens.
+PROMPT_TASK_KINDS = ("sequence_classification", "regression", "causal_lm")
+
+
 @dataclass(frozen=True)
 class AdapterTarget:
     """What a builder needs to know about the model and the placement of one trial."""
@@ -65,8 +74,8 @@ class AdapterFamily:
     #: Whether the placement's roles are sampled (False: the family picks roles itself from
     #: its own parameters, e.g. Houlsby vs Pfeiffer positions, and uses only the layers).
     uses_roles: bool = True
-    #: Task kinds the family applies to.
-    task_kinds: tuple[str, ...] = ("sequence_classification", "regression")
+    #: Task kinds the family applies to (layer methods are task-agnostic: every kind).
+    task_kinds: tuple[str, ...] = ALL_TASK_KINDS
     #: Architectures in words, for ``autopeft adapters`` (the real check is ``applies_to``).
     architectures: str = "any with Linear/Conv1D layers"
     #: Why the family cannot work on a model (None: it can); checked before the search.

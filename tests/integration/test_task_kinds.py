@@ -1,0 +1,86 @@
+"""One real search per new task kind (Ray Tune + Optuna + ASHA + MLflow + peft) on tiny random
+models saved to a temporary folder: the study finishes, the best adapter is registered as
+``candidate``, and the pyfunc model loaded by alias predicts in the kind's own shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from autopeft.config import resolve
+from autopeft.search import prepare, run_search
+
+from ..conftest import write_yaml
+from ..test_tasks_fixtures import (
+    ner_frame,
+    save_causal_lm,
+    save_token_classifier,
+    save_vit,
+    sft_frame,
+    write_images,
+    write_jsonl,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
+    """(model folder, data section, frame to predict on)."""
+    if kind == "causal_lm":
+        frame = sft_frame(48)
+        return save_causal_lm(tmp_path / "model"), {"train": str(write_jsonl(frame, tmp_path / "train.jsonl"))}, \
+            frame[["prompt"]].head(4)
+    if kind == "token_classification":
+        frame = ner_frame(48)
+        # whitespace-joined words: the pyfunc signature's input is a string column
+        return save_token_classifier(tmp_path / "model"), {"train": str(write_jsonl(frame, tmp_path / "train.jsonl"))}, \
+            pd.DataFrame({"tokens": [" ".join(w) for w in frame["tokens"].head(4)]})
+    frame = write_images(tmp_path, 48)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    return save_vit(tmp_path / "model"), {"train": str(tmp_path / "train.csv")}, \
+        pd.DataFrame({"image": [str(tmp_path / p) for p in frame["image"].head(4)]})
+
+
+@pytest.mark.parametrize("kind", ["causal_lm", "token_classification", "image_classification"])
+def test_search_registers_an_adapter_for_each_kind(kind, tmp_path, tracking_uri):
+    location, data, probe = _setup(kind, tmp_path)
+    config = write_yaml(tmp_path / "search.yaml", {
+        "study_name": f"kinds-{kind}",
+        "model": {"name_or_path": location, "max_length": 32},
+        "task": {"kind": kind, "max_new_tokens": 4},
+        "data": {**data, "validation_fraction": 0.25},
+        "space": {"adapters": {"lora": {"r": {"choices": [2, 4]}, "dropout": 0.0}, "ia3": {}},
+                  "placement": {"layers": "all", "roles": "all-linear"},
+                  "learning_rate": {"low": 1e-2, "high": 5e-2, "log": True}, "batch_size": 8},
+        "budget": {"trials": 2, "max_steps": 12, "eval_interval": 6, "cpus_per_trial": 2, "eval_batch_size": 16},
+        "tracking": {"uri": tracking_uri, "experiment": f"kinds-{kind}", "registered_model": f"kinds-{kind}"},
+        "output_dir": str(tmp_path / "out"),
+    })
+    prepared = prepare(resolve(config))
+    result = run_search(prepared)
+
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert len(result.trials) == 2 and result.best is not None
+    version = client.get_model_version_by_alias(f"kinds-{kind}", "candidate")
+    assert str(version.version) == result.model_version
+    metric = prepared.config.objective.metric
+    assert metric == {"causal_lm": "loss", "token_classification": "f1", "image_classification": "accuracy"}[kind]
+    # the reloaded adapter reproduces the trial's validation metric
+    assert result.reloaded_val_metrics[metric] == pytest.approx(result.best.metrics[metric], rel=1e-4, abs=1e-6)
+    if kind == "causal_lm":
+        assert "perplexity" in result.reloaded_val_metrics
+
+    mlflow.set_tracking_uri(tracking_uri)
+    out = mlflow.pyfunc.load_model(f"models:/kinds-{kind}@candidate").predict(probe)
+    assert len(out) == 4
+    if kind == "causal_lm":
+        assert list(out.columns) == ["text"] and all(isinstance(t, str) for t in out["text"])
+    elif kind == "token_classification":
+        assert [len(t) for t in out["tags"]] == [len(s.split()) for s in probe["tokens"]]
+    else:
+        assert set(out["label"]) <= {"day", "night"}
