@@ -161,6 +161,10 @@ class TrackingConfig(_Strict):
 
 class BackendConfig(_Strict):
     address: Optional[str] = Field(None, description="Ray cluster address (auto, ray://host:port); none: local Ray.")
+    storage_path: Optional[str] = Field(
+        None, description="Where Ray keeps checkpoints and experiment state: a folder every node sees, or a "
+        "pyarrow URI such as s3://bucket/path; default: <output_dir>/ray."
+    )
 
 
 class SearchConfig(_Strict):

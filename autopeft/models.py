@@ -49,6 +49,12 @@ def resolve_location(name_or_path: str) -> str:
             raise ModelError(f"model.name_or_path: no model directory at {str(path)!r}")
         if not (path / "config.json").is_file():
             raise ModelError(f"model.name_or_path: {str(path)!r} has no config.json (not a transformers model)")
+        if not any(path.glob("*.safetensors")):
+            # pickled weights (.bin/.pt) can run code when loaded: autopeft loads safetensors only
+            raise ModelError(
+                f"model.name_or_path: {str(path)!r} has no .safetensors weights (autopeft does not load "
+                f"pickled .bin/.pt weights; convert them with save_pretrained)"
+            )
         return str(path.resolve())
     return name_or_path  # a Hub id
 
@@ -107,7 +113,7 @@ def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, An
         revision=spec.revision,
         trust_remote_code=spec.trust_remote_code,
         dtype=torch_dtype,
-        use_safetensors=None,
+        use_safetensors=True,  # never unpickle weights (they can run code)
         **model_kwargs,
     )
     if getattr(model.config, "pad_token_id", None) is None and getattr(model.config, "eos_token_id", None) is not None:

@@ -179,6 +179,8 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"]),
                               auto_class=task.auto_class))
     validate_space(resolved, structure)
+    check_ray_address(cfg.backend.address)
+    check_reachable(cfg.tracking.uri)
 
     output_dir = Path(cfg.output_dir)
     try:
@@ -189,8 +191,6 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     except OSError as exc:
         raise ConfigError(f"output_dir: cannot write to {str(output_dir)!r}: {exc.strerror or exc}") from None
 
-    check_ray_address(cfg.backend.address)
-    check_reachable(cfg.tracking.uri)
     if manifest is not None:
         return Prepared(resolved=resolved, study_name=manifest.study_name, location=location, structure=structure,
                         raw=raw, output_dir=output_dir, optuna_storage=manifest.optuna_storage, manifest=manifest)
@@ -296,7 +296,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     from ray import tune
 
     from autopeft.study import StudyManifest
-    from autopeft.tracking import TrialRecorder, close_orphan_runs, connect, flatten, log_params, trial_runs
+    from autopeft.tracking import TrialRecorder, close_orphan_runs, connect, flatten, log_params, redact, trial_runs
     from autopeft.trial import run_trial
 
     cfg = prepared.config
@@ -309,7 +309,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     started_ray = init_ray(cfg.backend.address, verbose=verbose)
 
     model_ref = model_reference(cfg.model, prepared.location)
-    ray_path = (prepared.output_dir / "ray").resolve()
+    ray_path = cfg.backend.storage_path or str((prepared.output_dir / "ray").resolve())
     manifest = prepared.manifest
     if manifest is None:
         parent = client.create_run(
@@ -317,12 +317,12 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
             run_name=prepared.study_name,
             tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
                   "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
-                  "autopeft.optuna_storage": prepared.optuna_storage},
+                  "autopeft.optuna_storage": redact(prepared.optuna_storage)},
         )
         manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
                                  parent_run_id=parent.info.run_id, experiment_id=experiment_id,
                                  tracking_uri=cfg.tracking.uri, optuna_storage=prepared.optuna_storage,
-                                 ray_experiment=str(ray_path / prepared.study_name))
+                                 ray_experiment=_join_storage(ray_path, prepared.study_name))
         manifest.save(prepared.output_dir)
     else:  # resuming: the study keeps its parent run
         client.update_run(manifest.parent_run_id, status="RUNNING")
@@ -332,7 +332,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     try:
         if prepared.manifest is None:
             log_params(client, parent_id, flatten(prepared.resolved.dump()))
-            client.log_dict(parent_id, prepared.resolved.dump(), "config.json")
+            client.log_dict(parent_id, redact(prepared.resolved.dump()), "config.json")
             client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
             client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
                                         "label_names": data.label_names}, "lineage.json")
@@ -363,7 +363,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
                 ),
                 run_config=tune.RunConfig(
                     name=prepared.study_name,
-                    storage_path=str(ray_path),
+                    storage_path=ray_path,
                     callbacks=[recorder, *(callbacks or [])],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=cfg.budget.max_failures),
@@ -577,3 +577,9 @@ def _fail_orphan_trials(storage_url: str, study_name: str) -> int:
 
 #: Optuna user attribute on trials orphaned by a driver crash.
 ORPHAN_ATTR = "autopeft.orphaned"
+
+
+def _join_storage(storage_path: str, name: str) -> str:
+    """``storage_path``/``name``, keeping a URI's query (``s3://b/p?endpoint_override=...``) at the end."""
+    path, sep, query = storage_path.partition("?")
+    return f"{path.rstrip('/')}/{name}{sep}{query}"
