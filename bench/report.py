@@ -143,7 +143,7 @@ def _fmt(s: dict[str, Any], digits: int = 3, pct: bool = False) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
-    lines = [f"# Benchmark {result['name']} ({meta['date']})", "",
+    lines = [f"# Benchmark {result['name']} ({meta['date']})" + (" — partial, still running or cut short" if result.get("partial") else ""), "",
              f"Scale: {meta['scale']}", "",
              f"Command: `{meta['command']}`", "",
              "Every figure: median over seeds, [min–max] when more than one seed.", ""]

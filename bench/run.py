@@ -122,8 +122,6 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
     from bench import overhead as ov
     from bench.data import prepare_task
     from bench.methods import METHODS
-    from bench.report import early_stopping, markdown, plot, search_overhead, summarize
-
     stamp = datetime.now().strftime("%Y-%m-%d")
     name = settings["name"]
     out = Path(settings["out"])
@@ -153,34 +151,50 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
                                          "error": " ".join(str(exc).split())[:500]})
                         continue
                     records.append(rec)
+                    write(settings, command, stamp, started, load_start, sizes, records, failures, overhead, out,
+                          partial=True)  # a run cut short still leaves every finished method's figures
                     print(f"[bench] {task} seed {seed} {method}: test {rec['test_metric']:.4f} "
                           f"steps {rec['total_steps']} in {time.perf_counter() - t0:.0f}s", flush=True)
             if settings["overhead"] and task == settings["tasks"][0]:
                 overhead = _overhead(settings, _context(settings, files, 0, work / f"{task}-overhead"), ov)
-        for rec in records:
-            o = search_overhead(rec)
-            if o is not None:
-                overhead.setdefault("searches", {})[f"{rec['task']}/{rec['method']}/s{rec['seed']}"] = o
-        es = settings["early_stopping"] or {}
-        result: dict[str, Any] = {
-            "name": name,
-            "meta": _meta(settings, command, stamp, started, load_start, sizes=sizes),
-            "summary": summarize(records),
-            "early_stopping": early_stopping(records, settings["trial_steps"], es.get("asha", ""),
-                                             es.get("reference", "")) if es else None,
-            "overhead": overhead,
-            "failures": failures,
-            "records": records,
-        }
-        base = out / f"{stamp}-{name}"
-        result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
-        result["meta"]["total_wall_s"] = time.perf_counter() - started
-        base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_default))
-        base.with_suffix(".md").write_text(markdown(result))
-        return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "png": Path(result["plot"])}
+                write(settings, command, stamp, started, load_start, sizes, records, failures, overhead, out,
+                      partial=True)
+        return write(settings, command, stamp, started, load_start, sizes, records, failures, overhead, out,
+                     partial=False)
     finally:
         if not settings.get("keep_workdir"):
             shutil.rmtree(work, ignore_errors=True)
+
+
+def write(settings: dict[str, Any], command: str, stamp: str, started: float, load_start: tuple,
+          sizes: dict[str, Any], records: list[dict[str, Any]], failures: list[dict[str, Any]],
+          overhead: dict[str, Any], out: Path, *, partial: bool) -> dict[str, Path]:
+    """Write the JSON, markdown and plot for the records so far (``partial`` while running)."""
+    from bench.report import early_stopping, markdown, plot, search_overhead, summarize
+
+    overhead = dict(overhead)
+    for rec in records:
+        o = search_overhead(rec)
+        if o is not None:
+            overhead.setdefault("searches", {})[f"{rec['task']}/{rec['method']}/s{rec['seed']}"] = o
+    es = settings["early_stopping"] or {}
+    result: dict[str, Any] = {
+        "name": settings["name"],
+        "partial": partial,
+        "meta": _meta(settings, command, stamp, started, load_start, sizes=sizes),
+        "summary": summarize(records),
+        "early_stopping": early_stopping(records, settings["trial_steps"], es.get("asha", ""),
+                                         es.get("reference", "")) if es else None,
+        "overhead": overhead,
+        "failures": failures,
+        "records": records,
+    }
+    base = out / f"{stamp}-{settings['name']}"
+    result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
+    result["meta"]["total_wall_s"] = time.perf_counter() - started
+    base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_default))
+    base.with_suffix(".md").write_text(markdown(result))
+    return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "png": Path(result["plot"])}
 
 
 def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> Any:
