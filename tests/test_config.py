@@ -36,7 +36,7 @@ def test_demo_config_resolves():
     resolved = resolve(REPO / "examples" / "demo.yaml")
     assert resolved.config.model.name_or_path == "minilm"
     assert set(resolved.space.adapters) == {"lora", "dora", "ia3"}
-    assert resolved.config.budget.num_reports == 5
+    assert resolved.config.budget.num_reports == 4
 
 
 def test_overrides_win_over_file(tmp_path):
