@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -131,6 +132,34 @@ def _run_space(client: MlflowClient, run_id: str) -> Any:
         return None
 
 
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block only.
+
+    The fluent API (``log_model``) and MLflow 3's ``models:/`` downloads read these globals, and
+    ``mlflow.set_*_uri`` also exports them as environment variables that child processes
+    inherit. Restoring the exact previous state (unset included) keeps one study's store from
+    leaking into the next study, or a subprocess, in the same process.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {k: os.environ.get(k) for k in env_keys}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    tracking_utils.set_tracking_uri(uri)
+    registry_utils.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, adapter_dir: Path,
                      registered_model: str, tags: Mapping[str, Any], model_signature: Any = None,
                      alias: str = CANDIDATE_ALIAS) -> ModelVersion:
@@ -140,10 +169,8 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
     from autopeft import serving
     from autopeft.serving import ADAPTER_ARTIFACT
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     try:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=serving.__file__,  # models from code: nothing pickled
@@ -361,16 +388,10 @@ class Registry:
         def fetch() -> str:
             # MLflow 3 resolves a version's logged model (models:/m-...) through the *global*
             # tracking URI whatever tracking_uri says, so point it here for the download only
-            saved = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-            mlflow.set_tracking_uri(self.uri)
-            mlflow.set_registry_uri(self.uri)
-            try:
+            with mlflow_uris(self.uri):
                 return mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}",
                                                            dst_path=str(dst), tracking_uri=self.uri,
                                                            registry_uri=self.uri)
-            finally:
-                mlflow.set_tracking_uri(saved[0])
-                mlflow.set_registry_uri(saved[1])
 
         local = self._call(f"version: cannot download {name!r} version {version}", fetch)
         adapter = Path(local) / "artifacts" / ADAPTER_ARTIFACT

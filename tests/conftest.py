@@ -18,6 +18,29 @@ REPO = Path(__file__).resolve().parent.parent
 GLUE = REPO.parent / "shared" / "data" / "glue"
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow_globals():
+    """Each test starts and ends with MLflow's process-wide URIs (and their env vars) as they
+    were, and no active run: a store one test points at must not leak into the next test or
+    into the subprocesses it starts."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {k: os.environ.get(k) for k in keys}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def tiny_bert():
     """A 2-layer random BERT classifier: real module names, no download."""

@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
+from autopeft.registry import mlflow_uris
 from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
@@ -74,8 +75,9 @@ def test_search_end_to_end(search_config, tracking_uri, tmp_path):
     assert "test_accuracy" in parent.data.metrics
 
     # the downloaded adapter loads with plain peft and reproduces the logged validation metric
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/e2e-model@candidate",
-                                                     dst_path=str(tmp_path / "dl"), tracking_uri=tracking_uri))
+    with mlflow_uris(tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/e2e-model@candidate",
+                                                         dst_path=str(tmp_path / "dl"), tracking_uri=tracking_uri))
     adapter_dir = local / "artifacts" / "adapter"
     meta = json.loads((adapter_dir / "autopeft.json").read_text())
     from peft import PeftModel
@@ -95,13 +97,14 @@ def test_search_end_to_end(search_config, tracking_uri, tmp_path):
             enc = tokenizer(chunk["sentence"].tolist(), truncation=True, max_length=48, padding=True, return_tensors="pt")
             preds = model(**enc).logits.argmax(-1).tolist()
             labels = [meta["label_names"].index(str(v)) for v in chunk["label"]]
-            correct += sum(int(p == y) for p, y in zip(preds, labels))
+            correct += sum(int(p == y) for p, y in zip(preds, labels, strict=True))
     accuracy = correct / len(validation)
     logged = client.get_run(result.best.run_id).data.metrics["accuracy"]
     assert abs(accuracy - logged) <= 1e-6
     assert abs(parent.data.metrics["best_val_accuracy"] - logged) <= 1e-6
 
     # and through MLflow's pyfunc flavour, by alias
-    pyfunc = mlflow.pyfunc.load_model("models:/e2e-model@candidate")
+    with mlflow_uris(tracking_uri):  # as a user does with MLFLOW_TRACKING_URI set
+        pyfunc = mlflow.pyfunc.load_model("models:/e2e-model@candidate")
     out = pyfunc.predict(pd.DataFrame({"sentence": validation["sentence"].tolist()[:8]}))
     assert list(out.columns) == ["label", "score"] and len(out) == 8
