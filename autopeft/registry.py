@@ -133,22 +133,15 @@ def _run_space(client: MlflowClient, run_id: str) -> Any:
 
 
 @contextmanager
-def mlflow_uris(uri: str) -> Iterator[None]:
-    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block only.
-
-    The fluent API (``log_model``) and MLflow 3's ``models:/`` downloads read these globals, and
-    ``mlflow.set_*_uri`` also exports them as environment variables that child processes
-    inherit. Restoring the exact previous state (unset included) keeps one study's store from
-    leaking into the next study, or a subprocess, in the same process.
-    """
+def mlflow_globals_restored() -> Iterator[None]:
+    """Restore MLflow's process-wide tracking and registry URIs, and the environment variables
+    ``mlflow.set_*_uri`` exports, to exactly what they were (unset included) after the block."""
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved_env = {k: os.environ.get(k) for k in env_keys}
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    tracking_utils.set_tracking_uri(uri)
-    registry_utils.set_registry_uri(uri)
     try:
         yield
     finally:
@@ -158,6 +151,23 @@ def mlflow_uris(uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking and registry URIs at ``uri`` for the block only.
+
+    The fluent API (``log_model``) and MLflow 3's ``models:/`` downloads read these globals, and
+    ``mlflow.set_*_uri`` also exports them as environment variables that child processes
+    inherit; restoring them keeps one study's store from leaking into the next study, or a
+    subprocess, in the same process.
+    """
+    import mlflow
+
+    with mlflow_globals_restored():
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        yield
 
 
 def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, adapter_dir: Path,

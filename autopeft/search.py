@@ -22,10 +22,10 @@ from ray.tune.search.optuna import OptunaSearch
 from autopeft import __version__
 from autopeft.config import ResolvedConfig
 from autopeft.data import RawData, TokenizedData, load, locate, split_fingerprint, tokenize
-from autopeft.errors import ConfigError, SearchError, SpaceError
+from autopeft.errors import ConfigError, SearchError
 from autopeft.models import model_reference, resolve_location, skeleton
 from autopeft.placement import ModelStructure, scan
-from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec, compile_space
+from autopeft.space import compile_space
 from autopeft.tasks import get_task
 from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, outcome
 from autopeft.training import TRAINING_STATE_FILE, StudySpec
@@ -125,14 +125,6 @@ class SearchResult:
     selection: Any = None
     #: The study report (HTML), written at the end of the search.
     report_path: Path | None = None
-
-
-def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
-    if isinstance(spec, ChoiceSpec):
-        return list(spec.choices)
-    if isinstance(spec, RangeSpec):
-        raise SpaceError(f"{field_name}: expected a value or choices, found a range")
-    return [spec]
 
 
 def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:

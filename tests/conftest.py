@@ -24,21 +24,13 @@ def isolated_mlflow_globals():
     were, and no active run: a store one test points at must not leak into the next test or
     into the subprocesses it starts."""
     import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    env = {k: os.environ.get(k) for k in keys}
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    from autopeft.registry import mlflow_globals_restored
+
+    with mlflow_globals_restored():
+        yield
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
 
 
 @pytest.fixture
