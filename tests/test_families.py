@@ -13,7 +13,7 @@ from autopeft.adapters import AdapterTarget, families, load_adapter
 from autopeft.placement import parse_layers, resolve, scan
 from autopeft.space import ChoiceSpec, RangeSpec
 
-from .tiny_models import inputs_for, tiny_model
+from .tiny_models import inputs_for, tiny_model, train_two_steps
 
 ARCHS = ("bert", "gpt2", "llama", "t5", "vit")
 
@@ -68,17 +68,7 @@ def test_family_trains_saves_and_reloads(name, arch, tmp_path):
     assert trainable == model.get_nb_trainable_parameters()[0] > 0
 
     batch = inputs_for(arch)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    losses = []
-    for step in (1, 2):
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        if family.on_step is not None:
-            family.on_step(model, step)
-        optimizer.zero_grad()
-        losses.append(float(loss))
+    losses = train_two_steps(model, family, batch, lr=1e-2)
     assert losses[0] != losses[1]
 
     model.eval()

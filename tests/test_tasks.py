@@ -30,6 +30,7 @@ from .test_tasks_fixtures import (
     write_images,
     write_jsonl,
 )
+from .tiny_models import train_two_steps
 
 
 @pytest.fixture(scope="module")
@@ -279,17 +280,7 @@ def test_every_family_that_claims_a_kind_trains_on_it(kind, model_key, models, t
         if name == "autopeft_adapter":
             params.update({"autopeft_adapter.serial_size": 8, "autopeft_adapter.parallel_size": 8})
         built = build_adapter(spec, {"adapter": name, "placement.layers": "all", "placement.roles": "all-linear", **params})
-        model = built.model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
-        losses = []
-        for step in (1, 2):
-            loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
-            if family.on_step is not None:
-                family.on_step(model, step)
-            optimizer.zero_grad()
-            losses.append(float(loss))
+        losses = train_two_steps(built.model, family, batch, lr=5e-2)
         assert math.isfinite(losses[1]) and losses[0] != losses[1], (name, losses)
         ran.append(name)
     assert "lora" in ran and len(ran) >= 10, ran

@@ -74,3 +74,20 @@ def inputs_for(arch: str, batch: int = 4, seq: int = 8) -> dict[str, torch.Tenso
     if arch == "t5":
         ids[:, -1] = 1  # T5ForSequenceClassification pools the eos token
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def train_two_steps(model: nn.Module, family: Any, batch: dict[str, torch.Tensor], lr: float) -> list[float]:
+    """Two AdamW steps on ``batch`` with the family's per-step hook (AdaLoRA's rank update);
+    the two losses, so a test can check that training changed something."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    losses = []
+    for step in (1, 2):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        if family.on_step is not None:
+            family.on_step(model, step)
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    return losses
