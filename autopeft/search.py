@@ -23,12 +23,12 @@ from autopeft import __version__
 from autopeft.config import ResolvedConfig
 from autopeft.data import RawData, TokenizedData, load, locate, split_fingerprint, tokenize
 from autopeft.errors import ConfigError, SearchError
-from autopeft.models import model_reference, resolve_location, skeleton
+from autopeft.models import model_reference, resolve_location
 from autopeft.placement import ModelStructure, scan
 from autopeft.space import compile_space
 from autopeft.tasks import get_task
 from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, outcome
-from autopeft.training import TRAINING_STATE_FILE, StudySpec
+from autopeft.training import StudySpec, export_adapter
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -168,8 +168,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         given = getattr(cfg.data, split)
         if given is not None:
             setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
-    structure = scan(skeleton(cfg.model, location, task.model_kwargs(raw.label_names or ["0", "1"]),
-                              auto_class=task.auto_class))
+    structure = scan(task.skeleton(cfg.model, location, raw.label_names or ["0", "1"]))
     validate_space(resolved, structure)
     check_ray_address(cfg.backend.address)
     check_reachable(cfg.tracking.uri)
@@ -373,7 +372,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         if result.best is None:
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
         checkpoint = next(r.checkpoint for r in grid if r.metrics.get("trial_id") == result.best.trial_id)
-        _finalize(prepared, client, data, result, checkpoint, model_ref)
+        _finalize(prepared, spec, client, data, result, checkpoint, model_ref)
         result.report_path = _report(prepared, client, result)
         manifest.status, manifest.registered_version = "FINISHED", result.model_version
         manifest.save(prepared.output_dir)
@@ -435,8 +434,8 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
         return None
 
 
-def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult, checkpoint: Any,
-              model_ref: dict[str, str]) -> None:
+def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData, result: SearchResult,
+              checkpoint: Any, model_ref: dict[str, str]) -> None:
     """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
     from autopeft.predictor import AdapterPredictor, write_metadata
     from autopeft.registry import register_adapter, signature
@@ -451,7 +450,7 @@ def _finalize(prepared: Prepared, client: Any, data: TokenizedData, result: Sear
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     with checkpoint.as_directory() as directory:
-        shutil.copytree(directory, adapter_dir, ignore=shutil.ignore_patterns(TRAINING_STATE_FILE))
+        export_adapter(spec, best.params, Path(directory), adapter_dir)
     get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
     family = best.params.get("adapter")
     write_metadata(adapter_dir, {

@@ -323,13 +323,62 @@ def adapter_size_mb(directory: Path) -> float:
     return sum(f.stat().st_size for f in directory.glob("adapter_model.*")) / 2**20
 
 
-def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
-    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+def _load_weights(built: BuiltAdapter, directory: Path) -> None:
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    weights = load_file(str(directory / "adapter_model.safetensors"))
-    set_peft_model_state_dict(built.model, weights)
+    set_peft_model_state_dict(built.model, load_file(str(directory / "adapter_model.safetensors")))
+
+
+def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
+    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+    _load_weights(built, directory)
     saved = torch.load(directory / TRAINING_STATE_FILE, weights_only=False)
     return TrainState(step=saved["step"], train_time_s=saved["train_time_s"], eval_time_s=saved["eval_time_s"],
                       optimizer=saved["optimizer"], scheduler=saved["scheduler"], history=saved["history"])
+
+
+#: peft initialisations that rewrite the base weights they adapt (W_res = W - B0·A0).
+BASE_REWRITING_INITS = ("pissa", "olora")
+
+
+def rewrites_base(adapter_dir: Path) -> bool:
+    """Whether the saved adapter only reproduces its model on a base rewritten the same way."""
+    import json
+
+    saved = json.loads((adapter_dir / "adapter_config.json").read_text())
+    return str(saved.get("init_lora_weights", "")).lower().startswith(BASE_REWRITING_INITS)
+
+
+def export_adapter(spec: StudySpec, config: Mapping[str, Any], checkpoint_dir: Path, out_dir: Path) -> None:
+    """The adapter a user gets from a trial's checkpoint: peft's files without the training state.
+
+    A PiSSA/OLoRA trial trained on rewritten base weights, so its checkpoint is converted with
+    peft's ``path_initial_model_for_weight_conversion`` into a plain LoRA adapter (rank 2r:
+    ``ΔW = BA - B0·A0``) for the *unchanged* base model, loadable like any other adapter. The
+    initial ``B0, A0`` come from rebuilding the trial's adapter: same seed, same decomposition.
+    """
+    import shutil
+    import tempfile
+
+    shutil.copytree(checkpoint_dir, out_dir, ignore=shutil.ignore_patterns(TRAINING_STATE_FILE))
+    if not rewrites_base(checkpoint_dir):
+        return
+    built = build_adapter(spec, config)
+    from safetensors.torch import load_file, save_file
+
+    with tempfile.TemporaryDirectory(prefix="autopeft-init-") as tmp:
+        initial = Path(tmp) / "initial"
+        built.model.save_pretrained(str(initial))  # B0, A0 as initialised
+        _load_weights(built, checkpoint_dir)       # B, A as trained
+        for stale in out_dir.glob("adapter_*"):
+            stale.unlink()
+        built.model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(initial))
+    # peft 0.21's conversion keeps only the lora_A/lora_B tensors: put back the rest of the
+    # trained adapter (the task head peft saves as modules_to_save), unchanged by the conversion
+    weights_file = str(out_dir / "adapter_model.safetensors")
+    converted = load_file(weights_file)
+    trained = load_file(str(checkpoint_dir / "adapter_model.safetensors"))
+    kept = {k: v for k, v in trained.items() if k not in converted and ".lora_A." not in k and ".lora_B." not in k}
+    if kept:
+        save_file({**converted, **kept}, weights_file, metadata={"format": "pt"})
