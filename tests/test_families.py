@@ -124,6 +124,30 @@ def test_bottleneck_adapter_starts_as_identity():
     torch.testing.assert_close(after, before)
 
 
+@pytest.mark.parametrize("name", ["serial_adapter", "parallel_adapter", "autopeft_adapter"])
+def test_bottleneck_adapter_loads_with_peft_given_its_config_and_refuses_a_plain_load(name, tmp_path):
+    from peft import PeftModel
+
+    from autopeft.adapters.bottleneck import SAVED_PEFT_TYPE, BottleneckConfig
+
+    family = families()[name]
+    base = tiny_model("gpt2")
+    model = get_peft_model(base, family.build(_params(name), _target(base, family)))
+    train_two_steps(model, family, inputs_for("gpt2"), lr=5e-2)
+    model.eval()
+    with torch.no_grad():
+        expected = model(**inputs_for("gpt2")).logits
+    model.save_pretrained(tmp_path)
+    config = BottleneckConfig.from_pretrained(str(tmp_path))
+    assert type(config) is BottleneckConfig and config.serial_size + config.parallel_size > 0
+    reloaded = PeftModel.from_pretrained(tiny_model("gpt2"), str(tmp_path), config=config).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs_for("gpt2")).logits, expected)
+    # without the config peft would build a LoRA of the wrong shape: the saved type stops it
+    with pytest.raises(KeyError, match=SAVED_PEFT_TYPE):
+        PeftModel.from_pretrained(tiny_model("gpt2"), str(tmp_path))
+
+
 def test_lora_rank_pattern_reaches_peft():
     base = tiny_model("llama")
     family = families()["lora"]

@@ -14,25 +14,35 @@ peft ships no bottleneck adapter, so this one plugs into peft's documented custo
 
 ``up`` starts at zero so every adapter starts as the identity. The weights are named
 ``lora_*`` so peft trains, saves and loads them like LoRA's. peft cannot store the custom-layer
-mapping in ``adapter_config.json``; :class:`BottleneckConfig` adds its own fields there and
-``load_config`` rebuilds the config with the mapping, which ``autopeft.adapters.load_adapter``
-passes to ``PeftModel.from_pretrained``.
+mapping in ``adapter_config.json``, so the saved config carries its own fields and the type
+``AUTOPEFT_BOTTLENECK``: a plain ``PeftModel.from_pretrained(base, dir)`` fails on that type
+instead of silently loading a LoRA of the wrong shape, and either of these loads it::
+
+    autopeft.adapters.load_adapter(base, dir)
+    PeftModel.from_pretrained(base, dir, config=BottleneckConfig.from_pretrained(dir))
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig
 from peft.tuners.lora.layer import LoraLayer
+from peft.utils import CONFIG_NAME
 from torch import nn
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
 from autopeft.placement import ModelStructure, names_regex, resolve
 from autopeft.space import ChoiceSpec
+
+#: The type saved in adapter_config.json: not one peft knows, so plain loading fails loudly.
+SAVED_PEFT_TYPE = "AUTOPEFT_BOTTLENECK"
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
@@ -52,6 +62,19 @@ class BottleneckConfig(LoraConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._register_custom_module({nn.Linear: BottleneckLayer, _conv1d(): BottleneckLayer})
+
+    def save_pretrained(self, save_directory: str, **kwargs: Any) -> None:
+        super().save_pretrained(save_directory, **kwargs)
+        path = Path(save_directory) / CONFIG_NAME
+        saved = json.loads(path.read_text())
+        saved["peft_type"] = SAVED_PEFT_TYPE
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_peft_type(cls, **kwargs: Any) -> BottleneckConfig:
+        """What ``from_pretrained`` builds from a saved config: this class, whatever the saved type."""
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{k: v for k, v in kwargs.items() if k in names and k != "peft_type"})
 
 
 def _conv1d() -> type[nn.Module]:
@@ -125,10 +148,7 @@ def load_config(raw: Mapping[str, Any]) -> BottleneckConfig | None:
     """The saved config with the custom layer registered again (None: not a bottleneck adapter)."""
     if "serial_size" not in raw or "parallel_size" not in raw:
         return None
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(BottleneckConfig) if f.init}
-    return BottleneckConfig(**{k: v for k, v in raw.items() if k in names and k != "peft_type"})
+    return BottleneckConfig.from_peft_type(**raw)
 
 
 def _config(target: AdapterTarget, names: list[str], serial: int, parallel: int, params: Mapping[str, Any]) -> BottleneckConfig:
