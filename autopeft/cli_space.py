@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autopeft.errors import AutoPeftError
@@ -27,6 +28,17 @@ def _spec_text(spec: Any) -> str:
     return str(spec)
 
 
+def _rule_text(rule: Any) -> str:
+    """What values a parameter accepts, for ``autopeft adapters``."""
+    if rule is None:
+        return ""
+    if rule.choices is not None:
+        return " [one of " + ", ".join(str(c) for c in rule.choices) + "]"
+    bounds = [f">= {rule.minimum:g}" if rule.minimum is not None else "",
+              f"<= {rule.maximum:g}" if rule.maximum is not None else "", "integer" if rule.integer else ""]
+    return " [" + ", ".join(b for b in bounds if b) + "]" if any(bounds) else ""
+
+
 def _names_text(names: list[str], limit: int = 4) -> str:
     shown = ", ".join(names[:limit])
     return f"{len(names)}: {shown}" + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
@@ -38,10 +50,11 @@ def adapters() -> None:
     from autopeft.cli import out
 
     table = Table(title="adapter families", show_lines=True)
-    for column in ("family", "parameters (default)", "placement", "task kinds", "architectures"):
+    for column in ("family", "parameters = default [accepted values]", "placement", "task kinds", "architectures"):
         table.add_column(column, overflow="fold")
     for name, family in sorted(families().items()):
-        params = "\n".join(f"{p} = {_spec_text(spec)}" for p, spec in family.defaults.items()) or "-"
+        params = escape("\n".join(f"{p} = {_spec_text(spec)}{_rule_text(family.rules.get(p))}"
+                                  for p, spec in family.defaults.items()) or "-")
         placement = ("layers + roles" if family.uses_roles else "layers (own positions)") if family.uses_placement else "-"
         table.add_row(f"[bold]{name}[/]\n{family.description}", params, placement, ", ".join(family.task_kinds),
                       family.architectures)
@@ -60,7 +73,7 @@ def space(
     _quiet_environment()
     try:
         from autopeft.config import ModelConfig
-        from autopeft.models import resolve_location, skeleton
+        from autopeft.models import resolve_location
         from autopeft.placement import scan
         from autopeft.space import fit_to_model, load_space
         from autopeft.tasks import get_task
@@ -69,7 +82,7 @@ def space(
         loaded = load_space(file)
         location = resolve_location(model)
         spec = ModelConfig(name_or_path=model)
-        structure = scan(skeleton(spec, location, kind.model_kwargs([str(i) for i in range(num_labels)])))
+        structure = scan(kind.skeleton(spec, location, [str(i) for i in range(num_labels)]))
         fit = fit_to_model(loaded, structure, task)
     except AutoPeftError as exc:
         _fail(exc)

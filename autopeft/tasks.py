@@ -265,6 +265,12 @@ class TaskKind:
         return load_classifier(spec, location, {**self.model_kwargs(label_names), **self.load_kwargs},
                                torch_dtype=torch_dtype, auto_class=self.auto_class)
 
+    def skeleton(self, spec: ModelConfig, location: str, label_names: Sequence[str] = ("0", "1")) -> Any:
+        """The model with this kind's head on the meta device: its structure, no weights."""
+        from autopeft.models import skeleton
+
+        return skeleton(spec, location, self.model_kwargs(label_names), auto_class=self.auto_class)
+
     def prepare_peft_config(self, peft_config: Any) -> Any:
         """Add ``head_modules`` to the config's ``modules_to_save`` (configs that have one)."""
         if self.head_modules and hasattr(peft_config, "modules_to_save"):
