@@ -23,7 +23,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -61,15 +61,17 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def signature(text_columns: list[str], categorical: bool) -> Any:
-    """The pyfunc's input and output schema (text columns in; label and score, or value, out)."""
+def signature(input_columns: Sequence[str], outputs: Sequence[tuple[str, str]]) -> Any:
+    """The pyfunc's input and output schema: string input columns (texts, whitespace-joined
+    words, image paths) and the task kind's ``outputs`` ("string[]": a list of strings)."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import Array, ColSpec, Schema
 
-    outputs: list[ColSpec | TensorSpec] = (
-        [ColSpec("string", "label"), ColSpec("double", "score")] if categorical else [ColSpec("double", "value")])
-    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", c) for c in text_columns]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    def column(name: str, kind: str) -> ColSpec:
+        return ColSpec(Array("string"), name) if kind == "string[]" else ColSpec(kind, name)
+
+    return ModelSignature(inputs=Schema([ColSpec("string", c) for c in input_columns]),
+                          outputs=Schema([column(name, kind) for name, kind in outputs]))
 
 
 def git_commit(directory: Path | None = None) -> dict[str, str]:

@@ -526,7 +526,7 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
         return
     version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
                                adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
-                               model_signature=signature(prepared.raw.text_columns, bool(data.label_names)))
+                               model_signature=signature(prepared.raw.text_columns, get_task(cfg.task.kind).outputs))
     result.adapter_dir = adapter_dir
     result.model_version = str(version.version)
 

@@ -237,6 +237,8 @@ class TaskKind:
     batch_outputs: Callable[[Any, Mapping[str, Any]], np.ndarray] = _logit_outputs
     #: (predictor, frame, batch size) → the prediction frame the pyfunc model returns.
     present: Callable[[AdapterPredictor, pd.DataFrame, int], pd.DataFrame] = _present_classes
+    #: The pyfunc model's output columns and their MLflow types ("string[]": a list of strings).
+    outputs: tuple[tuple[str, str], ...] = (("label", "string"), ("score", "double"))
     #: (model config, location) → the tokenizer or image processor.
     load_preprocessor: Callable[[ModelConfig, str], Any] = _load_tokenizer
     #: Modules trained in full and saved with the adapter (the fresh head), where peft's task
@@ -299,6 +301,7 @@ _TASKS: dict[str, TaskKind] = {
         default_mode="max",
         columns=(ColumnSpec("text_columns", None, "text"), ColumnSpec("label_column", "label", "value", target=True)),
         present=_present_values,
+        outputs=(("value", "double"),),
     ),
     "causal_lm": TaskKind(
         name="causal_lm",
@@ -315,6 +318,7 @@ _TASKS: dict[str, TaskKind] = {
         collate=_data.collate_token_labels,
         batch_outputs=_lm_outputs,
         present=_present_generation,
+        outputs=(("text", "string"),),
     ),
     "token_classification": TaskKind(
         name="token_classification",
@@ -330,6 +334,7 @@ _TASKS: dict[str, TaskKind] = {
         collate=_data.collate_token_labels,
         batch_outputs=_token_outputs,
         present=_present_tags,
+        outputs=(("tags", "string[]"),),
         load_kwargs={"ignore_mismatched_sizes": True},
     ),
     "image_classification": TaskKind(

@@ -76,8 +76,15 @@ def test_search_registers_an_adapter_for_each_kind(kind, tmp_path, tracking_uri)
         assert "perplexity" in result.reloaded_val_metrics
 
     mlflow.set_tracking_uri(tracking_uri)
-    out = mlflow.pyfunc.load_model(f"models:/kinds-{kind}@candidate").predict(probe)
+    model = mlflow.pyfunc.load_model(f"models:/kinds-{kind}@candidate")
+    out = model.predict(probe)
     assert len(out) == 4
+    # the registered signature says what predict returns
+    declared = model.metadata.get_output_schema().to_dict()
+    assert [c["name"] for c in declared] == list(out.columns)
+    assert [c["name"] for c in model.metadata.get_input_schema().to_dict()] == list(probe.columns)
+    if kind == "token_classification":
+        assert declared[0]["type"] == "array" and declared[0]["items"]["type"] == "string"
     if kind == "causal_lm":
         assert list(out.columns) == ["text"] and all(isinstance(t, str) for t in out["text"])
     elif kind == "token_classification":
