@@ -147,11 +147,27 @@ def _forward_takes(module: nn.Module, argument: str) -> bool:
         return False
 
 
+def _forward_takes_kwargs(module: nn.Module) -> bool:
+    import inspect
+
+    try:
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
 def _takes_past_key_values(model: nn.Module) -> bool:
-    """peft's prefix tuning hands ``past_key_values`` to the model, or else to its backbone
-    (``base_model_prefix``); mirror its check so the family is excluded before the search."""
+    """Mirror peft's prefix-tuning check so the family is excluded before the search.
+
+    peft's causal-LM model passes ``past_key_values`` to the forward as a keyword without
+    checking (transformers 5 decoders take it through ``**kwargs`` and use it as the cache);
+    its sequence/token classifiers require the name in the model's or else its backbone's
+    (``base_model_prefix``) signature, which transformers 5 renamed to ``cache``.
+    """
     if _forward_takes(model, "past_key_values"):
         return True
+    if type(model).__name__.endswith("ForCausalLM") or type(model).__name__ == "GPT2LMHeadModel":
+        return _forward_takes_kwargs(model)
     backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
     return isinstance(backbone, nn.Module) and _forward_takes(backbone, "past_key_values")
 

@@ -95,6 +95,17 @@ def test_fit_excludes_families_the_architecture_cannot_run(structures):
     assert fit.num_layers == 2 and fit.placements[0][2]
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_prefix_tuning_is_kept_on_decoders_fine_tuned_as_causal_lms(arch):
+    import transformers as tf
+
+    from .tiny_models import _config
+
+    decoder = tf.AutoModelForCausalLM.from_config(_config(arch))
+    fit = fit_to_model(_space(), scan(decoder), "causal_lm")
+    assert "prefix_tuning" in fit.kept and "prefix_tuning" not in fit.excluded
+
+
 def test_fit_errors_are_one_line(structures):
     llama = structures["llama"]
     with pytest.raises(SpaceError, match=r"unknown adapter family 'lorra' \(registered: .*bitfit"):

@@ -194,6 +194,8 @@ def test_classification_metrics_on_hand_made_logits():
 
 
 CASES = [("causal_lm", "causal_lm", "lora"), ("causal_lm", "llama", "prompt_tuning"),
+         # peft's causal-LM model passes the prefixes as a keyword: GPT-2 and Llama decoders take it
+         ("causal_lm", "causal_lm", "prefix_tuning"), ("causal_lm", "llama", "prefix_tuning"),
          ("token_classification", "token_classification", "lora"),
          ("image_classification", "image_classification", "lora")]
 
@@ -209,7 +211,8 @@ def test_adapter_trains_saves_reloads_and_predicts(kind, model_key, family, mode
                      label_names=data.label_names, max_steps=2, eval_interval=1, eval_batch_size=8, seed=0,
                      metric=get_task(kind).default_metric, mode=get_task(kind).default_mode)
     config = {"adapter": family, "learning_rate": 5e-2, "batch_size": 8, "placement.layers": "all",
-              "placement.roles": "all-linear", **({"prompt_tuning.num_virtual_tokens": 4} if family == "prompt_tuning" else {})}
+              "placement.roles": "all-linear",
+              **({f"{family}.num_virtual_tokens": 4} if family in ("prompt_tuning", "prefix_tuning") else {})}
     if family == "lora":
         config.update({"lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0})
     built = build_adapter(spec, config)

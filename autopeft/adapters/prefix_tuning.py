@@ -1,9 +1,11 @@
 """Prefix tuning: trained key/value prefixes in every attention layer (Li & Liang, 2021).
 
-peft feeds the prefixes as ``past_key_values``; models whose forward takes none (BERT and other
-encoders in current transformers) fail with "Model does not support past key values". The
-family's ``applies_to`` repeats peft's check on the model skeleton, so the family is excluded
-with that reason before the search instead of failing in every trial.
+peft feeds the prefixes as ``past_key_values``. Its causal-LM model passes them as a keyword
+(GPT-2, Llama and other transformers 5 decoders take it); its sequence and token classifiers
+require the name in the forward's signature, which transformers 5 renamed to ``cache``, and
+fail with "Model does not support past key values". The family's ``applies_to`` repeats peft's
+check on the model skeleton, so the family is excluded with that reason before the search
+instead of failing in every trial.
 """
 
 from __future__ import annotations
@@ -41,5 +43,5 @@ register(AdapterFamily(
     rules={"num_virtual_tokens": ParamRule(minimum=1, integer=True), "projection": ParamRule(choices=(True, False)),
            "projection_size": ParamRule(minimum=1, integer=True)},
     build=build, uses_placement=False, task_kinds=PROMPT_TASK_KINDS, applies_to=applies_to,
-    architectures="text models whose forward takes past_key_values (decoders such as GPT-2, Llama)",
+    architectures="decoders fine-tuned as causal LMs (GPT-2, Llama, ...), models whose forward takes past_key_values",
 ))

@@ -45,15 +45,23 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
         pd.DataFrame({"image": [str(tmp_path / p) for p in frame["image"].head(4)]})
 
 
-@pytest.mark.parametrize("kind", ["causal_lm", "token_classification", "image_classification"])
-def test_search_registers_an_adapter_for_each_kind(kind, tmp_path, tracking_uri):
+LAYER_ADAPTERS = {"lora": {"r": {"choices": [2, 4]}, "dropout": 0.0}, "ia3": {}}
+CASES = [("causal_lm", LAYER_ADAPTERS), ("token_classification", LAYER_ADAPTERS),
+         ("image_classification", LAYER_ADAPTERS),
+         # prefix tuning runs on decoders for causal-LM fine-tuning (peft passes the prefixes as a keyword)
+         ("causal_lm", {"prefix_tuning": {"num_virtual_tokens": {"choices": [4, 8]}}})]
+
+
+@pytest.mark.parametrize("kind,adapters", CASES, ids=["causal_lm", "token_classification", "image_classification",
+                                                      "causal_lm-prefix_tuning"])
+def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tracking_uri):
     location, data, probe = _setup(kind, tmp_path)
     config = write_yaml(tmp_path / "search.yaml", {
         "study_name": f"kinds-{kind}",
         "model": {"name_or_path": location, "max_length": 32},
         "task": {"kind": kind, "max_new_tokens": 4},
         "data": {**data, "validation_fraction": 0.25},
-        "space": {"adapters": {"lora": {"r": {"choices": [2, 4]}, "dropout": 0.0}, "ia3": {}},
+        "space": {"adapters": adapters,
                   "placement": {"layers": "all", "roles": "all-linear"},
                   "learning_rate": {"low": 1e-2, "high": 5e-2, "log": True}, "batch_size": 8},
         "budget": {"trials": 2, "max_steps": 12, "eval_interval": 6, "cpus_per_trial": 2, "eval_batch_size": 16},
@@ -66,6 +74,7 @@ def test_search_registers_an_adapter_for_each_kind(kind, tmp_path, tracking_uri)
     client = MlflowClient(tracking_uri)
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
     assert len(result.trials) == 2 and result.best is not None
+    assert {t.params.get("adapter", next(iter(adapters))) for t in result.trials} <= set(adapters)
     version = client.get_model_version_by_alias(f"kinds-{kind}", "candidate")
     assert str(version.version) == result.model_version
     metric = prepared.config.objective.metric
