@@ -9,13 +9,14 @@ and reports. The driver checks all input before Ray starts, records every trial 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ray.tune.search.optuna import OptunaSearch
 
@@ -29,6 +30,9 @@ from autopeft.space import compile_space
 from autopeft.tasks import get_task
 from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, outcome
 from autopeft.training import StudySpec, export_adapter
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -45,6 +49,11 @@ class PruningAwareOptunaSearch(OptunaSearch):
     it). Before telling Optuna, the trial's cost measurements are stored as user attributes,
     which the sampler's constraints and the study report read.
     """
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study (Ray's ``OptunaSearch`` creates it once it has a space)."""
+        return cast("optuna.Study", self._ot_study)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         from autopeft.objectives import ATTR_RAY_TRIAL
@@ -74,7 +83,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
         if state == "COMPLETE":
             super().on_trial_complete(trial_id, result=result, error=False)
             return
-        self._ot_study.tell(
+        self.study.tell(
             ot_trial, state=optuna.trial.TrialState.PRUNED if state == "PRUNED" else optuna.trial.TrialState.FAIL
         )
         self._completed_trials.add(trial_id)
@@ -247,7 +256,7 @@ def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
         storage=optuna.storages.RDBStorage(prepared.optuna_storage),
     )
     # enqueued directly (not points_to_evaluate) so each carries its source as a user attribute
-    enqueue(searcher._ot_study, prepared.warm_start)
+    enqueue(searcher.study, prepared.warm_start)
     return searcher
 
 
@@ -276,7 +285,7 @@ def init_ray(address: str | None, *, verbose: bool = False) -> bool:
         return False
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
-                 configure_logging=verbose, logging_level="warning")
+                 configure_logging=verbose, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"backend.address: cannot connect to Ray at {address!r}: {' '.join(str(exc).split())[:200]}") from None
     return True
@@ -371,7 +380,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
                               best=selection.best, selection=selection)
         if result.best is None:
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
-        checkpoint = next(r.checkpoint for r in grid if r.metrics.get("trial_id") == result.best.trial_id)
+        checkpoint = next(grid[i].checkpoint for i in range(len(grid))
+                          if (grid[i].metrics or {}).get("trial_id") == result.best.trial_id)
         _finalize(prepared, spec, client, data, result, checkpoint, model_ref)
         result.report_path = _report(prepared, client, result)
         manifest.status, manifest.registered_version = "FINISHED", result.model_version

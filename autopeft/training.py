@@ -59,7 +59,7 @@ class StudySpec:
 
 @dataclass
 class BuiltAdapter:
-    model: nn.Module
+    model: Any  # a peft PeftModel (save_pretrained, peft_config); typed loosely as peft's stubs are
     family: str
     module_names: list[str]
     trainable_params: int

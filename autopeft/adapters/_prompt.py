@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from autopeft.placement import ModelStructure
 
 
@@ -15,7 +17,7 @@ def needs_tokens(structure: ModelStructure) -> str | None:
     return None
 
 
-def dims(structure: ModelStructure) -> dict[str, int]:
+def dims(structure: ModelStructure) -> dict[str, Any]:
     """The model sizes prompt-learning configs need, where the scan found them."""
     out = {"token_dim": structure.hidden_size, "num_attention_heads": structure.num_heads,
            "num_layers": structure.num_layers}

@@ -28,7 +28,7 @@ def build(params: Mapping[str, Any], target: AdapterTarget) -> AdaLoraConfig:
         task_type=target.peft_task_type,
         init_r=init_r,
         target_r=min(int(params["target_r"]), init_r),  # the budget only shrinks
-        lora_alpha=float(params["alpha"]),
+        lora_alpha=float(params["alpha"]),  # type: ignore[arg-type]  # peft annotates int; used as alpha / r
         lora_dropout=float(params["dropout"]),
         tinit=tinit, tfinal=tfinal, deltaT=1, total_step=total,
         target_modules=names_regex(target.module_names),
@@ -45,7 +45,7 @@ def after_load(raw: Mapping[str, Any], model: nn.Module) -> None:
     # would raise AttributeError. Point it at the loaded adapter (the penalty is then part of
     # the loss exactly as during training's evaluation).
     if raw.get("peft_type") == "ADALORA" and not hasattr(model.base_model, "trainable_adapter_name"):
-        model.base_model.trainable_adapter_name = model.active_adapter  # type: ignore[union-attr]
+        model.base_model.trainable_adapter_name = model.active_adapter  # type: ignore[union-attr,attr-defined]
 
 
 register(AdapterFamily(

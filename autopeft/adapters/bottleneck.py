@@ -77,6 +77,17 @@ class BottleneckConfig(LoraConfig):
         return cls(**{k: v for k, v in kwargs.items() if k in names and k != "peft_type"})
 
 
+def _zero(layer: nn.Linear) -> nn.Linear:
+    """The up-projection starts at zero, so the adapter starts as the identity."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _dtype(layer: nn.Module) -> torch.dtype:
+    return next(layer.parameters()).dtype
+
+
 def _conv1d() -> type[nn.Module]:
     from transformers.pytorch_utils import Conv1D
 
@@ -100,26 +111,26 @@ class BottleneckLayer(nn.Module, LoraLayer):
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, config)
 
-    def update_layer(self, adapter_name: str, config: BottleneckConfig, *args: Any, **kwargs: Any) -> None:
+    # peft calls update_layer(adapter_name, r, lora_alpha, config) for LoRA; a bottleneck has no
+    # rank or alpha of its own, so this layer takes the config alone
+    def update_layer(self, adapter_name: str, config: BottleneckConfig,  # type: ignore[override]
+                     *args: Any, **kwargs: Any) -> None:
         if config.serial_size <= 0 and config.parallel_size <= 0:
             raise ValueError("a bottleneck adapter needs a serial or a parallel size above 0")
+        width_in, width_out = int(self.in_features), int(self.out_features)  # type: ignore[arg-type]
         if config.serial_size > 0:
-            self.lora_serial_down[adapter_name] = nn.Linear(self.out_features, config.serial_size)
-            self.lora_serial_up[adapter_name] = nn.Linear(config.serial_size, self.out_features)
-            nn.init.zeros_(self.lora_serial_up[adapter_name].weight)
-            nn.init.zeros_(self.lora_serial_up[adapter_name].bias)
+            down, up = nn.Linear(width_out, config.serial_size), _zero(nn.Linear(config.serial_size, width_out))
+            self.lora_serial_down[adapter_name], self.lora_serial_up[adapter_name] = down, up
         if config.parallel_size > 0:
-            self.lora_parallel_down[adapter_name] = nn.Linear(self.in_features, config.parallel_size)
-            self.lora_parallel_up[adapter_name] = nn.Linear(config.parallel_size, self.out_features)
-            nn.init.zeros_(self.lora_parallel_up[adapter_name].weight)
-            nn.init.zeros_(self.lora_parallel_up[adapter_name].bias)
+            down, up = nn.Linear(width_in, config.parallel_size), _zero(nn.Linear(config.parallel_size, width_out))
+            self.lora_parallel_down[adapter_name], self.lora_parallel_up[adapter_name] = down, up
         self.bottleneck[adapter_name] = {"activation": _ACTIVATIONS[config.activation](),
                                          "scaling": float(config.parallel_scaling)}
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        result = self.base_layer(x, *args, **kwargs)
+        result: torch.Tensor = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
             return result
         for name in self.active_adapters:
@@ -128,10 +139,10 @@ class BottleneckLayer(nn.Module, LoraLayer):
             act, scaling = self.bottleneck[name]["activation"], self.bottleneck[name]["scaling"]
             if name in self.lora_parallel_down:
                 down, up = self.lora_parallel_down[name], self.lora_parallel_up[name]
-                result = result + scaling * up(act(down(x.to(down.weight.dtype)))).to(result.dtype)
+                result = result + scaling * up(act(down(x.to(_dtype(down))))).to(result.dtype)
             if name in self.lora_serial_down:
                 down, up = self.lora_serial_down[name], self.lora_serial_up[name]
-                result = result + up(act(down(result.to(down.weight.dtype)))).to(result.dtype)
+                result = result + up(act(down(result.to(_dtype(down))))).to(result.dtype)
         return result
 
     def merge(self, *args: Any, **kwargs: Any) -> None:
@@ -153,7 +164,7 @@ def load_config(raw: Mapping[str, Any]) -> BottleneckConfig | None:
 
 def _config(target: AdapterTarget, names: list[str], serial: int, parallel: int, params: Mapping[str, Any]) -> BottleneckConfig:
     return BottleneckConfig(
-        task_type=target.peft_task_type, r=max(serial, parallel, 1), lora_alpha=1.0,
+        task_type=target.peft_task_type, r=max(serial, parallel, 1), lora_alpha=1,
         target_modules=names_regex(names), serial_size=serial, parallel_size=parallel,
         parallel_scaling=float(params.get("scaling", 4.0)), activation=str(params["activation"]),
     )

@@ -10,9 +10,9 @@ from peft import LoHaConfig
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
 from autopeft.adapters.lora import alpha_pattern
 from autopeft.placement import names_regex, rank_pattern
-from autopeft.space import ChoiceSpec, RangeSpec
+from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec
 
-DEFAULTS = {
+DEFAULTS: dict[str, ParamSpec] = {
     "r": ChoiceSpec(choices=[4, 8, 16]),
     "alpha": ChoiceSpec(choices=[8, 16, 32]),
     "rank_dropout": RangeSpec(low=0.0, high=0.1),
@@ -32,7 +32,7 @@ def build(params: Mapping[str, Any], target: AdapterTarget) -> LoHaConfig:
     ranks = rank_pattern(target.structure, target.module_names, r, params.get("rank_pattern"),
                          "space.adapters.loha.rank_pattern")
     return LoHaConfig(
-        task_type=target.peft_task_type, r=r, alpha=alpha,
+        task_type=target.peft_task_type, r=r, alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; used as alpha / r
         rank_dropout=float(params["rank_dropout"]), module_dropout=float(params["module_dropout"]),
         rank_pattern=ranks, alpha_pattern=alpha_pattern(ranks, r, alpha),
         target_modules=names_regex(target.module_names),

@@ -18,7 +18,7 @@ def build(params: Mapping[str, Any], target: AdapterTarget) -> LoKrConfig:
     ranks = rank_pattern(target.structure, target.module_names, r, params.get("rank_pattern"),
                          "space.adapters.lokr.rank_pattern")
     return LoKrConfig(
-        task_type=target.peft_task_type, r=r, alpha=alpha,
+        task_type=target.peft_task_type, r=r, alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; used as alpha / r
         rank_dropout=float(params["rank_dropout"]), module_dropout=float(params["module_dropout"]),
         decompose_factor=int(params["decompose_factor"]),
         rank_pattern=ranks, alpha_pattern=alpha_pattern(ranks, r, alpha),

@@ -20,13 +20,13 @@ from peft import LoraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
 from autopeft.placement import names_regex, rank_pattern
-from autopeft.space import ChoiceSpec, RangeSpec
+from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec
 
 #: ``init`` values and what peft calls them (pissa_fast: PiSSA with a 4-iteration randomized SVD).
 INITS: dict[str, Any] = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "pissa_fast": "pissa_niter_4",
                          "olora": "olora"}
 
-_DEFAULTS = {
+_DEFAULTS: dict[str, ParamSpec] = {
     "r": ChoiceSpec(choices=[4, 8, 16, 32]),
     "alpha": ChoiceSpec(choices=[8, 16, 32, 64]),
     "dropout": RangeSpec(low=0.0, high=0.2),
@@ -64,7 +64,7 @@ def _builder(use_dora: bool):
         return LoraConfig(
             task_type=target.peft_task_type,
             r=r,
-            lora_alpha=alpha,
+            lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; it divides by r either way
             lora_dropout=float(params["dropout"]),
             use_rslora=rslora,
             use_dora=use_dora,
