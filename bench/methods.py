@@ -7,6 +7,7 @@ used, its wall time and, where it ran several trials, each trial's steps and val
 - ``autopeft-lora`` / ``autopeft-all``: the real ``prepare``/``run_search`` (TPE + ASHA, the
   built-in warm-start prior on, as a user gets it) over ``lora-family`` / ``all-adapters``.
 - ``autopeft-lora-fifo``: the same without ASHA (for the early-stopping comparison).
+- ``autopeft-lora-noprior``: the same with ASHA, without the built-in warm-start prior.
 - ``random``: ``run_search`` with ``sampler: random``, pruning off, no warm-start prior, over
   ``lora-family``.
 - ``default``: peft's ``LoraConfig`` defaults (r=8, alpha=8, dropout 0, query+value on every
@@ -261,12 +262,13 @@ class _null:
         return None
 
 
-def run_autopeft_space(space: str, name: str, *, pruning: bool = True) -> Callable[[Context], dict[str, Any]]:
+def run_autopeft_space(space: str, name: str, *, pruning: bool = True,
+                       prior: bool = True) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
         # with ASHA, enough trials that the step budget (not the count) ends the search
         trials = max(ctx.full_trials, ctx.budget_steps // ctx.eval_interval) if pruning else ctx.full_trials
         return run_autopeft(ctx, name, search_config(ctx, name, space=space, sampler="tpe", pruning=pruning,
-                                                     trials=trials))
+                                                     trials=trials, prior=prior))
     return run
 
 
@@ -374,6 +376,8 @@ METHODS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "autopeft-lora": run_autopeft_space("lora-family", "autopeft-lora"),
     "autopeft-all": run_autopeft_space("all-adapters", "autopeft-all"),
     "autopeft-lora-fifo": run_autopeft_space("lora-family", "autopeft-lora-fifo", pruning=False),
+    # the built-in warm-start prior off: how much of autopeft-lora is the prior
+    "autopeft-lora-noprior": run_autopeft_space("lora-family", "autopeft-lora-noprior", prior=False),
     "default": run_default,
     "hf-optuna": run_hf_optuna,
     "random": run_random,

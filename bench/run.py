@@ -100,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _method_names() -> list[str]:
-    return ["autopeft-lora", "autopeft-all", "autopeft-lora-fifo", "default", "hf-optuna", "random", "grid"]
+    return ["autopeft-lora", "autopeft-all", "autopeft-lora-fifo", "autopeft-lora-noprior", "default", "hf-optuna",
+            "random", "grid"]
 
 
 def _quiet() -> None:
