@@ -19,7 +19,7 @@ ARCHS = ("bert", "gpt2", "llama", "t5", "vit")
 
 #: (family, architecture) pairs that must be excluded before a search, and a word of the reason.
 EXCLUDED = {
-    **{(f, "gpt2"): "Conv1D" for f in ("oft", "boft", "hra", "loha", "lokr", "bitfit")},
+    **{(f, "gpt2"): "Conv1D" for f in ("oft", "boft", "hra", "loha", "lokr", "bitfit", "miss", "shira", "c3a", "delora")},
     **{(f, "vit"): "no token ids" for f in ("prompt_tuning", "p_tuning", "prefix_tuning")},
     **{(f, "t5"): "input embeddings" for f in ("prompt_tuning", "p_tuning")},
     # transformers 5 renamed the forward's past_key_values to cache; peft 0.21 looks for the old

@@ -33,7 +33,7 @@ def test_search_over_all_adapters(tmp_path: Path, sst2_slice, tracking_uri, mini
     prepared = prepare(resolve(config))
     # BERT-style MiniLM takes no past_key_values: prefix tuning is excluded before the search
     assert "prefix_tuning" not in prepared.resolved.space.adapters
-    assert len(prepared.resolved.space.adapters) == 17
+    assert len(prepared.resolved.space.adapters) == 24
 
     result = run_search(prepared)
     families = {t.params["adapter"] for t in result.trials}

@@ -1,0 +1,30 @@
+"""C3A: block-circulant convolution adapters (Chen et al., 2025)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from peft import C3AConfig
+
+from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
+from autopeft.adapters.oft import fitting_block
+from autopeft.placement import leaves_named, names_regex
+from autopeft.space import ChoiceSpec
+
+
+def build(params: Mapping[str, Any], target: AdapterTarget) -> C3AConfig:
+    leaves = leaves_named(target.structure, target.module_names)
+    dims = [d for leaf in leaves for d in (leaf.in_features, leaf.out_features)]
+    return C3AConfig(task_type=target.peft_task_type, block_size=fitting_block(int(params["block_size"]), dims),
+                     target_modules=names_regex(target.module_names))
+
+
+register(AdapterFamily(
+    name="c3a",
+    description="Block-circulant weight updates computed by FFT (C3A; Chen et al., 2025); block_size is "
+    "shrunk to the nearest size that divides every chosen module's widths.",
+    defaults={"block_size": ChoiceSpec(choices=[32, 64, 128])},
+    rules={"block_size": ParamRule(minimum=1, integer=True)},
+    build=build, applies_to=linear_only("C3A"), architectures="models with nn.Linear layers (not GPT-2)",
+))
