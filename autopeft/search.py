@@ -63,10 +63,25 @@ class PruningAwareOptunaSearch(OptunaSearch):
             self._ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
         return config
 
+    def _already_told(self, trial_id: str) -> bool:
+        """Whether Optuna's storage already holds this trial's end. Tune snapshots its state once
+        a second; a driver that died within that second after a trial ended is restored with
+        the trial still running, and Tune replays it. The study keeps the end it recorded."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return ot_trial is not None and ot_trial.storage.get_trial(ot_trial._trial_id).state.is_finished()
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self._already_told(trial_id):
+            return
+        super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         import optuna
 
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if self._already_told(trial_id):
+            self._completed_trials.add(trial_id)
             return
         from autopeft.objectives import record_measurements
 
