@@ -8,8 +8,8 @@ from typing import Any
 from peft import BOFTConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.adapters.oft import fitting_block
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 
@@ -22,7 +22,7 @@ def _fitting_factor(requested: int, block_size: int, dims: list[int]) -> int:
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> BOFTConfig:
-    dims = [leaf.in_features for leaf in leaves_named(target.structure, target.module_names)]
+    dims = module_widths(target)
     block = fitting_block(int(params["block_size"]), dims)
     return BOFTConfig(
         task_type=target.peft_task_type, boft_block_size=block, boft_block_num=0,

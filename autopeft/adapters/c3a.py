@@ -8,14 +8,13 @@ from typing import Any
 from peft import C3AConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.adapters.oft import fitting_block
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> C3AConfig:
-    leaves = leaves_named(target.structure, target.module_names)
-    dims = [d for leaf in leaves for d in (leaf.in_features, leaf.out_features)]
+    dims = module_widths(target, outputs=True)
     return C3AConfig(task_type=target.peft_task_type, block_size=fitting_block(int(params["block_size"]), dims),
                      target_modules=names_regex(target.module_names))
 

@@ -8,16 +8,15 @@ from typing import Any
 from peft import GraloraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.adapters.oft import fitting_block
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> GraloraConfig:
     r = int(params["r"])
-    leaves = leaves_named(target.structure, target.module_names)
     # k must divide r and every chosen module's widths
-    k = fitting_block(int(params["k"]), [r] + [d for leaf in leaves for d in (leaf.in_features, leaf.out_features)])
+    k = fitting_block(int(params["k"]), [r, *module_widths(target, outputs=True)])
     return GraloraConfig(task_type=target.peft_task_type, r=r, alpha=2 * r, gralora_k=k,
                          target_modules=names_regex(target.module_names))
 

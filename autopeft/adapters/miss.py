@@ -8,14 +8,13 @@ from typing import Any
 from peft import MissConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.adapters.oft import fitting_block
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> MissConfig:
-    dims = [leaf.in_features for leaf in leaves_named(target.structure, target.module_names)]
-    return MissConfig(task_type=target.peft_task_type, r=fitting_block(int(params["r"]), dims),
+    return MissConfig(task_type=target.peft_task_type, r=fitting_block(int(params["r"]), module_widths(target)),
                       target_modules=names_regex(target.module_names))
 
 

@@ -21,8 +21,15 @@ def fitting_block(requested: int, dims: list[int]) -> int:
     return 1
 
 
+def module_widths(target: AdapterTarget, *, outputs: bool = False) -> list[int]:
+    """The chosen modules' input widths (and output widths with ``outputs``): what a block,
+    vector or shard size must divide."""
+    leaves = leaves_named(target.structure, target.module_names)
+    return [d for leaf in leaves for d in ((leaf.in_features, leaf.out_features) if outputs else (leaf.in_features,))]
+
+
 def build(params: Mapping[str, Any], target: AdapterTarget) -> OFTConfig:
-    dims = [leaf.in_features for leaf in leaves_named(target.structure, target.module_names)]
+    dims = module_widths(target)
     return OFTConfig(
         task_type=target.peft_task_type, r=0,
         oft_block_size=fitting_block(int(params["block_size"]), dims),

@@ -8,14 +8,13 @@ from typing import Any
 from peft import VBLoRAConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.adapters.oft import fitting_block
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> VBLoRAConfig:
-    leaves = leaves_named(target.structure, target.module_names)
-    dims = [d for leaf in leaves for d in (leaf.in_features, leaf.out_features)]
+    dims = module_widths(target, outputs=True)
     return VBLoRAConfig(
         task_type=target.peft_task_type, r=int(params["r"]), num_vectors=int(params["num_vectors"]),
         vector_length=fitting_block(int(params["vector_length"]), dims), topk=int(params["topk"]),
