@@ -323,16 +323,12 @@ def adapter_size_mb(directory: Path) -> float:
     return sum(f.stat().st_size for f in directory.glob("adapter_model.*")) / 2**20
 
 
-def _load_weights(built: BuiltAdapter, directory: Path) -> None:
+def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
+    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(built.model, load_file(str(directory / "adapter_model.safetensors")))
-
-
-def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
-    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
-    _load_weights(built, directory)
     saved = torch.load(directory / TRAINING_STATE_FILE, weights_only=False)
     return TrainState(step=saved["step"], train_time_s=saved["train_time_s"], eval_time_s=saved["eval_time_s"],
                       optimizer=saved["optimizer"], scheduler=saved["scheduler"], history=saved["history"])
@@ -365,12 +361,14 @@ def export_adapter(spec: StudySpec, config: Mapping[str, Any], checkpoint_dir: P
     if not rewrites_base(checkpoint_dir):
         return
     built = build_adapter(spec, config)
+    from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
+    trained = load_file(str(checkpoint_dir / "adapter_model.safetensors"))
     with tempfile.TemporaryDirectory(prefix="autopeft-init-") as tmp:
         initial = Path(tmp) / "initial"
         built.model.save_pretrained(str(initial))  # B0, A0 as initialised
-        _load_weights(built, checkpoint_dir)       # B, A as trained
+        set_peft_model_state_dict(built.model, trained)  # B, A as trained
         for stale in out_dir.glob("adapter_*"):
             stale.unlink()
         built.model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(initial))
@@ -378,7 +376,6 @@ def export_adapter(spec: StudySpec, config: Mapping[str, Any], checkpoint_dir: P
     # trained adapter (the task head peft saves as modules_to_save), unchanged by the conversion
     weights_file = str(out_dir / "adapter_model.safetensors")
     converted = load_file(weights_file)
-    trained = load_file(str(checkpoint_dir / "adapter_model.safetensors"))
     kept = {k: v for k, v in trained.items() if k not in converted and ".lora_A." not in k and ".lora_B." not in k}
     if kept:
         save_file({**converted, **kept}, weights_file, metadata={"format": "pt"})
