@@ -138,22 +138,23 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) or cls.endswith(("LayerNorm", "RMSNorm"))
 
 
-def _forward_takes(module: nn.Module, argument: str) -> bool:
+def _forward_parameters(module: nn.Module) -> list[Any]:
     import inspect
 
     try:
-        return argument in inspect.signature(module.forward).parameters
+        return list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
-        return False
+        return []
+
+
+def _forward_takes(module: nn.Module, argument: str) -> bool:
+    return any(p.name == argument for p in _forward_parameters(module))
 
 
 def _forward_takes_kwargs(module: nn.Module) -> bool:
     import inspect
 
-    try:
-        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _forward_parameters(module))
 
 
 def _takes_past_key_values(model: nn.Module) -> bool:
