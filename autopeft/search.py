@@ -222,7 +222,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         )
     from autopeft.warmstart import collect
 
-    warm = collect(cfg.warm_start, resolved.space, storage, base_dir=base_dir)
+    warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
                     output_dir=output_dir, optuna_storage=storage, warm_start=warm)
 

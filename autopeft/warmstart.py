@@ -34,12 +34,13 @@ TAG_SOURCE = "autopeft.warm_start"
 #: fine-tuning of BERT-size encoders uses LR ~2e-5..5e-5; LoRA works best at ~10x that, IA3
 #: (rescaling vectors, few parameters) at ~100x.
 BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
+    # strongest first: when the prior's share of the trials is small, the first ones are enqueued
     ("prior:lora-all-linear", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.05,
+                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
+    ("prior:dora-all-linear", {"adapter": "dora", "dora.r": 8, "dora.alpha": 16, "dora.dropout": 0.05,
                                "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
     ("prior:lora-qv", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.1,
                        "placement.layers": "all", "placement.roles": "query,value", "learning_rate": 5e-4}),
-    ("prior:dora-all-linear", {"adapter": "dora", "dora.r": 8, "dora.alpha": 16, "dora.dropout": 0.05,
-                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
     ("prior:ia3-all-linear", {"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
                               "learning_rate": 3e-3}),
 ]
@@ -48,6 +49,10 @@ BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
 class WarmStartConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     prior: bool = Field(True, description="Enqueue the built-in prior (good configs per family) first.")
+    prior_share: float = Field(
+        0.25, gt=0, le=1,
+        description="Most of the trials the built-in prior may take (at least one); the rest are the sampler's.",
+    )
     sources: list[str] = Field(
         default_factory=list, description="Earlier Optuna study names or YAML/JSON files of configs."
     )
@@ -165,9 +170,22 @@ def _points_from_study(name: str, storage: str, top_k: int, field: str) -> list[
     return [(f"study:{name}#{t.number}", dict(t.params)) for t in ranked[:top_k]]
 
 
-def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, base_dir: Path | None = None) -> list[WarmPoint]:
-    """All warm-start points valid in ``space``, sources first then the prior, without repeats.
-    Bad sources raise ConfigError naming ``warm_start.sources`` before any compute."""
+def prior_slots(config: WarmStartConfig, trials: int) -> int:
+    """How many built-in prior configs a study of ``trials`` trials enqueues.
+
+    Capped at a share of the trials: measured on SST-2 (bench/NOTES.md), a prior that fills most
+    of a small study leaves the sampler almost nothing, and its fixed learning rates are not
+    tuned to the trial length, so it lost to plain random search at that budget."""
+    if not config.prior:
+        return 0
+    return max(1, int(config.prior_share * trials))
+
+
+def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, trials: int,
+            base_dir: Path | None = None) -> list[WarmPoint]:
+    """All warm-start points valid in ``space``, sources first then the prior (at most
+    ``prior_slots`` of it), without repeats. Bad sources raise ConfigError naming
+    ``warm_start.sources`` before any compute. Sources are not capped: the user chose them."""
     raw: list[tuple[str, dict[str, Any]]] = []
     for i, source in enumerate(config.sources):
         field = f"warm_start.sources.{i}"
@@ -183,11 +201,13 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, base_d
         if not fitted:
             raise ConfigError(f"{field}: none of the {len(found)} configs from {source!r} fits the current space")
         raw += fitted
-    if config.prior:
-        raw += BUILTIN_PRIOR
     points: list[WarmPoint] = []
     seen: set[str] = set()
-    for source, params in raw:
+    prior_left = prior_slots(config, trials)
+    for source, params in raw + (BUILTIN_PRIOR if config.prior else []):
+        from_prior = source.startswith("prior:")
+        if from_prior and prior_left == 0:
+            break
         point = fit_to_space(params, space)
         if point is None:
             continue
@@ -195,6 +215,7 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, base_d
         if key not in seen:
             seen.add(key)
             points.append(WarmPoint(params=point, source=source))
+            prior_left -= from_prior
     return points
 
 

@@ -265,8 +265,10 @@ class _null:
 def run_autopeft_space(space: str, name: str, *, pruning: bool = True,
                        prior: bool = True) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
-        # with ASHA, enough trials that the step budget (not the count) ends the search
-        trials = max(ctx.full_trials, ctx.budget_steps // ctx.eval_interval) if pruning else ctx.full_trials
+        # with ASHA, twice the full trials the budget pays for (8 for a 4-trial budget, the
+        # config's default): the step budget, not the count, ends the search unless ASHA stops
+        # most trials at their first rung; the warm-start prior's share is of this count
+        trials = 2 * ctx.full_trials if pruning else ctx.full_trials
         return run_autopeft(ctx, name, search_config(ctx, name, space=space, sampler="tpe", pruning=pruning,
                                                      trials=trials, prior=prior))
     return run

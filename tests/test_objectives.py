@@ -127,6 +127,18 @@ def test_every_sampler_runs_a_constrained_two_objective_study(name):
         assert all("constraints" in t.system_attrs for t in study.trials)
 
 
+@pytest.mark.parametrize(("trials", "given", "expected"), [
+    (8, None, 2),     # the default study: the model steers trials 3..8 (Optuna's own default, 10, never would)
+    (20, None, 5),
+    (200, None, 10),  # Optuna's default for large studies
+    (8, 6, 6),        # set by the user: kept
+])
+@pytest.mark.parametrize("name", ["tpe", "gp"])
+def test_model_based_samplers_start_after_a_quarter_of_the_trials(name, trials, given, expected):
+    sampler = make_sampler(SamplerConfig(name=name, n_startup_trials=given), {}, seed=0, trials=trials, concurrent=1)
+    assert sampler._n_startup_trials == expected
+
+
 def _config(tmp_path, **extra):
     return write_yaml(tmp_path / "c.yaml", {"model": {"name_or_path": "minilm"},
                                            "data": {"train": "x.csv", "text_columns": ["s"]}, **extra})

@@ -44,18 +44,41 @@ def test_single_family_space_needs_no_adapter_key():
 
 
 def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
-    points = collect(WarmStartConfig(), SPACE, "sqlite://")
+    points = collect(WarmStartConfig(), SPACE, "sqlite://", trials=40)
     sources = [p.source for p in points]
     assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
     assert len(BUILTIN_PRIOR) == 4
-    assert collect(WarmStartConfig(prior=False), SPACE, "sqlite://") == []
+    assert collect(WarmStartConfig(prior=False), SPACE, "sqlite://", trials=40) == []
+
+
+@pytest.mark.parametrize(("trials", "share", "expected"), [
+    (8, 0.25, ["prior:lora-all-linear", "prior:lora-qv"]),  # the default: a quarter of 8 trials
+    (3, 0.25, ["prior:lora-all-linear"]),                   # at least one
+    (8, 1.0, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
+])
+def test_prior_takes_at_most_its_share_of_the_trials_strongest_first(trials, share, expected):
+    points = collect(WarmStartConfig(prior_share=share), SPACE, "sqlite://", trials=trials)
+    assert [p.source for p in points] == expected
+
+
+def test_the_prior_share_does_not_cap_the_users_own_sources(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump([{"adapter": "lora", "lora.r": 4, "learning_rate": lr} for lr in (1e-4, 2e-4, 4e-4)]))
+    points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://", trials=4)
+    assert [p.source for p in points] == ["file:w.yaml#0", "file:w.yaml#1", "file:w.yaml#2", "prior:lora-all-linear"]
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5])
+def test_prior_share_outside_zero_to_one_is_refused(share):
+    with pytest.raises(ValueError, match="prior_share"):
+        WarmStartConfig(prior_share=share)
 
 
 def test_file_sources_come_first_and_repeats_are_dropped(tmp_path):
     path = tmp_path / "w.json"
     path.write_text(json.dumps([{"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
                                  "learning_rate": 3e-3}, {"params": {"adapter": "lora", "lora.r": 4}}]))
-    points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://")
+    points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://", trials=40)
     assert [p.source for p in points] == ["file:w.json#0", "file:w.json#1", "prior:lora-all-linear", "prior:lora-qv"]
 
 
@@ -69,16 +92,16 @@ def test_bad_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "w.yaml"
     path.write_text(content)
     with pytest.raises(ConfigError) as info:
-        collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://")
+        collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://", trials=8)
     assert str(info.value).startswith("warm_start.sources.0:") and message in str(info.value)
 
 
 def test_missing_file_or_study_names_the_field(tmp_path):
     storage = f"sqlite:///{tmp_path / 'o.db'}"
     with pytest.raises(ConfigError, match=r"warm_start.sources.0: no such file 'gone.yaml'"):
-        collect(WarmStartConfig(sources=["gone.yaml"]), SPACE, storage)
+        collect(WarmStartConfig(sources=["gone.yaml"]), SPACE, storage, trials=8)
     with pytest.raises(ConfigError, match=r"warm_start.sources.0: 'old' is neither a file nor a study"):
-        collect(WarmStartConfig(sources=["old"]), SPACE, storage)
+        collect(WarmStartConfig(sources=["old"]), SPACE, storage, trials=8)
 
 
 def test_study_source_takes_its_best_complete_trials(tmp_path):
@@ -90,7 +113,7 @@ def test_study_source_takes_its_best_complete_trials(tmp_path):
             distributions={"adapter": optuna.distributions.CategoricalDistribution(["lora", "ia3"]),
                            "lora.r": optuna.distributions.CategoricalDistribution([4, 8]),
                            "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}))
-    points = collect(WarmStartConfig(sources=["old"], top_k=2, prior=False), SPACE, storage)
+    points = collect(WarmStartConfig(sources=["old"], top_k=2, prior=False), SPACE, storage, trials=8)
     assert [p.source for p in points] == ["study:old#1", "study:old#2"]
     assert points[0].params == {"adapter": "lora", "lora.r": 8, "learning_rate": 2e-3}
 

@@ -55,7 +55,7 @@ def study(tmp_path_factory, glue_dir, minilm_path):
         "constraints": {"max_trainable_share": LIMIT},
         "sampler": {"name": "nsga2", "population_size": 4},
         "selection": {"policy": "knee"},
-        "warm_start": {"sources": [str(warm)]},
+        "warm_start": {"sources": [str(warm)], "prior_share": 0.5},  # 3 of the 7 trials: all the prior that fits
         "budget": {"trials": 7, "max_steps": 30, "eval_interval": 10, "cpus_per_trial": 2},
         "pruning": {"grace_period": 1, "reduction_factor": 2},
         "tracking": {"uri": uri, "experiment": "mo", "registered_model": "mo-model"},
@@ -268,7 +268,7 @@ def test_warm_start_from_the_finished_study(study, tmp_path):
 
     prepared = study["prepared"]
     points = collect(WarmStartConfig(sources=["mo"], prior=False, top_k=2), prepared.resolved.space,
-                     prepared.optuna_storage)
+                     prepared.optuna_storage, trials=8)
     assert 1 <= len(points) <= 2 and all(p.source.startswith("study:mo#") for p in points)
     ostudy = optuna.load_study(study_name="mo", storage=prepared.optuna_storage)
     front = {t.number for t in ostudy.best_trials}
