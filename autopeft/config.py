@@ -141,6 +141,9 @@ class PruningConfig(_Strict):
     enabled: bool = Field(True, description="Stop weak trials early with ASHA.")
     grace_period: int = Field(1, gt=0, description="Reports every trial makes before it can be stopped.")
     reduction_factor: float = Field(2.0, gt=1.0, description="ASHA keeps 1/reduction_factor per rung.")
+    bootstrap_count: int = Field(
+        2, gt=0, description="Other trials that must have reached a rung before it stops any (1: Ray's ASHA)."
+    )
 
 
 class TrackingConfig(_Strict):

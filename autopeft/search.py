@@ -237,11 +237,14 @@ def prepare_resume(study_name: str, output_dir: Path) -> Prepared:
 
 
 def _make_scheduler(cfg: Any) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from autopeft._asha import BootstrappedASHA
 
     if not cfg.pruning.enabled:
         return FIFOScheduler()
-    return ASHAScheduler(
+    return BootstrappedASHA(
+        bootstrap_count=cfg.pruning.bootstrap_count,
         time_attr="training_iteration",
         metric=cfg.objective.metric,
         mode=cfg.objective.mode,

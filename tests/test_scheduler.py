@@ -1,0 +1,47 @@
+"""The ASHA scheduler: a rung stops trials only once enough other trials have reached it."""
+
+from __future__ import annotations
+
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from autopeft._asha import BootstrappedASHA
+from autopeft.config import PruningConfig
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+def decisions(scheduler, values):
+    """Each trial's first report (at rung 1) in turn; the scheduler's answer to each."""
+    trials = [Trial("__fake", stub=True) for _ in values]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    results = [{"training_iteration": 1, "acc": v} for v in values]
+    return [scheduler.on_trial_result(None, t, r) for t, r in zip(trials, results, strict=True)]
+
+
+def asha(bootstrap_count, mode="max"):
+    return BootstrappedASHA(bootstrap_count=bootstrap_count, time_attr="training_iteration", metric="acc", mode=mode,
+                            max_t=4, grace_period=1, reduction_factor=2)
+
+
+def test_a_trial_below_the_only_one_before_it_goes_on():
+    # Ray's ASHA (bootstrap 1) stops the second trial because it is below the first
+    assert decisions(asha(1), [0.8, 0.6]) == [CONTINUE, STOP]
+    assert decisions(asha(2), [0.8, 0.6]) == [CONTINUE, CONTINUE]
+
+
+def test_once_enough_trials_reached_the_rung_it_cuts_at_the_median():
+    # third trial: 0.5 < median(0.8, 0.6) stops; 0.9 and 0.75 (above 0.7) go on
+    assert decisions(asha(2), [0.8, 0.6, 0.5, 0.9, 0.75]) == [CONTINUE, CONTINUE, STOP, CONTINUE, CONTINUE]
+
+
+def test_minimising_metrics_are_cut_from_the_other_side():
+    assert decisions(asha(2, mode="min"), [0.8, 0.6, 0.9, 0.5]) == [CONTINUE, CONTINUE, STOP, CONTINUE]
+
+
+def test_bootstrap_count_is_configured_and_checked():
+    assert PruningConfig().bootstrap_count == 2
+    with pytest.raises(ValueError, match="bootstrap_count"):
+        PruningConfig(bootstrap_count=0)
