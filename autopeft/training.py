@@ -319,8 +319,25 @@ def save_checkpoint(built: BuiltAdapter, state: TrainState, directory: Path) -> 
 
 
 def adapter_size_mb(directory: Path) -> float:
-    """Size in MiB of the adapter weights peft saved in ``directory`` (what a user ships)."""
-    return sum(f.stat().st_size for f in directory.glob("adapter_model.*")) / 2**20
+    """Size in MiB of the adapter weights a user ships for the adapter saved in ``directory``.
+
+    A PiSSA/OLoRA checkpoint is exported as a LoRA of twice its rank (``export_adapter``), so
+    its lora_A/lora_B tensors count twice: what a trial reports is what would be registered."""
+    size = sum(f.stat().st_size for f in directory.glob("adapter_model.*"))
+    weights = directory / "adapter_model.safetensors"
+    if weights.is_file() and (directory / "adapter_config.json").is_file() and rewrites_base(directory):
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            for key in f.keys():
+                if ".lora_A." in key or ".lora_B." in key:
+                    tensor = f.get_slice(key)
+                    size += math.prod(tensor.get_shape()) * _DTYPE_BYTES[tensor.get_dtype()]
+    return size / 2**20
+
+
+#: bytes per element of the safetensors dtypes adapters are saved in
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 
 
 def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:

@@ -10,7 +10,14 @@ import torch
 
 from autopeft.adapters import get_family, load_adapter
 from autopeft.config import ModelConfig
-from autopeft.training import StudySpec, TrainState, build_adapter, export_adapter, save_checkpoint
+from autopeft.training import (
+    StudySpec,
+    TrainState,
+    adapter_size_mb,
+    build_adapter,
+    export_adapter,
+    save_checkpoint,
+)
 from tests.tiny_models import inputs_for, tiny_model, train_two_steps
 
 
@@ -56,6 +63,9 @@ def test_base_rewriting_init_exports_an_adapter_for_the_unchanged_base(arch, ini
     saved = json.loads((exported / "adapter_config.json").read_text())
     assert saved["init_lora_weights"] is True  # a plain LoRA adapter now
     assert saved["r"] == 2 * 4  # ΔW = BA - B0·A0 as one LoRA of rank 2r
+    # the size a trial reports from its checkpoint is that of the adapter users get (same tensors,
+    # the safetensors header may differ by a few bytes)
+    assert adapter_size_mb(checkpoint) * 2**20 == pytest.approx(adapter_size_mb(exported) * 2**20, abs=256)
     assert not (exported / "training_state.pt").exists()
     for loaded in (PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(location), exported),
                    load_adapter(AutoModelForSequenceClassification.from_pretrained(location), exported)):

@@ -10,6 +10,7 @@ import pytest
 
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
+from autopeft.training import adapter_size_mb
 
 from ..conftest import write_yaml
 
@@ -38,6 +39,8 @@ def test_base_rewriting_init_is_searched_and_registered_for_the_unchanged_base(t
 
     saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert saved["init_lora_weights"] is True and saved["r"] == 8  # plain LoRA, rank 2r
+    # the size the trial reported (and a max_adapter_size_mb constraint judged) is the registered one's
+    assert result.best.metrics["adapter_size_mb"] == pytest.approx(adapter_size_mb(result.adapter_dir), abs=1e-3)
     # reloaded on the unchanged MiniLM, the registered adapter scores what the trial scored
     assert result.reloaded_val_metrics["loss"] == pytest.approx(result.best.metrics["loss"], rel=1e-4)
     assert result.reloaded_val_metrics["accuracy"] == pytest.approx(result.best.metrics["accuracy"], abs=0.011)
