@@ -136,6 +136,24 @@ def linear_only(method: str) -> Callable[[ModelStructure], str | None]:
     return check
 
 
+def fitting_block(requested: int, dims: list[int]) -> int:
+    """The largest block size <= requested that divides every dimension (1 at worst), so a
+    sampled block size never fails on a module whose width it does not divide."""
+    for size in range(max(1, requested), 0, -1):
+        if all(d % size == 0 for d in dims):
+            return size
+    return 1
+
+
+def module_widths(target: AdapterTarget, *, outputs: bool = False) -> list[int]:
+    """The chosen modules' input widths (and output widths with ``outputs``): what a block,
+    vector or shard size must divide."""
+    from autopeft.placement import leaves_named
+
+    leaves = leaves_named(target.structure, target.module_names)
+    return [d for leaf in leaves for d in ((leaf.in_features, leaf.out_features) if outputs else (leaf.in_features,))]
+
+
 _REGISTRY: dict[str, AdapterFamily] = {}
 
 

@@ -7,8 +7,15 @@ from typing import Any
 
 from peft import BOFTConfig
 
-from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.adapters.oft import fitting_block, module_widths
+from autopeft.adapters.base import (
+    AdapterFamily,
+    AdapterTarget,
+    ParamRule,
+    fitting_block,
+    linear_only,
+    module_widths,
+    register,
+)
 from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
 

@@ -7,25 +7,17 @@ from typing import Any
 
 from peft import OFTConfig
 
-from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.placement import leaves_named, names_regex
+from autopeft.adapters.base import (
+    AdapterFamily,
+    AdapterTarget,
+    ParamRule,
+    fitting_block,
+    linear_only,
+    module_widths,
+    register,
+)
+from autopeft.placement import names_regex
 from autopeft.space import ChoiceSpec
-
-
-def fitting_block(requested: int, dims: list[int]) -> int:
-    """The largest block size <= requested that divides every dimension (1 at worst), so a
-    sampled block size never fails on a module whose width it does not divide."""
-    for size in range(max(1, requested), 0, -1):
-        if all(d % size == 0 for d in dims):
-            return size
-    return 1
-
-
-def module_widths(target: AdapterTarget, *, outputs: bool = False) -> list[int]:
-    """The chosen modules' input widths (and output widths with ``outputs``): what a block,
-    vector or shard size must divide."""
-    leaves = leaves_named(target.structure, target.module_names)
-    return [d for leaf in leaves for d in ((leaf.in_features, leaf.out_features) if outputs else (leaf.in_features,))]
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> OFTConfig:
