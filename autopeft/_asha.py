@@ -29,7 +29,6 @@ class _WaitingBracket(_Bracket):
 class BootstrappedASHA(ASHAScheduler):
     def __init__(self, *, bootstrap_count: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.bootstrap_count = bootstrap_count
         # Ray builds its brackets in __init__ with no hook to pick their class
         for bracket in self._brackets:
             bracket.__class__ = _WaitingBracket

@@ -204,7 +204,7 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, trials
     points: list[WarmPoint] = []
     seen: set[str] = set()
     prior_left = prior_slots(config, trials)
-    for source, params in raw + (BUILTIN_PRIOR if config.prior else []):
+    for source, params in raw + BUILTIN_PRIOR:  # prior_slots is 0 with the prior off
         from_prior = source.startswith("prior:")
         if from_prior and prior_left == 0:
             break
