@@ -4,6 +4,12 @@ splits the methods share (train / validation / test parquet files) so every meth
 SST-2: train.tsv -> train, dev.tsv -> validation (it is part of GLUE's SST-2 train), test.tsv
 (the official GLUE dev set) -> test. RTE: validation carved from train.tsv, dev.tsv (the official
 GLUE dev set) -> test. TSVs are read with ``quoting=csv.QUOTE_NONE`` (sentences hold quotes).
+
+SST-2's train split holds every *phrase* of each review sentence (median 7 words), its test split
+whole sentences (median 19). Drawn at random, about three in four validation phrases are parts of
+training rows, so validation rewards memorising them and picked adapters that did worse on test.
+SST-2's validation therefore keeps only whole sentences (rows no other row contains: median 19
+words, like test) and train drops every phrase of them.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 TASKS: dict[str, dict] = {
-    "sst2": {"folder": "sst2", "text_columns": ["sentence"], "validation": "dev.tsv", "test": "test.tsv"},
-    "rte": {"folder": "rte", "text_columns": ["sentence1", "sentence2"], "validation": None, "test": "dev.tsv"},
+    "sst2": {"folder": "sst2", "text_columns": ["sentence"], "validation": "dev.tsv", "test": "test.tsv",
+             "whole_sentence_validation": True},
+    "rte": {"folder": "rte", "text_columns": ["sentence1", "sentence2"], "validation": None, "test": "dev.tsv",
+            "whole_sentence_validation": False},
 }
 
 
@@ -33,6 +41,18 @@ class TaskFiles:
 
 def read_tsv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+
+
+def whole_sentence_validation(train: pd.DataFrame, validation: pd.DataFrame,
+                              column: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the validation rows no other row contains (whole sentences), and drop from train every
+    row contained in one of them (their phrases), so validation judges sentences no trial saw."""
+    # newline-joined: a row matches inside one text, never across two (rows hold no newlines)
+    every_row = "\n".join([*train[column], *validation[column]])
+    whole = validation[[every_row.count(text) == 1 for text in validation[column]]]
+    kept_text = "\n".join(whole[column])
+    unseen = train[[text not in kept_text for text in train[column]]]
+    return unseen.reset_index(drop=True), whole.reset_index(drop=True)
 
 
 def prepare_task(task: str, glue_dir: Path, out_dir: Path, *, max_train: int | None, max_validation: int | None,
@@ -52,6 +72,8 @@ def prepare_task(task: str, glue_dir: Path, out_dir: Path, *, max_train: int | N
     test = read_tsv(folder / spec["test"])[cols]
     if spec["validation"]:
         validation = read_tsv(folder / spec["validation"])[cols]
+        if spec["whole_sentence_validation"]:
+            train, validation = whole_sentence_validation(train, validation, spec["text_columns"][0])
     else:  # carve validation from train (fixed seed), as GLUE's test labels are not public
         shuffled = train.sample(frac=1.0, random_state=data_seed).reset_index(drop=True)
         n_val = max(1, int(round(len(shuffled) * validation_fraction)))

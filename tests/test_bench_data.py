@@ -1,0 +1,47 @@
+"""The benchmark's SST-2 splits: validation holds whole sentences that no training row is part of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.data import prepare_task, read_tsv
+
+TRAIN = ["a gorgeous film", "gorgeous", "the plot drags", "drags", "an utterly forgettable sequel",
+         "a warm and witty comedy", "witty comedy"]
+DEV = ["a gorgeous film about the sea", "the plot drags on and on", "forgettable sequel", "warm and witty"]
+
+
+def write_sst2(root: Path) -> None:
+    folder = root / "sst2"
+    folder.mkdir(parents=True)
+    for name, rows in {"train": TRAIN, "dev": DEV, "test": ["a film that never settles down"]}.items():
+        pd.DataFrame({"sentence": rows, "label": [i % 2 for i in range(len(rows))]}).to_csv(
+            folder / f"{name}.tsv", sep="\t", index=False)
+
+
+def test_sst2_validation_is_whole_sentences_and_train_drops_their_phrases(tmp_path: Path) -> None:
+    write_sst2(tmp_path / "glue")
+    files = prepare_task("sst2", tmp_path / "glue", tmp_path / "out", max_train=None, max_validation=None, max_test=None)
+    validation = set(pd.read_parquet(files.validation)["sentence"])
+    train = set(pd.read_parquet(files.train)["sentence"])
+    # a phrase of a training row ("forgettable sequel") or of another row is not a whole sentence
+    assert validation == {"a gorgeous film about the sea", "the plot drags on and on"}
+    # every phrase of a validation sentence left train; the rest stayed
+    assert train == {"an utterly forgettable sequel", "a warm and witty comedy", "witty comedy"}
+    assert files.sizes == {"train": 3, "validation": 2, "test": 1}
+
+
+def test_rte_validation_is_carved_from_train_without_overlap(tmp_path: Path) -> None:
+    folder = tmp_path / "glue" / "rte"
+    folder.mkdir(parents=True)
+    pairs = pd.DataFrame({"sentence1": [f"premise {i}" for i in range(20)],
+                          "sentence2": [f"hypothesis {i}" for i in range(20)], "label": [i % 2 for i in range(20)]})
+    pairs.to_csv(folder / "train.tsv", sep="\t", index=False)
+    pairs.head(4).to_csv(folder / "dev.tsv", sep="\t", index=False)
+    files = prepare_task("rte", tmp_path / "glue", tmp_path / "out", max_train=None, max_validation=None, max_test=None)
+    train, validation = pd.read_parquet(files.train), pd.read_parquet(files.validation)
+    assert len(validation) == 2 and len(train) == 18
+    assert not set(validation["sentence1"]) & set(train["sentence1"])
+    assert len(read_tsv(folder / "dev.tsv")) == files.sizes["test"] == 4
