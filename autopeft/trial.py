@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
 def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedData) -> None:
     from ray import tune
 
+    setup_started = time.perf_counter()
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", 1) if context else 1
     torch.set_num_threads(max(1, int(cpus)))  # match torch's threads to the trial's CPU share
@@ -72,4 +74,5 @@ def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedDa
         # restored from its final checkpoint (the driver died before recording the end): say so again
         report({**state.history[-1], "final": True}, state)
         return
-    train(built, spec, data, config, on_eval=report, state=state, device=device, amp_dtype=amp_dtype)
+    train(built, spec, data, config, on_eval=report, state=state, device=device, amp_dtype=amp_dtype,
+          setup_started=setup_started)

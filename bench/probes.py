@@ -22,8 +22,8 @@ from ray.tune.search import Searcher
 from autopeft.search import PruningAwareOptunaSearch
 
 #: Report fields a timeline keeps.
-_KEEP = ("step", "final", "train_time_s", "eval_time_s", "time_total_s", "trainable_params", "family",
-         "worker_pid", "training_iteration")
+_KEEP = ("step", "final", "train_time_s", "eval_time_s", "setup_time_s", "time_total_s", "trainable_params",
+         "family", "worker_pid", "training_iteration")
 
 
 class Timeline(Callback):

@@ -108,12 +108,17 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
     first_report: dict[str, dict[str, Any]] = {}
     for rep in sorted(timeline["reports"], key=lambda r: r["t"]):
         first_report.setdefault(rep["trial_id"], rep)
-    startup = []
+    startup, to_first_step = [], []
     for tid in sorted(started, key=started.get):
         rep = first_report.get(tid)
         if rep is None:
             continue
-        startup.append(rep["t"] - started[tid] - (rep.get("train_time_s") or 0.0) - (rep.get("eval_time_s") or 0.0))
+        since_start = rep["t"] - started[tid]
+        startup.append(since_start - (rep.get("train_time_s") or 0.0) - (rep.get("eval_time_s") or 0.0))
+        if rep.get("setup_time_s") is not None and rep.get("time_total_s") is not None:
+            # driver start -> trainable entry (what the report took beyond the trainable's own
+            # time_total_s, so it also holds the report's trip back) + entry -> first step
+            to_first_step.append(since_start - rep["time_total_s"] + rep["setup_time_s"])
     hooks = record.get("mlflow_hook_time_s") or {}
     return {
         "in_trial_train_eval_s": in_trial,
@@ -124,6 +129,8 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
         "fit_span_over_in_trial": span / in_trial if span and in_trial else None,
         "first_trial_startup_s": startup[0] if startup else None,
         "later_trials_startup_s": spread(startup[1:]),
+        "first_trial_to_first_step_s": to_first_step[0] if to_first_step else None,
+        "later_trials_to_first_step_s": spread(to_first_step[1:]),
         "mlflow_s_per_trial": sum(hooks.values()) / len(trials) if hooks else None,
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -215,10 +216,15 @@ def test_adapter_trains_saves_reloads_and_predicts(kind, model_key, family, mode
               **({f"{family}.num_virtual_tokens": 4} if family in ("prompt_tuning", "prefix_tuning") else {})}
     if family == "lora":
         config.update({"lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0})
+    setup_started = time.perf_counter()
     built = build_adapter(spec, config)
+    build_s = time.perf_counter() - setup_started
     reports: list[dict] = []
-    state = train(built, spec, data, config, on_eval=lambda m, s: reports.append(m), device=torch.device("cpu"))
+    state = train(built, spec, data, config, on_eval=lambda m, s: reports.append(m), device=torch.device("cpu"),
+                  setup_started=setup_started)
     assert state.step == 2 and len(reports) == 2
+    # the time to the first step covers building the adapter and is reported with every evaluation
+    assert reports[0]["setup_time_s"] == reports[1]["setup_time_s"] >= build_s
     assert reports[0]["loss"] != reports[1]["loss"]  # two steps moved the validation loss
     assert set(get_task(kind).metric_names) <= set(reports[-1])
     if kind == "causal_lm":
