@@ -263,7 +263,7 @@ def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
     cfg = prepared.config
     objectives = cfg.objective_list
     sampler = make_sampler(cfg.sampler, cfg.constraints.limits(), seed=cfg.seed, trials=cfg.budget.trials,
-                           concurrent=cfg.budget.concurrent_trials)
+                           concurrent=cfg.budget.concurrent_trials, warm_started=len(prepared.warm_start))
     multi = len(objectives) > 1  # Ray's OptunaSearch takes metric/mode lists for several objectives
     searcher = PruningAwareOptunaSearch(
         space=compile_space(prepared.resolved.space),

@@ -127,16 +127,42 @@ def test_every_sampler_runs_a_constrained_two_objective_study(name):
         assert all("constraints" in t.system_attrs for t in study.trials)
 
 
-@pytest.mark.parametrize(("trials", "given", "expected"), [
-    (8, None, 2),     # the default study: the model steers trials 3..8 (Optuna's own default, 10, never would)
-    (20, None, 5),
-    (200, None, 10),  # Optuna's default for large studies
-    (8, 6, 6),        # set by the user: kept
+@pytest.mark.parametrize(("trials", "warm", "given", "expected"), [
+    (8, 0, None, 2),     # the default study: the model steers trials 3..8 (Optuna's own default, 10, never would)
+    (20, 0, None, 5),
+    (200, 0, None, 10),  # Optuna's default for large studies
+    (8, 2, None, 4),     # the prior's 2 configs, then 2 random ones, before the model
+    (8, 2, 6, 6),        # set by the user: kept, counting every trial as Optuna does
 ])
 @pytest.mark.parametrize("name", ["tpe", "gp"])
-def test_model_based_samplers_start_after_a_quarter_of_the_trials(name, trials, given, expected):
-    sampler = make_sampler(SamplerConfig(name=name, n_startup_trials=given), {}, seed=0, trials=trials, concurrent=1)
+def test_model_based_samplers_start_after_warm_start_and_a_quarter_of_the_trials(name, trials, warm, given, expected):
+    sampler = make_sampler(SamplerConfig(name=name, n_startup_trials=given), {}, seed=0, trials=trials, concurrent=1,
+                           warm_started=warm)
     assert sampler._n_startup_trials == expected
+
+
+def test_tpe_draws_at_random_after_the_warm_start():
+    """Two enqueued configs do not make TPE's model: the next two trials are random draws."""
+    def objective(trial):
+        return -abs(trial.suggest_float("x", 0.0, 1.0) - 0.5)
+
+    def third_and_fourth(warm_started):
+        sampler = make_sampler(SamplerConfig(name="tpe"), {}, seed=3, trials=8, concurrent=1, warm_started=warm_started)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for x in (0.5, 0.51):  # a tight warm start, as the built-in prior is
+            study.enqueue_trial({"x": x})
+        study.optimize(objective, n_trials=4)
+        return [t.params["x"] for t in study.trials[2:]]
+
+    random_draws = [t.params["x"] for t in _random_study(seed=3).trials[:2]]
+    assert third_and_fourth(warm_started=2) == pytest.approx(random_draws)
+    assert third_and_fourth(warm_started=0) != pytest.approx(random_draws)  # the model fitted on the warm start
+
+
+def _random_study(seed: int) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+    return study
 
 
 def _config(tmp_path, **extra):
