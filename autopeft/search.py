@@ -8,11 +8,13 @@ and reports. The driver checks all input before Ray starts, records every trial 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,6 +151,23 @@ class SearchResult:
     selection: Any = None
     #: The study report (HTML), written at the end of the search.
     report_path: Path | None = None
+    #: Wall seconds per phase of the search (``SEARCH_PHASES``); logged on the parent run as
+    #: ``phase_<name>_s`` so a slow study shows where its time went.
+    phase_times_s: dict[str, float] = field(default_factory=dict)
+
+
+#: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the
+#: cache), start Ray, run the trials, export/evaluate/register the best adapter, write the report.
+SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "finalize", "report")
+
+
+@contextlib.contextmanager
+def _phase(times: dict[str, float], name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        times[name] = times.get(name, 0.0) + time.monotonic() - started
 
 
 def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
@@ -311,6 +330,7 @@ def init_ray(address: str | None, *, verbose: bool = False) -> bool:
 
 def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbose: bool = False) -> SearchResult:
     """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
+    from mlflow.entities import Metric
     from ray import tune
 
     from autopeft.study import StudyManifest
@@ -319,41 +339,46 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
 
     cfg = prepared.config
     started = time.monotonic()
-    client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
-
-    tokenizer = get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location)  # or image processor
-    data = tokenize(prepared.raw, tokenizer, cfg.model.max_length, tokenizer_id=prepared.location,
-                    cache_dir=prepared.output_dir / "cache")
-    started_ray = init_ray(cfg.backend.address, verbose=verbose)
+    phases: dict[str, float] = {}
+    with _phase(phases, "mlflow_setup"):
+        client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
+    with _phase(phases, "tokenize"):
+        tokenizer = get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location)  # or image processor
+        data = tokenize(prepared.raw, tokenizer, cfg.model.max_length, tokenizer_id=prepared.location,
+                        cache_dir=prepared.output_dir / "cache")
+    with _phase(phases, "ray_start"):
+        started_ray = init_ray(cfg.backend.address, verbose=verbose)
 
     model_ref = model_reference(cfg.model, prepared.location)
     ray_path = cfg.backend.storage_path or str((prepared.output_dir / "ray").resolve())
     manifest = prepared.manifest
-    if manifest is None:
-        parent = client.create_run(
-            experiment_id,
-            run_name=prepared.study_name,
-            tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
-                  "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
-                  "autopeft.optuna_storage": redact(prepared.optuna_storage)},
-        )
-        manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
-                                 parent_run_id=parent.info.run_id, experiment_id=experiment_id,
-                                 tracking_uri=cfg.tracking.uri, optuna_storage=prepared.optuna_storage,
-                                 ray_experiment=_join_storage(ray_path, prepared.study_name))
-        manifest.save(prepared.output_dir)
-    else:  # resuming: the study keeps its parent run
-        client.update_run(manifest.parent_run_id, status="RUNNING")
+    with _phase(phases, "mlflow_setup"):
+        if manifest is None:
+            parent = client.create_run(
+                experiment_id,
+                run_name=prepared.study_name,
+                tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
+                      "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
+                      "autopeft.optuna_storage": redact(prepared.optuna_storage)},
+            )
+            manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
+                                     parent_run_id=parent.info.run_id, experiment_id=experiment_id,
+                                     tracking_uri=cfg.tracking.uri, optuna_storage=prepared.optuna_storage,
+                                     ray_experiment=_join_storage(ray_path, prepared.study_name))
+            manifest.save(prepared.output_dir)
+        else:  # resuming: the study keeps its parent run
+            client.update_run(manifest.parent_run_id, status="RUNNING")
     parent_id = manifest.parent_run_id
     recorder = TrialRecorder(client, experiment_id, parent_id, prepared.study_name)
     status = "FAILED"
     try:
-        if prepared.manifest is None:
-            log_params(client, parent_id, flatten(prepared.resolved.dump()))
-            client.log_dict(parent_id, redact(prepared.resolved.dump()), "config.json")
-            client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
-            client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
-                                        "label_names": data.label_names}, "lineage.json")
+        with _phase(phases, "mlflow_setup"):
+            if prepared.manifest is None:
+                log_params(client, parent_id, flatten(prepared.resolved.dump()))
+                client.log_dict(parent_id, redact(prepared.resolved.dump()), "config.json")
+                client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
+                client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
+                                            "label_names": data.label_names}, "lineage.json")
 
         spec = StudySpec(model=cfg.model, location=prepared.location, task=cfg.task.kind,
                          label_names=data.label_names, max_steps=cfg.budget.max_steps,
@@ -391,7 +416,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         # Snapshot Tune's experiment state at most a second after any change, so a driver that
         # dies loses at most the trials started in that second (they are cleaned up below).
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-        grid = tuner.fit()
+        with _phase(phases, "trials"):
+            grid = tuner.fit()
         trials = _summaries(grid, trial_runs(client, experiment_id, parent_id), cfg.objective.metric)
         selection = _best(trials, cfg)
         result = SearchResult(study_name=prepared.study_name, parent_run_id=parent_id, trials=trials,
@@ -400,13 +426,19 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
         checkpoint = next(grid[i].checkpoint for i in range(len(grid))
                           if (grid[i].metrics or {}).get("trial_id") == result.best.trial_id)
-        _finalize(prepared, spec, client, data, result, checkpoint, model_ref)
-        result.report_path = _report(prepared, client, result)
+        with _phase(phases, "finalize"):
+            _finalize(prepared, spec, client, data, result, checkpoint, model_ref)
+        with _phase(phases, "report"):
+            result.report_path = _report(prepared, client, result)
         manifest.status, manifest.registered_version = "FINISHED", result.model_version
         manifest.save(prepared.output_dir)
         status = "FINISHED"
         result.wall_time_s = time.monotonic() - started
-        client.log_metric(parent_id, "search_wall_time_s", result.wall_time_s)
+        result.phase_times_s = phases
+        now_ms = int(time.time() * 1000)
+        client.log_batch(parent_id, metrics=[
+            Metric("search_wall_time_s", result.wall_time_s, now_ms, 0),
+            *(Metric(f"phase_{name}_s", seconds, now_ms, 0) for name, seconds in phases.items())])
         return result
     except KeyboardInterrupt:
         status = "KILLED"

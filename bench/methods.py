@@ -241,7 +241,8 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     return _record(
         name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
         params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials), wall=wall,
-        trials=trials, search_wall_time_s=result.wall_time_s, timeline=timeline.as_dict(),
+        trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
+        timeline=timeline.as_dict(),
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
     )

@@ -132,6 +132,8 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
         "first_trial_to_first_step_s": to_first_step[0] if to_first_step else None,
         "later_trials_to_first_step_s": spread(to_first_step[1:]),
         "mlflow_s_per_trial": sum(hooks.values()) / len(trials) if hooks else None,
+        # the study's own phases (run_search's phase_<name>_s): what the fixed cost is made of
+        "phases_s": record.get("phase_times_s") or None,
     }
 
 

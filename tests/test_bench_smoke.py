@@ -44,6 +44,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     # start to first step excludes the first report's checkpoint and latency probe, which the
     # older start-up figure counts
     assert 0 < overhead["first_trial_to_first_step_s"] < overhead["first_trial_startup_s"]
+    assert overhead["phases_s"]["trials"] < overhead["search_wall_s"]
     assert result["overhead"]["step_time"]["bare_loop_step_s"] > 0
     assert result["overhead"]["tokenize_cache"]["cache_hit_s"] >= 0
 

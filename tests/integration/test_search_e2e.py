@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.registry import mlflow_uris
-from autopeft.search import prepare, run_search
+from autopeft.search import SEARCH_PHASES, prepare, run_search
 
 from ..conftest import write_yaml
 
@@ -73,6 +73,12 @@ def test_search_end_to_end(search_config, tracking_uri, tmp_path):
     assert str(version.version) == result.model_version
     assert version.tags["autopeft.study"] == "e2e"
     assert "test_accuracy" in parent.data.metrics
+
+    # where the study's time went: every phase timed, logged on the parent run, within the wall time
+    assert set(result.phase_times_s) == set(SEARCH_PHASES)
+    assert result.phase_times_s["trials"] > 0 and sum(result.phase_times_s.values()) <= result.wall_time_s
+    for name, seconds in result.phase_times_s.items():
+        assert parent.data.metrics[f"phase_{name}_s"] == pytest.approx(seconds)
 
     # the downloaded adapter loads with plain peft and reproduces the logged validation metric
     with mlflow_uris(tracking_uri):
