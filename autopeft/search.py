@@ -30,7 +30,7 @@ from autopeft.models import model_reference, resolve_location
 from autopeft.placement import ModelStructure, scan
 from autopeft.space import compile_space
 from autopeft.tasks import get_task
-from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, outcome
+from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_metrics, outcome
 from autopeft.training import StudySpec, export_adapter
 
 if TYPE_CHECKING:
@@ -330,7 +330,6 @@ def init_ray(address: str | None, *, verbose: bool = False) -> bool:
 
 def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbose: bool = False) -> SearchResult:
     """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
-    from mlflow.entities import Metric
     from ray import tune
 
     from autopeft.study import StudyManifest
@@ -435,10 +434,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         status = "FINISHED"
         result.wall_time_s = time.monotonic() - started
         result.phase_times_s = phases
-        now_ms = int(time.time() * 1000)
-        client.log_batch(parent_id, metrics=[
-            Metric("search_wall_time_s", result.wall_time_s, now_ms, 0),
-            *(Metric(f"phase_{name}_s", seconds, now_ms, 0) for name, seconds in phases.items())])
+        log_metrics(client, parent_id, {"search_wall_time_s": result.wall_time_s,
+                                        **{f"phase_{name}_s": seconds for name, seconds in phases.items()}})
         return result
     except KeyboardInterrupt:
         status = "KILLED"
@@ -548,8 +545,7 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
     summary.update({f"test_{k}": float(v) for k, v in result.test_metrics.items()})
     summary["best_trainable_params"] = float(best.metrics.get("trainable_params", 0))
     summary["best_trainable_share"] = float(best.metrics.get("trainable_share", 0))
-    for key, value in summary.items():
-        client.log_metric(result.parent_run_id, key, value)
+    log_metrics(client, result.parent_run_id, summary)
     client.set_tag(result.parent_run_id, "autopeft.best_trial_id", best.trial_id)
     if best.run_id:
         client.set_tag(result.parent_run_id, "autopeft.best_trial_run_id", best.run_id)

@@ -153,6 +153,16 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> 
         client.log_batch(run_id, params=items[start : start + 100])
 
 
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log ``metrics`` in one batch call (one request to a remote server, not one per metric)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for start in range(0, len(items), 1000):  # MLflow caps metrics per batch at 1000
+        client.log_batch(run_id, metrics=items[start : start + 1000])
+
+
 class TrialRecorder(Callback):
     """Records every trial as a nested MLflow run under the study's parent run."""
 
@@ -201,16 +211,13 @@ class TrialRecorder(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
                         **info: Any) -> None:
-        from mlflow.entities import Metric
-
         step = int(result.get("step", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), now, step)
+        metrics = {
+            key: value
             for key, value in result.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith(("time_", "timestamp", "pid", "training_iteration", "iterations_since"))
-        ]
-        self._client.log_batch(self._run_for(trial), metrics=metrics)
+        }
+        log_metrics(self._client, self._run_for(trial), metrics, step)
 
     def _finish(self, trial: Trial, error: bool) -> None:
         run_id = self._run_for(trial)
