@@ -221,7 +221,6 @@ class TrainState:
     step: int = 0
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
-    setup_time_s: float = 0.0
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
@@ -236,8 +235,8 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
           amp_dtype: torch.dtype | None = None, setup_started: float | None = None) -> TrainState:
     """AdamW with linear warm-up and decay; evaluate every ``eval_interval`` steps and at the end.
 
-    ``setup_started`` (a ``time.perf_counter()`` reading) is when the trial began building; the
-    time from it to the first step is reported as ``setup_time_s``."""
+    ``setup_started`` (a ``time.perf_counter()`` reading) is when this run of the trial began
+    building; the time from it to the first step is reported as ``setup_time_s``."""
     from transformers import get_linear_schedule_with_warmup
 
     if device is None:
@@ -260,8 +259,7 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
     loss_window: list[float] = []
     memory = PeakMemory(device)  # cost measurements for multi-objective search (objectives.py)
     latency_ms: float | None = None
-    if setup_started is not None and state.step == 0:
-        state.setup_time_s = time.perf_counter() - setup_started
+    setup_time_s = None if setup_started is None else time.perf_counter() - setup_started
     while state.step < spec.max_steps:
         started = time.perf_counter()
         idx = batch_indices(len(train_split), batch_size, state.step, spec.seed)
@@ -299,7 +297,7 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
                 "trainable_share": built.trainable_share,
                 "train_time_s": state.train_time_s,
                 "eval_time_s": state.eval_time_s,
-                "setup_time_s": state.setup_time_s,
+                "setup_time_s": setup_time_s,
                 "latency_ms": latency_ms,
                 "peak_memory_mb": memory.peak_mb(),
             }
