@@ -47,8 +47,32 @@ def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
     points = collect(WarmStartConfig(), SPACE, "sqlite://", trials=40)
     sources = [p.source for p in points]
     assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
-    assert len(BUILTIN_PRIOR) == 4
+    assert len({source for source, _ in BUILTIN_PRIOR}) == 5
     assert collect(WarmStartConfig(prior=False), SPACE, "sqlite://", trials=40) == []
+
+
+def test_the_first_two_prior_configs_start_the_sampler_in_distinct_regions():
+    (_, first), (_, second) = BUILTIN_PRIOR[:2]
+    assert first["placement.layers"] != second["placement.layers"]
+    assert first["placement.roles"] != second["placement.roles"]
+    assert second["learning_rate"] >= 2 * first["learning_rate"]
+
+
+@pytest.mark.parametrize(("layers", "roles", "expected"), [
+    (["all", "last-4"], [["query", "key", "value", "attention_output"], "all-linear"], ("last-4", "query,key,value,attention_output")),
+    (["all", "last-2"], ["attention", "all-linear"], ("last-2", "attention")),
+    (["all", "last-2", "last-4"], [["query", "key", "value", "attention_output"], "attention", "all-linear"],
+     ("last-4", "query,key,value,attention_output")),  # both variants fit: only the first is taken
+])
+def test_a_prior_config_takes_the_first_of_its_variants_that_fits_the_space(layers, roles, expected):
+    space = load_space({"adapters": {"lora": {"r": {"choices": [8, 16]}, "alpha": {"choices": [16, 32]}}},
+                        "placement": {"layers": {"choices": layers}, "roles": {"choices": roles}},
+                        "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
+    points = collect(WarmStartConfig(prior_share=1.0), space, "sqlite://", trials=8)
+    assert [p.source for p in points][:2] == ["prior:lora-all-linear", "prior:lora-top-attention"]
+    assert [p.source for p in points].count("prior:lora-top-attention") == 1
+    top = points[1].params
+    assert (top["placement.layers"], top["placement.roles"], top["learning_rate"]) == (*expected, 2e-3)
 
 
 @pytest.mark.parametrize(("trials", "share", "expected"), [
