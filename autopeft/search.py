@@ -157,8 +157,10 @@ class SearchResult:
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the
-#: cache), start Ray, run the trials, export/evaluate/register the best adapter, write the report.
-SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "finalize", "report")
+#: cache), start Ray, run the trials, export and register the best adapter (``finalize``) with its
+#: evaluation after reloading it, on validation and test (``final_eval``), write the report.
+#: Disjoint, so they add up to at most the wall time.
+SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "final_eval", "finalize", "report")
 
 
 @contextlib.contextmanager
@@ -425,8 +427,7 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
         checkpoint = next(grid[i].checkpoint for i in range(len(grid))
                           if (grid[i].metrics or {}).get("trial_id") == result.best.trial_id)
-        with _phase(phases, "finalize"):
-            _finalize(prepared, spec, client, data, result, checkpoint, model_ref)
+        _finalize(prepared, spec, client, data, result, checkpoint, model_ref, phases)
         with _phase(phases, "report"):
             result.report_path = _report(prepared, client, result)
         manifest.status, manifest.registered_version = "FINISHED", result.model_version
@@ -492,12 +493,22 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
 
 
 def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData, result: SearchResult,
-              checkpoint: Any, model_ref: dict[str, str]) -> None:
-    """Save the best adapter with its tokenizer and metadata, evaluate it, register it."""
-    from autopeft.predictor import AdapterPredictor, write_metadata
-    from autopeft.registry import register_adapter, signature
+              checkpoint: Any, model_ref: dict[str, str], phases: dict[str, float]) -> None:
+    """Save the best adapter with its tokenizer and metadata, evaluate it, register it; the
+    evaluation is timed as ``final_eval``, the rest as ``finalize``."""
+    with _phase(phases, "finalize"):
+        adapter_dir = _export_best(prepared, spec, data, result, checkpoint, model_ref)
+    with _phase(phases, "final_eval"):
+        _evaluate_reloaded(prepared, data, result, adapter_dir)
+    with _phase(phases, "finalize"):
+        _record_and_register(prepared, client, data, result, adapter_dir, model_ref)
+
+
+def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result: SearchResult,
+                 checkpoint: Any, model_ref: dict[str, str]) -> Path:
+    """The best trial's adapter, tokenizer and metadata in ``<output>/<study>/<artifact>``."""
+    from autopeft.predictor import write_metadata
     from autopeft.serving import ADAPTER_ARTIFACT
-    from autopeft.training import evaluate
 
     cfg = prepared.config
     best = result.best
@@ -531,7 +542,16 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
         "validation": {k: best.metrics[k] for k in get_task(cfg.task.kind).metric_names if k in best.metrics},
         "data_fingerprint": data.fingerprint,
     })
+    return adapter_dir
 
+
+def _evaluate_reloaded(prepared: Prepared, data: TokenizedData, result: SearchResult, adapter_dir: Path) -> None:
+    """Validation (a check that the saved adapter reproduces its trial) and test metrics of the
+    adapter as saved, reloaded the way users load it."""
+    from autopeft.predictor import AdapterPredictor
+    from autopeft.training import evaluate
+
+    cfg = prepared.config
     predictor = AdapterPredictor.load(adapter_dir)
     pad = data.pad_token_id
     result.reloaded_val_metrics = evaluate(predictor.model, data.splits["validation"], pad, cfg.task.kind,
@@ -540,6 +560,17 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
         result.test_metrics = evaluate(predictor.model, data.splits["test"], pad, cfg.task.kind,
                                        batch_size=cfg.budget.eval_batch_size, device=predictor.device)
     del predictor
+
+
+def _record_and_register(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult,
+                         adapter_dir: Path, model_ref: dict[str, str]) -> None:
+    """Log the best adapter's metrics and the trial table on the parent run; register the adapter."""
+    from autopeft.registry import register_adapter, signature
+
+    cfg = prepared.config
+    best = result.best
+    assert best is not None
+    family = best.params.get("adapter")
     metric = cfg.objective.metric
     summary = {f"best_val_{k}": float(v) for k, v in result.reloaded_val_metrics.items()}
     summary.update({f"test_{k}": float(v) for k, v in result.test_metrics.items()})
@@ -583,7 +614,6 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
     version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
                                adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
                                model_signature=signature(prepared.raw.text_columns, get_task(cfg.task.kind).outputs))
-    result.adapter_dir = adapter_dir
     result.model_version = str(version.version)
 
 

@@ -77,6 +77,7 @@ def test_search_end_to_end(search_config, tracking_uri, tmp_path):
     # where the study's time went: every phase timed, logged on the parent run, within the wall time
     assert set(result.phase_times_s) == set(SEARCH_PHASES)
     assert result.phase_times_s["trials"] > 0 and sum(result.phase_times_s.values()) <= result.wall_time_s
+    assert result.phase_times_s["final_eval"] > 0 and result.phase_times_s["finalize"] > 0  # timed apart
     for name, seconds in result.phase_times_s.items():
         assert parent.data.metrics[f"phase_{name}_s"] == pytest.approx(seconds)
 
