@@ -120,12 +120,20 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
             # time_total_s, so it also holds the report's trip back) + entry -> first step
             to_first_step.append(since_start - rep["time_total_s"] + rep["setup_time_s"])
     hooks = record.get("mlflow_hook_time_s") or {}
+    phases = record.get("phase_times_s") or {}
+    wall = record.get("search_wall_time_s") or 0.0
+    final_eval = phases.get("final_eval")
     return {
         "in_trial_train_eval_s": in_trial,
         "search_wall_s": record.get("search_wall_time_s"),
         "method_wall_s": record.get("wall_time_s"),
         "fit_span_s": span,
-        "wall_over_in_trial": (record.get("search_wall_time_s") or 0) / in_trial if in_trial else None,
+        "wall_over_in_trial": wall / in_trial if in_trial else None,
+        # share of the wall time outside the trials' training and validation: everything else
+        "overhead_share": 1.0 - in_trial / wall if wall and in_trial else None,
+        # the same with the registered adapter's evaluation (reload check on validation, then
+        # test) counted as evaluation: what is left is orchestration
+        "orchestration_share": 1.0 - (in_trial + final_eval) / wall if wall and in_trial and final_eval is not None else None,
         "fit_span_over_in_trial": span / in_trial if span and in_trial else None,
         "first_trial_startup_s": startup[0] if startup else None,
         "later_trials_startup_s": spread(startup[1:]),
@@ -135,6 +143,20 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
         # the study's own phases (run_search's phase_<name>_s): what the fixed cost is made of
         "phases_s": record.get("phase_times_s") or None,
     }
+
+
+def overhead_summary(searches: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The per-search overhead measures over all searches of a run: median [min-max]."""
+    keys = ("overhead_share", "orchestration_share", "wall_over_in_trial", "first_trial_to_first_step_s",
+            "mlflow_s_per_trial")
+    out: dict[str, Any] = {key: spread([o.get(key) for o in searches.values()]) for key in keys}
+    # the slowest later trial of each search (the target bounds every later trial's start)
+    out["later_trials_to_first_step_max_s"] = spread(
+        [(o.get("later_trials_to_first_step_s") or {}).get("max") for o in searches.values()])
+    names = sorted({name for o in searches.values() for name in (o.get("phases_s") or {})})
+    out["phases_s"] = {name: spread([(o.get("phases_s") or {}).get(name) for o in searches.values()]) for name in names}
+    out["searches"] = len(searches)
+    return out
 
 
 # --------------------------------------------------------------------------- output

@@ -171,13 +171,13 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
           sizes: dict[str, Any], records: list[dict[str, Any]], failures: list[dict[str, Any]],
           overhead: dict[str, Any], out: Path, *, partial: bool) -> dict[str, Path]:
     """Write the JSON, markdown and plot for the records so far (``partial`` while running)."""
-    from bench.report import early_stopping, markdown, plot, search_overhead, summarize
+    from bench.report import early_stopping, markdown, overhead_summary, plot, search_overhead, summarize
 
+    searches = {f"{rec['task']}/{rec['method']}/s{rec['seed']}": o for rec in records
+                if (o := search_overhead(rec)) is not None}
     overhead = dict(overhead)
-    for rec in records:
-        o = search_overhead(rec)
-        if o is not None:
-            overhead.setdefault("searches", {})[f"{rec['task']}/{rec['method']}/s{rec['seed']}"] = o
+    if searches:  # the summary first: the markdown lists the keys in this order
+        overhead.update(all_searches=overhead_summary(searches), searches=searches)
     es = settings["early_stopping"] or {}
     result: dict[str, Any] = {
         "name": settings["name"],

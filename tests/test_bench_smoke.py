@@ -45,6 +45,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
     # older start-up figure counts
     assert 0 < overhead["first_trial_to_first_step_s"] < overhead["first_trial_startup_s"]
     assert overhead["phases_s"]["trials"] < overhead["search_wall_s"]
+    # the registered adapter's evaluation counts as evaluation in the orchestration share only
+    assert overhead["phases_s"]["final_eval"] > 0
+    assert 0 < overhead["orchestration_share"] < overhead["overhead_share"] < 1
+    summary = result["overhead"]["all_searches"]
+    assert summary["searches"] == 1 and summary["overhead_share"]["median"] == overhead["overhead_share"]
     assert result["overhead"]["step_time"]["bare_loop_step_s"] > 0
     assert result["overhead"]["tokenize_cache"]["cache_hit_s"] >= 0
 
