@@ -98,6 +98,30 @@ def test_adalora_reallocates_rank_during_training():
     assert pattern and sum(sum(m) for m in pattern.values()) < 4 * len(pattern)
 
 
+@pytest.mark.parametrize(("init_r", "target_r", "max_steps"), [
+    (4, 4, 10),    # nothing to prune: peft ranks the scores with kthvalue(k=0), which raises
+    (4, 3, 100),   # and where ranks are pruned, the final allocation still holds the target budget
+])
+def test_adalora_steps_where_no_rank_is_pruned_do_not_fail(init_r, target_r, max_steps):
+    family = families()["adalora"]
+    base = tiny_model("bert")
+    params = {**_params("adalora"), "init_r": init_r, "target_r": target_r, "warmup_share": 0.1, "final_share": 0.2}
+    model = get_peft_model(base, family.build(params, _target(base, family, max_steps=max_steps)))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = inputs_for("bert")
+    for step in range(1, max_steps + 1):  # through warm-up, pruning and the final allocation
+        model(**batch).loss.backward()
+        optimizer.step()
+        family.on_step(model, step)
+        optimizer.zero_grad()
+    pattern = model.peft_config["default"].rank_pattern
+    kept = sum(sum(m) for m in pattern.values()) if pattern else None
+    if init_r == target_r:
+        assert kept is None  # every rank kept, as asked
+    else:
+        assert kept == target_r * len(pattern)  # the final budget was allocated
+
+
 def test_bottleneck_positions_wrap_the_right_modules():
     base = tiny_model("bert")
     family = families()["serial_adapter"]

@@ -36,7 +36,17 @@ def build(params: Mapping[str, Any], target: AdapterTarget) -> AdaLoraConfig:
 
 
 def on_step(model: nn.Module, step: int) -> None:
-    model.base_model.update_and_allocate(step)  # type: ignore[union-attr, operator]
+    peft_model: Any = model.base_model
+    allocator = peft_model.rankallocator
+    budget, _ = allocator.budget_schedule(step)
+    if budget >= allocator.init_bgt:
+        # Nothing to prune at this step (target_r == init_r keeps every rank). peft would still
+        # rank the scores with kthvalue(k=0), which raises; keep its importance estimates going.
+        config = peft_model.peft_config[peft_model.trainable_adapter_name]
+        if step < config.total_step - config.tfinal:
+            allocator.update_ipt(peft_model.model)
+        return
+    peft_model.update_and_allocate(step)
 
 
 def after_load(raw: Mapping[str, Any], model: nn.Module) -> None:
