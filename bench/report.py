@@ -95,6 +95,11 @@ def early_stopping(records: list[dict[str, Any]], trial_steps: int, asha: str, r
 # --------------------------------------------------------------------------- overhead of a search
 
 
+def _seconds(value: Any) -> float:
+    """A reported duration, 0.0 where there is none (None, or NaN from a trial that failed)."""
+    return float(value) if value is not None and math.isfinite(float(value)) else 0.0
+
+
 def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
     """For an autopeft search: wall time over in-trial train+eval time, trial start-up times
     (first trial vs later ones) and MLflow logging time per trial."""
@@ -102,7 +107,8 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
     trials = record.get("trials", [])
     if not timeline or not trials:
         return None
-    in_trial = sum((t.get("train_time_s") or 0.0) + (t.get("eval_time_s") or 0.0) for t in trials)
+    # a failed trial reports no times (NaN): it adds nothing to the in-trial time
+    in_trial = sum(_seconds(t.get("train_time_s")) + _seconds(t.get("eval_time_s")) for t in trials)
     started, ended = timeline["started"], timeline["ended"]
     span = (max(ended.values()) - min(started.values())) if started and ended else None
     first_report: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,55 @@
+"""The benchmark's per-search overhead measures, from a search record."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.report import overhead_summary, search_overhead
+
+
+def _record(trials: list[dict], wall: float, final_eval: float) -> dict:
+    started = {t["trial_id"]: 100.0 + 10 * i for i, t in enumerate(trials)}
+    return {
+        "trials": trials,
+        "search_wall_time_s": wall,
+        "wall_time_s": wall + 1,
+        "phase_times_s": {"trials": wall - final_eval - 2, "final_eval": final_eval, "report": 2.0},
+        "timeline": {"started": started, "ended": {k: v + 9 for k, v in started.items()}, "reports": []},
+    }
+
+
+def test_shares_count_the_final_evaluation_as_evaluation_only_in_the_orchestration_share():
+    trials = [{"trial_id": "a", "train_time_s": 60.0, "eval_time_s": 10.0},
+              {"trial_id": "b", "train_time_s": 15.0, "eval_time_s": 5.0}]
+    o = search_overhead(_record(trials, wall=100.0, final_eval=5.0))
+    assert o is not None
+    assert o["in_trial_train_eval_s"] == pytest.approx(90.0)
+    assert o["overhead_share"] == pytest.approx(0.10)
+    assert o["orchestration_share"] == pytest.approx(0.05)
+    assert o["wall_over_in_trial"] == pytest.approx(100.0 / 90.0)
+
+
+def test_a_failed_trial_adds_nothing_instead_of_making_every_share_nan():
+    trials = [{"trial_id": "a", "train_time_s": 60.0, "eval_time_s": 10.0},
+              {"trial_id": "f", "train_time_s": math.nan, "eval_time_s": None}]
+    o = search_overhead(_record(trials, wall=80.0, final_eval=4.0))
+    assert o is not None
+    assert o["in_trial_train_eval_s"] == pytest.approx(70.0)
+    assert o["overhead_share"] == pytest.approx(1 - 70.0 / 80.0)
+
+
+def test_summary_is_median_min_max_over_searches_with_each_phase():
+    searches = {}
+    for i, wall in enumerate((100.0, 120.0, 200.0)):
+        o = search_overhead(_record([{"trial_id": "a", "train_time_s": 80.0, "eval_time_s": 10.0}], wall, 5.0))
+        assert o is not None
+        searches[f"s{i}"] = o
+    summary = overhead_summary(searches)
+    assert summary["searches"] == 3
+    shares = sorted(o["overhead_share"] for o in searches.values())
+    assert summary["overhead_share"] == {"median": pytest.approx(shares[1]), "min": pytest.approx(shares[0]),
+                                         "max": pytest.approx(shares[2]), "n": 3}
+    assert set(summary["phases_s"]) == {"trials", "final_eval", "report"}
+    assert summary["phases_s"]["final_eval"]["median"] == pytest.approx(5.0)
