@@ -33,14 +33,14 @@ TAG_SOURCE = "autopeft.warm_start"
 #: Well-known starting points (source: the papers' and peft's recommended settings). Full
 #: fine-tuning of BERT-size encoders uses LR ~2e-5..5e-5; LoRA works best at ~10x that, IA3
 #: (rescaling vectors, few parameters) at ~100x. The first two differ in placement and learning
-#: rate, so that the sampler's model starts from two distinct regions: all layers at a cautious LR,
-#: and the top layers' attention at a high one (of the SST-2 benchmark's 93 full 100-step trials, the
-#: 10 best by validation all had LR >= 1e-3, and 6 of them tuned only the last 4 layers, which 14 of
-#: the 93 did; bench/NOTES.md). Entries that share a source
-#: are variants of one config for spaces that spell placement differently: the first that fits
-#: the space is taken.
+#: rate, so that the sampler's model starts from two distinct regions: all layers at a cautious
+#: LR, and the top layers' attention at a high one (of the SST-2 benchmark's 93 full 100-step
+#: trials, the 10 best by validation all had LR >= 1e-3, and 6 of them tuned only the last 4
+#: layers, which 14 of the 93 did; bench/NOTES.md). Entries that share a source are variants of
+#: one config for spaces that spell placement differently: the first that fits the space is taken.
 BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
-    # strongest first: when the prior's share of the trials is small, the first ones are enqueued
+    # in the order they are enqueued: when the prior's share of the trials is small, only the
+    # first ones run, so the two that cover different regions come first
     ("prior:lora-all-linear", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.05,
                                "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
     ("prior:lora-top-attention", {"adapter": "lora", "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.1,
