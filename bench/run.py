@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "budget_steps": 800,
     "eval_interval": 25,
     "eval_batch_size": 64,
+    # reports an ASHA search's trials make before they can be stopped (autopeft's default: 1)
+    "grace_period": 1,
     "cpus": 2,
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--budget-steps", type=int, dest="budget_steps", help="training steps each method may use")
     p.add_argument("--trial-steps", type=int, dest="trial_steps", help="steps of one full trial")
     p.add_argument("--eval-interval", type=int, dest="eval_interval")
+    p.add_argument("--grace-period", type=int, dest="grace_period",
+                   help="reports before ASHA may stop a trial (autopeft's pruning.grace_period)")
     p.add_argument("--max-length", type=int, dest="max_length")
     p.add_argument("--max-train", type=int, dest="max_train")
     p.add_argument("--max-validation", type=int, dest="max_validation")
@@ -204,7 +208,8 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
     return Context(files=files, seed=seed, workdir=workdir, model=settings["model"], max_length=settings["max_length"],
                    trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
-                   cpus=settings["cpus"], grid=settings["grid"] or dict(DEFAULT_GRID))
+                   grace_period=settings["grace_period"], cpus=settings["cpus"],
+                   grid=settings["grid"] or dict(DEFAULT_GRID))
 
 
 def _overhead(settings: dict[str, Any], ctx: Any, ov: Any) -> dict[str, Any]:
