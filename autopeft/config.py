@@ -144,6 +144,22 @@ class PruningConfig(_Strict):
     bootstrap_count: int = Field(
         2, gt=0, description="Other trials that must have reached a rung before it stops any (1: Ray's ASHA)."
     )
+    metric: Optional[str] = Field(
+        None, description="Validation metric the rungs compare trials on; default: the objective's. `loss` tells "
+        "apart trials that still predict one class, where accuracy ties."
+    )
+    mode: Optional[Literal["max", "min"]] = Field(
+        None, description="Whether higher or lower pruning.metric is better; default: min for loss, perplexity and "
+        "mse, else max."
+    )
+
+    def rung_target(self, objective: ObjectiveConfig) -> tuple[str, str]:
+        """(metric, mode) the rungs compare trials on."""
+        if self.metric is None:
+            return objective.metric, objective.mode
+        from autopeft.tasks import MINIMISED_METRICS
+
+        return self.metric, self.mode or ("min" if self.metric in MINIMISED_METRICS else "max")
 
 
 class TrackingConfig(_Strict):
@@ -262,11 +278,11 @@ class SearchConfig(_Strict):
         from autopeft.tasks import get_task
 
         metrics = get_task(self.task.kind).metric_names
-        if self.objective.metric not in metrics:
-            raise ValueError(
-                f"objective.metric {self.objective.metric!r} is not a metric of {self.task.kind} "
-                f"(expected one of: {', '.join(metrics)})"
-            )
+        for field, metric in (("objective.metric", self.objective.metric), ("pruning.metric", self.pruning.metric)):
+            if metric is not None and metric not in metrics:
+                raise ValueError(
+                    f"{field} {metric!r} is not a metric of {self.task.kind} (expected one of: {', '.join(metrics)})"
+                )
         return self
 
 

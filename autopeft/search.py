@@ -264,11 +264,12 @@ def _make_scheduler(cfg: Any) -> Any:
 
     if not cfg.pruning.enabled:
         return FIFOScheduler()
+    metric, mode = cfg.pruning.rung_target(cfg.objective)
     return BootstrappedASHA(
         bootstrap_count=cfg.pruning.bootstrap_count,
         time_attr="training_iteration",
-        metric=cfg.objective.metric,
-        mode=cfg.objective.mode,
+        metric=metric,
+        mode=mode,
         max_t=cfg.budget.num_reports,
         grace_period=min(cfg.pruning.grace_period, cfg.budget.num_reports),
         reduction_factor=cfg.pruning.reduction_factor,

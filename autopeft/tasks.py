@@ -281,6 +281,9 @@ class TaskKind:
         return peft_config
 
 
+#: Task metrics where lower is better (every other task metric: higher).
+MINIMISED_METRICS = frozenset({"loss", "perplexity", "mse"})
+
 _TASKS: dict[str, TaskKind] = {
     "sequence_classification": TaskKind(
         name="sequence_classification",

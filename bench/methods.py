@@ -57,6 +57,7 @@ class Context:
     eval_interval: int = 25
     eval_batch_size: int = 64
     grace_period: int = 1
+    prune_metric: str | None = None  # None: the objective
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
     metric: str = "accuracy"
@@ -202,7 +203,8 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
                    "eval_batch_size": ctx.eval_batch_size},
-        "pruning": {"enabled": pruning, "grace_period": ctx.grace_period, "reduction_factor": 2},
+        "pruning": {"enabled": pruning, "grace_period": ctx.grace_period, "reduction_factor": 2,
+                    "metric": ctx.prune_metric},
         "tracking": {"uri": f"sqlite:///{ctx.workdir / 'mlflow.db'}", "experiment": f"bench-{name}",
                      "registered_model": f"bench-{name}-{ctx.files.task}"},
         "output_dir": str(ctx.workdir / "autopeft-runs"),

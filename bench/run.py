@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 64,
     # reports an ASHA search's trials make before they can be stopped (autopeft's default: 1)
     "grace_period": 1,
+    # validation metric ASHA's rungs compare trials on (autopeft's pruning.metric; null: the objective)
+    "prune_metric": None,
     "cpus": 2,
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--eval-interval", type=int, dest="eval_interval")
     p.add_argument("--grace-period", type=int, dest="grace_period",
                    help="reports before ASHA may stop a trial (autopeft's pruning.grace_period)")
+    p.add_argument("--prune-metric", dest="prune_metric",
+                   help="validation metric ASHA's rungs compare trials on (autopeft's pruning.metric, e.g. loss)")
     p.add_argument("--max-length", type=int, dest="max_length")
     p.add_argument("--max-train", type=int, dest="max_train")
     p.add_argument("--max-validation", type=int, dest="max_validation")
@@ -208,7 +212,7 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
     return Context(files=files, seed=seed, workdir=workdir, model=settings["model"], max_length=settings["max_length"],
                    trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
-                   grace_period=settings["grace_period"], cpus=settings["cpus"],
+                   grace_period=settings["grace_period"], prune_metric=settings["prune_metric"], cpus=settings["cpus"],
                    grid=settings["grid"] or dict(DEFAULT_GRID))
 
 

@@ -55,13 +55,13 @@ def test_summary_is_median_min_max_over_searches_with_each_phase():
     assert summary["phases_s"]["final_eval"]["median"] == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("grace", [1, 2])
-def test_the_bench_grace_period_reaches_the_search_config_it_writes(tmp_path, grace):
+@pytest.mark.parametrize(("grace", "prune_metric"), [(1, None), (2, "loss")])
+def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, grace, prune_metric):
     from bench.data import TaskFiles
     from bench.methods import Context, search_config
 
     files = TaskFiles(task="sst2", train=tmp_path / "t.tsv", validation=tmp_path / "v.tsv", test=tmp_path / "s.tsv",
                       text_columns=["sentence"], label_column="label", sizes={})
-    ctx = Context(files=files, seed=0, workdir=tmp_path, grace_period=grace)
+    ctx = Context(files=files, seed=0, workdir=tmp_path, grace_period=grace, prune_metric=prune_metric)
     cfg = search_config(ctx, "x", space="lora-family", sampler="tpe", pruning=True, trials=8)
-    assert cfg["pruning"] == {"enabled": True, "grace_period": grace, "reduction_factor": 2}
+    assert cfg["pruning"] == {"enabled": True, "grace_period": grace, "reduction_factor": 2, "metric": prune_metric}

@@ -80,6 +80,12 @@ def test_objective_must_be_a_metric_of_the_task(tmp_path):
         resolve_dict(tmp_path, base_config(tmp_path, objective__metric="pearson"))
 
 
+def test_pruning_metric_must_be_a_metric_of_the_task(tmp_path):
+    with pytest.raises(ConfigError, match=r"pruning.metric 'acc' is not a metric of sequence_classification "
+                                          r"\(expected one of: accuracy, f1, mcc, loss\)"):
+        resolve_dict(tmp_path, base_config(tmp_path, pruning__metric="acc"))
+
+
 def test_malformed_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: {name_or_path: minilm\ndata: [")

@@ -7,7 +7,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from autopeft._asha import BootstrappedASHA
-from autopeft.config import PruningConfig
+from autopeft.config import ObjectiveConfig, PruningConfig
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -45,3 +45,29 @@ def test_bootstrap_count_is_configured_and_checked():
     assert PruningConfig().bootstrap_count == 2
     with pytest.raises(ValueError, match="bootstrap_count"):
         PruningConfig(bootstrap_count=0)
+
+
+def test_rungs_compare_the_objective_unless_told_otherwise():
+    accuracy = ObjectiveConfig(metric="accuracy", mode="max")
+    assert PruningConfig().rung_target(accuracy) == ("accuracy", "max")
+    assert PruningConfig(metric="loss").rung_target(accuracy) == ("loss", "min")  # lower loss is better
+    assert PruningConfig(metric="f1").rung_target(accuracy) == ("f1", "max")
+    assert PruningConfig(metric="mcc", mode="min").rung_target(accuracy) == ("mcc", "min")
+
+
+def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
+    from autopeft.config import SearchConfig
+    from autopeft.search import _make_scheduler
+
+    cfg = SearchConfig.model_validate({
+        "model": {"name_or_path": "minilm"}, "data": {"train": str(tmp_path / "train.csv")},
+        "budget": {"trials": 4, "max_steps": 100, "eval_interval": 25}, "pruning": {"metric": "loss"},
+    })
+    scheduler = _make_scheduler(cfg)
+    trials = [Trial("__fake", stub=True) for _ in range(3)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    # all three still predict the majority class at the first rung; the third's loss is highest
+    results = [{"training_iteration": 1, "accuracy": 0.523, "loss": loss} for loss in (0.69, 0.62, 0.71)]
+    assert [scheduler.on_trial_result(None, t, r) for t, r in zip(trials, results, strict=True)] == [
+        CONTINUE, CONTINUE, STOP]
