@@ -66,7 +66,8 @@ def early_stopping(records: list[dict[str, Any]], trial_steps: int, asha: str, r
                    tolerance: float = 0.005) -> dict[str, Any]:
     """Per (task, seed): steps ``asha`` needed to come within ``tolerance`` of the best validation
     metric ``reference`` (no early stopping) reached with all its steps, and the share of
-    ``asha``'s trials that stopped at or before 25% of a trial's steps."""
+    ``asha``'s trials that stopped at or before 25% of a trial's steps. ``steps_ratio`` spreads
+    over the seeds where ``asha`` got there; ``seeds_reached`` of ``seeds`` says how many did."""
     by_key = {(r["task"], r["seed"], r["method"]): r for r in records}
     rows = []
     for (task, seed, method), rec in by_key.items():
@@ -88,6 +89,7 @@ def early_stopping(records: list[dict[str, Any]], trial_steps: int, asha: str, r
             "share_stopped_by_25pct": len(early) / len(trials) if trials else None, "trials": len(trials),
         })
     return {"asha_method": asha, "reference_method": reference, "tolerance": tolerance, "per_seed": rows,
+            "seeds": len(rows), "seeds_reached": sum(r["steps_ratio"] is not None for r in rows),
             "steps_ratio": spread([r["steps_ratio"] for r in rows]),
             "share_stopped_by_25pct": spread([r["share_stopped_by_25pct"] for r in rows])}
 
@@ -196,11 +198,15 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     es = result.get("early_stopping")
     if es and es.get("per_seed"):
+        rows = es["per_seed"]
+        reached = sum(r["steps_ratio"] is not None for r in rows)
+        never = "" if reached == len(rows) else f"; in the other {len(rows) - reached}, never within its whole budget"
         lines += ["## Early stopping", "",
                   f"{es['asha_method']} (ASHA) vs {es['reference_method']} (no early stopping): steps ASHA needed to "
                   f"come within {es['tolerance'] * 100:.1f} points of the reference's best validation metric, as a share "
-                  f"of the reference's steps: {_fmt(es['steps_ratio'], 2)}; share of ASHA trials stopped at or before "
-                  f"25% of a trial's steps: {_fmt(es['share_stopped_by_25pct'], 2)}.", ""]
+                  f"of the reference's steps: {_fmt(es['steps_ratio'], 2)} in {reached} of {len(rows)} seeds{never}; "
+                  f"share of ASHA trials stopped at or before 25% of a trial's steps: "
+                  f"{_fmt(es['share_stopped_by_25pct'], 2)}.", ""]
     ov = result.get("overhead") or {}
     if ov:
         lines += ["## Overhead", "", "| measure | value |", "| --- | --- |"]

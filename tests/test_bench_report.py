@@ -65,3 +65,26 @@ def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, 
     ctx = Context(files=files, seed=0, workdir=tmp_path, grace_period=grace, prune_metric=prune_metric)
     cfg = search_config(ctx, "x", space="lora-family", sampler="tpe", pruning=True, trials=8)
     assert cfg["pruning"] == {"enabled": True, "grace_period": grace, "reduction_factor": 2, "metric": prune_metric}
+
+
+def _search(seed: int, method: str, finals: list[tuple[int, float]]) -> dict:
+    trials = [{"trial_id": f"{method}{i}", "steps": steps, "val": val} for i, (steps, val) in enumerate(finals)]
+    return {"task": "sst2", "seed": seed, "method": method, "trials": trials}
+
+
+def test_early_stopping_counts_the_seeds_where_asha_never_reached_the_reference():
+    from bench.report import early_stopping, markdown
+
+    records = [
+        _search(0, "fifo", [(100, 0.80), (100, 0.82)]),
+        _search(0, "asha", [(100, 0.819), (25, 0.5), (100, 0.70)]),  # within 0.5 points after its first trial
+        _search(1, "fifo", [(100, 0.81), (100, 0.80)]),
+        _search(1, "asha", [(25, 0.5), (100, 0.79), (50, 0.6)]),  # never within 0.5 points
+    ]
+    es = early_stopping(records, trial_steps=100, asha="asha", reference="fifo")
+    assert [r["steps_ratio"] for r in sorted(es["per_seed"], key=lambda r: r["seed"])] == [0.5, None]
+    assert (es["seeds"], es["seeds_reached"]) == (2, 1)
+    assert es["steps_ratio"]["median"] == 0.5 and es["steps_ratio"]["n"] == 1
+    text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "summary": {},
+                     "early_stopping": es})
+    assert "0.50 in 1 of 2 seeds; in the other 1, never within its whole budget" in text
