@@ -32,6 +32,28 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
     return dict(out)
 
 
+def paired(records: list[dict[str, Any]], field: str = "test_metric") -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {"<autopeft method> vs <baseline>": ...}}: per seed, the autopeft method's ``field``
+    minus the baseline's on the same seed (same data, same split), as median [min-max] over seeds
+    with how many seeds it was ahead, level and behind. Differences of medians hide how the seeds
+    pair up; this is what the "autopeft >= every baseline" target is about."""
+    values = {(r["task"], r["method"], r["seed"]): r.get(field) for r in records}
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for task in sorted({t for t, _, _ in values}):
+        methods = sorted({m for t, m, _ in values if t == task})
+        for ours in (m for m in methods if m.startswith("autopeft")):
+            for base in (m for m in methods if not m.startswith("autopeft")):
+                diffs = [float(v) - float(values[(task, base, seed)])
+                         for (t, m, seed), v in values.items()
+                         if t == task and m == ours and v is not None and values.get((task, base, seed)) is not None]
+                diffs = [d for d in diffs if not math.isnan(d)]
+                if diffs:
+                    out[task][f"{ours} vs {base}"] = {
+                        "difference": spread(diffs), "ahead": sum(d > 0 for d in diffs),
+                        "level": sum(d == 0 for d in diffs), "behind": sum(d < 0 for d in diffs)}
+    return dict(out)
+
+
 # --------------------------------------------------------------------------- early stopping
 
 
@@ -196,6 +218,16 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {m} | {_fmt(s['test_metric'], 1, True)} | {_fmt(s['val_metric'], 1, True)} | "
                          f"{_fmt(s['trainable_params'], 0)} | {_fmt(s['total_steps'], 0)} | {_fmt(s['wall_time_s'], 0)} |")
         lines.append("")
+        pairs = paired(result.get("records") or []).get(task)
+        if pairs:
+            lines += ["Paired by seed: test accuracy of each autopeft search minus the baseline's on the same seed "
+                      "(points), and in how many seeds it was ahead / level / behind.", "",
+                      "| comparison | difference (points) | ahead / level / behind |", "| --- | --- | --- |"]
+            for name, p in pairs.items():
+                d = p["difference"]
+                lines.append(f"| {name} | {d['median'] * 100:+.1f} [{d['min'] * 100:+.1f} to {d['max'] * 100:+.1f}] | "
+                             f"{p['ahead']} / {p['level']} / {p['behind']} |")
+            lines.append("")
     es = result.get("early_stopping")
     if es and es.get("per_seed"):
         rows = es["per_seed"]

@@ -179,7 +179,7 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
           sizes: dict[str, Any], records: list[dict[str, Any]], failures: list[dict[str, Any]],
           overhead: dict[str, Any], out: Path, *, partial: bool) -> dict[str, Path]:
     """Write the JSON, markdown and plot for the records so far (``partial`` while running)."""
-    from bench.report import early_stopping, markdown, overhead_summary, plot, search_overhead, summarize
+    from bench.report import early_stopping, markdown, overhead_summary, paired, plot, search_overhead, summarize
 
     searches = {f"{rec['task']}/{rec['method']}/s{rec['seed']}": o for rec in records
                 if (o := search_overhead(rec)) is not None}
@@ -192,6 +192,7 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
         "partial": partial,
         "meta": _meta(settings, command, stamp, started, load_start, sizes=sizes),
         "summary": summarize(records),
+        "paired": paired(records),
         "early_stopping": early_stopping(records, settings["trial_steps"], es.get("asha", ""),
                                          es.get("reference", "")) if es else None,
         "overhead": overhead,

@@ -88,3 +88,21 @@ def test_early_stopping_counts_the_seeds_where_asha_never_reached_the_reference(
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "summary": {},
                      "early_stopping": es})
     assert "0.50 in 1 of 2 seeds; in the other 1, never within its whole budget" in text
+
+
+def test_autopeft_is_compared_with_each_baseline_seed_by_seed():
+    from bench.report import markdown, paired
+
+    tests = {("autopeft-lora", 0): 0.80, ("autopeft-lora", 1): 0.82, ("autopeft-lora", 2): 0.81,
+             ("random", 0): 0.81, ("random", 1): 0.80, ("random", 2): 0.81, ("default", 0): 0.5}
+    records = [{"task": "sst2", "method": m, "seed": s, "test_metric": v} for (m, s), v in tests.items()]
+    pairs = paired(records)["sst2"]
+    assert set(pairs) == {"autopeft-lora vs random", "autopeft-lora vs default"}  # baselines are not compared
+    vs_random = pairs["autopeft-lora vs random"]
+    assert vs_random["difference"]["median"] == pytest.approx(0.0)
+    assert vs_random["difference"]["min"] == pytest.approx(-0.01) and vs_random["difference"]["max"] == pytest.approx(0.02)
+    assert (vs_random["ahead"], vs_random["level"], vs_random["behind"]) == (1, 1, 1)
+    assert pairs["autopeft-lora vs default"]["difference"]["n"] == 1  # only the seed both ran
+    text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
+                     "summary": {"sst2": {}}})
+    assert "| autopeft-lora vs random | +0.0 [-1.0 to +2.0] | 1 / 1 / 1 |" in text
