@@ -167,3 +167,11 @@ def test_warm_start_flag_reaches_the_config(tmp_path):
     config.write_text(yaml.safe_dump({"model": {"name_or_path": "minilm"}, "data": {"train": "x.csv", "text_columns": ["s"]}}))
     resolved = resolve(config, [(["warm_start", "sources"], ["a", "b.yaml"]), parse_override("warm_start.prior=false")])
     assert resolved.config.warm_start.sources == ["a", "b.yaml"] and resolved.config.warm_start.prior is False
+
+
+def test_the_ia3_prior_takes_the_higher_learning_rate_where_the_space_reaches_it():
+    wide = load_space({"adapters": {"ia3": {}}, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
+    (point,) = collect(WarmStartConfig(), wide, "sqlite://", trials=8)
+    assert (point.source, point.params["learning_rate"]) == ("prior:ia3-all-linear", 1e-2)
+    (narrow,) = collect(WarmStartConfig(), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
+    assert (narrow.source, narrow.params["learning_rate"]) == ("prior:ia3-all-linear", 3e-3)
