@@ -75,7 +75,7 @@ def space(
         from autopeft.config import ModelConfig
         from autopeft.models import resolve_location
         from autopeft.placement import scan
-        from autopeft.space import fit_to_model, load_space
+        from autopeft.space import TRAINING_KEYS, fit_to_model, load_space
         from autopeft.tasks import get_task
 
         kind = get_task(task)
@@ -106,8 +106,13 @@ def space(
             label = f"{layers} (one searched bit per layer)" if layers == "mask" else str(layers)
             placements.add_row(label, str(roles), _names_text(names))
         out.print(placements)
-    shared = {k: getattr(loaded, k) for k in ("learning_rate", "batch_size", "warmup_ratio", "weight_decay")}
+    shared = {k: getattr(loaded, k) for k in TRAINING_KEYS}
     out.print("training: " + ", ".join(f"{k} = {_spec_text(v)}" for k, v in shared.items()), highlight=False)
+    for name in fit.kept:
+        own = {k: v for k, v in loaded.training_params(name).items() if k in loaded.adapters[name]}
+        if own:
+            out.print(f"training of {name}: " + ", ".join(f"{k} = {_spec_text(v)}" for k, v in own.items()),
+                      highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -185,6 +185,13 @@ def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
     for name, reason in fit.excluded.items():
         logging.getLogger("autopeft").warning("space.adapters.%s: excluded: %s", name, reason)
         del space.adapters[name]
+    sampler = resolved.config.sampler.name
+    differing = space.training_keys_set_per_family()
+    if differing and sampler in ("gp", "nsga2"):
+        # Optuna's gp and nsga2 model only parameters every trial samples from one distribution
+        logging.getLogger("autopeft").warning(
+            "space: %s differs between adapter families, so the %s sampler draws it at random instead of "
+            "modelling it (tpe models it per trial; or give every family the same range)", ", ".join(differing), sampler)
 
 
 def _default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:

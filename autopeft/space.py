@@ -5,6 +5,12 @@ placement, learning rate, batch size and warm-up ratio shared by all families. T
 function samples the adapter family first, then only that family's parameters, so Optuna
 never sees a LoRA rank in an IA3 trial.
 
+A family may also set its own ``learning_rate``, ``batch_size``, ``warmup_ratio`` or
+``weight_decay``; it replaces the shared one in that family's trials (IA3, which scales
+activations from 1, needs a higher learning rate than LoRA). The parameter keeps its name, so
+Optuna needs every sampled spec of it to be of one kind: ranges with the same ``log`` and number
+type, or the same choices.
+
 A parameter is either a fixed value, a range ``{low, high, log, step}`` (integer when both ends
 are integers) or ``{choices: [...]}``. Lists inside ``choices`` (e.g. a set of module roles)
 are encoded as comma-joined strings because Optuna's categorical values must be scalars.
@@ -43,6 +49,8 @@ Scalar = Union[bool, int, float, str, None]
 ADAPTER_KEY = "adapter"
 #: The layer selector that searches one on/off bit per layer.
 MASK = "mask"
+#: Training parameters shared by every family, which a family may set for itself.
+TRAINING_KEYS = ("learning_rate", "batch_size", "warmup_ratio", "weight_decay")
 
 
 class RangeSpec(BaseModel):
@@ -212,12 +220,46 @@ class SearchSpace(BaseModel):
             raise ValueError("expected at least one adapter family, found none")
         return value
 
+    def own_params(self, family: str) -> dict[str, ParamSpec]:
+        """The family's own parameters as the space gives them (its training parameters left out)."""
+        return {k: v for k, v in self.adapters[family].items() if k not in TRAINING_KEYS}
+
+    def training_params(self, family: str) -> dict[str, ParamSpec]:
+        """The training parameters of ``family``'s trials: the shared ones, replaced by its own."""
+        given = self.adapters[family]
+        return {key: given[key] if key in given else getattr(self, key) for key in TRAINING_KEYS}
+
+    def training_keys_set_per_family(self) -> list[str]:
+        """Training parameters some family sets differently from the others."""
+        return [key for key in TRAINING_KEYS
+                if len({repr(self.training_params(name)[key]) for name in self.adapters}) > 1]
+
     def validate_shared(self) -> None:
-        """Check the training parameters every family shares."""
-        check_bounds(self.learning_rate, "space.learning_rate", minimum=1e-12, maximum=10.0)
-        check_bounds(self.batch_size, "space.batch_size", minimum=1, integer=True)
-        check_bounds(self.warmup_ratio, "space.warmup_ratio", minimum=0.0, maximum=1.0)
-        check_bounds(self.weight_decay, "space.weight_decay", minimum=0.0)
+        """Check the training parameters, shared and per family, and that Optuna can take each
+        parameter's sampled specs under its one name."""
+        bounds: dict[str, dict[str, Any]] = {
+            "learning_rate": {"minimum": 1e-12, "maximum": 10.0}, "batch_size": {"minimum": 1, "integer": True},
+            "warmup_ratio": {"minimum": 0.0, "maximum": 1.0}, "weight_decay": {"minimum": 0.0}}
+        for key in TRAINING_KEYS:
+            specs = {f"space.{key}": getattr(self, key)}
+            specs.update({f"space.adapters.{name}.{key}": given[key]
+                          for name, given in self.adapters.items() if key in given})
+            for where, spec in specs.items():
+                check_bounds(spec, where, **bounds[key])
+            sampled = [(where, spec) for where, spec in specs.items() if isinstance(spec, (RangeSpec, ChoiceSpec))]
+            for where, spec in sampled[1:]:
+                first_where, first = sampled[0]
+                if _distribution_kind(spec) != _distribution_kind(first):
+                    raise SpaceError(
+                        f"{where}: expected {_distribution_kind(first)} like {first_where} (Optuna samples one "
+                        f"parameter from one kind of distribution), found {_distribution_kind(spec)}")
+
+
+def _distribution_kind(spec: RangeSpec | ChoiceSpec) -> str:
+    """What Optuna needs to be equal between two specs sampled under one name."""
+    if isinstance(spec, ChoiceSpec):
+        return f"choices {spec.encoded()}"
+    return f"{'an integer' if spec.is_int else 'a float'} range with log: {str(spec.log).lower()}"
 
 
 def load_space(source: str | Path | Mapping[str, Any], *, base_dir: Path | None = None) -> SearchSpace:
@@ -289,14 +331,9 @@ class DefineByRun:
         else:
             adapter = fixed[ADAPTER_KEY] = names[0]
         family = get_family(adapter)
-        for pname, spec in family.resolve_params(space.adapters[adapter]).items():
+        for pname, spec in family.resolve_params(space.own_params(adapter)).items():
             _sample_into(fixed, trial, f"{adapter}.{pname}", spec)
-        shared: dict[str, ParamSpec] = {
-            "learning_rate": space.learning_rate,
-            "batch_size": space.batch_size,
-            "warmup_ratio": space.warmup_ratio,
-            "weight_decay": space.weight_decay,
-        }
+        shared = space.training_params(adapter)
         if family.uses_placement:
             placement: dict[str, ParamSpec] = {"placement.layers": space.placement.layers}
             if family.uses_roles:  # bottleneck families place themselves by their own position
@@ -378,12 +415,12 @@ def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> Sp
     kept: list[str] = []
     excluded: dict[str, str] = {}
     uses_placement = uses_roles = False
-    for name, params in space.adapters.items():
+    for name in space.adapters:
         family = get_family(name)
         if task not in family.task_kinds:
             raise SpaceError(f"space.adapters.{name}: {name} does not apply to {task} "
                              f"(it applies to: {', '.join(family.task_kinds)})")
-        family.validate(params)
+        family.validate(space.own_params(name))
         reason = family.exclusion_reason(structure)
         if reason:
             excluded[name] = reason

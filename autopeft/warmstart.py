@@ -96,13 +96,12 @@ def _sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
     if len(space.adapters) > 1:
         specs[ADAPTER_KEY] = ChoiceSpec(choices=list(space.adapters))
     fam = get_family(family)
-    for pname, spec in fam.resolve_params(space.adapters[family]).items():
+    for pname, spec in fam.resolve_params(space.own_params(family)).items():
         specs[f"{family}.{pname}"] = spec
     if fam.uses_placement:
         specs["placement.layers"] = space.placement.layers
         specs["placement.roles"] = space.placement.roles
-    for key in ("learning_rate", "batch_size", "warmup_ratio", "weight_decay"):
-        specs[key] = getattr(space, key)
+    specs.update(space.training_params(family))
     return specs
 
 

@@ -63,3 +63,15 @@ def test_unwritable_output_dir(tmp_path, minilm_path):
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"output_dir: cannot write to"):
         prepare(resolve(config(tmp_path, output_dir=str(blocker / "sub"))))
+
+
+@pytest.mark.parametrize(("sampler", "warned"), [("gp", True), ("nsga2", True), ("tpe", False)])
+def test_a_per_family_learning_rate_is_flagged_to_samplers_that_cannot_model_it(tmp_path, minilm_path, caplog,
+                                                                                  sampler, warned):
+    space = {"adapters": {"lora": {}, "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}}
+    with caplog.at_level("WARNING", logger="autopeft"):
+        prepare(resolve(config(tmp_path, space=space, sampler={"name": sampler})))
+    flagged = [r.getMessage() for r in caplog.records if "differs between adapter families" in r.getMessage()]
+    assert bool(flagged) == warned
+    if warned:
+        assert flagged[0].startswith(f"space: learning_rate differs between adapter families, so the {sampler} sampler")

@@ -83,3 +83,43 @@ def test_negative_warmup_is_rejected():
 def test_fractional_batch_size_is_rejected():
     with pytest.raises(SpaceError, match=r"space\.batch_size: expected an integer"):
         load_space({"adapters": ["lora"], "batch_size": {"choices": [8, 12.5]}})
+
+
+def test_a_family_can_set_its_own_learning_rate():
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"],
+                                              "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}})
+    points = sample(space, n=80)
+    ia3 = [p["learning_rate"] for p in points if p[ADAPTER_KEY] == "ia3"]
+    others = [p["learning_rate"] for p in points if p[ADAPTER_KEY] != "ia3"]
+    assert ia3 and others
+    assert all(3e-3 <= lr <= 5e-2 for lr in ia3) and any(lr > 1e-2 for lr in ia3)  # above the shared range
+    assert all(1e-4 <= lr <= 1e-2 for lr in others)
+    assert all("ia3.learning_rate" not in p for p in points)  # one parameter name: what training reads
+
+
+def test_a_fixed_per_family_value_is_passed_to_its_trials_only():
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"], "ia3": {"batch_size": 32}}})
+    points = sample(space, n=40)
+    assert {p["batch_size"] for p in points if p[ADAPTER_KEY] == "ia3"} == {32}
+    assert {p["batch_size"] for p in points if p[ADAPTER_KEY] != "ia3"} <= {8, 16}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"learning_rate": {"low": 1e-3, "high": 1e-1}},  # not log, where the shared range is
+     r"space\.adapters\.ia3\.learning_rate: expected a float range with log: true like space\.learning_rate "
+     r"\(Optuna samples one parameter from one kind of distribution\), found a float range with log: false"),
+    ({"batch_size": {"choices": [16, 32]}},
+     r"space\.adapters\.ia3\.batch_size: expected choices \[8, 16\] like space\.batch_size"),
+    ({"learning_rate": {"low": 1e-3, "high": 20.0, "log": True}},
+     r"space\.adapters\.ia3\.learning_rate: expected a value <= 10\.0, found 20\.0"),
+])
+def test_a_per_family_training_parameter_is_checked_where_it_is_written(override, message):
+    with pytest.raises(SpaceError, match=message):
+        load_space({**SPACE, "adapters": {**SPACE["adapters"], "ia3": override}})
+
+
+def test_the_space_names_training_parameters_a_family_sets_differently():
+    assert load_space(SPACE).training_keys_set_per_family() == []
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"],
+                                              "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}})
+    assert space.training_keys_set_per_family() == ["learning_rate"]

@@ -45,7 +45,9 @@ def study(tmp_path_factory, glue_dir, minilm_path):
         "data": {"train": str(tmp / "train.csv"), "text_columns": ["sentence"], "label_column": "label",
                  "validation_fraction": 0.25},
         "space": {
-            "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},
+            # IA3 with its own learning-rate range (the prior's IA3 config at 1e-2 fits it)
+            "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}},
+                         "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}},
             "placement": {"layers": {"choices": ["all", "last-2"]},
                           "roles": {"choices": [["query", "value"], "all-linear"]}},
             "learning_rate": {"low": 1e-4, "high": 5e-3, "log": True},
@@ -167,6 +169,18 @@ def test_warm_start_configs_run_first_and_are_tagged(study):
         run = client.get_run(runs[t.user_attrs["autopeft.ray_trial_id"]])
         assert run.data.tags["autopeft.warm_start"] == t.user_attrs[ATTR_SOURCE]
         assert run.data.params["adapter"] == t.params["adapter"]
+
+
+def test_ia3_trials_train_at_its_own_learning_rate_range(study):
+    # the space gives IA3 [3e-3, 3e-2] and the others the shared [1e-4, 5e-3]; what each trial trained
+    # with is what MLflow recorded for it
+    client, result = study["client"], study["result"]
+    rates = {t.params["adapter"]: [] for t in result.trials}
+    for t in result.trials:
+        rates[t.params["adapter"]].append(float(client.get_run(t.run_id).data.params["learning_rate"]))
+    assert rates.get("ia3"), rates  # the prior's IA3 config at least
+    assert all(3e-3 <= lr <= 3e-2 for lr in rates["ia3"]) and 1e-2 in rates["ia3"]  # the prior's IA3 at 1e-2
+    assert all(1e-4 <= lr <= 5e-3 for lr in rates["lora"])
 
 
 def _figure_data(html_text: str) -> dict[str, list[dict]]:
