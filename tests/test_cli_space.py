@@ -35,6 +35,7 @@ def test_space_on_minilm_shows_kept_and_excluded_families_and_placements(minilm_
     assert "serial_adapter" in result.output and "kept" in result.output
     # the q+v placement resolves to 12 modules: query and value in each of the 6 layers
     assert "12: bert.encoder.layer.0.attention.self.query" in result.output
+    assert "training of ia3: learning_rate = 0.003..0.05 (log)" in result.output  # its own range
 
 
 def test_space_on_vit_uses_the_image_classification_model(tmp_path):
