@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -34,7 +35,8 @@ def search_config(tmp_path: Path, sst2_slice, tracking_uri, minilm_path) -> Path
             "batch_size": 16,
         },
         "budget": {"trials": 6, "max_steps": 48, "eval_interval": 12, "cpus_per_trial": 2},
-        "pruning": {"grace_period": 1, "reduction_factor": 2},
+        # rungs compare validation loss (the objective stays accuracy)
+        "pruning": {"grace_period": 1, "reduction_factor": 2, "metric": "loss"},
         "tracking": {"uri": tracking_uri, "experiment": "e2e", "registered_model": "e2e-model"},
         "output_dir": str(tmp_path / "out"),
     })
@@ -67,6 +69,16 @@ def test_search_end_to_end(search_config, tracking_uri, tmp_path):
     assert any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     pruned_runs = [r for r in children if r.data.tags["autopeft.outcome"] == "PRUNED"]
     assert len(pruned_runs) == len(pruned)
+    # each was stopped for a loss above the median loss of the trials that reached its rung
+    # before it (ASHA, reduction factor 2, deciding once 2 others are there)
+    losses = {r.info.run_id: {m.step: (m.timestamp, m.value) for m in client.get_metric_history(r.info.run_id, "loss")}
+              for r in children}
+    for run in pruned_runs:
+        curve = losses[run.info.run_id]
+        step = max(curve)
+        at, value = curve[step]
+        before = [c[step][1] for rid, c in losses.items() if rid != run.info.run_id and step in c and c[step][0] < at]
+        assert len(before) >= 2 and value > float(np.median(before)), (step, value, before)
 
     # the best adapter is registered with alias candidate
     version = client.get_model_version_by_alias("e2e-model", "candidate")
