@@ -246,6 +246,8 @@ class SearchSpace(BaseModel):
                           for name, given in self.adapters.items() if key in given})
             for where, spec in specs.items():
                 check_bounds(spec, where, **bounds[key])
+            if all(key in given for given in self.adapters.values()):
+                del specs[f"space.{key}"]  # every family sets its own: the shared spec is never sampled
             sampled = [(where, spec) for where, spec in specs.items() if isinstance(spec, (RangeSpec, ChoiceSpec))]
             for where, spec in sampled[1:]:
                 first_where, first = sampled[0]

@@ -123,3 +123,10 @@ def test_the_space_names_training_parameters_a_family_sets_differently():
     space = load_space({**SPACE, "adapters": {**SPACE["adapters"],
                                               "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}})
     assert space.training_keys_set_per_family() == ["learning_rate"]
+
+
+def test_a_shared_spec_no_family_uses_is_not_held_against_theirs():
+    # both families set a linear learning-rate range; the shared default (a log range) is unused
+    own = {"learning_rate": {"low": 1e-3, "high": 1e-2}}
+    space = load_space({"adapters": {"lora": own, "ia3": {"learning_rate": {"low": 5e-3, "high": 5e-2}}}})
+    assert all(1e-3 <= p["learning_rate"] <= 5e-2 for p in sample(space, n=20))
