@@ -109,7 +109,7 @@ def space(
     shared = {k: getattr(loaded, k) for k in TRAINING_KEYS}
     out.print("training: " + ", ".join(f"{k} = {_spec_text(v)}" for k, v in shared.items()), highlight=False)
     for name in fit.kept:
-        own = {k: v for k, v in loaded.training_params(name).items() if k in loaded.adapters[name]}
+        own = loaded.training_overrides(name)
         if own:
             out.print(f"training of {name}: " + ", ".join(f"{k} = {_spec_text(v)}" for k, v in own.items()),
                       highlight=False)

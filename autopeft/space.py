@@ -224,10 +224,13 @@ class SearchSpace(BaseModel):
         """The family's own parameters as the space gives them (its training parameters left out)."""
         return {k: v for k, v in self.adapters[family].items() if k not in TRAINING_KEYS}
 
+    def training_overrides(self, family: str) -> dict[str, ParamSpec]:
+        """The training parameters ``family`` sets for itself."""
+        return {k: v for k, v in self.adapters[family].items() if k in TRAINING_KEYS}
+
     def training_params(self, family: str) -> dict[str, ParamSpec]:
         """The training parameters of ``family``'s trials: the shared ones, replaced by its own."""
-        given = self.adapters[family]
-        return {key: given[key] if key in given else getattr(self, key) for key in TRAINING_KEYS}
+        return {**{key: getattr(self, key) for key in TRAINING_KEYS}, **self.training_overrides(family)}
 
     def training_keys_set_per_family(self) -> list[str]:
         """Training parameters some family sets differently from the others."""
@@ -241,16 +244,17 @@ class SearchSpace(BaseModel):
             "learning_rate": {"minimum": 1e-12, "maximum": 10.0}, "batch_size": {"minimum": 1, "integer": True},
             "warmup_ratio": {"minimum": 0.0, "maximum": 1.0}, "weight_decay": {"minimum": 0.0}}
         for key in TRAINING_KEYS:
-            specs = {f"space.{key}": getattr(self, key)}
-            specs.update({f"space.adapters.{name}.{key}": given[key]
-                          for name, given in self.adapters.items() if key in given})
+            own = {name: given[key] for name, given in self.adapters.items() if key in given}
+            specs = {f"space.{key}": getattr(self, key), **{f"space.adapters.{n}.{key}": s for n, s in own.items()}}
             for where, spec in specs.items():
                 check_bounds(spec, where, **bounds[key])
-            if all(key in given for given in self.adapters.values()):
+            if len(own) == len(self.adapters):
                 del specs[f"space.{key}"]  # every family sets its own: the shared spec is never sampled
             sampled = [(where, spec) for where, spec in specs.items() if isinstance(spec, (RangeSpec, ChoiceSpec))]
+            if not sampled:
+                continue
+            first_where, first = sampled[0]
             for where, spec in sampled[1:]:
-                first_where, first = sampled[0]
                 if _distribution_kind(spec) != _distribution_kind(first):
                     raise SpaceError(
                         f"{where}: expected {_distribution_kind(first)} like {first_where} (Optuna samples one "

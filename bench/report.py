@@ -208,6 +208,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"Scale: {meta['scale']}", "",
              f"Command: `{meta['command']}`", "",
              "Every figure: median over seeds, [min–max] when more than one seed.", ""]
+    # stored with the results since 1149962; computed for files written before
+    pairs_by_task = result["paired"] if "paired" in result else paired(result.get("records") or [])
     for task, methods in result["summary"].items():
         lines += [f"## {task}", "",
                   "| method | test accuracy (%) | val accuracy (%) | trainable params | total steps | wall time (s) |",
@@ -218,7 +220,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {m} | {_fmt(s['test_metric'], 1, True)} | {_fmt(s['val_metric'], 1, True)} | "
                          f"{_fmt(s['trainable_params'], 0)} | {_fmt(s['total_steps'], 0)} | {_fmt(s['wall_time_s'], 0)} |")
         lines.append("")
-        pairs = paired(result.get("records") or []).get(task)
+        pairs = pairs_by_task.get(task)
         if pairs:
             lines += ["Paired by seed: test accuracy of each autopeft search minus the baseline's on the same seed "
                       "(points), and in how many seeds it was ahead / level / behind.", "",
