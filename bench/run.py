@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
     "max_validation": 500,
+    # SST-2: add whole sentences of train.tsv to validation until it holds max_validation rows
+    # (dev.tsv has 676; bench/data.py)
+    "top_up_validation": False,
     "max_test": None,
     "out": str(REPO / "bench" / "results"),
     "grid": None,
@@ -74,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-train", type=int, dest="max_train")
     p.add_argument("--max-validation", type=int, dest="max_validation")
     p.add_argument("--max-test", type=int, dest="max_test")
+    p.add_argument("--top-up-validation", action="store_const", const=True, dest="top_up_validation",
+                   help="SST-2: add whole sentences of train.tsv to validation up to --max-validation rows")
     p.add_argument("--cpus", type=int)
     p.add_argument("--glue-dir", dest="glue_dir")
     p.add_argument("--out")
@@ -145,7 +150,8 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
     try:
         for task in settings["tasks"]:
             files = prepare_task(task, Path(settings["glue_dir"]), work / "data", max_train=settings["max_train"],
-                                 max_validation=settings["max_validation"], max_test=settings["max_test"])
+                                 max_validation=settings["max_validation"], max_test=settings["max_test"],
+                                 top_up_validation=settings["top_up_validation"])
             sizes[task] = files.sizes
             for seed in range(settings["seeds"]):
                 for method in settings["methods"]:
@@ -255,7 +261,8 @@ def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, lo
     scale = (f"{settings['seeds']} seed(s); tasks {', '.join(settings['tasks'])}; budget {budget} training steps per "
              f"method ({budget // per_trial} full trials of {per_trial} steps, evaluation every "
              f"{settings['eval_interval']}); train ≤ {settings['max_train']} / validation ≤ "
-             f"{settings['max_validation']} / test ≤ {settings['max_test'] or 'all'} examples; max_length "
+             f"{settings['max_validation']}{' (SST-2 topped up from train)' if settings['top_up_validation'] else ''}"
+             f" / test ≤ {settings['max_test'] or 'all'} examples; max_length "
              f"{settings['max_length']}; {settings['cpus']} CPU threads; {os.cpu_count()} cores on the machine, load "
              f"average {load_start[0]:.1f} at start / {load_end[0]:.1f} at end")
     if settings.get("note"):

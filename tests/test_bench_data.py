@@ -45,3 +45,26 @@ def test_rte_validation_is_carved_from_train_without_overlap(tmp_path: Path) -> 
     assert len(validation) == 2 and len(train) == 18
     assert not set(validation["sentence1"]) & set(train["sentence1"])
     assert len(read_tsv(folder / "dev.tsv")) == files.sizes["test"] == 4
+
+
+def test_sst2_validation_tops_up_with_a_whole_training_sentence_and_its_phrases_leave_train(tmp_path: Path) -> None:
+    write_sst2(tmp_path / "glue")
+    files = prepare_task("sst2", tmp_path / "glue", tmp_path / "out", max_train=None, max_validation=3, max_test=None,
+                         top_up_validation=True)
+    validation = list(pd.read_parquet(files.validation)["sentence"])
+    train = set(pd.read_parquet(files.train)["sentence"])
+    # dev's two whole sentences first, then one of train's two whole ones; train's other rows
+    # are phrases of a validation sentence and are never drawn
+    assert validation[:2] == ["a gorgeous film about the sea", "the plot drags on and on"]
+    left_in_train = {"an utterly forgettable sequel": {"a warm and witty comedy", "witty comedy"},
+                     "a warm and witty comedy": {"an utterly forgettable sequel"}}
+    assert len(validation) == 3 and validation[2] in left_in_train
+    # the drawn sentence and its phrases left train; the other whole sentence and its phrase stayed
+    assert train == left_in_train[validation[2]]
+    assert files.sizes == {"train": len(train), "validation": 3, "test": 1}
+
+
+def test_sst2_top_up_is_off_by_default(tmp_path: Path) -> None:
+    write_sst2(tmp_path / "glue")
+    files = prepare_task("sst2", tmp_path / "glue", tmp_path / "out", max_train=None, max_validation=3, max_test=None)
+    assert files.sizes["validation"] == 2
