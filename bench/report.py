@@ -20,6 +20,12 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"median": float(np.median(vals)), "min": float(min(vals)), "max": float(max(vals)), "n": len(vals)}
 
 
+def standard_error(accuracy: float, examples: int) -> float:
+    """One binomial standard error of an accuracy measured on ``examples`` examples: the noise in
+    a score from which examples happen to be in the split (sqrt(p (1 - p) / n))."""
+    return math.sqrt(accuracy * (1.0 - accuracy) / examples)
+
+
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{task: {method: {field: spread}}} over the seeds of each (task, method)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -220,6 +226,14 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {m} | {_fmt(s['test_metric'], 1, True)} | {_fmt(s['val_metric'], 1, True)} | "
                          f"{_fmt(s['trainable_params'], 0)} | {_fmt(s['total_steps'], 0)} | {_fmt(s['wall_time_s'], 0)} |")
         lines.append("")
+        sizes = (meta.get("split_sizes") or {}).get(task) or {}
+        best = max((s["test_metric"]["median"] for s in methods.values() if s["test_metric"]["median"] is not None),
+                   default=None)
+        if best is not None and 0.0 < best < 1.0 and sizes.get("test") and sizes.get("validation"):
+            lines += [f"Sampling noise, for scale: one standard error of an accuracy near {best * 100:.0f}% is "
+                      f"{standard_error(best, sizes['test']) * 100:.1f} points on the {sizes['test']} test examples and "
+                      f"{standard_error(best, sizes['validation']) * 100:.1f} on the {sizes['validation']} validation "
+                      "examples every method selects on.", ""]
         pairs = pairs_by_task.get(task)
         if pairs:
             lines += ["Paired by seed: test accuracy of each autopeft search minus the baseline's on the same seed "

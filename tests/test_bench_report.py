@@ -106,3 +106,18 @@ def test_autopeft_is_compared_with_each_baseline_seed_by_seed():
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
                      "summary": {"sst2": {}}})
     assert "| autopeft-lora vs random | +0.0 [-1.0 to +2.0] | 1 / 1 / 1 |" in text
+
+
+def test_the_table_states_the_sampling_noise_of_the_splits_it_was_measured_on():
+    from bench.report import markdown, standard_error
+
+    assert standard_error(0.8, 676) == pytest.approx(0.01538, abs=1e-5)
+    summary = {"sst2": {"random": {f: {"median": v, "min": v, "max": v, "n": 1} for f, v in
+                                   (("test_metric", 0.81), ("val_metric", 0.8), ("trainable_params", 1.0),
+                                    ("total_steps", 800.0), ("wall_time_s", 1.0))}}}
+    meta = {"date": "d", "scale": "s", "command": "c", "split_sizes": {"sst2": {"validation": 2000, "test": 872}}}
+    text = markdown({"name": "x", "meta": meta, "summary": summary, "paired": {}})
+    assert "one standard error of an accuracy near 81% is 1.3 points on the 872 test examples and 0.9 on the 2000" in text
+    # without split sizes (result files written before they were stored) the line is left out
+    assert "standard error" not in markdown({"name": "x", "meta": {**meta, "split_sizes": {}}, "summary": summary,
+                                             "paired": {}})
