@@ -58,6 +58,7 @@ class Context:
     eval_batch_size: int = 64
     grace_period: int = 1
     prune_metric: str | None = None  # None: the objective
+    prior_share: float | None = None  # most of a search's trials the warm-start prior takes; None: autopeft's default
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
     metric: str = "accuracy"
@@ -199,7 +200,7 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
         "space": space,
         "objective": {"metric": ctx.metric, "mode": "max"},
         "sampler": sampler,
-        "warm_start": {"prior": prior},
+        "warm_start": {"prior": prior, **({"prior_share": ctx.prior_share} if ctx.prior_share is not None else {})},
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
                    "eval_batch_size": ctx.eval_batch_size},

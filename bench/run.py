@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "grace_period": 1,
     # validation metric ASHA's rungs compare trials on (autopeft's pruning.metric; null: the objective)
     "prune_metric": None,
+    # most of an autopeft search's trials the built-in warm-start prior takes (null: autopeft's default)
+    "prior_share": None,
     "cpus": 2,
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
@@ -73,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
                    help="reports before ASHA may stop a trial (autopeft's pruning.grace_period)")
     p.add_argument("--prune-metric", dest="prune_metric",
                    help="validation metric ASHA's rungs compare trials on (autopeft's pruning.metric, e.g. loss)")
+    p.add_argument("--prior-share", type=float, dest="prior_share",
+                   help="most of an autopeft search's trials the warm-start prior takes (autopeft's warm_start.prior_share)")
     p.add_argument("--max-length", type=int, dest="max_length")
     p.add_argument("--max-train", type=int, dest="max_train")
     p.add_argument("--max-validation", type=int, dest="max_validation")
@@ -219,7 +223,8 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
     return Context(files=files, seed=seed, workdir=workdir, model=settings["model"], max_length=settings["max_length"],
                    trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
-                   grace_period=settings["grace_period"], prune_metric=settings["prune_metric"], cpus=settings["cpus"],
+                   grace_period=settings["grace_period"], prune_metric=settings["prune_metric"],
+                   prior_share=settings["prior_share"], cpus=settings["cpus"],
                    grid=settings["grid"] or dict(DEFAULT_GRID))
 
 
