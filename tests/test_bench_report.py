@@ -55,14 +55,21 @@ def test_summary_is_median_min_max_over_searches_with_each_phase():
     assert summary["phases_s"]["final_eval"]["median"] == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize(("grace", "prune_metric"), [(1, None), (2, "loss")])
-def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, grace, prune_metric):
+def _bench_context(tmp_path, **settings):
+    """A bench Context over placeholder split paths (search_config only writes them into the config)."""
     from bench.data import TaskFiles
-    from bench.methods import Context, search_config
+    from bench.methods import Context
 
     files = TaskFiles(task="sst2", train=tmp_path / "t.tsv", validation=tmp_path / "v.tsv", test=tmp_path / "s.tsv",
                       text_columns=["sentence"], label_column="label", sizes={})
-    ctx = Context(files=files, seed=0, workdir=tmp_path, grace_period=grace, prune_metric=prune_metric)
+    return Context(files=files, seed=0, workdir=tmp_path, **settings)
+
+
+@pytest.mark.parametrize(("grace", "prune_metric"), [(1, None), (2, "loss")])
+def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, grace, prune_metric):
+    from bench.methods import search_config
+
+    ctx = _bench_context(tmp_path, grace_period=grace, prune_metric=prune_metric)
     cfg = search_config(ctx, "x", space="lora-family", sampler="tpe", pruning=True, trials=8)
     assert cfg["pruning"] == {"enabled": True, "grace_period": grace, "reduction_factor": 2, "metric": prune_metric}
     assert cfg["warm_start"] == {"prior": True}  # autopeft's own prior share unless the bench sets one
@@ -70,15 +77,12 @@ def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, 
 
 def test_the_bench_prior_share_reaches_the_search_config_and_autopeft_takes_that_many_prior_trials(tmp_path):
     from autopeft.warmstart import WarmStartConfig, prior_slots
-    from bench.data import TaskFiles
-    from bench.methods import Context, search_config
+    from bench.methods import search_config
     from bench.run import parse_args
 
     assert parse_args(["--prior-share", "0.125"])["prior_share"] == 0.125
-    files = TaskFiles(task="sst2", train=tmp_path / "t.tsv", validation=tmp_path / "v.tsv", test=tmp_path / "s.tsv",
-                      text_columns=["sentence"], label_column="label", sizes={})
-    cfg = search_config(Context(files=files, seed=0, workdir=tmp_path, prior_share=0.125), "x", space="lora-family",
-                        sampler="tpe", pruning=True, trials=16)
+    cfg = search_config(_bench_context(tmp_path, prior_share=0.125), "x", space="lora-family", sampler="tpe",
+                        pruning=True, trials=16)
     assert cfg["warm_start"] == {"prior": True, "prior_share": 0.125}
     assert prior_slots(WarmStartConfig(**cfg["warm_start"]), 16) == 2
 
