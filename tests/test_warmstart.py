@@ -10,7 +10,16 @@ import yaml
 
 from autopeft.errors import ConfigError
 from autopeft.space import compile_space, load_space
-from autopeft.warmstart import ATTR_SOURCE, BUILTIN_PRIOR, WarmPoint, WarmStartConfig, collect, enqueue, fit_to_space
+from autopeft.warmstart import (
+    ATTR_SOURCE,
+    BUILTIN_PRIOR,
+    WarmPoint,
+    WarmStartConfig,
+    collect,
+    enqueue,
+    fit_to_space,
+    prior_slots,
+)
 
 SPACE = load_space({
     "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},
@@ -44,7 +53,7 @@ def test_single_family_space_needs_no_adapter_key():
 
 
 def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
-    points = collect(WarmStartConfig(), SPACE, "sqlite://", trials=40)
+    points = collect(WarmStartConfig(prior_max_trials=8), SPACE, "sqlite://", trials=40)
     sources = [p.source for p in points]
     assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
     assert len({source for source, _ in BUILTIN_PRIOR}) == 5
@@ -68,21 +77,29 @@ def test_a_prior_config_takes_the_first_of_its_variants_that_fits_the_space(laye
     space = load_space({"adapters": {"lora": {"r": {"choices": [8, 16]}, "alpha": {"choices": [16, 32]}}},
                         "placement": {"layers": {"choices": layers}, "roles": {"choices": roles}},
                         "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
-    points = collect(WarmStartConfig(prior_share=1.0), space, "sqlite://", trials=8)
+    points = collect(WarmStartConfig(prior_share=1.0, prior_max_trials=8), space, "sqlite://", trials=8)
     assert [p.source for p in points][:2] == ["prior:lora-all-linear", "prior:lora-top-attention"]
     assert [p.source for p in points].count("prior:lora-top-attention") == 1
     top = points[1].params
     assert (top["placement.layers"], top["placement.roles"], top["learning_rate"]) == (*expected, 2e-3)
 
 
-@pytest.mark.parametrize(("trials", "share", "expected"), [
-    (8, 0.25, ["prior:lora-all-linear", "prior:lora-qv"]),  # the default: a quarter of 8 trials
-    (3, 0.25, ["prior:lora-all-linear"]),                   # at least one
-    (8, 1.0, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
+@pytest.mark.parametrize(("trials", "share", "cap", "expected"), [
+    (8, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # the default: a quarter of 8 trials
+    (3, 0.25, 2, ["prior:lora-all-linear"]),                   # at least one
+    (16, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # a quarter of 16 is 4, but the cap is 2
+    (8, 1.0, 8, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
 ])
-def test_prior_takes_at_most_its_share_of_the_trials_strongest_first(trials, share, expected):
-    points = collect(WarmStartConfig(prior_share=share), SPACE, "sqlite://", trials=trials)
+def test_prior_takes_at_most_its_share_and_its_cap_of_the_trials_strongest_first(trials, share, cap, expected):
+    points = collect(WarmStartConfig(prior_share=share, prior_max_trials=cap), SPACE, "sqlite://", trials=trials)
     assert [p.source for p in points] == expected
+
+
+def test_the_default_prior_takes_two_trials_of_a_large_study():
+    assert WarmStartConfig().prior_max_trials == 2
+    assert prior_slots(WarmStartConfig(), 16) == 2
+    assert prior_slots(WarmStartConfig(), 40) == 2
+    assert prior_slots(WarmStartConfig(prior=False), 40) == 0
 
 
 def test_the_prior_share_does_not_cap_the_users_own_sources(tmp_path):
@@ -96,6 +113,12 @@ def test_the_prior_share_does_not_cap_the_users_own_sources(tmp_path):
 def test_prior_share_outside_zero_to_one_is_refused(share):
     with pytest.raises(ValueError, match="prior_share"):
         WarmStartConfig(prior_share=share)
+
+
+@pytest.mark.parametrize("cap", [0, -1])
+def test_a_prior_cap_below_one_trial_is_refused(cap):
+    with pytest.raises(ValueError, match="prior_max_trials"):
+        WarmStartConfig(prior_max_trials=cap)
 
 
 def test_file_sources_come_first_and_repeats_are_dropped(tmp_path):
@@ -173,5 +196,5 @@ def test_the_ia3_prior_takes_the_higher_learning_rate_where_the_space_reaches_it
     wide = load_space({"adapters": {"ia3": {}}, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
     (point,) = collect(WarmStartConfig(), wide, "sqlite://", trials=8)
     assert (point.source, point.params["learning_rate"]) == ("prior:ia3-all-linear", 1e-2)
-    (narrow,) = collect(WarmStartConfig(), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
+    (narrow,) = collect(WarmStartConfig(prior_max_trials=8), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
     assert (narrow.source, narrow.params["learning_rate"]) == ("prior:ia3-all-linear", 3e-3)

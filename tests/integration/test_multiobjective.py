@@ -57,7 +57,8 @@ def study(tmp_path_factory, glue_dir, minilm_path):
         "constraints": {"max_trainable_share": LIMIT},
         "sampler": {"name": "nsga2", "population_size": 4},
         "selection": {"policy": "knee"},
-        "warm_start": {"sources": [str(warm)], "prior_share": 0.5},  # 3 of the 7 trials: all the prior that fits
+        "warm_start": {"sources": [str(warm)], "prior_share": 0.5,
+                       "prior_max_trials": 3},  # 3 of the 7 trials: all the prior that fits
         "budget": {"trials": 7, "max_steps": 30, "eval_interval": 10, "cpus_per_trial": 2},
         "pruning": {"grace_period": 1, "reduction_factor": 2},
         "tracking": {"uri": uri, "experiment": "mo", "registered_model": "mo-model"},
