@@ -113,6 +113,11 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("--budget-steps must be at least --trial-steps")
     if settings["eval_interval"] > settings["trial_steps"]:
         p.error("--eval-interval must be at most --trial-steps")
+    if settings["top_up_validation"] and not settings["max_validation"]:
+        p.error("--top-up-validation needs --max-validation: it adds training sentences up to that many")
+    if settings["top_up_validation"] and "sst2" not in settings["tasks"]:
+        p.error("--top-up-validation applies to sst2 only (RTE's validation is carved from train already); "
+                f"found tasks {settings['tasks']}")
     return settings
 
 

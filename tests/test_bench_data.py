@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import yaml
 
 from bench.data import prepare_task, read_tsv
 
@@ -68,3 +70,20 @@ def test_sst2_top_up_is_off_by_default(tmp_path: Path) -> None:
     write_sst2(tmp_path / "glue")
     files = prepare_task("sst2", tmp_path / "glue", tmp_path / "out", max_train=None, max_validation=3, max_test=None)
     assert files.sizes["validation"] == 2
+
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"tasks": ["sst2"], "max_validation": None}, "needs --max-validation"),
+    ({"tasks": ["rte"], "max_validation": 2000}, "applies to sst2 only"),
+])
+def test_a_top_up_that_would_do_nothing_is_refused_before_any_run(tmp_path: Path, settings, says, capsys) -> None:
+    from bench.run import parse_args
+
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({"top_up_validation": True, **settings}))
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--config", str(config)])
+    assert exc.value.code != 0
+    assert says in capsys.readouterr().err
+    assert parse_args(["--config", str(config), "--task", "sst2", "--max-validation", "2000"])["top_up_validation"]
