@@ -199,7 +199,7 @@ def prior_slots(config: WarmStartConfig, trials: int) -> int:
     tuned to the trial length, so it lost to plain random search at that budget. Capped in
     trials too: an ASHA search of 16 trials gave the prior 4, and its third and fourth configs
     (LR 5e-4 on all layers) were stopped at the majority class in every seed; with 2, the search
-    came level with random search (bench/NOTES.md, *Validation three times larger*)."""
+    came level with random search (bench/NOTES.md, *The prior capped at two trials*)."""
     if not config.prior:
         return 0
     return min(config.prior_max_trials, max(1, int(config.prior_share * trials)))

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "tasks": ["sst2"],
     "methods": ["autopeft-lora", "autopeft-all", "default", "hf-optuna", "random", "grid"],
     "seeds": 3,
+    # the seeds run are first_seed .. first_seed + seeds - 1: more seeds later, without rerunning the first
+    "first_seed": 0,
     "model": "minilm",
     "max_length": 64,
     "trial_steps": 100,
@@ -67,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--name")
     p.add_argument("--task", action="append", dest="tasks", help="sst2 or rte (repeatable, or comma-separated)")
     p.add_argument("--methods", help="comma-separated; known: " + ", ".join(_method_names()))
-    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1, or from --first-seed)")
+    p.add_argument("--first-seed", type=int, dest="first_seed",
+                   help="first seed to run (default 0): adds seeds to an earlier run's without repeating them")
     p.add_argument("--budget-steps", type=int, dest="budget_steps", help="training steps each method may use")
     p.add_argument("--trial-steps", type=int, dest="trial_steps", help="steps of one full trial")
     p.add_argument("--eval-interval", type=int, dest="eval_interval")
@@ -113,12 +117,18 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("--budget-steps must be at least --trial-steps")
     if settings["eval_interval"] > settings["trial_steps"]:
         p.error("--eval-interval must be at most --trial-steps")
+    if settings["first_seed"] < 0:
+        p.error(f"--first-seed must be 0 or more, found {settings['first_seed']}")
     if settings["top_up_validation"] and not settings["max_validation"]:
         p.error("--top-up-validation needs --max-validation: it adds training sentences up to that many")
     if settings["top_up_validation"] and "sst2" not in settings["tasks"]:
         p.error("--top-up-validation applies to sst2 only (RTE's validation is carved from train already); "
                 f"found tasks {settings['tasks']}")
     return settings
+
+
+def seed_range(settings: dict[str, Any]) -> range:
+    return range(settings["first_seed"], settings["first_seed"] + settings["seeds"])
 
 
 def _method_names() -> list[str]:
@@ -162,7 +172,7 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
                                  max_validation=settings["max_validation"], max_test=settings["max_test"],
                                  top_up_validation=settings["top_up_validation"])
             sizes[task] = files.sizes
-            for seed in range(settings["seeds"]):
+            for seed in seed_range(settings):
                 for method in settings["methods"]:
                     ctx = _context(settings, files, seed, work / f"{task}-s{seed}-{method}")
                     t0 = time.perf_counter()
@@ -268,7 +278,9 @@ def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, lo
 
     load_end = os.getloadavg()
     per_trial, budget = settings["trial_steps"], settings["budget_steps"]
-    scale = (f"{settings['seeds']} seed(s); tasks {', '.join(settings['tasks'])}; budget {budget} training steps per "
+    seeds = seed_range(settings)
+    seed_note = f" ({seeds.start}..{seeds.stop - 1})" if seeds.start else ""
+    scale = (f"{settings['seeds']} seed(s){seed_note}; tasks {', '.join(settings['tasks'])}; budget {budget} training steps per "
              f"method ({budget // per_trial} full trials of {per_trial} steps, evaluation every "
              f"{settings['eval_interval']}); train ≤ {settings['max_train']} / validation ≤ "
              f"{settings['max_validation']}{' (SST-2 topped up from train)' if settings['top_up_validation'] else ''}"

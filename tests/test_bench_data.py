@@ -72,7 +72,6 @@ def test_sst2_top_up_is_off_by_default(tmp_path: Path) -> None:
     assert files.sizes["validation"] == 2
 
 
-
 @pytest.mark.parametrize(("settings", "says"), [
     ({"tasks": ["sst2"], "max_validation": None}, "needs --max-validation"),
     ({"tasks": ["rte"], "max_validation": 2000}, "applies to sst2 only"),
@@ -87,3 +86,13 @@ def test_a_top_up_that_would_do_nothing_is_refused_before_any_run(tmp_path: Path
     assert exc.value.code != 0
     assert says in capsys.readouterr().err
     assert parse_args(["--config", str(config), "--task", "sst2", "--max-validation", "2000"])["top_up_validation"]
+
+
+def test_first_seed_moves_the_seeds_run_so_an_earlier_run_can_be_extended(capsys) -> None:
+    from bench.run import parse_args, seed_range
+
+    assert list(seed_range(parse_args(["--seeds", "3"]))) == [0, 1, 2]
+    assert list(seed_range(parse_args(["--seeds", "3", "--first-seed", "3"]))) == [3, 4, 5]
+    with pytest.raises(SystemExit):
+        parse_args(["--first-seed", "-1"])
+    assert "--first-seed must be 0 or more, found -1" in capsys.readouterr().err
