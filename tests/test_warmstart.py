@@ -28,6 +28,9 @@ SPACE = load_space({
     "batch_size": 16,
 })
 
+#: A cap that lets every prior entry run, for tests of which entries fit a space.
+NO_CAP = len(BUILTIN_PRIOR)
+
 
 def test_fit_to_space_encodes_and_drops_what_the_space_does_not_sample():
     fitted = fit_to_space({"adapter": "lora", "lora.r": 8, "placement.roles": ["query", "value"], "batch_size": 32,
@@ -53,7 +56,7 @@ def test_single_family_space_needs_no_adapter_key():
 
 
 def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
-    points = collect(WarmStartConfig(prior_max_trials=8), SPACE, "sqlite://", trials=40)
+    points = collect(WarmStartConfig(prior_max_trials=NO_CAP), SPACE, "sqlite://", trials=40)
     sources = [p.source for p in points]
     assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
     assert len({source for source, _ in BUILTIN_PRIOR}) == 5
@@ -77,7 +80,7 @@ def test_a_prior_config_takes_the_first_of_its_variants_that_fits_the_space(laye
     space = load_space({"adapters": {"lora": {"r": {"choices": [8, 16]}, "alpha": {"choices": [16, 32]}}},
                         "placement": {"layers": {"choices": layers}, "roles": {"choices": roles}},
                         "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
-    points = collect(WarmStartConfig(prior_share=1.0, prior_max_trials=8), space, "sqlite://", trials=8)
+    points = collect(WarmStartConfig(prior_share=1.0, prior_max_trials=NO_CAP), space, "sqlite://", trials=8)
     assert [p.source for p in points][:2] == ["prior:lora-all-linear", "prior:lora-top-attention"]
     assert [p.source for p in points].count("prior:lora-top-attention") == 1
     top = points[1].params
@@ -88,7 +91,7 @@ def test_a_prior_config_takes_the_first_of_its_variants_that_fits_the_space(laye
     (8, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # the default: a quarter of 8 trials
     (3, 0.25, 2, ["prior:lora-all-linear"]),                   # at least one
     (16, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # a quarter of 16 is 4, but the cap is 2
-    (8, 1.0, 8, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
+    (8, 1.0, NO_CAP, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
 ])
 def test_prior_takes_at_most_its_share_and_its_cap_of_the_trials_strongest_first(trials, share, cap, expected):
     points = collect(WarmStartConfig(prior_share=share, prior_max_trials=cap), SPACE, "sqlite://", trials=trials)
@@ -196,5 +199,5 @@ def test_the_ia3_prior_takes_the_higher_learning_rate_where_the_space_reaches_it
     wide = load_space({"adapters": {"ia3": {}}, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
     (point,) = collect(WarmStartConfig(), wide, "sqlite://", trials=8)
     assert (point.source, point.params["learning_rate"]) == ("prior:ia3-all-linear", 1e-2)
-    (narrow,) = collect(WarmStartConfig(prior_max_trials=8), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
+    (narrow,) = collect(WarmStartConfig(prior_max_trials=NO_CAP), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
     assert (narrow.source, narrow.params["learning_rate"]) == ("prior:ia3-all-linear", 3e-3)
