@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-interval", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-train", type=int, default=8000)
-    p.add_argument("--max-validation", type=int, default=1000)
+    p.add_argument("--max-validation", type=int, default=1000,
+                   help="validation sentences: dev.tsv's, topped up from train.tsv (0: dev.tsv's only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--name", default="family-lr")
@@ -128,10 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import sys
 
+    from autopeft.space import load_space
     from bench.data import prepare_task
     from bench.methods import Context, tokenized, train_one
-
-    from autopeft.space import load_space
 
     families, excluded = families_to_probe(args.space, args.families)
     space = load_space(args.space)
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = out / f".work-{args.name}"
     files = prepare_task("sst2", Path(args.glue_dir), work / "data", max_train=args.max_train,
-                         max_validation=args.max_validation, max_test=None, top_up_validation=True)
+                         max_validation=args.max_validation or None, max_test=None,
+                         top_up_validation=bool(args.max_validation))
     ctx = Context(files=files, seed=args.seed, workdir=work / "runs", trial_steps=args.trial_steps,
                   budget_steps=args.trial_steps, eval_interval=args.eval_interval, cpus=args.cpus)
     _, data = tokenized(ctx)
