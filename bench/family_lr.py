@@ -16,6 +16,8 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -127,18 +129,26 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
-    import sys
-
     from autopeft.space import load_space
-    from bench.data import prepare_task
-    from bench.methods import Context, tokenized, train_one
 
     families, excluded = families_to_probe(args.space, args.families)
     space = load_space(args.space)
-    stamp = dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = out / f".work-{args.name}"
+    base = out / f"{dt.date.today().isoformat()}-{args.name}"
+    command = "python -m bench.family_lr " + " ".join(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="family-lr-") as work:  # splits, tokenizer cache
+        probe(args, space, families, excluded, Path(work), base, command)
+    return 0
+
+
+def probe(args: argparse.Namespace, space: Any, families: list[str], excluded: dict[str, str], work: Path,
+          base: Path, command: str) -> None:
+    """Train each family at each learning rate; rewrite ``base``.json/.md after every run, so a
+    stopped probe keeps what it measured."""
+    from bench.data import prepare_task
+    from bench.methods import Context, tokenized, train_one
+
     files = prepare_task("sst2", Path(args.glue_dir), work / "data", max_train=args.max_train,
                          max_validation=args.max_validation or None, max_test=None,
                          top_up_validation=bool(args.max_validation))
@@ -147,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     _, data = tokenized(ctx)
     labels = list(data.splits["validation"].labels)
     majority = max(labels.count(v) for v in set(labels)) / len(labels)
-    result: dict[str, Any] = {"name": args.name, "command": "python -m bench.family_lr " + " ".join(sys.argv[1:] if argv is None else argv),
-                              "lrs": args.lrs, "trial_steps": args.trial_steps, "eval_interval": args.eval_interval,
-                              "batch_size": args.batch_size, "seed": args.seed, "sizes": files.sizes,
-                              "majority": majority, "excluded": excluded, "runs": []}
-    base = out / f"{stamp}-{args.name}"
+    result: dict[str, Any] = {"name": args.name, "command": command, "lrs": args.lrs, "trial_steps": args.trial_steps,
+                              "eval_interval": args.eval_interval, "batch_size": args.batch_size, "seed": args.seed,
+                              "sizes": files.sizes, "majority": majority, "excluded": excluded, "runs": []}
     for family in families:
         for lr in args.lrs:
             config = {"adapter": family, **family_config(space, family),
@@ -169,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
             print(family, lr, row.get("curve", row.get("error")), row["wall_s"], flush=True)
             base.with_suffix(".json").write_text(json.dumps(result, indent=1))
             base.with_suffix(".md").write_text(markdown(result))
-    return 0
 
 
 if __name__ == "__main__":

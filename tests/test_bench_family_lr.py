@@ -69,6 +69,8 @@ def test_a_probe_trains_each_family_at_each_learning_rate_and_writes_its_curves(
         assert "error" not in run
         assert [step for step, _ in run["curve"]] == [2, 4]
         assert run["trainable_params"] > 0 and run["config"]["learning_rate"] == run["lr"]
+    # the splits and tokenizer cache lived in a temporary folder: only the results are left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([json_path.name, json_path.with_suffix(".md").name])
     table = json_path.with_suffix(".md").read_text()
     assert "| ln_tuning |" in table and "| ia3 |" in table and "LR 0.01" in table
 
