@@ -75,15 +75,15 @@ def family_config(space: Any, family: str) -> dict[str, Any]:
     return {f"{family}.{name}": representative(spec) for name, spec in params.items()}
 
 
-def families_to_probe(space_name: str, subset: str | None, model: str = "minilm") -> tuple[list[str], dict[str, str]]:
+def families_to_probe(space: Any, space_name: str, subset: str | None,
+                      model: str = "minilm") -> tuple[list[str], dict[str, str]]:
     """The space's families this model can run (in the space's order), and the excluded ones with why."""
     from autopeft.config import ModelConfig
     from autopeft.models import resolve_location
     from autopeft.placement import scan
-    from autopeft.space import fit_to_model, load_space
+    from autopeft.space import fit_to_model
     from autopeft.tasks import get_task
 
-    space = load_space(space_name)
     kind = get_task("sequence_classification")
     structure = scan(kind.skeleton(ModelConfig(name_or_path=model), resolve_location(model), ["0", "1"]))
     fit = fit_to_model(space, structure, "sequence_classification")
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from autopeft.space import load_space
 
-    families, excluded = families_to_probe(args.space, args.families)
     space = load_space(args.space)
+    families, excluded = families_to_probe(space, args.space, args.families)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"{dt.date.today().isoformat()}-{args.name}"
