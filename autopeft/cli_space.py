@@ -74,7 +74,6 @@ def space(
     try:
         from autopeft.config import ModelConfig
         from autopeft.models import resolve_location
-        from autopeft.placement import scan
         from autopeft.space import TRAINING_KEYS, fit_to_model, load_space
         from autopeft.tasks import get_task
 
@@ -82,7 +81,7 @@ def space(
         loaded = load_space(file)
         location = resolve_location(model)
         spec = ModelConfig(name_or_path=model)
-        structure = scan(kind.skeleton(spec, location, [str(i) for i in range(num_labels)]))
+        structure = kind.structure(spec, location, [str(i) for i in range(num_labels)])
         fit = fit_to_model(loaded, structure, task)
     except AutoPeftError as exc:
         _fail(exc)

@@ -578,12 +578,11 @@ def _structure_for(data: StudyData) -> ModelStructure | None:
     try:
         from autopeft.config import ModelConfig
         from autopeft.models import resolve_location
-        from autopeft.placement import scan
         from autopeft.tasks import get_task
 
         model = ModelConfig.model_validate(data.config["model"])
         task = get_task(data.config.get("task", {}).get("kind", "sequence_classification"))
-        return scan(task.skeleton(model, resolve_location(model.name_or_path)))
+        return task.structure(model, resolve_location(model.name_or_path))
     except Exception as exc:  # noqa: BLE001 - the heat map says so instead
         data.notes.append(f"placement heat map: model structure not available ({' '.join(str(exc).split())[:120]})")
         return None

@@ -27,7 +27,7 @@ from autopeft.config import ResolvedConfig
 from autopeft.data import RawData, TokenizedData, load, locate, split_fingerprint, tokenize
 from autopeft.errors import ConfigError, SearchError
 from autopeft.models import model_reference, resolve_location
-from autopeft.placement import ModelStructure, scan
+from autopeft.placement import ModelStructure
 from autopeft.space import compile_space
 from autopeft.tasks import get_task
 from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_metrics, outcome
@@ -220,7 +220,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         given = getattr(cfg.data, split)
         if given is not None:
             setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
-    structure = scan(task.skeleton(cfg.model, location, raw.label_names or ["0", "1"]))
+    structure = task.structure(cfg.model, location, raw.label_names or ["0", "1"])
     validate_space(resolved, structure)
     check_ray_address(cfg.backend.address)
     check_reachable(cfg.tracking.uri)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from autopeft.config import ModelConfig
     from autopeft.data import TokenizedSplit
+    from autopeft.placement import ModelStructure
     from autopeft.predictor import AdapterPredictor
 
 
@@ -267,11 +268,14 @@ class TaskKind:
         return load_classifier(spec, location, {**self.model_kwargs(label_names), **self.load_kwargs},
                                torch_dtype=torch_dtype, auto_class=self.auto_class)
 
-    def skeleton(self, spec: ModelConfig, location: str, label_names: Sequence[str] = ("0", "1")) -> Any:
-        """The model with this kind's head on the meta device: its structure, no weights."""
+    def structure(self, spec: ModelConfig, location: str, label_names: Sequence[str] = ("0", "1")
+                  ) -> ModelStructure:
+        """The placement structure of the model with this kind's head, scanned on the meta device
+        (no weights loaded): what a space is validated against before any trial runs."""
         from autopeft.models import skeleton
+        from autopeft.placement import scan
 
-        return skeleton(spec, location, self.model_kwargs(label_names), auto_class=self.auto_class)
+        return scan(skeleton(spec, location, self.model_kwargs(label_names), auto_class=self.auto_class))
 
     def prepare_peft_config(self, peft_config: Any) -> Any:
         """Add ``head_modules`` to the config's ``modules_to_save`` (configs that have one)."""

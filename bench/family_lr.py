@@ -80,12 +80,11 @@ def families_to_probe(space: Any, space_name: str, subset: str | None,
     """The space's families this model can run (in the space's order), and the excluded ones with why."""
     from autopeft.config import ModelConfig
     from autopeft.models import resolve_location
-    from autopeft.placement import scan
     from autopeft.space import fit_to_model
     from autopeft.tasks import get_task
 
     kind = get_task("sequence_classification")
-    structure = scan(kind.skeleton(ModelConfig(name_or_path=model), resolve_location(model), ["0", "1"]))
+    structure = kind.structure(ModelConfig(name_or_path=model), resolve_location(model), ["0", "1"])
     fit = fit_to_model(space, structure, "sequence_classification")
     kept = fit.kept
     if subset:
