@@ -122,6 +122,9 @@ class BudgetConfig(_Strict):
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU.")
     max_failures: int = Field(0, ge=0, description="Retries of a trial that crashes (from its checkpoint).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size for evaluation.")
+    final_steps: Optional[int] = Field(
+        None, gt=0, description="After the search, train the selected config again from its start for this many "
+        "steps and register that adapter (none: register the selected trial's own adapter).")
 
     @model_validator(mode="after")
     def _interval_fits(self) -> BudgetConfig:

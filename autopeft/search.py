@@ -154,13 +154,18 @@ class SearchResult:
     #: Wall seconds per phase of the search (``SEARCH_PHASES``); logged on the parent run as
     #: ``phase_<name>_s`` so a slow study shows where its time went.
     phase_times_s: dict[str, float] = field(default_factory=dict)
+    #: With ``budget.final_steps``: the final training's evaluations (the registered adapter's
+    #: validation curve); empty when it was off or diverged (then the trial's adapter is registered).
+    final_history: list[dict[str, float]] = field(default_factory=list)
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the
-#: cache), start Ray, run the trials, export and register the best adapter (``finalize``) with its
-#: evaluation after reloading it, on validation and test (``final_eval``), write the report.
+#: cache), start Ray, run the trials, train the selected config again for ``budget.final_steps``
+#: (``final_training``, zero when off), export and register the best adapter (``finalize``) with
+#: its evaluation after reloading it, on validation and test (``final_eval``), write the report.
 #: Disjoint, so they add up to at most the wall time.
-SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "final_eval", "finalize", "report")
+SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "final_training", "final_eval", "finalize",
+                 "report")
 
 
 @contextlib.contextmanager
@@ -503,18 +508,69 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
 def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData, result: SearchResult,
               checkpoint: Any, model_ref: dict[str, str], phases: dict[str, float]) -> None:
     """Save the best adapter with its tokenizer and metadata, evaluate it, register it; the
-    evaluation is timed as ``final_eval``, the rest as ``finalize``."""
+    final training (if any) is timed as ``final_training``, the evaluation as ``final_eval``, the
+    rest as ``finalize``."""
+    with _phase(phases, "final_training"):
+        final_dir = _train_final(prepared, spec, client, data, result) if prepared.config.budget.final_steps else None
     with _phase(phases, "finalize"):
-        adapter_dir = _export_best(prepared, spec, data, result, checkpoint, model_ref)
+        if final_dir is not None:
+            adapter_dir = _export_best(prepared, spec, data, result, final_dir, model_ref)
+            shutil.rmtree(final_dir)  # its optimizer state is of no use once the adapter is exported
+        else:
+            with checkpoint.as_directory() as directory:
+                adapter_dir = _export_best(prepared, spec, data, result, Path(directory), model_ref)
     with _phase(phases, "final_eval"):
         _evaluate_reloaded(prepared, data, result, adapter_dir)
     with _phase(phases, "finalize"):
         _record_and_register(prepared, client, data, result, adapter_dir, model_ref)
 
 
+def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData,
+                 result: SearchResult) -> Path | None:
+    """Train the selected trial's config again from its start for ``budget.final_steps`` steps
+    (learning-rate schedule over those steps), in this process on its device, as the final
+    evaluation runs; its validation curve goes on the parent run as ``final_<metric>``. Returns
+    the checkpoint folder, or None when the training diverged: the trial's adapter is then
+    registered instead, and the parent run's ``autopeft.final_training_error`` tag says why.
+
+    Short trials rank configs; the adapter a user ships is better trained for longer, and the
+    steps ASHA saves pay for it (bench/NOTES.md, *A final training of the selected config*)."""
+    import dataclasses
+
+    from autopeft.training import TrialDiverged, build_adapter, save_checkpoint, train
+
+    cfg = prepared.config
+    best = result.best
+    assert best is not None and cfg.budget.final_steps
+    final_spec = dataclasses.replace(spec, max_steps=cfg.budget.final_steps, limits={})
+    logged = (*get_task(cfg.task.kind).metric_names, "train_loss")
+
+    def record(metrics: dict[str, Any], _state: Any) -> None:
+        row = {k: float(metrics[k]) for k in logged if isinstance(metrics.get(k), (int, float))}
+        log_metrics(client, result.parent_run_id, {f"final_{k}": v for k, v in row.items()}, step=int(metrics["step"]))
+        result.final_history.append({**row, "step": float(metrics["step"])})
+
+    try:
+        built = build_adapter(final_spec, best.params)
+        state = train(built, final_spec, data, best.params, on_eval=record)
+    except TrialDiverged as exc:
+        logging.getLogger(__name__).warning("final training diverged, registering the trial's adapter: %s", exc)
+        client.set_tag(result.parent_run_id, "autopeft.final_training_error", str(exc)[:500])
+        result.final_history.clear()
+        return None
+    directory = prepared.output_dir / prepared.study_name / "final-training"
+    if directory.exists():  # left by a driver that died here; this run starts it again
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    save_checkpoint(built, state, directory)
+    del built
+    return directory
+
+
 def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result: SearchResult,
-                 checkpoint: Any, model_ref: dict[str, str]) -> Path:
-    """The best trial's adapter, tokenizer and metadata in ``<output>/<study>/<artifact>``."""
+                 checkpoint_dir: Path, model_ref: dict[str, str]) -> Path:
+    """The registered adapter (the best trial's, or its final training's), tokenizer and
+    metadata in ``<output>/<study>/<artifact>``."""
     from autopeft.predictor import write_metadata
     from autopeft.serving import ADAPTER_ARTIFACT
 
@@ -525,8 +581,7 @@ def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, resul
     adapter_dir = prepared.output_dir / prepared.study_name / ADAPTER_ARTIFACT
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
-    with checkpoint.as_directory() as directory:
-        export_adapter(spec, best.params, Path(directory), adapter_dir)
+    export_adapter(spec, best.params, checkpoint_dir, adapter_dir)
     get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
     family = best.params.get("adapter")
     write_metadata(adapter_dir, {
@@ -547,7 +602,10 @@ def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, resul
         "selection": {"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
         "costs": {k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
                   if k in best.metrics},
-        "validation": {k: best.metrics[k] for k in get_task(cfg.task.kind).metric_names if k in best.metrics},
+        # the registered adapter's own: its final training's last evaluation where it had one
+        "validation": {k: v for k, v in (result.final_history[-1] if result.final_history else best.metrics).items()
+                       if k in get_task(cfg.task.kind).metric_names},
+        "final_steps": cfg.budget.final_steps if result.final_history else None,
         "data_fingerprint": data.fingerprint,
     })
     return adapter_dir
@@ -612,6 +670,7 @@ def _record_and_register(prepared: Prepared, client: Any, data: TokenizedData, r
         "autopeft.test_metric": result.test_metrics.get(metric, ""),
         "autopeft.trainable_params": best.metrics.get("trainable_params", ""),
         "autopeft.trainable_share": best.metrics.get("trainable_share", ""),
+        "autopeft.final_steps": cfg.budget.final_steps if result.final_history else "",
         "autopeft.version": __version__,
     }
     result.adapter_dir = adapter_dir

@@ -70,6 +70,12 @@ def test_non_positive_trials(tmp_path):
         resolve_dict(tmp_path, base_config(tmp_path, budget__trials=0))
 
 
+def test_final_steps_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match=r"budget\.final_steps: .*greater than 0.*found 0"):
+        resolve_dict(tmp_path, base_config(tmp_path, budget__final_steps=0))
+    assert resolve_dict(tmp_path, base_config(tmp_path)).config.budget.final_steps is None  # off unless asked
+
+
 def test_eval_interval_above_max_steps(tmp_path):
     with pytest.raises(ConfigError, match=r"eval_interval \(50\) is larger than max_steps \(10\)"):
         resolve_dict(tmp_path, base_config(tmp_path, budget__eval_interval=50))
