@@ -59,6 +59,7 @@ class Context:
     grace_period: int = 1
     prune_metric: str | None = None  # None: the objective
     prior_share: float | None = None  # most of a search's trials the warm-start prior takes; None: autopeft's default
+    final_steps: int = 0  # of an autopeft search's budget: steps training its selected config again (0: off)
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
     metric: str = "accuracy"
@@ -67,6 +68,11 @@ class Context:
     def full_trials(self) -> int:
         """Trials of full length that fit the budget (methods without early stopping)."""
         return max(1, self.budget_steps // self.trial_steps)
+
+    @property
+    def search_steps(self) -> int:
+        """The step budget of an autopeft search's trials: the budget less its final training."""
+        return self.budget_steps - self.final_steps
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -188,7 +194,8 @@ def run_grid(ctx: Context) -> dict[str, Any]:
 
 
 def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning: bool, trials: int,
-                  prior: bool = True, concurrent: int = 1, cpus_per_trial: float | None = None) -> dict[str, Any]:
+                  prior: bool = True, concurrent: int = 1, cpus_per_trial: float | None = None,
+                  final_steps: int = 0) -> dict[str, Any]:
     """An autopeft search config (as a user writes it) for this context."""
     study = f"{name}-{ctx.files.task}-s{ctx.seed}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}"
     return {
@@ -203,7 +210,7 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
         "warm_start": {"prior": prior, **({"prior_share": ctx.prior_share} if ctx.prior_share is not None else {})},
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
-                   "eval_batch_size": ctx.eval_batch_size},
+                   "eval_batch_size": ctx.eval_batch_size, "final_steps": final_steps or None},
         "pruning": {"enabled": pruning, "grace_period": ctx.grace_period, "reduction_factor": 2,
                     "metric": ctx.prune_metric},
         "tracking": {"uri": f"sqlite:///{ctx.workdir / 'mlflow.db'}", "experiment": f"bench-{name}",
@@ -227,7 +234,8 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     timeline = Timeline(ctx.metric)
     mlflow_time: dict[str, float] = {}
     started = time.perf_counter()
-    limiter = step_budget(ctx.budget_steps, ctx.trial_steps) if budget else _null()
+    final_steps = raw_config["budget"].get("final_steps") or 0
+    limiter = step_budget(ctx.budget_steps - final_steps, ctx.trial_steps) if budget else _null()
     with limiter, timed_recorder(mlflow_time):
         prepared = prepare(resolve(path))
         result = run_search(prepared, callbacks=[timeline])
@@ -242,9 +250,12 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
                        "config": {k: v for k, v in t.params.items()}})
     best = result.best
     assert best is not None
+    # the final training's steps count against the budget like the trials' (none if it diverged)
+    final_trained = int(result.final_history[-1]["step"]) if result.final_history else 0
     return _record(
         name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
-        params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials), wall=wall,
+        params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials) + final_trained,
+        wall=wall, final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
         trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
         timeline=timeline.as_dict(),
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
@@ -272,10 +283,12 @@ def run_autopeft_space(space: str, name: str, *, pruning: bool = True,
     def run(ctx: Context) -> dict[str, Any]:
         # with ASHA, twice the full trials the budget pays for (8 for a 4-trial budget, the
         # config's default): the step budget, not the count, ends the search unless ASHA stops
-        # most trials at their first rung; the warm-start prior's share is of this count
-        trials = 2 * ctx.full_trials if pruning else ctx.full_trials
+        # most trials at their first rung; the warm-start prior's share is of this count. With a
+        # final training (ctx.final_steps), of the budget that is left to the search
+        full = max(1, ctx.search_steps // ctx.trial_steps)
+        trials = 2 * full if pruning else full
         return run_autopeft(ctx, name, search_config(ctx, name, space=space, sampler="tpe", pruning=pruning,
-                                                     trials=trials, prior=prior))
+                                                     trials=trials, prior=prior, final_steps=ctx.final_steps))
     return run
 
 

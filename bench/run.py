@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "prune_metric": None,
     # most of an autopeft search's trials the built-in warm-start prior takes (null: autopeft's default)
     "prior_share": None,
+    # steps of each autopeft search's budget kept for training its selected config again from the
+    # start (autopeft's budget.final_steps); the search itself gets the rest. 0: off
+    "final_steps": 0,
     "cpus": 2,
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
@@ -81,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
                    help="validation metric ASHA's rungs compare trials on (autopeft's pruning.metric, e.g. loss)")
     p.add_argument("--prior-share", type=float, dest="prior_share",
                    help="most of an autopeft search's trials the warm-start prior takes (autopeft's warm_start.prior_share)")
+    p.add_argument("--final-steps", type=int, dest="final_steps",
+                   help="of each autopeft search's step budget, the steps that train its selected config again "
+                        "(autopeft's budget.final_steps); the search gets the rest (default 0: off)")
     p.add_argument("--max-length", type=int, dest="max_length")
     p.add_argument("--max-train", type=int, dest="max_train")
     p.add_argument("--max-validation", type=int, dest="max_validation")
@@ -117,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         p.error("--budget-steps must be at least --trial-steps")
     if settings["eval_interval"] > settings["trial_steps"]:
         p.error("--eval-interval must be at most --trial-steps")
+    if not 0 <= settings["final_steps"] <= settings["budget_steps"] - settings["trial_steps"]:
+        p.error("--final-steps must leave the search at least one full trial: between 0 and "
+                f"{settings['budget_steps'] - settings['trial_steps']}, found {settings['final_steps']}")
     if settings["first_seed"] < 0:
         p.error(f"--first-seed must be 0 or more, found {settings['first_seed']}")
     if settings["top_up_validation"] and not settings["max_validation"]:
@@ -239,7 +248,7 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
                    trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
                    grace_period=settings["grace_period"], prune_metric=settings["prune_metric"],
-                   prior_share=settings["prior_share"], cpus=settings["cpus"],
+                   prior_share=settings["prior_share"], final_steps=settings["final_steps"], cpus=settings["cpus"],
                    grid=settings["grid"] or dict(DEFAULT_GRID))
 
 
@@ -282,7 +291,9 @@ def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, lo
     seed_note = f" ({seeds.start}..{seeds.stop - 1})" if seeds.start else ""
     scale = (f"{settings['seeds']} seed(s){seed_note}; tasks {', '.join(settings['tasks'])}; budget {budget} training steps per "
              f"method ({budget // per_trial} full trials of {per_trial} steps, evaluation every "
-             f"{settings['eval_interval']}); train ≤ {settings['max_train']} / validation ≤ "
+             f"{settings['eval_interval']}"
+             f"{'; autopeft searches keep ' + str(settings['final_steps']) + ' of them to train their selected config again' if settings['final_steps'] else ''}"
+             f"); train ≤ {settings['max_train']} / validation ≤ "
              f"{settings['max_validation']}{' (SST-2 topped up from train)' if settings['top_up_validation'] else ''}"
              f" / test ≤ {settings['max_test'] or 'all'} examples; max_length "
              f"{settings['max_length']}; {settings['cpus']} CPU threads; {os.cpu_count()} cores on the machine, load "

@@ -31,6 +31,16 @@ def test_shares_count_the_final_evaluation_as_evaluation_only_in_the_orchestrati
     assert o["wall_over_in_trial"] == pytest.approx(100.0 / 90.0)
 
 
+def test_a_final_training_counts_as_training_not_overhead():
+    trials = [{"trial_id": "a", "train_time_s": 60.0, "eval_time_s": 10.0}]
+    record = _record(trials, wall=100.0, final_eval=5.0)
+    record["phase_times_s"]["final_training"] = 20.0
+    o = search_overhead(record)
+    assert o is not None
+    assert o["in_trial_train_eval_s"] == pytest.approx(90.0)
+    assert o["overhead_share"] == pytest.approx(0.10)
+
+
 def test_a_failed_trial_adds_nothing_instead_of_making_every_share_nan():
     trials = [{"trial_id": "a", "train_time_s": 60.0, "eval_time_s": 10.0},
               {"trial_id": "f", "train_time_s": math.nan, "eval_time_s": None}]
@@ -141,3 +151,20 @@ def test_the_table_states_the_sampling_noise_of_the_splits_it_was_measured_on():
     # without split sizes (result files written before they were stored) the line is left out
     assert "standard error" not in markdown({"name": "x", "meta": {**meta, "split_sizes": {}}, "summary": summary,
                                              "paired": {}})
+
+
+def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_autopeft_searches(tmp_path):
+    from autopeft.config import BudgetConfig
+    from bench.methods import search_config
+    from bench.run import parse_args
+
+    assert parse_args(["--final-steps", "400"])["final_steps"] == 400
+    for bad in ("-1", "800"):  # the search must keep at least one full trial of the 800 steps
+        with pytest.raises(SystemExit):
+            parse_args(["--final-steps", bad])
+    ctx = _bench_context(tmp_path, budget_steps=800, trial_steps=100, final_steps=400)
+    assert ctx.search_steps == 400 and ctx.full_trials == 8  # baselines keep the whole budget
+    cfg = search_config(ctx, "x", space="lora-family", sampler="tpe", pruning=True, trials=8, final_steps=400)
+    assert BudgetConfig(**cfg["budget"]).final_steps == 400
+    random = search_config(ctx, "random", space="lora-family", sampler="random", pruning=False, trials=8)
+    assert BudgetConfig(**random["budget"]).final_steps is None

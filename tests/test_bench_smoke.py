@@ -38,6 +38,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert 0 < rec["total_steps"] <= settings["budget_steps"], rec["method"]
     search = next(r for r in result["records"] if r["method"] == "autopeft-lora")
     assert search["trials"] and search["timeline"]["reports"]
+    # its final training's steps count against the budget with the trials'
+    assert search["final_steps"] == settings["final_steps"] == 2 and [s for s, _ in search["final_curve"]] == [1, 2]
+    assert search["total_steps"] == sum(t["steps"] for t in search["trials"]) + 2
     assert all(t["train_time_s"] > 0 for t in search["trials"])
     overhead = result["overhead"]["searches"]["sst2/autopeft-lora/s0"]
     assert overhead["wall_over_in_trial"] > 1.0 and overhead["mlflow_s_per_trial"] is not None
