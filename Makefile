@@ -25,7 +25,7 @@ demo: install
 	$(VENV)/bin/autopeft search --config examples/demo.yaml
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-unit: install
 	$(PY) -m pytest -q tests -m "not integration"
