@@ -10,6 +10,8 @@ used, its wall time and, where it ran several trials, each trial's steps and val
 - ``autopeft-lora-noprior``: the same with ASHA, without the built-in warm-start prior.
 - ``random``: ``run_search`` with ``sampler: random``, pruning off, no warm-start prior, over
   ``lora-family``.
+- ``random-final`` (with ``--final-steps``): the same over the budget less the final steps, then
+  its best config trained again for them, as the autopeft searches do: a control, not a baseline.
 - ``default``: peft's ``LoraConfig`` defaults (r=8, alpha=8, dropout 0, query+value on every
   layer), LR 2e-4, batch 16, trained for one trial's steps (training.py).
 - ``grid``: rank x LR x target modules, each point a full trial (training.py), best on validation.
@@ -298,6 +300,15 @@ def run_random(ctx: Context) -> dict[str, Any]:
     return run_autopeft(ctx, "random", cfg)
 
 
+def run_random_final(ctx: Context) -> dict[str, Any]:
+    """A control for ``--final-steps``: random search as above over the search's share of the
+    budget, then the same final training of its best config. Set beside the autopeft searches,
+    it says how much of their result is the final training and how much the search."""
+    cfg = search_config(ctx, "random-final", space="lora-family", sampler="random", pruning=False,
+                        trials=max(1, ctx.search_steps // ctx.trial_steps), prior=False, final_steps=ctx.final_steps)
+    return run_autopeft(ctx, "random-final", cfg)
+
+
 # --------------------------------------------------------------------------- transformers Trainer + Optuna
 
 
@@ -401,5 +412,7 @@ METHODS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "default": run_default,
     "hf-optuna": run_hf_optuna,
     "random": run_random,
+    # with --final-steps only: random search, then the autopeft searches' final training
+    "random-final": run_random_final,
     "grid": run_grid,
 }

@@ -126,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     if not 0 <= settings["final_steps"] <= settings["budget_steps"] - settings["trial_steps"]:
         p.error("--final-steps must leave the search at least one full trial: between 0 and "
                 f"{settings['budget_steps'] - settings['trial_steps']}, found {settings['final_steps']}")
+    if "random-final" in settings["methods"] and not settings["final_steps"]:
+        p.error("--methods random-final needs --final-steps: it is random search with the autopeft searches' "
+                "final training")
     if settings["first_seed"] < 0:
         p.error(f"--first-seed must be 0 or more, found {settings['first_seed']}")
     if settings["top_up_validation"] and not settings["max_validation"]:
@@ -142,7 +145,7 @@ def seed_range(settings: dict[str, Any]) -> range:
 
 def _method_names() -> list[str]:
     return ["autopeft-lora", "autopeft-all", "autopeft-lora-fifo", "autopeft-lora-noprior", "default", "hf-optuna",
-            "random", "grid"]
+            "random", "random-final", "grid"]
 
 
 def _quiet() -> None:

@@ -168,3 +168,7 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
     assert BudgetConfig(**cfg["budget"]).final_steps == 400
     random = search_config(ctx, "random", space="lora-family", sampler="random", pruning=False, trials=8)
     assert BudgetConfig(**random["budget"]).final_steps is None
+    # the control that gives random search the same final training needs final steps to give
+    assert parse_args(["--methods", "random-final", "--final-steps", "400"])["methods"] == ["random-final"]
+    with pytest.raises(SystemExit):
+        parse_args(["--methods", "random-final"])
