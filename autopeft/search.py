@@ -536,6 +536,9 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
     Short trials rank configs; the adapter a user ships is better trained for longer, and the
     steps ASHA saves pay for it (bench/NOTES.md, *A final training of the selected config*)."""
     import dataclasses
+    import gc
+
+    import torch
 
     from autopeft.training import TrialDiverged, build_adapter, save_checkpoint, train
 
@@ -563,7 +566,11 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     save_checkpoint(built, state, directory)
-    del built
+    # free the model and optimizer state before the final evaluation loads the adapter again
+    del built, state
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return directory
 
 
