@@ -76,6 +76,12 @@ class Context:
         """The step budget of an autopeft search's trials: the budget less its final training."""
         return self.budget_steps - self.final_steps
 
+    @property
+    def search_full_trials(self) -> int:
+        """Trials of full length that fit a search's share of the budget (``full_trials`` less
+        the final training's steps)."""
+        return max(1, self.search_steps // self.trial_steps)
+
 
 # --------------------------------------------------------------------------- shared pieces
 
@@ -287,8 +293,7 @@ def run_autopeft_space(space: str, name: str, *, pruning: bool = True,
         # config's default): the step budget, not the count, ends the search unless ASHA stops
         # most trials at their first rung; the warm-start prior's share is of this count. With a
         # final training (ctx.final_steps), of the budget that is left to the search
-        full = max(1, ctx.search_steps // ctx.trial_steps)
-        trials = 2 * full if pruning else full
+        trials = 2 * ctx.search_full_trials if pruning else ctx.search_full_trials
         return run_autopeft(ctx, name, search_config(ctx, name, space=space, sampler="tpe", pruning=pruning,
                                                      trials=trials, prior=prior, final_steps=ctx.final_steps))
     return run
@@ -305,7 +310,7 @@ def run_random_final(ctx: Context) -> dict[str, Any]:
     budget, then the same final training of its best config. Set beside the autopeft searches,
     it says how much of their result is the final training and how much the search."""
     cfg = search_config(ctx, "random-final", space="lora-family", sampler="random", pruning=False,
-                        trials=max(1, ctx.search_steps // ctx.trial_steps), prior=False, final_steps=ctx.final_steps)
+                        trials=ctx.search_full_trials, prior=False, final_steps=ctx.final_steps)
     return run_autopeft(ctx, "random-final", cfg)
 
 

@@ -163,7 +163,8 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
         with pytest.raises(SystemExit):
             parse_args(["--final-steps", bad])
     ctx = _bench_context(tmp_path, budget_steps=800, trial_steps=100, final_steps=400)
-    assert ctx.search_steps == 400 and ctx.full_trials == 8  # baselines keep the whole budget
+    assert ctx.search_steps == 400 and ctx.search_full_trials == 4
+    assert ctx.full_trials == 8  # baselines keep the whole budget
     cfg = search_config(ctx, "x", space="lora-family", sampler="tpe", pruning=True, trials=8, final_steps=400)
     assert BudgetConfig(**cfg["budget"]).final_steps == 400
     random = search_config(ctx, "random", space="lora-family", sampler="random", pruning=False, trials=8)
