@@ -125,6 +125,9 @@ class BudgetConfig(_Strict):
     final_steps: Optional[int] = Field(
         None, gt=0, description="After the search, train the selected config again from its start for this many "
         "steps and register that adapter (none: register the selected trial's own adapter).")
+    final_eval_interval: Optional[int] = Field(
+        None, gt=0, description="Evaluate the final training every this many steps and at its end (default: about "
+        "8 times over final_steps, never more often than eval_interval).")
 
     @model_validator(mode="after")
     def _interval_fits(self) -> BudgetConfig:
@@ -132,7 +135,23 @@ class BudgetConfig(_Strict):
             raise ValueError(
                 f"eval_interval ({self.eval_interval}) is larger than max_steps ({self.max_steps})"
             )
+        if self.final_eval_interval is not None:
+            if self.final_steps is None:
+                raise ValueError("final_eval_interval is set but final_steps is not (there is no final training)")
+            if self.final_eval_interval > self.final_steps:
+                raise ValueError(f"final_eval_interval ({self.final_eval_interval}) is larger than final_steps "
+                                 f"({self.final_steps})")
         return self
+
+    @property
+    def final_interval(self) -> int:
+        """Steps between the final training's evaluations. Its curve is for review only (the
+        adapter registered is its last step's), so by default it evaluates about 8 times: at
+        the trials' interval it spent a third of its time evaluating (bench/NOTES.md)."""
+        assert self.final_steps is not None
+        if self.final_eval_interval is not None:
+            return self.final_eval_interval
+        return min(self.final_steps, max(self.eval_interval, -(-self.final_steps // 8)))
 
     @property
     def num_reports(self) -> int:

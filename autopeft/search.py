@@ -545,7 +545,8 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
     cfg = prepared.config
     best = result.best
     assert best is not None and cfg.budget.final_steps
-    final_spec = dataclasses.replace(spec, max_steps=cfg.budget.final_steps, limits={})
+    final_spec = dataclasses.replace(spec, max_steps=cfg.budget.final_steps, eval_interval=cfg.budget.final_interval,
+                                     limits={})
     logged = (*get_task(cfg.task.kind).metric_names, "train_loss")
 
     def record(metrics: dict[str, Any], _state: Any) -> None:

@@ -76,6 +76,20 @@ def test_final_steps_must_be_positive(tmp_path):
     assert resolve_dict(tmp_path, base_config(tmp_path)).config.budget.final_steps is None  # off unless asked
 
 
+def test_the_final_training_evaluates_about_eight_times_unless_told(tmp_path):
+    def budget(**fields):
+        return resolve_dict(tmp_path, base_config(tmp_path, **{f"budget__{k}": v for k, v in fields.items()})).config.budget
+
+    assert budget(final_steps=400, eval_interval=5).final_interval == 50  # 8 evaluations, not 80
+    assert budget(final_steps=12, eval_interval=5).final_interval == 5  # never more often than the trials'
+    assert budget(final_steps=3, eval_interval=5).final_interval == 3  # at least once, at its end
+    assert budget(final_steps=400, final_eval_interval=10).final_interval == 10
+    with pytest.raises(ConfigError, match=r"final_eval_interval \(500\) is larger than final_steps \(400\)"):
+        budget(final_steps=400, final_eval_interval=500)
+    with pytest.raises(ConfigError, match=r"final_eval_interval is set but final_steps is not"):
+        budget(final_eval_interval=10)
+
+
 def test_eval_interval_above_max_steps(tmp_path):
     with pytest.raises(ConfigError, match=r"eval_interval \(50\) is larger than max_steps \(10\)"):
         resolve_dict(tmp_path, base_config(tmp_path, budget__eval_interval=50))
