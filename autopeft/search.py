@@ -30,7 +30,7 @@ from autopeft.models import model_reference, resolve_location
 from autopeft.placement import ModelStructure
 from autopeft.space import compile_space
 from autopeft.tasks import get_task
-from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_metrics, outcome
+from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_history, log_metrics, outcome
 from autopeft.training import StudySpec, export_adapter
 
 if TYPE_CHECKING:
@@ -157,6 +157,12 @@ class SearchResult:
     #: With ``budget.final_steps``: the final training's evaluations (the registered adapter's
     #: validation curve); empty when it was off or diverged (then the trial's adapter is registered).
     final_history: list[dict[str, float]] = field(default_factory=list)
+    #: The Ray node the final training ran on (also the parent run's ``autopeft.final_training_node``).
+    final_node_id: str = ""
+    #: Seconds of the final training's own training steps and validation evaluations, without its
+    #: Ray task's start (``phase_times_s["final_training"]`` holds both); logged as ``final_training_*_s``.
+    final_train_time_s: float = 0.0
+    final_eval_time_s: float = 0.0
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the
@@ -515,7 +521,7 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
     with _phase(phases, "finalize"):
         if final_dir is not None:
             adapter_dir = _export_best(prepared, spec, data, result, final_dir, model_ref)
-            shutil.rmtree(final_dir)  # its optimizer state is of no use once the adapter is exported
+            shutil.rmtree(final_dir)  # the exported adapter's copy
         else:
             with checkpoint.as_directory() as directory:
                 adapter_dir = _export_best(prepared, spec, data, result, Path(directory), model_ref)
@@ -528,50 +534,46 @@ def _finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedD
 def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData,
                  result: SearchResult) -> Path | None:
     """Train the selected trial's config again from its start for ``budget.final_steps`` steps
-    (learning-rate schedule over those steps), in this process on its device, as the final
-    evaluation runs; its validation curve goes on the parent run as ``final_<metric>``. Returns
-    the checkpoint folder, or None when the training diverged: the trial's adapter is then
+    (learning-rate schedule over those steps) in a Ray task with a trial's resources; its
+    validation curve goes on the parent run as ``final_<metric>``. Returns the folder of the
+    trained adapter, or None when the training diverged: the trial's adapter is then
     registered instead, and the parent run's ``autopeft.final_training_error`` tag says why.
 
     Short trials rank configs; the adapter a user ships is better trained for longer, and the
     steps ASHA saves pay for it (bench/NOTES.md, *A final training of the selected config*)."""
     import dataclasses
-    import gc
 
-    import torch
+    import ray
 
-    from autopeft.training import TrialDiverged, build_adapter, save_checkpoint, train
+    from autopeft.trial import train_final
 
     cfg = prepared.config
     best = result.best
     assert best is not None and cfg.budget.final_steps
     final_spec = dataclasses.replace(spec, max_steps=cfg.budget.final_steps, eval_interval=cfg.budget.final_interval,
                                      limits={})
-    logged = (*get_task(cfg.task.kind).metric_names, "train_loss")
-
-    def record(metrics: dict[str, Any], _state: Any) -> None:
-        row = {k: float(metrics[k]) for k in logged if isinstance(metrics.get(k), (int, float))}
-        log_metrics(client, result.parent_run_id, {f"final_{k}": v for k, v in row.items()}, step=int(metrics["step"]))
-        result.final_history.append({**row, "step": float(metrics["step"])})
-
-    try:
-        built = build_adapter(final_spec, best.params)
-        state = train(built, final_spec, data, best.params, on_eval=record)
-    except TrialDiverged as exc:
-        logging.getLogger(__name__).warning("final training diverged, registering the trial's adapter: %s", exc)
-        client.set_tag(result.parent_run_id, "autopeft.final_training_error", str(exc)[:500])
-        result.final_history.clear()
+    # a lost worker or node restarts it (from its start), as many times as a trial may be retried
+    task = ray.remote(train_final).options(num_cpus=cfg.budget.cpus_per_trial, num_gpus=cfg.budget.gpus_per_trial,
+                                           max_retries=cfg.budget.max_failures)
+    trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
+    result.final_node_id = trained.node_id
+    result.final_train_time_s, result.final_eval_time_s = trained.train_time_s, trained.eval_time_s
+    log_metrics(client, result.parent_run_id, {"final_training_train_s": trained.train_time_s,
+                                               "final_training_eval_s": trained.eval_time_s})
+    client.set_tag(result.parent_run_id, "autopeft.final_training_node", trained.node_id)
+    log_history(client, result.parent_run_id, trained.history, prefix="final_")
+    if trained.error is not None:
+        logging.getLogger(__name__).warning("final training diverged, registering the trial's adapter: %s",
+                                            trained.error)
+        client.set_tag(result.parent_run_id, "autopeft.final_training_error", trained.error[:500])
         return None
+    result.final_history = trained.history
     directory = prepared.output_dir / prepared.study_name / "final-training"
     if directory.exists():  # left by a driver that died here; this run starts it again
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    save_checkpoint(built, state, directory)
-    # free the model and optimizer state before the final evaluation loads the adapter again
-    del built, state
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    for name, content in trained.adapter_files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(content)
     return directory
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,7 +158,19 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    _log_batched(client, run_id, [Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def log_history(client: MlflowClient, run_id: str, history: Sequence[Mapping[str, float]], *, prefix: str = "") -> None:
+    """Log a curve, rows of metrics each with its ``step``, as ``<prefix><metric>`` in batch calls."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    _log_batched(client, run_id, [Metric(f"{prefix}{k}", float(v), now, int(row["step"]))
+                                  for row in history for k, v in row.items() if k != "step"])
+
+
+def _log_batched(client: MlflowClient, run_id: str, items: list[Any]) -> None:
     for start in range(0, len(items), 1000):  # MLflow caps metrics per batch at 1000
         client.log_batch(run_id, metrics=items[start : start + 1000])
 

@@ -1,4 +1,5 @@
-"""One trial as a Ray Tune function trainable: build, train, report. No orchestration here.
+"""What runs in Ray workers: one trial as a Ray Tune function trainable (build, train, report),
+and the final training of the selected config as a Ray task. No orchestration here.
 
 Each report carries the validation metrics and a checkpoint (adapter weights plus optimizer
 state), so the scheduler can stop the trial at any report, Ray can restart it from the last
@@ -11,6 +12,7 @@ import gc
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from autopeft.data import TokenizedData
 from autopeft.training import (
     StudySpec,
     TrainState,
+    TrialDiverged,
     adapter_size_mb,
     build_adapter,
     pick_device,
@@ -76,3 +79,51 @@ def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedDa
         return
     train(built, spec, data, config, on_eval=report, state=state, device=device, amp_dtype=amp_dtype,
           setup_started=setup_started)
+
+
+@dataclass
+class FinalTraining:
+    """What the final training's Ray task sends back to the driver: its validation curve, the
+    trained adapter's peft files (no optimizer state: nothing trains on from it), or why it
+    diverged; and where it ran."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    adapter_files: dict[str, bytes] = field(default_factory=dict)
+    error: str | None = None
+    node_id: str = ""
+    pid: int = 0
+    #: seconds inside the training loop: training steps, and its validation evaluations
+    train_time_s: float = 0.0
+    eval_time_s: float = 0.0
+
+
+def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
+                metric_names: tuple[str, ...]) -> FinalTraining:
+    """Train ``config`` from its start for ``spec.max_steps`` steps, in a Ray task that holds a
+    trial's resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU
+    worker, not the driver's host)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    torch.set_num_threads(max(1, int(context.get_assigned_resources().get("CPU", 1))))
+    device, amp_dtype = pick_device()
+    out = FinalTraining(node_id=context.get_node_id(), pid=os.getpid())
+
+    def record(metrics: dict[str, Any], _state: TrainState) -> None:
+        row = {k: float(metrics[k]) for k in (*metric_names, "train_loss") if isinstance(metrics.get(k), (int, float))}
+        out.history.append({**row, "step": float(metrics["step"])})
+
+    built = build_adapter(spec, config)
+    state = TrainState()
+    try:
+        train(built, spec, data, config, on_eval=record, state=state, device=device, amp_dtype=amp_dtype)
+    except TrialDiverged as exc:
+        out.error = str(exc)
+        return out
+    finally:
+        out.train_time_s, out.eval_time_s = state.train_time_s, state.eval_time_s
+    with tempfile.TemporaryDirectory(prefix="autopeft-final-") as directory:
+        built.model.save_pretrained(directory)
+        out.adapter_files = {str(p.relative_to(directory)): p.read_bytes()
+                             for p in Path(directory).rglob("*") if p.is_file()}
+    return out

@@ -264,6 +264,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
         params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials) + final_trained,
         wall=wall, final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
+        final_train_eval_s=result.final_train_time_s + result.final_eval_time_s,
         trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
         timeline=timeline.as_dict(),
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,

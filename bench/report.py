@@ -139,8 +139,10 @@ def search_overhead(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     # a failed trial reports no times (NaN): it adds nothing to the in-trial time
     in_trial = sum(_seconds(t.get("train_time_s")) + _seconds(t.get("eval_time_s")) for t in trials)
-    # the selected config's final training (budget.final_steps) is training too, outside any trial
-    in_trial += _seconds((record.get("phase_times_s") or {}).get("final_training"))
+    # the selected config's final training (budget.final_steps) is training too, outside any trial;
+    # its Ray task's start is orchestration (records before 2026-11-28 only have the whole phase)
+    final = record.get("final_train_eval_s")
+    in_trial += _seconds(final if final is not None else (record.get("phase_times_s") or {}).get("final_training"))
     started, ended = timeline["started"], timeline["ended"]
     span = (max(ended.values()) - min(started.values())) if started and ended else None
     first_report: dict[str, dict[str, Any]] = {}

@@ -39,6 +39,13 @@ def test_a_final_training_counts_as_training_not_overhead():
     assert o is not None
     assert o["in_trial_train_eval_s"] == pytest.approx(90.0)
     assert o["overhead_share"] == pytest.approx(0.10)
+    # where the record has the final training's own train+eval time, its Ray task's start (the
+    # rest of the phase) is overhead
+    record["final_train_eval_s"] = 16.0
+    o = search_overhead(record)
+    assert o is not None
+    assert o["in_trial_train_eval_s"] == pytest.approx(86.0)
+    assert o["overhead_share"] == pytest.approx(0.14)
 
 
 def test_a_failed_trial_adds_nothing_instead_of_making_every_share_nan():

@@ -1,4 +1,5 @@
-"""A search on a two-node Ray cluster survives losing the node that runs a trial."""
+"""A search on a two-node Ray cluster survives losing the node that runs a trial, and trains its
+final adapter on a worker node, not on the driver's head node."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
     # The head runs no trials (0 CPUs), so trials land on the worker node we then remove;
     # a replacement node joins, as an autoscaler would bring one after a preemption.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    head_id = cluster.head_node.node_id
     worker = cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -40,7 +42,8 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
         "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"], "max_train_examples": 240,
                  "max_eval_examples": 80},
         "space": {"adapters": {"lora": {"r": 4}}, "batch_size": 16},
-        "budget": {"trials": 2, "max_steps": 60, "eval_interval": 10, "cpus_per_trial": 2, "max_failures": 2},
+        "budget": {"trials": 2, "max_steps": 60, "eval_interval": 10, "cpus_per_trial": 2, "max_failures": 2,
+                   "final_steps": 20},
         "pruning": {"enabled": False},
         "tracking": {"uri": uri, "experiment": "cluster", "registered_model": "cluster-model"},
         "backend": {"address": cluster.address},
@@ -67,7 +70,7 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
         else:
             pytest.fail(f"no trial reported within 300 s: {outcome}")
         cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-trial
-        cluster.add_node(num_cpus=2)
+        replacement = cluster.add_node(num_cpus=2)
         thread.join(timeout=600)
         assert not thread.is_alive(), "the search did not finish after the node was replaced"
     finally:
@@ -85,3 +88,9 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
     for run in runs:
         steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "accuracy")]
         assert steps == [10, 20, 30, 40, 50, 60], steps
+    # the final training ran as a Ray task with a trial's resources: on the worker node (the head,
+    # where the driver runs, has no CPUs to give), and its tag says where
+    assert result.final_node_id == replacement.node_id != head_id
+    parent = MlflowClient(uri).get_run(result.parent_run_id)
+    assert parent.data.tags["autopeft.final_training_node"] == replacement.node_id
+    assert [h["step"] for h in result.final_history] == [10, 20]

@@ -48,8 +48,10 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(tmp_pa
     assert [h["step"] for h in result.final_history] == [6, 12, 18, 24]
     curve = client.get_metric_history(result.parent_run_id, "final_accuracy")
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == [6, 12, 18, 24]
-    assert result.phase_times_s["final_training"] > 0
-    assert not (tmp_path / "out" / "final" / "final-training").exists()  # its training state is not kept
+    assert 0 < result.final_train_time_s + result.final_eval_time_s < result.phase_times_s["final_training"]
+    assert parent.data.metrics["final_training_train_s"] == pytest.approx(result.final_train_time_s)
+    assert parent.data.tags["autopeft.final_training_node"] == result.final_node_id != ""  # a Ray task's node
+    assert not (tmp_path / "out" / "final" / "final-training").exists()  # exported, then removed
 
     # the registered adapter is the final training's: reloaded, it scores what that training's
     # last evaluation logged, and its metadata and version tags say so
@@ -64,14 +66,17 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(tmp_pa
 
 def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registered(tmp_path, sst2_slice, tracking_uri,
                                                                                  monkeypatch):
-    # the final training on its own (no Ray): real MiniLM, peft and MLflow; the loss turns NaN at
-    # step 13, past every 12-step trial, inside the 24-step final training
+    # the final training on its own, as a Ray task on local Ray: real MiniLM, peft and MLflow; the
+    # loss turns NaN at step 13, past every 12-step trial, inside the 24-step final training. The
+    # fault matches LR 2e-3 only, since Ray's workers keep the environment they started with.
+    import ray
+
     from autopeft.data import tokenize
     from autopeft.models import load_tokenizer
     from autopeft.search import SearchResult, TrialSummary, _train_final
     from autopeft.training import StudySpec
 
-    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"adapter": "lora"}, "nan_at_step": 13}))
+    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13}))
     prepared = prepare(resolve(_config(tmp_path, sst2_slice, tracking_uri, trials=1)))
     cfg = prepared.config
     data = tokenize(prepared.raw, load_tokenizer(cfg.model, prepared.location), cfg.model.max_length,
@@ -80,18 +85,26 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
                      max_steps=12, eval_interval=6, eval_batch_size=64, seed=0, metric="accuracy", mode="max")
     client = MlflowClient(tracking_uri)
     parent = client.create_run(client.create_experiment("final-unit")).info.run_id
-    params = {"adapter": "lora", "lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0, "placement.layers": "last-2", "placement.roles": ["query", "value"],
-              "learning_rate": 2e-3, "batch_size": 16}
-    result = SearchResult(study_name="final", parent_run_id=parent, trials=[],
-                          best=TrialSummary(trial_id="t0", outcome="COMPLETE", params=params, metrics={}, run_id=None))
+    params = {"adapter": "lora", "lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0, "placement.layers": "last-2",
+              "placement.roles": ["query", "value"], "learning_rate": 2e-3, "batch_size": 16}
 
-    assert _train_final(prepared, spec, client, data, result) is None  # _finalize then exports the trial's checkpoint
-    assert "step 13" in client.get_run(parent).data.tags["autopeft.final_training_error"]
-    assert result.final_history == []  # so nothing calls the trial's adapter a final training's
-    # the evaluations before it diverged were logged: the curve shows where it went wrong
-    assert [m.step for m in client.get_metric_history(parent, "final_accuracy")] == [6, 12]
+    def select(learning_rate: float) -> SearchResult:
+        best = TrialSummary(trial_id="t0", outcome="COMPLETE", params={**params, "learning_rate": learning_rate},
+                            metrics={}, run_id=None)
+        return SearchResult(study_name="final", parent_run_id=parent, trials=[], best=best)
 
-    monkeypatch.delenv("AUTOPEFT_FAULTS")
-    folder = _train_final(prepared, spec, client, data, result)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        result = select(2e-3)
+        assert _train_final(prepared, spec, client, data, result) is None  # _finalize then exports the trial's checkpoint
+        assert "step 13" in client.get_run(parent).data.tags["autopeft.final_training_error"]
+        assert result.final_history == []  # so nothing calls the trial's adapter a final training's
+        # the evaluations before it diverged were logged: the curve shows where it went wrong
+        assert [m.step for m in client.get_metric_history(parent, "final_accuracy")] == [6, 12]
+
+        result = select(2.5e-3)
+        folder = _train_final(prepared, spec, client, data, result)
+    finally:
+        ray.shutdown()
     assert folder is not None and (folder / "adapter_model.safetensors").is_file()
     assert [h["step"] for h in result.final_history] == [6, 12, 18, 24]
