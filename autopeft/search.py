@@ -536,8 +536,9 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
     """Train the selected trial's config again from its start for ``budget.final_steps`` steps
     (learning-rate schedule over those steps) in a Ray task with a trial's resources; its
     validation curve goes on the parent run as ``final_<metric>``. Returns the folder of the
-    trained adapter, or None when the training diverged: the trial's adapter is then
-    registered instead, and the parent run's ``autopeft.final_training_error`` tag says why.
+    trained adapter, or None when the training diverged or failed: the trial's adapter is then
+    registered instead (the search's result is not lost), and the parent run's
+    ``autopeft.final_training_error`` tag says why.
 
     Short trials rank configs; the adapter a user ships is better trained for longer, and the
     steps ASHA saves pay for it (bench/NOTES.md, *A final training of the selected config*)."""
@@ -555,7 +556,14 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
     # a lost worker or node restarts it (from its start), as many times as a trial may be retried
     task = ray.remote(train_final).options(num_cpus=cfg.budget.cpus_per_trial, num_gpus=cfg.budget.gpus_per_trial,
                                            max_retries=cfg.budget.max_failures)
-    trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
+    try:
+        trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
+    except ray.exceptions.RayError as exc:  # it crashed, or its worker was lost past its retries
+        cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's traceback
+        reason = f"final training failed: {type(cause).__name__}: {' '.join(str(cause).split())}"
+        logging.getLogger(__name__).warning("%s; registering the trial's adapter", reason)
+        client.set_tag(result.parent_run_id, "autopeft.final_training_error", reason[:500])
+        return None
     result.final_node_id = trained.node_id
     result.final_train_time_s, result.final_eval_time_s = trained.train_time_s, trained.eval_time_s
     log_metrics(client, result.parent_run_id, {"final_training_train_s": trained.train_time_s,

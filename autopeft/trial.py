@@ -56,6 +56,7 @@ def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedDa
     device, amp_dtype = pick_device()
 
     _faults.maybe_raise(config)
+    _faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     checkpoint = tune.get_checkpoint()
@@ -113,6 +114,7 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
         row = {k: float(metrics[k]) for k in (*metric_names, "train_loss") if isinstance(metrics.get(k), (int, float))}
         out.history.append({**row, "step": float(metrics["step"])})
 
+    _faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     try:

@@ -68,7 +68,8 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
                                                                                  monkeypatch):
     # the final training on its own, as a Ray task on local Ray: real MiniLM, peft and MLflow; the
     # loss turns NaN at step 13, past every 12-step trial, inside the 24-step final training. The
-    # fault matches LR 2e-3 only, since Ray's workers keep the environment they started with.
+    # fault matches LR 2e-3 only, since Ray's workers keep the environment they started with; at
+    # LR 3e-3 the task raises at its start instead.
     import ray
 
     from autopeft.data import tokenize
@@ -76,7 +77,8 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     from autopeft.search import SearchResult, TrialSummary, _train_final
     from autopeft.training import StudySpec
 
-    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13}))
+    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,
+                                                      "raise_when": {"learning_rate": 3e-3}}))
     prepared = prepare(resolve(_config(tmp_path, sst2_slice, tracking_uri, trials=1)))
     cfg = prepared.config
     data = tokenize(prepared.raw, load_tokenizer(cfg.model, prepared.location), cfg.model.max_length,
@@ -101,6 +103,12 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
         assert result.final_history == []  # so nothing calls the trial's adapter a final training's
         # the evaluations before it diverged were logged: the curve shows where it went wrong
         assert [m.step for m in client.get_metric_history(parent, "final_accuracy")] == [6, 12]
+
+        # a final training that crashes leaves the trial's adapter too, and says why in one line
+        result = select(3e-3)
+        assert _train_final(prepared, spec, client, data, result) is None and result.final_history == []
+        error = client.get_run(parent).data.tags["autopeft.final_training_error"]
+        assert error.startswith("final training failed: InjectedFault: injected failure") and "\n" not in error
 
         result = select(2.5e-3)
         folder = _train_final(prepared, spec, client, data, result)
