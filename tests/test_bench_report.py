@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,14 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
     assert parse_args(["--methods", "random-final", "--final-steps", "400"])["methods"] == ["random-final"]
     with pytest.raises(SystemExit):
         parse_args(["--methods", "random-final"])
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "bench" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_committed_bench_config_passes_the_harness_checks(config):
+    # what `make bench*` and the README's commands run: a key or method renamed since would stop
+    # it at once with an argparse error (SystemExit), before any training
+    from bench.run import parse_args
+
+    settings = parse_args(["--config", str(config)])
+    assert settings["methods"] and settings["tasks"] and settings["seeds"] >= 1
