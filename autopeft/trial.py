@@ -56,7 +56,6 @@ def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedDa
     device, amp_dtype = pick_device()
 
     _faults.maybe_raise(config)
-    _faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     checkpoint = tune.get_checkpoint()
@@ -92,7 +91,6 @@ class FinalTraining:
     adapter_files: dict[str, bytes] = field(default_factory=dict)
     error: str | None = None
     node_id: str = ""
-    pid: int = 0
     #: seconds inside the training loop: training steps, and its validation evaluations
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
@@ -108,7 +106,7 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     context = ray.get_runtime_context()
     torch.set_num_threads(max(1, int(context.get_assigned_resources().get("CPU", 1))))
     device, amp_dtype = pick_device()
-    out = FinalTraining(node_id=context.get_node_id(), pid=os.getpid())
+    out = FinalTraining(node_id=context.get_node_id())
 
     def record(metrics: dict[str, Any], _state: TrainState) -> None:
         row = {k: float(metrics[k]) for k in (*metric_names, "train_loss") if isinstance(metrics.get(k), (int, float))}
