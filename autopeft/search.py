@@ -556,13 +556,16 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
     # a lost worker or node restarts it (from its start), as many times as a trial may be retried
     task = ray.remote(train_final).options(num_cpus=cfg.budget.cpus_per_trial, num_gpus=cfg.budget.gpus_per_trial,
                                            max_retries=cfg.budget.max_failures)
+
+    def keep_trial_adapter(reason: str) -> None:
+        logging.getLogger(__name__).warning("%s; registering the trial's adapter", reason)
+        client.set_tag(result.parent_run_id, "autopeft.final_training_error", reason[:500])
+
     try:
         trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
     except ray.exceptions.RayError as exc:  # it crashed, or its worker was lost past its retries
         cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's traceback
-        reason = f"final training failed: {type(cause).__name__}: {' '.join(str(cause).split())}"
-        logging.getLogger(__name__).warning("%s; registering the trial's adapter", reason)
-        client.set_tag(result.parent_run_id, "autopeft.final_training_error", reason[:500])
+        keep_trial_adapter(f"final training failed: {type(cause).__name__}: {' '.join(str(cause).split())}")
         return None
     result.final_node_id = trained.node_id
     result.final_train_time_s, result.final_eval_time_s = trained.train_time_s, trained.eval_time_s
@@ -570,10 +573,8 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
                                                "final_training_eval_s": trained.eval_time_s})
     client.set_tag(result.parent_run_id, "autopeft.final_training_node", trained.node_id)
     log_history(client, result.parent_run_id, trained.history, prefix="final_")
-    if trained.error is not None:
-        logging.getLogger(__name__).warning("final training diverged, registering the trial's adapter: %s",
-                                            trained.error)
-        client.set_tag(result.parent_run_id, "autopeft.final_training_error", trained.error[:500])
+    if trained.error is not None:  # it diverged
+        keep_trial_adapter(trained.error)
         return None
     result.final_history = trained.history
     directory = prepared.output_dir / prepared.study_name / "final-training"
