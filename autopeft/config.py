@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
-from autopeft.promotion import PromotionConfig
+from autopeft.registry.promotion import PromotionConfig
+from autopeft.search.warmstart import WarmStartConfig
 from autopeft.space import SearchSpace, load_space
-from autopeft.warmstart import WarmStartConfig
 
 
 class _Strict(BaseModel):

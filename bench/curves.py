@@ -46,7 +46,7 @@ def replay(curves: list[dict[str, Any]], metric: str, *, grace_period: int = 1, 
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from autopeft._asha import BootstrappedASHA
+    from autopeft.search.scheduler import BootstrappedASHA
 
     steps = sorted({s for c in curves for s in c[metric]})
     scheduler = BootstrappedASHA(bootstrap_count=bootstrap_count, time_attr="training_iteration", metric=metric,

@@ -78,9 +78,9 @@ def family_config(space: Any, family: str) -> dict[str, Any]:
 def families_to_probe(space: Any, space_name: str, subset: str | None,
                       model: str = "minilm") -> tuple[list[str], dict[str, str]]:
     """The space's families this model can run (in the space's order), and the excluded ones with why."""
+    from autopeft.adapters.fit import fit_to_model
     from autopeft.config import ModelConfig
-    from autopeft.models import resolve_location
-    from autopeft.space import fit_to_model
+    from autopeft.model.loading import resolve_location
     from autopeft.tasks import get_task
 
     kind = get_task("sequence_classification")

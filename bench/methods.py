@@ -94,9 +94,9 @@ def tokenized(ctx: Context) -> tuple[Any, Any]:
     loading, splits and tokenization as autopeft's searches (cached per task and settings)."""
     from autopeft.config import DataConfig, ModelConfig
     from autopeft.data import load, tokenize
-    from autopeft.models import load_tokenizer, resolve_location
+    from autopeft.engine.training import StudySpec
+    from autopeft.model.loading import load_tokenizer, resolve_location
     from autopeft.tasks import get_task
-    from autopeft.training import StudySpec
 
     model_cfg = ModelConfig(name_or_path=ctx.model, max_length=ctx.max_length)
     location = resolve_location(ctx.model)
@@ -120,7 +120,7 @@ def train_one(ctx: Context, config: dict[str, Any]) -> dict[str, Any]:
     """One adapter trained for a full trial with training.py; its validation curve and model."""
     import torch
 
-    from autopeft.training import build_adapter, train
+    from autopeft.engine.training import build_adapter, train
 
     spec, data = tokenized(ctx)
     torch.set_num_threads(max(1, ctx.cpus))
@@ -134,7 +134,7 @@ def train_one(ctx: Context, config: dict[str, Any]) -> dict[str, Any]:
 def test_metric(ctx: Context, model: Any) -> float:
     import torch
 
-    from autopeft.training import evaluate
+    from autopeft.engine.training import evaluate
 
     _, data = tokenized(ctx)
     return float(evaluate(model, data.splits["test"], data.pad_token_id, "sequence_classification",
@@ -233,7 +233,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     import yaml
 
     from autopeft.config import resolve
-    from autopeft.search import prepare, run_search
+    from autopeft.search.driver import prepare, run_search
     from bench.probes import Timeline, step_budget, timed_recorder
 
     ctx.workdir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +330,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-    from autopeft.models import load_classifier, load_tokenizer
+    from autopeft.model.loading import load_classifier, load_tokenizer
 
     spec, data = tokenized(ctx)
     tokenizer = load_tokenizer(spec.model, spec.location)

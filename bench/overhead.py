@@ -26,7 +26,7 @@ def step_times(ctx: Context, steps: int, threads: int | None = None, bare: bool 
     (collate, forward, backward, AdamW step) vs ``training.train`` (what a trial runs)."""
     import torch
 
-    from autopeft.training import build_adapter, train
+    from autopeft.engine.training import build_adapter, train
 
     spec, data = tokenized(ctx)
     spec = dataclasses.replace(spec, max_steps=steps, eval_interval=steps)
@@ -44,7 +44,7 @@ def _bare_loop(spec: Any, data: Any, steps: int, seed: int) -> float:
     import torch
 
     from autopeft.data import collate
-    from autopeft.training import batch_indices, build_adapter
+    from autopeft.engine.training import batch_indices, build_adapter
 
     split = data.splits["train"]
 
@@ -93,7 +93,7 @@ def tokenize_cache(ctx: Context) -> dict[str, float]:
 
     from autopeft.config import DataConfig, ModelConfig
     from autopeft.data import load, tokenize
-    from autopeft.models import load_tokenizer, resolve_location
+    from autopeft.model.loading import load_tokenizer, resolve_location
     from autopeft.tasks import get_task
 
     location = resolve_location(ctx.model)
@@ -116,7 +116,7 @@ def eval_padding(ctx: Context, repeats: int = 1) -> dict[str, float]:
     import torch
 
     from autopeft.data import TokenizedSplit, collate
-    from autopeft.training import build_adapter
+    from autopeft.engine.training import build_adapter
 
     spec, data = tokenized(ctx)
     torch.set_num_threads(ctx.cpus)

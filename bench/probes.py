@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from autopeft.search import PruningAwareOptunaSearch
+from autopeft.search.driver import PruningAwareOptunaSearch
 
 #: Report fields a timeline keeps.
 _KEEP = ("step", "final", "train_time_s", "eval_time_s", "setup_time_s", "time_total_s", "trainable_params",
@@ -92,7 +92,7 @@ class StepBudgetSearch(PruningAwareOptunaSearch):
 @contextlib.contextmanager
 def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
     """While active, ``run_search`` builds a :class:`StepBudgetSearch` instead of its searcher."""
-    import autopeft.search as search
+    import autopeft.search.driver as search
 
     original = search._make_searcher
 
@@ -112,7 +112,7 @@ def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
 @contextlib.contextmanager
 def timed_recorder(totals: dict[str, float]) -> Iterator[None]:
     """Add the time spent in each ``TrialRecorder`` hook (its MLflow calls) to ``totals``."""
-    from autopeft.tracking import TrialRecorder
+    from autopeft.registry.tracking import TrialRecorder
 
     names = ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error")
     originals = {n: getattr(TrialRecorder, n) for n in names}

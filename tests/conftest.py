@@ -25,7 +25,7 @@ def isolated_mlflow_globals():
     into the subprocesses it starts."""
     import mlflow
 
-    from autopeft.registry import mlflow_globals_restored
+    from autopeft.registry.versions import mlflow_globals_restored
 
     with mlflow_globals_restored():
         yield

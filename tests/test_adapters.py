@@ -5,7 +5,7 @@ from peft import IA3Config, LoraConfig, get_peft_model
 
 from autopeft.adapters import AdapterTarget, families, get_family
 from autopeft.errors import SpaceError
-from autopeft.placement import resolve, scan
+from autopeft.model.placement import resolve, scan
 from autopeft.space import ChoiceSpec, RangeSpec
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from autopeft.cli import app
+from autopeft.cli.app import app
 
 
 def closed_port() -> int:

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autopeft.adapters import families
-from autopeft.cli import app
+from autopeft.cli.app import app
 from tests.test_tasks_fixtures import save_vit
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import torch
 from peft import get_peft_model
 
 from autopeft.adapters import AdapterTarget, families, load_adapter
-from autopeft.placement import parse_layers, resolve, scan
+from autopeft.model.placement import parse_layers, resolve, scan
 from autopeft.space import ChoiceSpec, RangeSpec
 
 from .tiny_models import inputs_for, tiny_model, train_two_steps

@@ -10,7 +10,7 @@ import torch
 
 from autopeft.adapters import get_family, load_adapter
 from autopeft.config import ModelConfig
-from autopeft.training import (
+from autopeft.engine.training import (
     StudySpec,
     TrainState,
     adapter_size_mb,

@@ -4,7 +4,7 @@ import pytest
 
 from autopeft.config import ModelConfig
 from autopeft.errors import ModelError
-from autopeft.models import resolve_location
+from autopeft.model.loading import resolve_location
 
 
 def test_remote_code_is_off_unless_asked():

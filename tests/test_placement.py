@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from autopeft.errors import SpaceError
-from autopeft.placement import parse_layers, resolve, scan
+from autopeft.model.placement import parse_layers, resolve, scan
 
 
 def test_bert_roles_are_detected(tiny_bert):

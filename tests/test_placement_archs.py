@@ -8,9 +8,11 @@ import optuna
 import pytest
 from peft import LoraConfig, get_peft_model
 
+from autopeft.adapters.fit import fit_to_model
 from autopeft.errors import SpaceError
-from autopeft.placement import names_regex, rank_pattern, resolve, scan
-from autopeft.space import DefineByRun, fit_to_model, load_space
+from autopeft.model.placement import names_regex, rank_pattern, resolve, scan
+from autopeft.search.define_by_run import DefineByRun
+from autopeft.space import load_space
 
 from .tiny_models import ARCHITECTURES, tiny_model
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from autopeft.errors import UserInputError
-from autopeft.promotion import Measurement, PromotionConfig, comparable, decide, read_test_data
+from autopeft.registry.promotion import Measurement, PromotionConfig, comparable, decide, read_test_data
 
 
 def m(version: str, value: float | None, *, metric: str = "accuracy", mode: str = "max", fp: str = "t1",

@@ -16,8 +16,8 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.errors import GateRefused, RegistryError, TrackingError, UserInputError
-from autopeft.promotion import PromotionConfig, promote
-from autopeft.registry import (
+from autopeft.registry.promotion import PromotionConfig, promote
+from autopeft.registry.versions import (
     AliasEvent,
     Registry,
     git_commit,
@@ -227,7 +227,7 @@ def test_cli_exit_codes_and_config_thresholds(registry, name, store, tmp_path):
     import yaml
     from typer.testing import CliRunner
 
-    from autopeft.cli import app
+    from autopeft.cli.app import app
 
     def cli(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(app, [*args, "--tracking-uri", store])

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from autopeft.placement import scan
-from autopeft.report import (
+from autopeft.model.placement import scan
+from autopeft.report.study_report import (
     FIGURES,
     StudyData,
     _png_matplotlib,

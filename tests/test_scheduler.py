@@ -6,8 +6,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from autopeft._asha import BootstrappedASHA
 from autopeft.config import ObjectiveConfig, PruningConfig
+from autopeft.search.scheduler import BootstrappedASHA
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -57,7 +57,7 @@ def test_rungs_compare_the_objective_unless_told_otherwise():
 
 def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
     from autopeft.config import SearchConfig
-    from autopeft.search import _make_scheduler
+    from autopeft.search.driver import _make_scheduler
 
     cfg = SearchConfig.model_validate({
         "model": {"name_or_path": "minilm"}, "data": {"train": str(tmp_path / "train.csv")},

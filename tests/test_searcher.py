@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import optuna
 
-from autopeft.search import PruningAwareOptunaSearch
-from autopeft.space import compile_space, load_space
+from autopeft.search.define_by_run import compile_space
+from autopeft.search.driver import PruningAwareOptunaSearch
+from autopeft.space import load_space
 
 
 def make_searcher(storage):

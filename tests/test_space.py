@@ -4,7 +4,8 @@ import optuna
 import pytest
 
 from autopeft.errors import SpaceError
-from autopeft.space import ADAPTER_KEY, SearchSpace, compile_space, family_params, load_space
+from autopeft.search.define_by_run import compile_space
+from autopeft.space import ADAPTER_KEY, SearchSpace, family_params, load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

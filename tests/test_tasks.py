@@ -16,10 +16,10 @@ import torch
 
 from autopeft.config import DataConfig, ModelConfig
 from autopeft.data import IGNORE, collate, load, tokenize
+from autopeft.engine.training import METADATA_FILE, StudySpec, build_adapter, predict, save_checkpoint, train
 from autopeft.errors import ConfigError, DataError
-from autopeft.models import load_image_processor, load_tokenizer
+from autopeft.model.loading import load_image_processor, load_tokenizer
 from autopeft.tasks import get_task, task_names
-from autopeft.training import METADATA_FILE, StudySpec, build_adapter, predict, save_checkpoint, train
 
 from .test_tasks_fixtures import (
     EOS_ID,
@@ -204,7 +204,7 @@ CASES = [("causal_lm", "causal_lm", "lora"), ("causal_lm", "llama", "prompt_tuni
 @pytest.mark.parametrize("kind,model_key,family", CASES, ids=[f"{k}-{m}-{f}" for k, m, f in CASES])
 def test_adapter_trains_saves_reloads_and_predicts(kind, model_key, family, models, tmp_path):
     from autopeft.adapters import load_adapter
-    from autopeft.predictor import AdapterPredictor, write_metadata
+    from autopeft.engine.predictor import AdapterPredictor, write_metadata
 
     location = models[model_key]
     raw, data = _data(kind, location, tmp_path)
@@ -270,7 +270,7 @@ def test_every_family_that_claims_a_kind_trains_on_it(kind, model_key, models, t
     """``task_kinds`` is a promise: each family that lists the kind (and is not excluded for the
     architecture) builds and trains on it, with the loss changing."""
     from autopeft.adapters import families
-    from autopeft.placement import scan
+    from autopeft.model.placement import scan
     from autopeft.space import ChoiceSpec, RangeSpec
 
     location = models[model_key]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from autopeft.tracking import REDACTED, flatten, outcome, redact
+from autopeft.registry.tracking import REDACTED, flatten, outcome, redact
 
 
 def test_outcome_rule():

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from autopeft.errors import ConfigError
-from autopeft.space import compile_space, load_space
-from autopeft.warmstart import (
+from autopeft.search.define_by_run import compile_space
+from autopeft.search.warmstart import (
     ATTR_SOURCE,
     BUILTIN_PRIOR,
     WarmPoint,
@@ -20,6 +20,7 @@ from autopeft.warmstart import (
     fit_to_space,
     prior_slots,
 )
+from autopeft.space import load_space
 
 SPACE = load_space({
     "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopeft.placement import ModelStructure
+from autopeft.model.placement import ModelStructure
 
 
 def needs_tokens(structure: ModelStructure) -> str | None:

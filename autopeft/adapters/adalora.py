@@ -11,7 +11,7 @@ from peft import AdaLoraConfig
 from torch import nn
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import names_regex
+from autopeft.model.placement import names_regex
 from autopeft.space import ChoiceSpec, RangeSpec
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from peft import PeftConfig
     from torch import nn
 
-    from autopeft.placement import ModelStructure
+    from autopeft.model.placement import ModelStructure
     from autopeft.space import ParamSpec
 
 
@@ -148,7 +148,7 @@ def fitting_block(requested: int, dims: list[int]) -> int:
 def module_widths(target: AdapterTarget, *, outputs: bool = False) -> list[int]:
     """The chosen modules' input widths (and output widths with ``outputs``): what a block,
     vector or shard size must divide."""
-    from autopeft.placement import leaves_named
+    from autopeft.model.placement import leaves_named
 
     leaves = leaves_named(target.structure, target.module_names)
     return [d for leaf in leaves for d in ((leaf.in_features, leaf.out_features) if outputs else (leaf.in_features,))]

@@ -14,7 +14,7 @@ from typing import Any
 from peft import BeftConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, linear_only, register
-from autopeft.placement import names_regex
+from autopeft.model.placement import names_regex
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> BeftConfig:

@@ -38,7 +38,7 @@ from peft.utils import CONFIG_NAME
 from torch import nn
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import ModelStructure, names_regex, resolve
+from autopeft.model.placement import ModelStructure, names_regex, resolve
 from autopeft.space import ChoiceSpec
 
 #: The type saved in adapter_config.json: not one peft knows, so plain loading fails loudly.

@@ -8,7 +8,7 @@ from typing import Any
 from peft import IA3Config
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, register
-from autopeft.placement import ROLE_GROUPS, names_regex, role_of_names
+from autopeft.model.placement import ROLE_GROUPS, names_regex, role_of_names
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> IA3Config:

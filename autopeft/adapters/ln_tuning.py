@@ -8,7 +8,7 @@ from typing import Any
 from peft import LNTuningConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, register
-from autopeft.placement import ModelStructure, names_regex
+from autopeft.model.placement import ModelStructure, names_regex
 
 
 def _norms(structure: ModelStructure) -> list[str]:

@@ -9,7 +9,7 @@ from peft import LoHaConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
 from autopeft.adapters.lora import alpha_pattern
-from autopeft.placement import names_regex, rank_pattern
+from autopeft.model.placement import names_regex, rank_pattern
 from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec
 
 DEFAULTS: dict[str, ParamSpec] = {

@@ -10,7 +10,7 @@ from peft import LoKrConfig
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
 from autopeft.adapters.loha import DEFAULTS, RULES
 from autopeft.adapters.lora import alpha_pattern
-from autopeft.placement import names_regex, rank_pattern
+from autopeft.model.placement import names_regex, rank_pattern
 
 
 def build(params: Mapping[str, Any], target: AdapterTarget) -> LoKrConfig:

@@ -19,7 +19,7 @@ from typing import Any
 from peft import LoraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import names_regex, rank_pattern
+from autopeft.model.placement import names_regex, rank_pattern
 from autopeft.space import ChoiceSpec, ParamSpec, RangeSpec
 
 #: ``init`` values and what peft calls them (pissa_fast: PiSSA with a 4-iteration randomized SVD).

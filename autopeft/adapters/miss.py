@@ -16,7 +16,7 @@ from autopeft.adapters.base import (
     module_widths,
     register,
 )
-from autopeft.placement import names_regex
+from autopeft.model.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 

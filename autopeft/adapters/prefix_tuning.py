@@ -17,7 +17,7 @@ from peft import PrefixTuningConfig
 
 from autopeft.adapters._prompt import dims, needs_tokens
 from autopeft.adapters.base import PROMPT_TASK_KINDS, AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import ModelStructure
+from autopeft.model.placement import ModelStructure
 from autopeft.space import ChoiceSpec
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from peft import RandLoraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
-from autopeft.placement import names_regex
+from autopeft.model.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 

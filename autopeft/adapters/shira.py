@@ -8,7 +8,7 @@ from typing import Any
 from peft import ShiraConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, linear_only, register
-from autopeft.placement import leaves_named, names_regex
+from autopeft.model.placement import leaves_named, names_regex
 from autopeft.space import ChoiceSpec
 
 

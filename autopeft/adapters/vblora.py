@@ -8,7 +8,7 @@ from typing import Any
 from peft import VBLoRAConfig
 
 from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, fitting_block, module_widths, register
-from autopeft.placement import names_regex
+from autopeft.model.placement import names_regex
 from autopeft.space import ChoiceSpec
 
 

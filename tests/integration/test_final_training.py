@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search import prepare, run_search
+from autopeft.search.driver import prepare, run_search
 
 from ..conftest import write_yaml
 
@@ -73,9 +73,9 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     import ray
 
     from autopeft.data import tokenize
-    from autopeft.models import load_tokenizer
-    from autopeft.search import SearchResult, TrialSummary, _train_final
-    from autopeft.training import StudySpec
+    from autopeft.engine.training import StudySpec
+    from autopeft.model.loading import load_tokenizer
+    from autopeft.search.driver import SearchResult, TrialSummary, _train_final
 
     monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,
                                                       "raise_when": {"learning_rate": 3e-3}}))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from autopeft.config import resolve
-from autopeft.search import prepare, run_search
-from autopeft.training import adapter_size_mb
+from autopeft.engine.training import adapter_size_mb
+from autopeft.search.driver import prepare, run_search
 
 from ..conftest import write_yaml
 

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.objectives import ATTR_PREFIX, SelectionConfig, knee_index, pareto_mask, select, within
-from autopeft.search import prepare, run_search
-from autopeft.warmstart import ATTR_SOURCE
+from autopeft.search.driver import prepare, run_search
+from autopeft.search.warmstart import ATTR_SOURCE
 
 from ..conftest import write_yaml
 
@@ -188,7 +188,7 @@ def _figure_data(html_text: str) -> dict[str, list[dict]]:
     """fig id → its plotly traces, read from the Plotly.newPlot calls in the file."""
     import re
 
-    from autopeft.report import decode_typed
+    from autopeft.report.study_report import decode_typed
 
     out = {}
     for match in re.finditer(r'Plotly\.newPlot\(\s*"fig-(\w+)",\s*', html_text):
@@ -236,7 +236,7 @@ def test_report_is_written_and_logged(study):
 def test_report_command_rewrites_it(study, tmp_path):
     from typer.testing import CliRunner
 
-    from autopeft.cli import app
+    from autopeft.cli.app import app
 
     out = tmp_path / "rep"
     res = CliRunner().invoke(app, ["report", "mo", "--tracking-uri", study["uri"], "--out", str(out), "--no-log"])
@@ -279,7 +279,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 
 def test_warm_start_from_the_finished_study(study, tmp_path):
     """A second study (prepare only) seeded from the first by name takes its best configs."""
-    from autopeft.warmstart import WarmStartConfig, collect
+    from autopeft.search.warmstart import WarmStartConfig, collect
 
     prepared = study["prepared"]
     points = collect(WarmStartConfig(sources=["mo"], prior=False, top_k=2), prepared.resolved.space,

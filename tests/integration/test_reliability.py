@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search import ORPHAN_ATTR, prepare, run_search
+from autopeft.search.driver import ORPHAN_ATTR, prepare, run_search
 
 from ..conftest import write_yaml
 

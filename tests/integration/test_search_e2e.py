@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.registry import mlflow_uris
-from autopeft.search import SEARCH_PHASES, prepare, run_search
+from autopeft.registry.versions import mlflow_uris
+from autopeft.search.driver import SEARCH_PHASES, prepare, run_search
 
 from ..conftest import write_yaml
 

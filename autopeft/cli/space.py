@@ -15,7 +15,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from autopeft.cli._output import fail, out
 from autopeft.errors import AutoPeftError
+from autopeft.process import configure_process
 
 
 def _spec_text(spec: Any) -> str:
@@ -47,7 +49,6 @@ def _names_text(names: list[str], limit: int = 4) -> str:
 def adapters() -> None:
     """List the adapter families: parameters with defaults and ranges, task kinds, architectures."""
     from autopeft.adapters import families
-    from autopeft.cli import out
 
     table = Table(title="adapter families", show_lines=True)
     for column in ("family", "parameters = default [accepted values]", "placement", "task kinds", "architectures"):
@@ -68,13 +69,13 @@ def space(
     num_labels: int = typer.Option(2, help="Number of classes (for the classifier head)."),
 ) -> None:
     """Validate a space against a model and print what a search would try."""
-    from autopeft.cli import _fail, _quiet_environment, out
 
-    _quiet_environment()
+    configure_process()
     try:
+        from autopeft.adapters.fit import fit_to_model
         from autopeft.config import ModelConfig
-        from autopeft.models import resolve_location
-        from autopeft.space import TRAINING_KEYS, fit_to_model, load_space
+        from autopeft.model.loading import resolve_location
+        from autopeft.space import TRAINING_KEYS, load_space
         from autopeft.tasks import get_task
 
         kind = get_task(task)
@@ -84,7 +85,7 @@ def space(
         structure = kind.structure(spec, location, [str(i) for i in range(num_labels)])
         fit = fit_to_model(loaded, structure, task)
     except AutoPeftError as exc:
-        _fail(exc)
+        fail(exc)
         return
 
     out.print(f"[bold]{model}[/] ({structure.architecture}): {structure.num_layers} layers, roles "

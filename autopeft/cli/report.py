@@ -7,6 +7,10 @@ from typing import Optional
 
 import typer
 
+from autopeft.cli._output import fail
+from autopeft.errors import AutoPeftError, ConfigError
+from autopeft.process import configure_process
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -17,13 +21,8 @@ def register(app: typer.Typer) -> None:
         log: bool = typer.Option(True, "--log/--no-log", help="Log the report to the study's parent MLflow run."),
     ) -> None:
         """Write the study report (HTML + PNG figures) and log it to the study's MLflow run."""
-        from rich.console import Console
-
-        from autopeft.cli import _fail, _quiet_environment
-        from autopeft.errors import AutoPeftError
-
-        _quiet_environment()
-        from autopeft.report import write_report
+        configure_process()
+        from autopeft.report.study_report import write_report
 
         try:
             # a missing SQLite file would otherwise be created empty by MLflow
@@ -32,13 +31,11 @@ def register(app: typer.Typer) -> None:
             path = write_report(study, tracking_uri=tracking_uri, out_dir=out or Path(f"{study}-report"),
                                 log_to_mlflow=log)
         except AutoPeftError as exc:
-            _fail(exc)
+            fail(exc)
             return
-        Console().print(f"report: {path}" + (" (logged to the study's MLflow run under report/)" if log else ""),
+        out.print(f"report: {path}" + (" (logged to the study's MLflow run under report/)" if log else ""),
                         highlight=False, soft_wrap=True)
 
 
 def _input_error(message: str) -> Exception:
-    from autopeft.errors import ConfigError
-
     return ConfigError(message)

@@ -1,4 +1,4 @@
-"""The search space as data, compiled to an Optuna define-by-run function.
+"""The search space as data (the define-by-run compiler is ``autopeft.search.define_by_run``).
 
 A space file names the adapter families to try, each with its own parameters, plus the
 placement, learning rate, batch size and warm-up ratio shared by all families. The compiled
@@ -19,7 +19,6 @@ are encoded as comma-joined strings because Optuna's categorical values must be 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
@@ -41,7 +40,6 @@ from autopeft.errors import SpaceError
 if TYPE_CHECKING:
     import optuna
 
-    from autopeft.placement import ModelStructure
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -296,8 +294,8 @@ def _first_line(exc: Exception) -> str:
 
 def ready_spaces_dir() -> Path:
     """Where the ready spaces live: the packaged copy, else the source tree's."""
-    packaged = Path(__file__).parent / "search_spaces"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "search_spaces"
+    packaged = Path(__file__).parents[1] / "search_spaces"
+    return packaged if packaged.is_dir() else Path(__file__).parents[2] / "search_spaces"
 
 
 def resolve_space_path(name: str, base_dir: Path | None = None) -> Path:
@@ -316,68 +314,6 @@ def resolve_space_path(name: str, base_dir: Path | None = None) -> Path:
     )
 
 
-class DefineByRun:
-    """The define-by-run function: adapter family first, then only that family's parameters.
-
-    Sampled values are recorded by Optuna; fixed values are returned so that Ray Tune passes
-    them to the trial too. A class, not a closure, because Ray pickles the searcher with it.
-    """
-
-    def __init__(self, space: SearchSpace) -> None:
-        self.space = space
-
-    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        from autopeft.adapters import get_family
-
-        space = self.space
-        fixed: dict[str, Any] = {}
-        names = list(space.adapters)
-        if len(names) > 1:
-            adapter = trial.suggest_categorical(ADAPTER_KEY, names)
-        else:
-            adapter = fixed[ADAPTER_KEY] = names[0]
-        family = get_family(adapter)
-        for pname, spec in family.resolve_params(space.own_params(adapter)).items():
-            _sample_into(fixed, trial, f"{adapter}.{pname}", spec)
-        shared = space.training_params(adapter)
-        if family.uses_placement:
-            placement: dict[str, ParamSpec] = {"placement.layers": space.placement.layers}
-            if family.uses_roles:  # bottleneck families place themselves by their own position
-                placement["placement.roles"] = space.placement.roles
-            shared = {**placement, **shared}
-        for key, spec in shared.items():
-            value = suggest(spec, trial, key)
-            if not isinstance(spec, (RangeSpec, ChoiceSpec)):
-                fixed[key] = value
-            if key == "placement.layers" and value == MASK:
-                fixed[key] = self._sample_mask(trial)
-        return fixed
-
-    def _sample_mask(self, trial: optuna.Trial) -> str:
-        """One on/off bit per layer, each a parameter of its own (AutoPEFT's layer mask); the
-        layers switched on, as a comma-joined selector the trial resolves like any other."""
-        from autopeft.placement import mask_layers
-
-        num_layers = self.space._num_layers
-        if not num_layers:
-            raise SpaceError("space.placement.layers: mask needs the model's layer count (bind the space to the model)")
-        bits = [trial.suggest_categorical(f"placement.layer_{i}", [True, False]) for i in range(num_layers)]
-        # an all-off mask still needs one adapted layer: the last one, where adapters matter most
-        layers = mask_layers(bits) or [num_layers - 1]
-        return ",".join(str(i) for i in layers)
-
-
-def compile_space(space: SearchSpace) -> DefineByRun:
-    """The space as an Optuna define-by-run function (see :class:`DefineByRun`)."""
-    return DefineByRun(space)
-
-
-def _sample_into(fixed: dict[str, Any], trial: optuna.Trial, name: str, spec: ParamSpec) -> None:
-    value = suggest(spec, trial, name)
-    if not isinstance(spec, (RangeSpec, ChoiceSpec)):
-        fixed[name] = value
-
-
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Split a sampled trial config into (family name, that family's own parameters)."""
     adapter = str(config[ADAPTER_KEY])
@@ -385,67 +321,3 @@ def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return adapter, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
 
 
-@dataclass
-class SpaceFit:
-    """What a space will search on one model: what ``autopeft space`` prints and search uses."""
-
-    kept: list[str]
-    #: Families the model cannot run, with the reason.
-    excluded: dict[str, str]
-    #: (layer selector, roles, module names it resolves to) for each placement choice.
-    placements: list[tuple[Any, Any, list[str]]] = field(default_factory=list)
-    num_layers: int = 0
-
-
-def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
-    if isinstance(spec, ChoiceSpec):
-        return list(spec.choices)
-    if isinstance(spec, RangeSpec):
-        raise SpaceError(f"{field_name}: expected a value or choices, found a range")
-    return [spec]
-
-
-def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> SpaceFit:
-    """Check a space against a model and a task, before any compute.
-
-    Bad input raises SpaceError (an unknown family, a parameter a family does not take or a
-    value outside its rule, a family that does not fit the task, a placement that selects no
-    module or a layer beyond the depth). A family the *architecture* cannot run (prefix tuning
-    on a model without past key values, OFT on GPT-2's Conv1D) is excluded with its reason
-    instead, so one search space fits many models; SpaceError only when none is left.
-    The space is bound to the model's layer count (for ``mask``).
-    """
-    from autopeft.adapters import get_family
-    from autopeft.placement import resolve
-
-    kept: list[str] = []
-    excluded: dict[str, str] = {}
-    uses_placement = uses_roles = False
-    for name in space.adapters:
-        family = get_family(name)
-        if task not in family.task_kinds:
-            raise SpaceError(f"space.adapters.{name}: {name} does not apply to {task} "
-                             f"(it applies to: {', '.join(family.task_kinds)})")
-        family.validate(space.own_params(name))
-        reason = family.exclusion_reason(structure)
-        if reason:
-            excluded[name] = reason
-            continue
-        kept.append(name)
-        uses_placement |= family.uses_placement
-        uses_roles |= family.uses_placement and family.uses_roles
-    fit = SpaceFit(kept=kept, excluded=excluded, num_layers=structure.num_layers)
-    if not kept:
-        reasons = "; ".join(f"{n}: {r}" for n, r in excluded.items())
-        raise SpaceError(f"space.adapters: no family in the space can run on this model ({reasons})")
-    space.bind_model(structure.num_layers)
-    if not uses_placement:
-        return fit
-    layer_choices = _choices(space.placement.layers, "space.placement.layers")
-    # families that place themselves (bottleneck positions) only need the layers to exist
-    role_choices = _choices(space.placement.roles, "space.placement.roles") if uses_roles else ["all-linear"]
-    for layers in layer_choices:
-        selector = "all" if layers == MASK else layers  # a mask may switch on any layer
-        for roles in role_choices:
-            fit.placements.append((layers, roles, resolve(structure, selector, roles)))
-    return fit

@@ -20,7 +20,7 @@ class AdapterPyfunc(PythonModel):
     """Predicts with the autopeft adapter logged beside it."""
 
     def load_context(self, context: Any) -> None:
-        from autopeft.predictor import AdapterPredictor
+        from autopeft.engine.predictor import AdapterPredictor
 
         self._predictor = AdapterPredictor.load(context.artifacts[ADAPTER_ARTIFACT])
 

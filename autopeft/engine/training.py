@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from autopeft import _faults
 from autopeft.adapters import AdapterTarget, get_family
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedData, TokenizedSplit, collate
+from autopeft.engine import faults as _faults
 from autopeft.errors import AutoPeftError
-from autopeft.placement import parse_layers, resolve, scan
+from autopeft.model.placement import parse_layers, resolve, scan
 from autopeft.space import family_params
 from autopeft.tasks import get_task
 

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from autopeft.config import ModelConfig
     from autopeft.data import TokenizedSplit
-    from autopeft.placement import ModelStructure
-    from autopeft.predictor import AdapterPredictor
+    from autopeft.engine.predictor import AdapterPredictor
+    from autopeft.model.placement import ModelStructure
 
 
 # --------------------------------------------------------------------------- metrics
@@ -193,13 +193,13 @@ def _present_generation(predictor: AdapterPredictor, frame: pd.DataFrame, batch_
 
 
 def _load_tokenizer(spec: ModelConfig, location: str) -> Any:
-    from autopeft.models import load_tokenizer
+    from autopeft.model.loading import load_tokenizer
 
     return load_tokenizer(spec, location)
 
 
 def _load_image_processor(spec: ModelConfig, location: str) -> Any:
-    from autopeft.models import load_image_processor
+    from autopeft.model.loading import load_image_processor
 
     return load_image_processor(spec, location)
 
@@ -263,7 +263,7 @@ class TaskKind:
     def load_model(self, spec: ModelConfig, location: str, label_names: Sequence[str], *,
                    torch_dtype: Any = None) -> Any:
         """The base model with this kind's head (fresh where it has labels)."""
-        from autopeft.models import load_classifier
+        from autopeft.model.loading import load_classifier
 
         return load_classifier(spec, location, {**self.model_kwargs(label_names), **self.load_kwargs},
                                torch_dtype=torch_dtype, auto_class=self.auto_class)
@@ -272,8 +272,8 @@ class TaskKind:
                   ) -> ModelStructure:
         """The placement structure of the model with this kind's head, scanned on the meta device
         (no weights loaded): what a space is validated against before any trial runs."""
-        from autopeft.models import skeleton
-        from autopeft.placement import scan
+        from autopeft.model.loading import skeleton
+        from autopeft.model.placement import scan
 
         return scan(skeleton(spec, location, self.model_kwargs(label_names), auto_class=self.auto_class))
 

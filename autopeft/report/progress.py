@@ -10,12 +10,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from autopeft.tracking import outcome
+from autopeft.registry.tracking import outcome
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from autopeft.search import SearchResult
+    from autopeft.search.driver import SearchResult
 
 
 class ProgressView(Callback):

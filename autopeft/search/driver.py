@@ -25,13 +25,13 @@ from ray.tune.search.optuna import OptunaSearch
 from autopeft import __version__
 from autopeft.config import ResolvedConfig
 from autopeft.data import RawData, TokenizedData, load, locate, split_fingerprint, tokenize
+from autopeft.engine.training import StudySpec, export_adapter
 from autopeft.errors import ConfigError, SearchError
-from autopeft.models import model_reference, resolve_location
-from autopeft.placement import ModelStructure
-from autopeft.space import compile_space
+from autopeft.model.loading import model_reference, resolve_location
+from autopeft.model.placement import ModelStructure
+from autopeft.registry.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_history, log_metrics, outcome
+from autopeft.search.define_by_run import compile_space
 from autopeft.tasks import get_task
-from autopeft.tracking import TAG_KIND, TAG_STUDY, check_reachable, log_history, log_metrics, outcome
-from autopeft.training import StudySpec, export_adapter
 
 if TYPE_CHECKING:
     import optuna
@@ -189,7 +189,7 @@ def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
     run are dropped from the space with their reason (``space.fit_to_model``)."""
     import logging
 
-    from autopeft.space import fit_to_model
+    from autopeft.adapters.fit import fit_to_model
 
     space = resolved.space
     fit = fit_to_model(space, structure, resolved.config.task.kind)
@@ -259,7 +259,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
             f"study_name: a study named {study_name!r} already exists in {storage}; continue it with "
             f"'autopeft resume {study_name} --output-dir {output_dir}' or choose another name"
         )
-    from autopeft.warmstart import collect
+    from autopeft.search.warmstart import collect
 
     warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
@@ -269,7 +269,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
 def prepare_resume(study_name: str, output_dir: Path) -> Prepared:
     """Re-check a study's recorded config and prepare to continue it."""
     from autopeft.config import from_dump
-    from autopeft.study import StudyManifest
+    from autopeft.search.manifest import StudyManifest
 
     manifest = StudyManifest.load(output_dir, study_name)
     return prepare(from_dump(manifest.config), manifest=manifest)
@@ -278,7 +278,7 @@ def prepare_resume(study_name: str, output_dir: Path) -> Prepared:
 def _make_scheduler(cfg: Any) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
-    from autopeft._asha import BootstrappedASHA
+    from autopeft.search.scheduler import BootstrappedASHA
 
     if not cfg.pruning.enabled:
         return FIFOScheduler()
@@ -298,7 +298,7 @@ def _make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
     import optuna
 
     from autopeft.objectives import make_sampler
-    from autopeft.warmstart import enqueue
+    from autopeft.search.warmstart import enqueue
 
     cfg = prepared.config
     objectives = cfg.objective_list
@@ -353,9 +353,17 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
     from ray import tune
 
-    from autopeft.study import StudyManifest
-    from autopeft.tracking import TrialRecorder, close_orphan_runs, connect, flatten, log_params, redact, trial_runs
-    from autopeft.trial import run_trial
+    from autopeft.registry.tracking import (
+        TrialRecorder,
+        close_orphan_runs,
+        connect,
+        flatten,
+        log_params,
+        redact,
+        trial_runs,
+    )
+    from autopeft.search.manifest import StudyManifest
+    from autopeft.search.trial import run_trial
 
     cfg = prepared.config
     started = time.monotonic()
@@ -495,12 +503,12 @@ def _report(prepared: Prepared, client: Any, result: SearchResult) -> Path | Non
     import logging
 
     from autopeft.objectives import record_selection
-    from autopeft.warmstart import tag_runs
+    from autopeft.search.warmstart import tag_runs
 
     record_selection(client, result.parent_run_id, result.selection)
     tag_runs(client, prepared.optuna_storage, prepared.study_name, {t.trial_id: t.run_id for t in result.trials})
     try:
-        from autopeft.report import write_report
+        from autopeft.report.study_report import write_report
 
         return write_report(prepared.study_name, tracking_uri=prepared.config.tracking.uri,
                             out_dir=prepared.output_dir / prepared.study_name, client=client,
@@ -546,7 +554,7 @@ def _train_final(prepared: Prepared, spec: StudySpec, client: Any, data: Tokeniz
 
     import ray
 
-    from autopeft.trial import train_final
+    from autopeft.search.trial import train_final
 
     cfg = prepared.config
     best = result.best
@@ -590,8 +598,8 @@ def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, resul
                  checkpoint_dir: Path, model_ref: dict[str, str]) -> Path:
     """The registered adapter (the best trial's, or its final training's), tokenizer and
     metadata in ``<output>/<study>/<artifact>``."""
-    from autopeft.predictor import write_metadata
-    from autopeft.serving import ADAPTER_ARTIFACT
+    from autopeft.engine.predictor import write_metadata
+    from autopeft.registry.serving import ADAPTER_ARTIFACT
 
     cfg = prepared.config
     best = result.best
@@ -633,8 +641,8 @@ def _export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, resul
 def _evaluate_reloaded(prepared: Prepared, data: TokenizedData, result: SearchResult, adapter_dir: Path) -> None:
     """Validation (a check that the saved adapter reproduces its trial) and test metrics of the
     adapter as saved, reloaded the way users load it."""
-    from autopeft.predictor import AdapterPredictor
-    from autopeft.training import evaluate
+    from autopeft.engine.predictor import AdapterPredictor
+    from autopeft.engine.training import evaluate
 
     cfg = prepared.config
     predictor = AdapterPredictor.load(adapter_dir)
@@ -650,7 +658,7 @@ def _evaluate_reloaded(prepared: Prepared, data: TokenizedData, result: SearchRe
 def _record_and_register(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult,
                          adapter_dir: Path, model_ref: dict[str, str]) -> None:
     """Log the best adapter's metrics and the trial table on the parent run; register the adapter."""
-    from autopeft.registry import register_adapter, signature
+    from autopeft.registry.versions import register_adapter, signature
 
     cfg = prepared.config
     best = result.best

@@ -19,9 +19,9 @@ from typing import Any
 import psutil
 import torch
 
-from autopeft import _faults
 from autopeft.data import TokenizedData
-from autopeft.training import (
+from autopeft.engine import faults as _faults
+from autopeft.engine.training import (
     StudySpec,
     TrainState,
     TrialDiverged,

@@ -19,10 +19,10 @@ import torch
 
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedSplit, pad_id
+from autopeft.engine.training import METADATA_FILE, pick_device, predict
 from autopeft.errors import ModelError
-from autopeft.models import resolve_location
+from autopeft.model.loading import resolve_location
 from autopeft.tasks import get_task
-from autopeft.training import METADATA_FILE, pick_device, predict
 
 
 @dataclass

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
     from mlflow import MlflowClient
 
-    from autopeft.placement import ModelStructure
+    from autopeft.model.placement import ModelStructure
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ _FALLBACK_TEMPLATE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-
 
 def template_path() -> Path | None:
     """The report template: the packaged copy, else the source tree's ``dashboards/``."""
-    for candidate in (Path(__file__).parent / "dashboards" / "study_report.html",
-                      Path(__file__).parent.parent / "dashboards" / "study_report.html"):
+    for candidate in (Path(__file__).parents[1] / "dashboards" / "study_report.html",
+                      Path(__file__).parents[2] / "dashboards" / "study_report.html"):
         if candidate.is_file():
             return candidate
     return None
@@ -114,7 +114,7 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
     import pandas as pd
 
     from autopeft.objectives import ATTR_PREFIX, ATTR_RAY_TRIAL, COST_METRICS, pareto_axes
-    from autopeft.warmstart import ATTR_SOURCE
+    from autopeft.search.warmstart import ATTR_SOURCE
 
     parent = find_parent_run(client, study_name)
     parent_id = parent.info.run_id
@@ -357,7 +357,7 @@ def fig_family(data: StudyData) -> go.Figure:
 
 def placement_matrix(data: StudyData, structure: ModelStructure, top: int | None = None) -> tuple[list[str], list[int], list[list[float]], int]:
     """Share of the top trials that put an adapter on each (role, layer): (roles, layers, z, n)."""
-    from autopeft.placement import resolve
+    from autopeft.model.placement import resolve
 
     metric, mode = data.objectives[0]
     t = data.trials[data.trials[metric].notna()] if metric in data.trials else data.trials.iloc[0:0]
@@ -577,7 +577,7 @@ def _structure_for(data: StudyData) -> ModelStructure | None:
     """The model's structure on the meta device, from the study's recorded config."""
     try:
         from autopeft.config import ModelConfig
-        from autopeft.models import resolve_location
+        from autopeft.model.loading import resolve_location
         from autopeft.tasks import get_task
 
         model = ModelConfig.model_validate(data.config["model"])

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
 
-    from autopeft.predictor import AdapterPredictor
-    from autopeft.registry import AliasEvent, Registry
+    from autopeft.engine.predictor import AdapterPredictor
+    from autopeft.registry.versions import AliasEvent, Registry
 
 
 class PromotionConfig(BaseModel):
@@ -180,8 +180,8 @@ def evaluate_on(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: in
     """The task's metrics (and loss) of a loaded adapter on a labelled frame."""
     import numpy as np
 
+    from autopeft.engine.training import evaluate
     from autopeft.tasks import get_task
-    from autopeft.training import evaluate
 
     meta = predictor.metadata
     values = frame[meta["label_column"]]
@@ -277,7 +277,7 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
         predictor = None
         frame = None
         if needs_adapter:
-            from autopeft.predictor import AdapterPredictor
+            from autopeft.engine.predictor import AdapterPredictor
 
             predictor = AdapterPredictor.load(registry.download(name, cand_v, Path(tmp) / "candidate"))
         if test_data is not None:

@@ -17,28 +17,11 @@ from typing import Any, Optional
 
 import typer
 
+from autopeft.cli._output import console, fail, out
 from autopeft.errors import AutoPeftError, UserInputError
+from autopeft.process import configure_process
 
 _URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
-
-
-def _quiet() -> None:
-    """The search's quiet environment (no artifact progress bars) and no library deprecation
-    chatter: these commands print one result or one error line."""
-    import warnings
-
-    from autopeft.cli import _quiet_environment
-
-    _quiet_environment()
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-
-
-def _fail(exc: AutoPeftError) -> None:
-    from autopeft.cli import _fail as fail  # one error format for every command
-
-    fail(exc)
 
 
 def _tracking_uri(flag: Optional[str], config: Optional[dict[str, Any]] = None) -> str:
@@ -69,7 +52,7 @@ def _read_config(path: Optional[Path]) -> dict[str, Any]:
 def _gates(config: dict[str, Any], flags: dict[str, Any]) -> Any:
     from pydantic import ValidationError
 
-    from autopeft.promotion import PromotionConfig
+    from autopeft.registry.promotion import PromotionConfig
 
     values = dict(config.get("promotion") or {})
     values.update({k: v for k, v in flags.items() if v is not None})  # flags win over the file
@@ -100,10 +83,9 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
-        _quiet()
-        from autopeft.cli import out
-        from autopeft.promotion import promote as run_promote
-        from autopeft.registry import Registry
+        configure_process()
+        from autopeft.registry.promotion import promote as run_promote
+        from autopeft.registry.versions import Registry
 
         try:
             raw = _read_config(config)
@@ -115,7 +97,7 @@ def register(app: typer.Typer) -> None:
             result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
                                  config=gates, test_data=test_data, force=force, reason=reason)
         except AutoPeftError as exc:
-            _fail(exc)
+            fail(exc)
             return
         if result.event is None:
             out.print(f"{name}: version {result.version} already holds {to_alias!r}; nothing to do", highlight=False)
@@ -135,14 +117,13 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Move an alias (production) back to the version that held it before."""
-        _quiet()
-        from autopeft.cli import out
-        from autopeft.registry import Registry
+        configure_process()
+        from autopeft.registry.versions import Registry
 
         try:
             event = Registry.open(_tracking_uri(tracking_uri)).rollback(name, alias, reason)
         except AutoPeftError as exc:
-            _fail(exc)
+            fail(exc)
             return
         out.print(f"{name}: {alias!r} rolled back from version {event.previous} to version {event.version}",
                   highlight=False)
@@ -153,9 +134,8 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Table of registered models, or of one model's versions: aliases, metrics, lineage."""
-        _quiet()
-        from autopeft.cli import out
-        from autopeft.registry import Registry
+        configure_process()
+        from autopeft.registry.versions import Registry
 
         try:
             registry = Registry.open(_tracking_uri(tracking_uri))
@@ -164,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 return
             table, history = _versions_table(registry, name)
         except AutoPeftError as exc:
-            _fail(exc)
+            fail(exc)
             return
         out.print(table)
         for line in history:
@@ -178,9 +158,8 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
         """Write a version's adapter, or a merged full model, to a folder."""
-        _quiet()
-        from autopeft.cli import console, out
-        from autopeft.registry import Registry, parse_model_ref
+        configure_process()
+        from autopeft.registry.versions import Registry, parse_model_ref
 
         try:
             model_name, version, alias = parse_model_ref(ref)
@@ -193,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 with tempfile.TemporaryDirectory(prefix="autopeft-export-") as tmp:
                     adapter = registry.download(model_name, str(found.version), Path(tmp))
                     if merged:
-                        from autopeft.predictor import export_merged
+                        from autopeft.engine.predictor import export_merged
 
                         with console.status("merging the adapter into its base model..."):
                             export_merged(adapter, out_dir)
@@ -207,7 +186,7 @@ def register(app: typer.Typer) -> None:
                           "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {})}
             (out_dir / "autopeft-export.json").write_text(json.dumps(provenance, indent=2, sort_keys=True))
         except AutoPeftError as exc:
-            _fail(exc)
+            fail(exc)
             return
         what = "merged model" if merged else "adapter"
         out.print(f"exported {model_name} version {found.version} ({what}) to {out_dir}", highlight=False)

@@ -178,8 +178,8 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
     """Log ``adapter_dir`` as a pyfunc model in ``run_id``, register it and point ``alias`` at it."""
     import mlflow
 
-    from autopeft import serving
-    from autopeft.serving import ADAPTER_ARTIFACT
+    from autopeft.registry.serving import ADAPTER_ARTIFACT
+    from autopeft.registry.versions import serving
 
     try:
         with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
@@ -220,7 +220,7 @@ def _user() -> str:
 def fail_fast() -> Iterator[None]:
     """The same bounded HTTP retries and timeout the search uses (``tracking._fail_fast``),
     so every lifecycle command fails in seconds when the tracking server does not answer."""
-    from autopeft.tracking import _fail_fast
+    from autopeft.registry.tracking import _fail_fast
 
     with _fail_fast():
         yield
@@ -395,7 +395,7 @@ class Registry:
         """The version's logged model into ``dst``; returns the adapter folder inside it."""
         import mlflow.artifacts
 
-        from autopeft.serving import ADAPTER_ARTIFACT
+        from autopeft.registry.serving import ADAPTER_ARTIFACT
 
         def fetch() -> str:
             # MLflow 3 resolves a version's logged model (models:/m-...) through the *global*

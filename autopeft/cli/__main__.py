@@ -1,0 +1,3 @@
+from autopeft.cli.app import main
+
+main()

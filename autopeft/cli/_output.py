@@ -1,0 +1,20 @@
+"""What every command shares: where output goes and the one error format (exit codes in
+:mod:`autopeft.cli.app`)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from autopeft.errors import AutoPeftError, UserInputError
+
+#: Progress, notes and errors (stderr); results go to ``out`` (stdout).
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(exc: AutoPeftError) -> None:
+    """One line on stderr; exit 2 for bad input, 1 for a runtime failure."""
+    code = 2 if isinstance(exc, UserInputError) else 1
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""The training engine: build an adapter, train, evaluate, checkpoint, export, predict."""

@@ -1,0 +1,1 @@
+"""The base model: loading (packaged, local, Hub) and placement (roles, layers per architecture)."""

@@ -1,0 +1,1 @@
+"""MLflow: tracking runs, registered versions and aliases, promotion, the pyfunc flavour."""

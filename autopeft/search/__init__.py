@@ -1,0 +1,1 @@
+"""The search: prepare (check before compute), searcher, scheduler, driver, final training, registration."""
