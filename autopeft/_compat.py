@@ -1,0 +1,85 @@
+"""Every private API of Ray, Optuna and MLflow that autopeft relies on, in one place.
+
+Each helper names the attribute it reaches into and the version it was checked against
+(``CHECKED``); an upgrade that moves one fails here, at a name that says what broke, instead
+of deep inside a study. Nothing else in the package touches a dependency's private names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+#: The versions these helpers were checked against.
+CHECKED = {"ray": "2.60.0", "optuna": "5.0.0", "mlflow": "3.17.2"}
+
+
+# --------------------------------------------------------------------------- Ray Tune
+
+
+def asha_bracket_class() -> type:
+    """``ray.tune.schedulers.async_hyperband._Bracket``: ASHA's rung book-keeping, whose
+    ``cutoff`` the bootstrapped scheduler overrides (Ray offers no hook to pick the class)."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    return _Bracket
+
+
+def asha_brackets(scheduler: Any) -> list[Any]:
+    """``ASHAScheduler._brackets``: the brackets Ray builds in ``__init__``."""
+    return list(scheduler._brackets)
+
+
+def optuna_search_study(searcher: Any) -> optuna.Study:
+    """``OptunaSearch._ot_study``: the study Ray's searcher creates once it has a space."""
+    return searcher._ot_study
+
+
+def optuna_search_trials(searcher: Any) -> dict[str, optuna.Trial]:
+    """``OptunaSearch._ot_trials``: Ray trial id → the Optuna trial it asked for."""
+    return searcher._ot_trials
+
+
+def optuna_search_completed(searcher: Any) -> set[str]:
+    """``OptunaSearch._completed_trials``: Ray trial ids already told to Optuna."""
+    return searcher._completed_trials
+
+
+# --------------------------------------------------------------------------- Optuna
+
+
+def optuna_trial_id(trial: Any) -> int:
+    """``Trial._trial_id`` / ``FrozenTrial._trial_id``: the storage's id of a trial (the public
+    ``number`` is per study; the storage API takes this one)."""
+    return int(trial._trial_id)
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+@contextmanager
+def mlflow_globals_restored() -> Iterator[None]:
+    """Restore MLflow's process-wide tracking and registry URIs
+    (``mlflow.tracking._tracking_service.utils._tracking_uri`` and
+    ``mlflow.tracking._model_registry.utils._registry_uri``), and the environment variables
+    ``mlflow.set_*_uri`` exports, to exactly what they were (unset included) after the block."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {k: os.environ.get(k) for k in env_keys}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
