@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
-from autopeft.registry.promotion import PromotionConfig
-from autopeft.search.warmstart import WarmStartConfig
 from autopeft.space import SearchSpace, load_space
 
 
@@ -207,6 +205,44 @@ class BackendConfig(_Strict):
         None, description="Where Ray keeps checkpoints and experiment state: a folder every node sees, or a "
         "pyarrow URI such as s3://bucket/path; default: <output_dir>/ray."
     )
+
+
+class WarmStartConfig(_Strict):
+    """Configs enqueued as the first trials: the built-in prior and earlier studies or files."""
+
+    prior: bool = Field(True, description="Enqueue the built-in prior (good configs per family) first.")
+    prior_share: float = Field(
+        0.25, gt=0, le=1,
+        description="Most of the trials the built-in prior may take (at least one); the rest are the sampler's.",
+    )
+    prior_max_trials: int = Field(
+        2, ge=1,
+        description="Most trials the built-in prior takes, whatever the share: its first two configs cover "
+                    "two distinct regions; the later ones start slowly and early stopping cuts them.",
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="Earlier Optuna study names or YAML/JSON files of configs."
+    )
+    top_k: int = Field(3, gt=0, description="Best trials taken from each earlier study.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class PromotionConfig(BaseModel):
+    """Optional thresholds a version must meet to be promoted (the ``promotion:`` section of a
+    config file, or ``autopeft promote`` flags, which win)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_metric: Optional[float] = Field(
+        default=None, description="The test metric must be at least this good (>= when maximised, <= when minimised).")
+    max_trainable_share: Optional[float] = Field(
+        default=None, gt=0.0, le=1.0, description="Most trainable parameters as a share of the whole model.")
+    max_latency_ms: Optional[float] = Field(
+        default=None, gt=0.0, description="Most milliseconds for one single-example prediction (median, this machine).")
+    latency_samples: int = Field(default=16, gt=0, description="Single-example predictions timed for the latency gate.")
 
 
 class SearchConfig(_Strict):

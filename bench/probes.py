@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from autopeft.search.driver import PruningAwareOptunaSearch
+from autopeft.search.searcher import PruningAwareOptunaSearch
 
 #: Report fields a timeline keeps.
 _KEEP = ("step", "final", "train_time_s", "eval_time_s", "setup_time_s", "time_total_s", "trainable_params",
@@ -94,7 +94,7 @@ def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
     """While active, ``run_search`` builds a :class:`StepBudgetSearch` instead of its searcher."""
     import autopeft.search.driver as search
 
-    original = search._make_searcher
+    original = search.make_searcher
 
     def make(prepared: Any) -> Any:
         searcher = original(prepared)
@@ -102,11 +102,11 @@ def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
         searcher._budget_init(step_budget, trial_steps)
         return searcher
 
-    search._make_searcher = make
+    search.make_searcher = make
     try:
         yield
     finally:
-        search._make_searcher = original
+        search.make_searcher = original
 
 
 @contextlib.contextmanager

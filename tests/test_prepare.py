@@ -9,7 +9,7 @@ import pytest
 
 from autopeft.config import resolve
 from autopeft.errors import ConfigError, DataError, ModelError, SpaceError
-from autopeft.search.driver import prepare
+from autopeft.search import prepare
 
 from .conftest import write_yaml
 

@@ -57,13 +57,13 @@ def test_rungs_compare_the_objective_unless_told_otherwise():
 
 def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
     from autopeft.config import SearchConfig
-    from autopeft.search.driver import _make_scheduler
+    from autopeft.search.scheduler import make_scheduler
 
     cfg = SearchConfig.model_validate({
         "model": {"name_or_path": "minilm"}, "data": {"train": str(tmp_path / "train.csv")},
         "budget": {"trials": 4, "max_steps": 100, "eval_interval": 25}, "pruning": {"metric": "loss"},
     })
-    scheduler = _make_scheduler(cfg)
+    scheduler = make_scheduler(cfg)
     trials = [Trial("__fake", stub=True) for _ in range(3)]
     for trial in trials:
         scheduler.on_trial_add(None, trial)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from autopeft.search.define_by_run import compile_space
-from autopeft.search.driver import PruningAwareOptunaSearch
+from autopeft.search.searcher import PruningAwareOptunaSearch
 from autopeft.space import load_space
 
 

@@ -36,7 +36,7 @@ def search(
         parsed += [(key.split("."), value) for key, value in flags.items() if value is not None]
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
         resolved = resolve(config, parsed)
-        from autopeft.search.driver import prepare, prepare_resume
+        from autopeft.search import prepare, prepare_resume
         from autopeft.search.manifest import StudyManifest
 
         name, out_dir = resolved.config.study_name, Path(resolved.config.output_dir)
@@ -59,7 +59,7 @@ def resume(
 ) -> None:
     """Continue a study whose driver died: finished trials are kept, unfinished ones continue."""
     configure_process()
-    from autopeft.search.driver import prepare_resume
+    from autopeft.search import prepare_resume
 
     try:
         with console.status("checking the recorded config, model and data..."):
@@ -75,7 +75,7 @@ def resume(
 
 def _run(prepared: Any, verbose: bool) -> None:
     from autopeft.report.progress import ProgressView
-    from autopeft.search.driver import run_search
+    from autopeft.search import run_search
 
     cfg = prepared.config
     console.print(f"study [bold]{prepared.study_name}[/]: {cfg.budget.trials} trials over "

@@ -20,7 +20,7 @@ from torch import nn
 from autopeft.adapters import AdapterTarget, get_family
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedData, TokenizedSplit, collate
-from autopeft.engine import faults as _faults
+from autopeft.engine.faults import FaultPlan
 from autopeft.errors import AutoPeftError
 from autopeft.model.placement import parse_layers, resolve, scan
 from autopeft.space import family_params
@@ -52,6 +52,8 @@ class StudySpec:
     #: Cost limits (``objectives.ConstraintsConfig.limits``): a trial over one stops at that
     #: evaluation, so it ends PRUNED instead of training an adapter nobody can use.
     limits: Mapping[str, float] = field(default_factory=dict)
+    #: Fault injection for reliability tests (``engine.faults``), read once when the study was prepared.
+    faults: FaultPlan | None = None
 
     def model_kwargs(self) -> dict[str, Any]:
         return get_task(self.task).model_kwargs(self.label_names)
@@ -268,7 +270,9 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
             loss = model(**batch).loss
         # The one host sync per step, taken before the update so a NaN/inf loss stops the
         # trial at once instead of writing NaN into the adapter.
-        loss_value = _faults.maybe_corrupt_loss(config, state.step + 1, float(loss.detach()))
+        loss_value = float(loss.detach())
+        if spec.faults is not None:
+            loss_value = spec.faults.corrupt_loss(config, state.step + 1, loss_value)
         if not math.isfinite(loss_value):
             raise TrialDiverged(f"training loss became {loss_value} at step {state.step + 1}")
         loss.backward()

@@ -25,8 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from autopeft.config import PromotionConfig
 from autopeft.errors import GateRefused, RegistryError, UserInputError
 
 if TYPE_CHECKING:
@@ -35,20 +34,6 @@ if TYPE_CHECKING:
 
     from autopeft.engine.predictor import AdapterPredictor
     from autopeft.registry.versions import AliasEvent, Registry
-
-
-class PromotionConfig(BaseModel):
-    """Optional thresholds a version must meet to be promoted (the ``promotion:`` section of a
-    config file, or ``autopeft promote`` flags, which win)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_metric: Optional[float] = Field(
-        default=None, description="The test metric must be at least this good (>= when maximised, <= when minimised).")
-    max_trainable_share: Optional[float] = Field(
-        default=None, gt=0.0, le=1.0, description="Most trainable parameters as a share of the whole model.")
-    max_latency_ms: Optional[float] = Field(
-        default=None, gt=0.0, description="Most milliseconds for one single-example prediction (median, this machine).")
-    latency_samples: int = Field(default=16, gt=0, description="Single-example predictions timed for the latency gate.")
 
 
 @dataclass

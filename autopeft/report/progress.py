@@ -15,7 +15,7 @@ from autopeft.registry.tracking import outcome
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from autopeft.search.driver import SearchResult
+    from autopeft.search import SearchResult
 
 
 class ProgressView(Callback):

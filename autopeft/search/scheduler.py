@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.schedulers.async_hyperband import _Bracket
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from autopeft import _compat
 
 
-class _WaitingBracket(_Bracket):
+class _WaitingBracket(_compat.asha_bracket_class()):  # type: ignore[misc]
     bootstrap_count: int = 1
 
     def cutoff(self, recorded: dict[str, float]) -> Any:
@@ -30,7 +31,23 @@ class BootstrappedASHA(ASHAScheduler):
     def __init__(self, *, bootstrap_count: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Ray builds its brackets in __init__ with no hook to pick their class
-        for bracket in self._brackets:
+        for bracket in _compat.asha_brackets(self):
             bracket.__class__ = _WaitingBracket
             assert isinstance(bracket, _WaitingBracket)
             bracket.bootstrap_count = bootstrap_count
+
+
+def make_scheduler(cfg: Any) -> TrialScheduler:
+    """ASHA with bootstrapped rungs over the study's reports, or FIFO when pruning is off."""
+    if not cfg.pruning.enabled:
+        return FIFOScheduler()
+    metric, mode = cfg.pruning.rung_target(cfg.objective)
+    return BootstrappedASHA(
+        bootstrap_count=cfg.pruning.bootstrap_count,
+        time_attr="training_iteration",
+        metric=metric,
+        mode=mode,
+        max_t=cfg.budget.num_reports,
+        grace_period=min(cfg.pruning.grace_period, cfg.budget.num_reports),
+        reduction_factor=cfg.pruning.reduction_factor,
+    )

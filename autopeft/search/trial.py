@@ -20,7 +20,6 @@ import psutil
 import torch
 
 from autopeft.data import TokenizedData
-from autopeft.engine import faults as _faults
 from autopeft.engine.training import (
     StudySpec,
     TrainState,
@@ -55,7 +54,8 @@ def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedDa
     torch.set_num_threads(max(1, int(cpus)))  # match torch's threads to the trial's CPU share
     device, amp_dtype = pick_device()
 
-    _faults.maybe_raise(config)
+    if spec.faults is not None:
+        spec.faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     checkpoint = tune.get_checkpoint()
@@ -112,7 +112,8 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
         row = {k: float(metrics[k]) for k in (*metric_names, "train_loss") if isinstance(metrics.get(k), (int, float))}
         out.history.append({**row, "step": float(metrics["step"])})
 
-    _faults.maybe_raise(config)
+    if spec.faults is not None:
+        spec.faults.maybe_raise(config)
     built = build_adapter(spec, config)
     state = TrainState()
     try:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,29 +61,6 @@ BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
     ("prior:ia3-all-linear", {"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
                               "learning_rate": 3e-3}),
 ]
-
-
-class WarmStartConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    prior: bool = Field(True, description="Enqueue the built-in prior (good configs per family) first.")
-    prior_share: float = Field(
-        0.25, gt=0, le=1,
-        description="Most of the trials the built-in prior may take (at least one); the rest are the sampler's.",
-    )
-    prior_max_trials: int = Field(
-        2, ge=1,
-        description="Most trials the built-in prior takes, whatever the share: its first two configs cover "
-                    "two distinct regions; the later ones start slowly and early stopping cuts them.",
-    )
-    sources: list[str] = Field(
-        default_factory=list, description="Earlier Optuna study names or YAML/JSON files of configs."
-    )
-    top_k: int = Field(3, gt=0, description="Best trials taken from each earlier study.")
-
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _one_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

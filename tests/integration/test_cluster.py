@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search.driver import prepare, run_search
+from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
 

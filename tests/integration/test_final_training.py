@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search.driver import prepare, run_search
+from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
 
@@ -75,7 +75,8 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     from autopeft.data import tokenize
     from autopeft.engine.training import StudySpec
     from autopeft.model.loading import load_tokenizer
-    from autopeft.search.driver import SearchResult, TrialSummary, _train_final
+    from autopeft.search import SearchResult, TrialSummary
+    from autopeft.search.final_training import train_final_adapter
 
     monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,
                                                       "raise_when": {"learning_rate": 3e-3}}))
@@ -98,7 +99,7 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         result = select(2e-3)
-        assert _train_final(prepared, spec, client, data, result) is None  # _finalize then exports the trial's checkpoint
+        assert train_final_adapter(prepared, spec, client, data, result) is None  # _finalize then exports the trial's checkpoint
         assert "step 13" in client.get_run(parent).data.tags["autopeft.final_training_error"]
         assert result.final_history == []  # so nothing calls the trial's adapter a final training's
         # the evaluations before it diverged were logged: the curve shows where it went wrong
@@ -106,12 +107,12 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
 
         # a final training that crashes leaves the trial's adapter too, and says why in one line
         result = select(3e-3)
-        assert _train_final(prepared, spec, client, data, result) is None and result.final_history == []
+        assert train_final_adapter(prepared, spec, client, data, result) is None and result.final_history == []
         error = client.get_run(parent).data.tags["autopeft.final_training_error"]
         assert error.startswith("final training failed: InjectedFault: injected failure") and "\n" not in error
 
         result = select(2.5e-3)
-        folder = _train_final(prepared, spec, client, data, result)
+        folder = train_final_adapter(prepared, spec, client, data, result)
     finally:
         ray.shutdown()
     assert folder is not None and (folder / "adapter_model.safetensors").is_file()

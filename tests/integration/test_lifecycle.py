@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli.app import app
 from autopeft.config import resolve
-from autopeft.search.driver import prepare, run_search
+from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
 from .mlflow_server import mlflow_server_uri, model_server  # noqa: F401 - the fixture is used by name
@@ -38,7 +38,7 @@ def ray_session():
     """One local Ray for both searches (run_search leaves a Ray it did not start running)."""
     import ray
 
-    from autopeft.search.driver import init_ray
+    from autopeft.search import init_ray
 
     started = init_ray(None)
     yield

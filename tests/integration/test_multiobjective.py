@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.objectives import ATTR_PREFIX, SelectionConfig, knee_index, pareto_mask, select, within
-from autopeft.search.driver import prepare, run_search
+from autopeft.search import prepare, run_search
 from autopeft.search.warmstart import ATTR_SOURCE
 
 from ..conftest import write_yaml

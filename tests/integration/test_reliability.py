@@ -15,7 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search.driver import ORPHAN_ATTR, prepare, run_search
+from autopeft.search import prepare, run_search
+from autopeft.search.study_run import ORPHAN_ATTR
 
 from ..conftest import write_yaml
 

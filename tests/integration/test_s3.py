@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.config import resolve
-from autopeft.search.driver import prepare, run_search
+from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
 from .mlflow_server import _service, free_port

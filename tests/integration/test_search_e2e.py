@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.registry.versions import mlflow_uris
-from autopeft.search.driver import SEARCH_PHASES, prepare, run_search
+from autopeft.search import SEARCH_PHASES, prepare, run_search
 
 from ..conftest import write_yaml
 

@@ -1,0 +1,73 @@
+"""The final training: the selected config trained again from its start for
+``budget.final_steps`` steps, in a Ray task with a trial's resources."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+from autopeft.data import TokenizedData
+from autopeft.engine.training import StudySpec
+from autopeft.registry.tracking import log_history, log_metrics
+from autopeft.search.results import SearchResult
+from autopeft.search.trial import train_final
+from autopeft.tasks import get_task
+
+if TYPE_CHECKING:
+    from autopeft.search.prepare import Prepared
+
+logger = logging.getLogger(__name__)
+
+
+def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData,
+                        result: SearchResult) -> Path | None:
+    """Train the selected trial's config again from its start for ``budget.final_steps`` steps
+    (learning-rate schedule over those steps) in a Ray task with a trial's resources; its
+    validation curve goes on the parent run as ``final_<metric>``. Returns the folder of the
+    trained adapter, or None when the training diverged or failed: the trial's adapter is then
+    registered instead (the search's result is not lost), and the parent run's
+    ``autopeft.final_training_error`` tag says why.
+
+    Short trials rank configs; the adapter a user ships is better trained for longer, and the
+    steps ASHA saves pay for it (bench/NOTES.md, *A final training of the selected config*)."""
+    cfg = prepared.config
+    best = result.best
+    assert best is not None and cfg.budget.final_steps
+    final_spec = dataclasses.replace(spec, max_steps=cfg.budget.final_steps, eval_interval=cfg.budget.final_interval,
+                                     limits={})
+    # a lost worker or node restarts it (from its start), as many times as a trial may be retried
+    task = ray.remote(train_final).options(num_cpus=cfg.budget.cpus_per_trial, num_gpus=cfg.budget.gpus_per_trial,
+                                           max_retries=cfg.budget.max_failures)
+
+    def keep_trial_adapter(reason: str) -> None:
+        logger.warning("%s; registering the trial's adapter", reason)
+        client.set_tag(result.parent_run_id, "autopeft.final_training_error", reason[:500])
+
+    try:
+        trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
+    except ray.exceptions.RayError as exc:  # it crashed, or its worker was lost past its retries
+        cause = getattr(exc, "cause", None) or exc  # a task's own exception, without Ray's traceback
+        keep_trial_adapter(f"final training failed: {type(cause).__name__}: {' '.join(str(cause).split())}")
+        return None
+    result.final_node_id = trained.node_id
+    result.final_train_time_s, result.final_eval_time_s = trained.train_time_s, trained.eval_time_s
+    log_metrics(client, result.parent_run_id, {"final_training_train_s": trained.train_time_s,
+                                               "final_training_eval_s": trained.eval_time_s})
+    client.set_tag(result.parent_run_id, "autopeft.final_training_node", trained.node_id)
+    log_history(client, result.parent_run_id, trained.history, prefix="final_")
+    if trained.error is not None:  # it diverged
+        keep_trial_adapter(trained.error)
+        return None
+    result.final_history = trained.history
+    directory = prepared.output_dir / prepared.study_name / "final-training"
+    if directory.exists():  # left by a driver that died here; this run starts it again
+        shutil.rmtree(directory)
+    for name, content in trained.adapter_files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(content)
+    return directory

@@ -1,0 +1,153 @@
+"""Prepare a study: every check that needs no compute, before Ray starts or anything is written.
+
+Model, data, the space against the model's structure, the Ray address, the tracking store, the
+output folder, the study name and the warm-start points: a problem with any of them is a
+one-line :class:`~autopeft.errors.UserInputError` here, never a failure after trials began.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autopeft.adapters.fit import fit_to_model
+from autopeft.config import ResolvedConfig, from_dump
+from autopeft.data import RawData, load, locate
+from autopeft.engine.faults import FaultPlan
+from autopeft.errors import ConfigError
+from autopeft.model.loading import resolve_location
+from autopeft.model.placement import ModelStructure
+from autopeft.registry.tracking import check_reachable
+from autopeft.search.manifest import StudyManifest
+from autopeft.search.warmstart import collect
+from autopeft.tasks import get_task
+
+logger = logging.getLogger("autopeft")
+
+
+@dataclass
+class Prepared:
+    """Everything checked and loaded before any compute starts."""
+
+    resolved: ResolvedConfig
+    study_name: str
+    location: str
+    structure: ModelStructure
+    raw: RawData
+    output_dir: Path
+    optuna_storage: str
+    #: Set when resuming: the study's manifest (parent run, Ray experiment) from the first run.
+    manifest: Any = None
+    #: Configs enqueued as the first trials (``warmstart.WarmPoint``), checked in prepare().
+    warm_start: list[Any] = field(default_factory=list)
+    #: Fault injection for reliability tests, read once here (``engine.faults``); None: off.
+    faults: FaultPlan | None = None
+
+    @property
+    def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers
+        return self.resolved.config
+
+
+def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
+    """Every family exists, fits the task and takes the given parameters; every placement
+    choice resolves to at least one module of this model. Families the architecture cannot
+    run are dropped from the space with their reason (``space.fit_to_model``)."""
+    space = resolved.space
+    fit = fit_to_model(space, structure, resolved.config.task.kind)
+    for name, reason in fit.excluded.items():
+        logger.warning("space.adapters.%s: excluded: %s", name, reason)
+        del space.adapters[name]
+    sampler = resolved.config.sampler.name
+    differing = space.training_keys_set_per_family()
+    if differing and sampler in ("gp", "nsga2"):
+        # Optuna's gp and nsga2 model only parameters every trial samples from one distribution
+        logger.warning(
+            "space: %s differs between adapter families, so the %s sampler draws it at random instead of "
+            "modelling it (tpe models it per trial; or give every family the same range)", ", ".join(differing), sampler)
+
+
+def default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:
+    tracking = resolved.config.tracking
+    if tracking.optuna_storage:
+        return tracking.optuna_storage
+    if tracking.uri.startswith("sqlite:///"):
+        db = Path(tracking.uri[len("sqlite:///"):]).resolve()
+        return f"sqlite:///{db.parent / 'optuna.db'}"
+    return f"sqlite:///{output_dir.resolve() / 'optuna.db'}"
+
+
+def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
+    """All checks that need no compute: model, data, space against the model, study name, paths.
+
+    With ``manifest`` (a :class:`~autopeft.study.StudyManifest`), prepares to resume that study.
+    """
+    cfg = resolved.config
+    task = get_task(cfg.task.kind)
+    location = resolve_location(cfg.model.name_or_path)
+    base_dir = resolved.source.parent if resolved.source else None
+    raw = load(cfg.data, task, seed=cfg.seed, base_dir=base_dir)
+    for split in ("train", "validation", "test"):  # absolute, so a resume works from any folder
+        given = getattr(cfg.data, split)
+        if given is not None:
+            setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
+    structure = task.structure(cfg.model, location, raw.label_names or ["0", "1"])
+    validate_space(resolved, structure)
+    check_ray_address(cfg.backend.address)
+    check_reachable(cfg.tracking.uri)
+
+    output_dir = Path(cfg.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output_dir: cannot write to {str(output_dir)!r}: {exc.strerror or exc}") from None
+
+    if manifest is not None:
+        return Prepared(resolved=resolved, study_name=manifest.study_name, location=location, structure=structure,
+                        raw=raw, output_dir=output_dir, optuna_storage=manifest.optuna_storage, manifest=manifest,
+                        faults=FaultPlan.from_env())
+    study_name = cfg.study_name or f"{cfg.tracking.experiment}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    storage = default_storage(resolved, output_dir)
+    try:
+        existing = optuna.study.get_all_study_names(storage=storage)
+    except Exception as exc:
+        raise ConfigError(f"tracking.optuna_storage: cannot open {storage!r}: {' '.join(str(exc).split())[:200]}") from None
+    if study_name in existing:
+        raise ConfigError(
+            f"study_name: a study named {study_name!r} already exists in {storage}; continue it with "
+            f"'autopeft resume {study_name} --output-dir {output_dir}' or choose another name"
+        )
+    warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
+    return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
+                    output_dir=output_dir, optuna_storage=storage, warm_start=warm, faults=FaultPlan.from_env())
+
+
+def prepare_resume(study_name: str, output_dir: Path) -> Prepared:
+    """Re-check a study's recorded config and prepare to continue it."""
+    manifest = StudyManifest.load(output_dir, study_name)
+    return prepare(from_dump(manifest.config), manifest=manifest)
+
+
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """A Ray address that does not answer fails here in seconds (``ray.init`` retries for minutes)."""
+    if address in (None, "", "auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"backend.address: expected auto, HOST:PORT or ray://HOST:PORT, found {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"backend.address: no Ray cluster answers at {address!r}: {exc.strerror or exc}") from None

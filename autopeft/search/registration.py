@@ -1,0 +1,167 @@
+"""Registration: export the selected adapter (the best trial's, or its final training's) with its
+tokenizer and metadata, evaluate it reloaded the way users load it, record it on the study run
+and register it in the MLflow Model Registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+
+from autopeft import __version__
+from autopeft.data import TokenizedData, split_fingerprint
+from autopeft.engine.predictor import AdapterPredictor, write_metadata
+from autopeft.engine.training import StudySpec, evaluate, export_adapter
+from autopeft.registry.serving import ADAPTER_ARTIFACT
+from autopeft.registry.tracking import TAG_STUDY, log_metrics
+from autopeft.registry.versions import register_adapter, signature
+from autopeft.search.final_training import train_final_adapter
+from autopeft.search.results import SearchResult, phase
+from autopeft.tasks import get_task
+
+if TYPE_CHECKING:
+    from autopeft.search.prepare import Prepared
+
+
+def finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData, result: SearchResult,
+              checkpoint: Any, model_ref: dict[str, str], phases: dict[str, float]) -> None:
+    """Save the best adapter with its tokenizer and metadata, evaluate it, register it; the
+    final training (if any) is timed as ``final_training``, the evaluation as ``final_eval``, the
+    rest as ``finalize``."""
+    with phase(phases, "final_training"):
+        final_dir = train_final_adapter(prepared, spec, client, data, result) if prepared.config.budget.final_steps else None
+    with phase(phases, "finalize"):
+        if final_dir is not None:
+            adapter_dir = export_best(prepared, spec, data, result, final_dir, model_ref)
+            shutil.rmtree(final_dir)  # the exported adapter's copy
+        else:
+            with checkpoint.as_directory() as directory:
+                adapter_dir = export_best(prepared, spec, data, result, Path(directory), model_ref)
+    with phase(phases, "final_eval"):
+        evaluate_reloaded(prepared, data, result, adapter_dir)
+    with phase(phases, "finalize"):
+        record_and_register(prepared, client, data, result, adapter_dir, model_ref)
+
+
+def export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result: SearchResult,
+                 checkpoint_dir: Path, model_ref: dict[str, str]) -> Path:
+    """The registered adapter (the best trial's, or its final training's), tokenizer and
+    metadata in ``<output>/<study>/<artifact>``."""
+    cfg = prepared.config
+    best = result.best
+    assert best is not None
+    # named like the artifact key: MLflow stores the folder under artifacts/<its name>
+    adapter_dir = prepared.output_dir / prepared.study_name / ADAPTER_ARTIFACT
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    export_adapter(spec, best.params, checkpoint_dir, adapter_dir)
+    get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
+    family = best.params.get("adapter")
+    write_metadata(adapter_dir, {
+        "autopeft_version": __version__,
+        "base_model": {"config": cfg.model.model_dump(mode="json"), "reference": model_ref},
+        "task": cfg.task.kind,
+        "task_config": cfg.task.model_dump(mode="json"),
+        "label_names": data.label_names,
+        "text_columns": prepared.raw.text_columns,
+        "label_column": prepared.raw.label_column,
+        "max_length": cfg.model.max_length,
+        "family": family,
+        "params": best.params,
+        "study": prepared.study_name,
+        "trial_id": best.trial_id,
+        "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode},
+        "objectives": [{"metric": m, "mode": md} for m, md in cfg.objective_list],
+        "selection": {"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
+        "costs": {k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
+                  if k in best.metrics},
+        # the registered adapter's own: its final training's last evaluation where it had one
+        "validation": {k: v for k, v in (result.final_history[-1] if result.final_history else best.metrics).items()
+                       if k in get_task(cfg.task.kind).metric_names},
+        "final_steps": cfg.budget.final_steps if result.final_history else None,
+        "data_fingerprint": data.fingerprint,
+    })
+    return adapter_dir
+
+
+def evaluate_reloaded(prepared: Prepared, data: TokenizedData, result: SearchResult, adapter_dir: Path) -> None:
+    """Validation (a check that the saved adapter reproduces its trial) and test metrics of the
+    adapter as saved, reloaded the way users load it."""
+    cfg = prepared.config
+    predictor = AdapterPredictor.load(adapter_dir)
+    pad = data.pad_token_id
+    result.reloaded_val_metrics = evaluate(predictor.model, data.splits["validation"], pad, cfg.task.kind,
+                                           batch_size=cfg.budget.eval_batch_size, device=predictor.device)
+    if "test" in data.splits:
+        result.test_metrics = evaluate(predictor.model, data.splits["test"], pad, cfg.task.kind,
+                                       batch_size=cfg.budget.eval_batch_size, device=predictor.device)
+    del predictor
+
+
+def record_and_register(prepared: Prepared, client: Any, data: TokenizedData, result: SearchResult,
+                         adapter_dir: Path, model_ref: dict[str, str]) -> None:
+    """Log the best adapter's metrics and the trial table on the parent run; register the adapter."""
+    cfg = prepared.config
+    best = result.best
+    assert best is not None
+    family = best.params.get("adapter")
+    metric = cfg.objective.metric
+    summary = {f"best_val_{k}": float(v) for k, v in result.reloaded_val_metrics.items()}
+    summary.update({f"test_{k}": float(v) for k, v in result.test_metrics.items()})
+    summary["best_trainable_params"] = float(best.metrics.get("trainable_params", 0))
+    summary["best_trainable_share"] = float(best.metrics.get("trainable_share", 0))
+    log_metrics(client, result.parent_run_id, summary)
+    client.set_tag(result.parent_run_id, "autopeft.best_trial_id", best.trial_id)
+    if best.run_id:
+        client.set_tag(result.parent_run_id, "autopeft.best_trial_run_id", best.run_id)
+    client.log_dict(result.parent_run_id, [
+        {"trial_id": t.trial_id, "outcome": t.outcome, "run_id": t.run_id, metric: t.metrics.get(metric),
+         "step": t.metrics.get("step"), **t.params} for t in result.trials
+    ], "trials.json")
+
+    test_fp = split_fingerprint(prepared.raw, "test") if "test" in prepared.raw.frames else ""
+    tags = {
+        "autopeft.study": prepared.study_name,
+        "autopeft.trial_id": best.trial_id,
+        "autopeft.trial_run_id": best.run_id or "",
+        "autopeft.parent_run_id": result.parent_run_id,
+        "autopeft.family": family,
+        "autopeft.params": json.dumps(best.params, sort_keys=True, default=str),
+        "autopeft.base_model": json.dumps(model_ref, sort_keys=True),
+        "autopeft.data_fingerprint": data.fingerprint,
+        "autopeft.split_sizes": json.dumps(data.sizes, sort_keys=True),
+        "autopeft.test_fingerprint": test_fp,
+        "autopeft.metric": metric,
+        "autopeft.mode": cfg.objective.mode,
+        "autopeft.selection_policy": cfg.selection.policy,
+        "autopeft.val_metric": result.reloaded_val_metrics.get(metric, ""),
+        "autopeft.test_metric": result.test_metrics.get(metric, ""),
+        "autopeft.trainable_params": best.metrics.get("trainable_params", ""),
+        "autopeft.trainable_share": best.metrics.get("trainable_share", ""),
+        "autopeft.final_steps": cfg.budget.final_steps if result.final_history else "",
+        "autopeft.version": __version__,
+    }
+    result.adapter_dir = adapter_dir
+    registered = registered_for_study(client, cfg.tracking.registered_model, prepared.study_name)
+    if registered is not None:  # a resumed study that registered before its driver died
+        result.model_version = str(registered)
+        return
+    version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
+                               adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
+                               model_signature=signature(prepared.raw.text_columns, get_task(cfg.task.kind).outputs))
+    result.model_version = str(version.version)
+
+
+def registered_for_study(client: Any, name: str, study: str) -> str | None:
+    """The version already registered for ``study`` (so a resumed study registers once)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if version.tags.get(TAG_STUDY) == study:
+            return str(version.version)
+    return None

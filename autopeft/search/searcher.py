@@ -1,0 +1,102 @@
+"""The searcher: what to try. Optuna (through Ray's ``OptunaSearch``) samples the space's
+define-by-run function; Ray Tune asks it for each trial's config and tells it each result."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from autopeft import _compat
+from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, record_measurements
+from autopeft.registry.tracking import outcome
+from autopeft.search.define_by_run import compile_space
+from autopeft.search.warmstart import enqueue
+
+if TYPE_CHECKING:
+    from autopeft.search.prepare import Prepared
+
+
+class PruningAwareOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells Optuna the truth about trials the scheduler stopped.
+
+    Ray's ``OptunaSearch`` records a trial that ASHA stops early as COMPLETE with its truncated
+    score, so the sampler learns from half-trained values, and it records a trial that raised
+    after reporting as COMPLETE too. Here a trial is COMPLETE only when it reported its final
+    step; one stopped before is PRUNED (its last report kept as an intermediate value, which is
+    what Optuna's samplers expect of pruned trials) and one that raised is FAIL.
+
+    With several objectives (``metric``/``mode`` lists) the same holds; Optuna keeps no
+    intermediate values there, so a pruned trial is PRUNED without a curve in Optuna (MLflow has
+    it). Before telling Optuna, the trial's cost measurements are stored as user attributes,
+    which the sampler's constraints and the study report read.
+    """
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study (Ray's ``OptunaSearch`` creates it once it has a space)."""
+        return _compat.optuna_search_study(self)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        ot_trials = _compat.optuna_search_trials(self)
+        if trial_id in ot_trials:  # joins Optuna trials to Ray trials (and their MLflow runs)
+            ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
+        return config
+
+    def _already_told(self, trial_id: str) -> bool:
+        """Whether Optuna's storage already holds this trial's end. Tune snapshots its state once
+        a second; a driver that died within that second after a trial ended is restored with
+        the trial still running, and Tune replays it. The study keeps the end it recorded."""
+        ot_trial = _compat.optuna_search_trials(self).get(trial_id)
+        return ot_trial is not None and ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).state.is_finished()
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self._already_told(trial_id):
+            return
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        completed, ot_trials = _compat.optuna_search_completed(self), _compat.optuna_search_trials(self)
+        if trial_id in completed or trial_id not in ot_trials:
+            return
+        if self._already_told(trial_id):
+            completed.add(trial_id)
+            return
+        state = outcome(result, error)
+        ot_trial = ot_trials[trial_id]
+        record_measurements(ot_trial, trial_id, result)
+        single = isinstance(self.metric, str)
+        if result and single and self.metric in result and state != "FAIL":
+            # Tune does not pass the result that made the scheduler stop the trial to
+            # on_trial_result; record it here so the pruned trial's curve is whole.
+            step = int(result.get("training_iteration", 0))
+            if step not in ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).intermediate_values:
+                ot_trial.report(float(result[self.metric]), step)
+        if state == "COMPLETE":
+            super().on_trial_complete(trial_id, result=result, error=False)
+            return
+        self.study.tell(
+            ot_trial, state=optuna.trial.TrialState.PRUNED if state == "PRUNED" else optuna.trial.TrialState.FAIL
+        )
+        completed.add(trial_id)
+
+
+def make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
+    cfg = prepared.config
+    objectives = cfg.objective_list
+    sampler = make_sampler(cfg.sampler, cfg.constraints.limits(), seed=cfg.seed, trials=cfg.budget.trials,
+                           concurrent=cfg.budget.concurrent_trials, warm_started=len(prepared.warm_start))
+    multi = len(objectives) > 1  # Ray's OptunaSearch takes metric/mode lists for several objectives
+    searcher = PruningAwareOptunaSearch(
+        space=compile_space(prepared.resolved.space),
+        metric=[m for m, _ in objectives] if multi else cfg.objective.metric,
+        mode=[m for _, m in objectives] if multi else cfg.objective.mode,
+        sampler=sampler,
+        study_name=prepared.study_name,
+        storage=optuna.storages.RDBStorage(prepared.optuna_storage),
+    )
+    # enqueued directly (not points_to_evaluate) so each carries its source as a user attribute
+    enqueue(searcher.study, prepared.warm_start)
+    return searcher
