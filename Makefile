@@ -24,14 +24,17 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/autopeft search --config examples/demo.yaml
 
+# tests/ mirrors the package (tests/integration: the real stack); bench/tests: the benchmark harness
+TEST_PATHS := tests bench/tests
+
 test: install
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 $(TEST_PATHS)
 
 test-unit: install
-	$(PY) -m pytest -q tests -m "not integration"
+	$(PY) -m pytest -q $(TEST_PATHS) -m "not integration"
 
 test-integration: install
-	$(PY) -m pytest -q tests -m integration
+	$(PY) -m pytest -q $(TEST_PATHS) -m integration
 
 lint: install
 	$(PY) -m ruff check autopeft tests

@@ -15,7 +15,7 @@ from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 
 from ..conftest import write_yaml
-from ..test_tasks_fixtures import (
+from tests.tiny_tasks import (
     ner_frame,
     save_causal_lm,
     save_token_classifier,

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from autopeft.adapters import families
 from autopeft.cli.app import app
-from tests.test_tasks_fixtures import save_vit
+from tests.tiny_tasks import save_vit
 
 runner = CliRunner()
 

@@ -21,7 +21,7 @@ from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_image_processor, load_tokenizer
 from autopeft.tasks import get_task, task_names
 
-from .test_tasks_fixtures import (
+from tests.tiny_tasks import (
     EOS_ID,
     ner_frame,
     save_causal_lm,
@@ -31,7 +31,7 @@ from .test_tasks_fixtures import (
     write_images,
     write_jsonl,
 )
-from .tiny_models import train_two_steps
+from tests.tiny_models import train_two_steps
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_sft_masks_the_prompt_and_padding(models, tmp_path):
 def test_sft_truncation_keeps_the_response():
     from autopeft.data import encode_prompt_response
 
-    from .test_tasks_fixtures import tiny_tokenizer
+    from tests.tiny_tasks import tiny_tokenizer
 
     tok = tiny_tokenizer(causal=True)
     frame = pd.DataFrame({"p": [" ".join(["say"] * 20)], "r": [" ".join(["red"] * 10)]})

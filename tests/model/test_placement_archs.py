@@ -14,7 +14,7 @@ from autopeft.model.placement import names_regex, rank_pattern, resolve, scan
 from autopeft.search.define_by_run import DefineByRun
 from autopeft.space import load_space
 
-from .tiny_models import ARCHITECTURES, tiny_model
+from tests.tiny_models import ARCHITECTURES, tiny_model
 
 #: Per architecture: the module path inside block 0 for each role it has.
 ROLES = {
@@ -101,7 +101,7 @@ def test_fit_excludes_families_the_architecture_cannot_run(structures):
 def test_prefix_tuning_is_kept_on_decoders_fine_tuned_as_causal_lms(arch):
     import transformers as tf
 
-    from .tiny_models import _config
+    from tests.tiny_models import _config
 
     decoder = tf.AutoModelForCausalLM.from_config(_config(arch))
     fit = fit_to_model(_space(), scan(decoder), "causal_lm")

@@ -183,7 +183,7 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
         parse_args(["--methods", "random-final"])
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).parent.parent / "bench" / "configs").glob("*.yaml")),
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_committed_bench_config_passes_the_harness_checks(config):
     # what `make bench*` and the README's commands run: a key or method renamed since would stop

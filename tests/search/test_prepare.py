@@ -11,7 +11,7 @@ from autopeft.config import resolve
 from autopeft.errors import ConfigError, DataError, ModelError, SpaceError
 from autopeft.search import prepare
 
-from .conftest import write_yaml
+from tests.conftest import write_yaml
 
 
 def config(tmp_path: Path, **changes) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import GLUE, REPO
+from tests.conftest import GLUE, REPO
 
 
 @pytest.mark.integration

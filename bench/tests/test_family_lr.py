@@ -10,7 +10,7 @@ import pytest
 
 from autopeft.space import ChoiceSpec, RangeSpec, load_space
 from bench.family_lr import family_config, main, parse_args, representative
-from tests.test_bench_data import write_sst2
+from bench.tests.test_data import write_sst2
 
 
 def test_representative_takes_the_lower_middle_choice_and_the_middle_of_a_range():
