@@ -1,21 +1,98 @@
-"""Shared fixtures: tiny random models, data slices, and per-test MLflow stores."""
+"""Shared fixtures and the one config builder every test uses.
+
+- ``make_config`` / ``write_config`` / ``resolve_config``: a minimal valid search config (MiniLM, a
+  20-row CSV, LoRA or IA3, a tiny budget, MLflow on SQLite in the test's folder) with the changes
+  a test names; tests state only what they need to differ.
+- tiny random models (``tiny_bert``, ``task_models``), the GLUE data (``glue_dir``, ``sst2_slice``)
+  and the packaged MiniLM (``minilm_path``);
+- a registry of three tag-only versions (``registry``, ``registry_store``, ``model_name``);
+- MLflow's process-wide URIs restored around every test.
+"""
 
 from __future__ import annotations
 
+import copy
 import csv
-import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+from autopeft.process import configure_process
+
+# what the CLI does first: Ray, Tune, MLflow and tokenizers settings for this process and the
+# Ray workers it starts (tests call prepare and run_search directly)
+configure_process()
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE = REPO.parent / "shared" / "data" / "glue"
+
+
+# --------------------------------------------------------------------------- the config builder
+
+#: The minimal config: valid, quick to prepare, records under the test's own folder.
+MINIMAL: dict[str, Any] = {
+    "model": {"name_or_path": "minilm", "max_length": 32},
+    "data": {"text_columns": ["sentence"], "label_column": "label"},
+    "space": {"adapters": {"lora": {"r": {"choices": [4, 8]}}, "ia3": {}}, "batch_size": 16},
+    "budget": {"trials": 2, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
+}
+
+
+def tiny_train_csv(directory: Path, rows: int = 20) -> Path:
+    """``rows`` short sentences labelled 0/1 alternately, as ``reviews.csv`` in ``directory``."""
+    path = directory / "reviews.csv"
+    if not path.exists():
+        pd.DataFrame({"sentence": [f"review number {i}" for i in range(rows)],
+                      "label": [i % 2 for i in range(rows)]}).to_csv(path, index=False)
+    return path
+
+
+def make_config(tmp_path: Path, *, train: Path | str | None = None, test: Path | str | None = None,
+                **changes: Any) -> dict[str, Any]:
+    """The raw config dict: ``MINIMAL`` reading ``train`` (default: a 20-row CSV written to
+    ``tmp_path``) and ``test`` if given, tracking to ``tmp_path/mlflow.db``, outputs in ``tmp_path/out``.
+
+    ``changes``: ``section=value`` replaces a whole section (``space="lora-family"``,
+    ``data={...}``); ``section__key=value`` (any depth) sets one key and keeps the rest
+    (``budget__trials=0``, ``tracking__experiment="e2e"``).
+    """
+    config = copy.deepcopy(MINIMAL)
+    config["data"]["train"] = str(train if train is not None else tiny_train_csv(tmp_path))
+    if test is not None:
+        config["data"]["test"] = str(test)
+    config["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    config["output_dir"] = str(tmp_path / "out")
+    for dotted, value in changes.items():
+        node = config
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(value)
+    return config
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_config(tmp_path: Path, name: str = "search.yaml", **kwargs: Any) -> Path:
+    """``make_config(tmp_path, **kwargs)`` written as YAML to ``tmp_path/name``."""
+    return write_yaml(tmp_path / name, make_config(tmp_path, **kwargs))
+
+
+def resolve_config(tmp_path: Path, **kwargs: Any):
+    """``make_config`` through the real loader (``autopeft.config.resolve``): a ResolvedConfig."""
+    from autopeft.config import resolve
+
+    return resolve(write_config(tmp_path, **kwargs))
+
+
+# --------------------------------------------------------------------------- process state
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +110,9 @@ def isolated_mlflow_globals():
             mlflow.end_run()
 
 
+# --------------------------------------------------------------------------- models
+
+
 @pytest.fixture
 def tiny_bert():
     """A 2-layer random BERT classifier: real module names, no download."""
@@ -46,10 +126,22 @@ def tiny_bert():
 
 
 @pytest.fixture(scope="session")
-def glue_dir() -> Path:
-    if not (GLUE / "sst2" / "train.tsv").is_file():
-        pytest.skip(f"GLUE data not found at {GLUE} (the shared test data sits beside the checkout)")
-    return GLUE
+def tiny_structures():
+    """``scan`` of each tiny architecture in tests/tiny_models.py, built once."""
+    from autopeft.model.placement import scan
+    from tests.tiny_models import ARCHITECTURES, tiny_model
+
+    return {arch: scan(tiny_model(arch)) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def task_models(tmp_path_factory) -> dict[str, str]:
+    """Model folders of the tiny random models for each task kind (tests/tiny_tasks.py), built once."""
+    from tests.tiny_tasks import save_causal_lm, save_token_classifier, save_vit
+
+    root = tmp_path_factory.mktemp("task-models")
+    return {"causal_lm": save_causal_lm(root / "gpt2"), "llama": save_causal_lm(root / "llama", "llama"),
+            "token_classification": save_token_classifier(root / "bert"), "image_classification": save_vit(root / "vit")}
 
 
 @pytest.fixture(scope="session")
@@ -58,19 +150,35 @@ def minilm_path() -> str:
     return str(gt.get_model_path())
 
 
-def _read_tsv(path: Path) -> pd.DataFrame:
+# --------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    if not (GLUE / "sst2" / "train.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE} (the shared test data sits beside the checkout)")
+    return GLUE
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE)
+
+
+def write_sst2_slice(glue: Path, directory: Path, *, train_rows: int = 480, test_rows: int = 160,
+                     seed: int = 1) -> dict[str, Path]:
+    """SST-2 train/test samples (test from the GLUE dev set) written as CSV into ``directory``."""
+    train = read_tsv(glue / "sst2" / "train.tsv").sample(n=train_rows, random_state=seed)
+    test = read_tsv(glue / "sst2" / "test.tsv").sample(n=test_rows, random_state=seed)
+    paths = {"train": directory / "train.csv", "test": directory / "test.csv"}
+    train.to_csv(paths["train"], index=False)
+    test.to_csv(paths["test"], index=False)
+    return paths
 
 
 @pytest.fixture
 def sst2_slice(glue_dir: Path, tmp_path: Path) -> dict[str, Path]:
-    """Small SST-2 train/test files (test from the GLUE dev set), written as CSV."""
-    train = _read_tsv(glue_dir / "sst2" / "train.tsv").sample(n=480, random_state=1)
-    test = _read_tsv(glue_dir / "sst2" / "test.tsv").sample(n=160, random_state=1)
-    paths = {"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"}
-    train.to_csv(paths["train"], index=False)
-    test.to_csv(paths["test"], index=False)
-    return paths
+    """Small SST-2 train/test files (480 and 160 rows) in the test's folder."""
+    return write_sst2_slice(glue_dir, tmp_path)
 
 
 @pytest.fixture
@@ -78,8 +186,36 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-def write_yaml(path: Path, data: dict) -> Path:
-    import yaml
+# --------------------------------------------------------------------------- MLflow registry
 
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+
+@pytest.fixture(scope="module")
+def registry_store(tmp_path_factory) -> str:
+    """One SQLite store for the module (creating MLflow's tables takes seconds); each test
+    gets its own registered model in it."""
+    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def model_name(request) -> str:
+    """A registered-model name of the test's own."""
+    return "unit-" + request.node.name.replace("[", "-").replace("]", "")
+
+
+@pytest.fixture
+def registry(registry_store: str, model_name: str, tmp_path: Path):
+    """A Registry on ``registry_store`` where ``model_name`` has three versions with recorded test
+    accuracies 0.80, 0.70, 0.90 on one test set, registered without artifacts (the lifecycle only
+    reads their tags)."""
+    from mlflow import MlflowClient
+
+    from autopeft.registry.versions import Registry
+
+    client = MlflowClient(tracking_uri=registry_store, registry_uri=registry_store)
+    client.create_registered_model(model_name)
+    for value in (0.80, 0.70, 0.90):
+        version = client.create_model_version(model_name, source=str(tmp_path / "nowhere"))
+        for key, tag in {"autopeft.metric": "accuracy", "autopeft.mode": "max", "autopeft.test_metric": value,
+                         "autopeft.test_fingerprint": "fp-test", "autopeft.trainable_share": 0.01}.items():
+            client.set_model_version_tag(model_name, version.version, key, str(tag))
+    return Registry.open(registry_store)

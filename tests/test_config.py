@@ -4,28 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.config import parse_override, resolve
+from autopeft.config import SearchConfig, parse_override, resolve
 from autopeft.errors import ConfigError, SpaceError
-
-from .conftest import REPO, write_yaml
-
-
-def base_config(tmp_path: Path, **changes) -> dict:
-    train = tmp_path / "train.csv"
-    train.write_text("sentence,label\na good film,1\na bad film,0\n")
-    config = {
-        "model": {"name_or_path": "minilm"},
-        "data": {"train": str(train), "text_columns": ["sentence"], "label_column": "label"},
-        "space": {"adapters": {"lora": {"r": {"choices": [4, 8]}}, "ia3": {}}},
-        "budget": {"trials": 2, "max_steps": 10, "eval_interval": 5},
-    }
-    for dotted, value in changes.items():
-        node = config
-        *parents, last = dotted.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return config
+from tests.conftest import REPO, make_config, resolve_config, write_yaml
 
 
 def resolve_dict(tmp_path: Path, config: dict):
@@ -40,21 +21,21 @@ def test_demo_config_resolves():
 
 
 def test_overrides_win_over_file(tmp_path):
-    path = write_yaml(tmp_path / "s.yaml", base_config(tmp_path))
+    path = write_yaml(tmp_path / "s.yaml", make_config(tmp_path))
     resolved = resolve(path, [parse_override("budget.trials=7"), parse_override("tracking.uri=sqlite:///x.db")])
     assert resolved.config.budget.trials == 7
     assert resolved.config.tracking.uri == "sqlite:///x.db"
 
 
 def test_unknown_key_suggests_closest(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["budget"]["trails"] = 3
     with pytest.raises(ConfigError, match=r"budget\.trails: unknown key; did you mean 'trials'\?"):
         resolve_dict(tmp_path, config)
 
 
 def test_unknown_top_level_key(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["modle"] = {}
     with pytest.raises(ConfigError, match=r"modle: unknown key; did you mean 'model'"):
         resolve_dict(tmp_path, config)
@@ -62,23 +43,23 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_wrong_type_names_field_and_value(tmp_path):
     with pytest.raises(ConfigError, match=r"budget\.trials: .*integer.*found 'many'"):
-        resolve_dict(tmp_path, base_config(tmp_path, budget__trials="many"))
+        resolve_dict(tmp_path, make_config(tmp_path, budget__trials="many"))
 
 
 def test_non_positive_trials(tmp_path):
     with pytest.raises(ConfigError, match=r"budget\.trials: .*greater than 0"):
-        resolve_dict(tmp_path, base_config(tmp_path, budget__trials=0))
+        resolve_dict(tmp_path, make_config(tmp_path, budget__trials=0))
 
 
 def test_final_steps_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match=r"budget\.final_steps: .*greater than 0.*found 0"):
-        resolve_dict(tmp_path, base_config(tmp_path, budget__final_steps=0))
-    assert resolve_dict(tmp_path, base_config(tmp_path)).config.budget.final_steps is None  # off unless asked
+        resolve_dict(tmp_path, make_config(tmp_path, budget__final_steps=0))
+    assert resolve_dict(tmp_path, make_config(tmp_path)).config.budget.final_steps is None  # off unless asked
 
 
 def test_the_final_training_evaluates_about_eight_times_unless_told(tmp_path):
     def budget(**fields):
-        return resolve_dict(tmp_path, base_config(tmp_path, **{f"budget__{k}": v for k, v in fields.items()})).config.budget
+        return resolve_dict(tmp_path, make_config(tmp_path, **{f"budget__{k}": v for k, v in fields.items()})).config.budget
 
     assert budget(final_steps=400, eval_interval=5).final_interval == 50  # 8 evaluations, not 80
     assert budget(final_steps=12, eval_interval=5).final_interval == 5  # never more often than the trials'
@@ -92,18 +73,18 @@ def test_the_final_training_evaluates_about_eight_times_unless_told(tmp_path):
 
 def test_eval_interval_above_max_steps(tmp_path):
     with pytest.raises(ConfigError, match=r"eval_interval \(50\) is larger than max_steps \(10\)"):
-        resolve_dict(tmp_path, base_config(tmp_path, budget__eval_interval=50))
+        resolve_dict(tmp_path, make_config(tmp_path, budget__eval_interval=50))
 
 
 def test_objective_must_be_a_metric_of_the_task(tmp_path):
     with pytest.raises(ConfigError, match=r"objective.metric 'pearson' is not a metric of sequence_classification"):
-        resolve_dict(tmp_path, base_config(tmp_path, objective__metric="pearson"))
+        resolve_dict(tmp_path, make_config(tmp_path, objective__metric="pearson"))
 
 
 def test_pruning_metric_must_be_a_metric_of_the_task(tmp_path):
     with pytest.raises(ConfigError, match=r"pruning.metric 'acc' is not a metric of sequence_classification "
                                           r"\(expected one of: accuracy, f1, mcc, loss\)"):
-        resolve_dict(tmp_path, base_config(tmp_path, pruning__metric="acc"))
+        resolve_dict(tmp_path, make_config(tmp_path, pruning__metric="acc"))
 
 
 def test_malformed_yaml(tmp_path):
@@ -119,45 +100,45 @@ def test_missing_config_file(tmp_path):
 
 
 def test_inverted_range_in_space(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["space"]["learning_rate"] = {"low": 0.1, "high": 0.001, "log": True}
     with pytest.raises(SpaceError, match=r"space\.learning_rate.*empty range: low 0.1 is above high 0.001"):
         resolve_dict(tmp_path, config)
 
 
 def test_empty_choices_in_space(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["space"]["batch_size"] = {"choices": []}
     with pytest.raises(SpaceError, match=r"space\.batch_size.*choices is empty"):
         resolve_dict(tmp_path, config)
 
 
 def test_empty_adapters(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["space"]["adapters"] = {}
     with pytest.raises(SpaceError, match=r"space\.adapters: expected at least one adapter family"):
         resolve_dict(tmp_path, config)
 
 
 def test_unknown_space_key(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["space"]["learnig_rate"] = 0.1
     with pytest.raises(SpaceError, match=r"space\.learnig_rate: unknown key; did you mean 'learning_rate'"):
         resolve_dict(tmp_path, config)
 
 
 def test_ready_space_by_name(tmp_path):
-    resolved = resolve_dict(tmp_path, base_config(tmp_path, space="lora-family"))
+    resolved = resolve_dict(tmp_path, make_config(tmp_path, space="lora-family"))
     assert "dora" in resolved.space.adapters
 
 
 def test_unknown_ready_space(tmp_path):
     with pytest.raises(SpaceError, match=r"no file 'nonsense' and no ready space .*lora-family"):
-        resolve_dict(tmp_path, base_config(tmp_path, space="nonsense"))
+        resolve_dict(tmp_path, make_config(tmp_path, space="nonsense"))
 
 
 def test_yaml_style_scientific_notation_is_a_number(tmp_path):
-    config = base_config(tmp_path)
+    config = make_config(tmp_path)
     config["space"]["learning_rate"] = {"low": "1e-4", "high": "1e-2", "log": True}
     resolved = resolve_dict(tmp_path, config)
     assert resolved.space.learning_rate.low == pytest.approx(1e-4)
@@ -166,3 +147,52 @@ def test_yaml_style_scientific_notation_is_a_number(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_override("budget.trials")
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def test_config_accepts_objectives_and_keeps_single_objective_unchanged(tmp_path):
+    single = resolve_config(tmp_path, objective={"metric": "f1", "mode": "max"}).config
+    assert single.objective_list == [("f1", "max")] and single.objectives is None
+    multi = resolve_config(tmp_path, objectives=[{"metric": "accuracy"}, {"metric": "latency_ms"}],
+                           constraints={"max_trainable_share": "0.5%"}, sampler="nsga2").config
+    assert multi.objective_list == [("accuracy", "max"), ("latency_ms", "min")]  # cost metrics default to min
+    assert multi.objective.metric == "accuracy"  # ASHA and the progress view read this one
+    assert multi.constraints.limits() == {"trainable_share": pytest.approx(0.005)}
+    assert multi.sampler.name == "nsga2"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"objectives": [{"metric": "trainable_share"}]}, "objectives.0.metric: the first objective must be a task metric"),
+    ({"objectives": [{"metric": "accuracy"}, {"metric": "speed"}]}, "objectives.1.metric: unknown metric 'speed'"),
+    ({"objectives": [{"metric": "accuracy"}, {"metric": "accuracy"}]}, "objectives.1.metric: 'accuracy' appears twice"),
+    ({"objectives": [{"metric": "accuracy"}], "objective": {"metric": "f1"}}, "objective: differs from objectives[0]"),
+    ({"constraints": {"max_latency_ms": 0}}, "constraints.max_latency_ms"),
+    ({"constraints": {"max_trainable_share": "half"}}, "constraints.max_trainable_share"),
+    ({"constraints": {"max_latency_ms": 3}, "sampler": "random"}, "constraints: the random sampler"),
+    ({"sampler": "cmaes"}, "sampler.name"),
+    ({"selection": {"policy": "best-within"}}, "selection: policy best-within needs at least one limit"),
+    ({"selection": {"policy": "knee", "max_latency_ms": 3}}, "selection: limits apply to policy best-within only"),
+    ({"selection": {"policy": "pareto"}}, "selection.policy"),
+])
+def test_bad_objective_config_is_one_line_naming_the_field(tmp_path, extra, message):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(tmp_path, **extra)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_objective_defaults_to_the_task_kinds_own(tmp_path):
+    def validated(kind: str, **changes) -> SearchConfig:
+        # the task kinds' own columns (prompt/response, tokens/tags): no text or label column named
+        return SearchConfig.model_validate(make_config(tmp_path, data={"train": "x.jsonl"}, task={"kind": kind},
+                                                       **changes))
+
+    lm = validated("causal_lm")
+    assert (lm.objective.metric, lm.objective.mode) == ("loss", "min") and lm.task.max_new_tokens == 64
+    ner = validated("token_classification")
+    assert (ner.objective.metric, ner.objective.mode) == ("f1", "max")
+    ppl = validated("causal_lm", objective={"metric": "perplexity", "mode": "min"})
+    assert ppl.objective.metric == "perplexity"
+    with pytest.raises(Exception, match=r"objective\.metric 'accuracy' is not a metric of causal_lm"):
+        validated("causal_lm", objective={"metric": "accuracy"})

@@ -9,8 +9,6 @@ import numpy as np
 import optuna
 import pytest
 
-from autopeft.config import resolve
-from autopeft.errors import ConfigError
 from autopeft.objectives import (
     ConstraintsFunc,
     SamplerConfig,
@@ -21,8 +19,6 @@ from autopeft.objectives import (
     pareto_table,
     select,
 )
-
-from .conftest import write_yaml
 
 
 @dataclass
@@ -163,38 +159,3 @@ def _random_study(seed: int) -> optuna.Study:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
     return study
-
-
-def _config(tmp_path, **extra):
-    return write_yaml(tmp_path / "c.yaml", {"model": {"name_or_path": "minilm"},
-                                           "data": {"train": "x.csv", "text_columns": ["s"]}, **extra})
-
-
-def test_config_accepts_objectives_and_keeps_single_objective_unchanged(tmp_path):
-    single = resolve(_config(tmp_path, objective={"metric": "f1", "mode": "max"})).config
-    assert single.objective_list == [("f1", "max")] and single.objectives is None
-    multi = resolve(_config(tmp_path, objectives=[{"metric": "accuracy"}, {"metric": "latency_ms"}],
-                            constraints={"max_trainable_share": "0.5%"}, sampler="nsga2")).config
-    assert multi.objective_list == [("accuracy", "max"), ("latency_ms", "min")]  # cost metrics default to min
-    assert multi.objective.metric == "accuracy"  # ASHA and the progress view read this one
-    assert multi.constraints.limits() == {"trainable_share": pytest.approx(0.005)}
-    assert multi.sampler.name == "nsga2"
-
-
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"objectives": [{"metric": "trainable_share"}]}, "objectives.0.metric: the first objective must be a task metric"),
-    ({"objectives": [{"metric": "accuracy"}, {"metric": "speed"}]}, "objectives.1.metric: unknown metric 'speed'"),
-    ({"objectives": [{"metric": "accuracy"}, {"metric": "accuracy"}]}, "objectives.1.metric: 'accuracy' appears twice"),
-    ({"objectives": [{"metric": "accuracy"}], "objective": {"metric": "f1"}}, "objective: differs from objectives[0]"),
-    ({"constraints": {"max_latency_ms": 0}}, "constraints.max_latency_ms"),
-    ({"constraints": {"max_trainable_share": "half"}}, "constraints.max_trainable_share"),
-    ({"constraints": {"max_latency_ms": 3}, "sampler": "random"}, "constraints: the random sampler"),
-    ({"sampler": "cmaes"}, "sampler.name"),
-    ({"selection": {"policy": "best-within"}}, "selection: policy best-within needs at least one limit"),
-    ({"selection": {"policy": "knee", "max_latency_ms": 3}}, "selection: limits apply to policy best-within only"),
-    ({"selection": {"policy": "pareto"}}, "selection.policy"),
-])
-def test_bad_objective_config_is_one_line_naming_the_field(tmp_path, extra, message):
-    with pytest.raises(ConfigError) as info:
-        resolve(_config(tmp_path, **extra))
-    assert message in str(info.value) and "\n" not in str(info.value)

@@ -15,7 +15,8 @@ VOCAB = 64
 _COMMON: dict[str, Any] = {"vocab_size": VOCAB, "num_labels": 2, "pad_token_id": 0}
 
 
-def _config(arch: str) -> Any:
+def tiny_model_config(arch: str) -> Any:
+    """The transformers config of the tiny ``arch`` (no head chosen yet)."""
     import transformers as tf
 
     if arch == "bert":
@@ -57,7 +58,7 @@ def tiny_model(arch: str, seed: int = 0) -> nn.Module:
     import transformers as tf
 
     torch.manual_seed(seed)
-    config = _config(arch)
+    config = tiny_model_config(arch)
     if arch == "vit":
         return tf.ViTForImageClassification(config)
     model = tf.AutoModelForSequenceClassification.from_config(config)

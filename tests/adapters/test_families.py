@@ -12,7 +12,6 @@ from peft import get_peft_model
 from autopeft.adapters import AdapterTarget, families, load_adapter
 from autopeft.model.placement import parse_layers, resolve, scan
 from autopeft.space import ChoiceSpec, RangeSpec
-
 from tests.tiny_models import inputs_for, tiny_model, train_two_steps
 
 ARCHS = ("bert", "gpt2", "llama", "t5", "vit")

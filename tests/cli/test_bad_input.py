@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli.app import app
+from tests.conftest import make_config
 
 
 def closed_port() -> int:
@@ -22,19 +23,7 @@ def closed_port() -> int:
 
 @pytest.fixture
 def workdir(tmp_path: Path, minilm_path) -> Path:
-    frame = pd.DataFrame({"sentence": [f"review {i}" for i in range(30)], "label": ["pos", "neg", "pos"] * 10})
-    frame.to_csv(tmp_path / "train.csv", index=False)
     return tmp_path
-
-
-def base(tmp_path: Path) -> dict:
-    return {
-        "model": {"name_or_path": "minilm"},
-        "data": {"train": str(tmp_path / "train.csv"), "text_columns": ["sentence"]},
-        "space": {"adapters": ["lora"]},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-        "output_dir": str(tmp_path / "out"),
-    }
 
 
 def _write_csv(tmp_path: Path, frame: pd.DataFrame) -> str:
@@ -72,7 +61,7 @@ def test_bad_input_row(workdir: Path, case: str):
     if mutate is None:
         path.write_text("model: {name_or_path: minilm\n  data: [")
     else:
-        config = base(workdir)
+        config = make_config(workdir)
         mutate(config, workdir)
         path.write_text(yaml.safe_dump(config))
     started = time.monotonic()

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from autopeft.errors import GateRefused, RegistryError, TrackingError, UserInputError
 from autopeft.registry.promotion import PromotionConfig, promote
@@ -28,107 +27,82 @@ from autopeft.registry.versions import (
 )
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """One SQLite store for the module (creating MLflow's tables takes seconds); each test
-    gets its own registered model in it."""
-    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def name(request) -> str:
-    return "unit-" + request.node.name.replace("[", "-").replace("]", "")
-
-
-@pytest.fixture
-def registry(store: str, name: str, tmp_path: Path) -> Registry:
-    """Three versions with recorded test accuracies 0.80, 0.70, 0.90 on one test set."""
-    client = MlflowClient(tracking_uri=store, registry_uri=store)
-    client.create_registered_model(name)
-    for value in (0.80, 0.70, 0.90):
-        version = client.create_model_version(name, source=str(tmp_path / "nowhere"))
-        for key, tag in {"autopeft.metric": "accuracy", "autopeft.mode": "max", "autopeft.test_metric": value,
-                         "autopeft.test_fingerprint": "fp-test", "autopeft.trainable_share": 0.01}.items():
-            client.set_model_version_tag(name, version.version, key, str(tag))
-    return Registry.open(store)
-
-
-def production(registry: Registry, name: str) -> str | None:
-    found = registry.by_alias(name, "production")
+def production(registry: Registry, model_name: str) -> str | None:
+    found = registry.by_alias(model_name, "production")
     return None if found is None else str(found.version)
 
 
-def test_promote_refuse_force_rollback_are_recorded(registry, name):
-    promote(registry, name, version="1")
-    assert production(registry, name) == "1"
+def test_promote_refuse_force_rollback_are_recorded(registry, model_name):
+    promote(registry, model_name, version="1")
+    assert production(registry, model_name) == "1"
 
     with pytest.raises(GateRefused, match=r"0\.7000 is worse than production version 1 test accuracy 0\.8000"):
-        promote(registry, name, version="2")
-    assert production(registry, name) == "1"  # refused: unchanged, and nothing recorded
-    assert [e.version for e in registry.history(name, "production")] == ["1"]
+        promote(registry, model_name, version="2")
+    assert production(registry, model_name) == "1"  # refused: unchanged, and nothing recorded
+    assert [e.version for e in registry.history(model_name, "production")] == ["1"]
 
     with pytest.raises(UserInputError, match="--force needs --reason"):
-        promote(registry, name, version="2", force=True)
-    result = promote(registry, name, version="2", force=True, reason="hotfix for ticket 42")
-    assert result.forced and production(registry, name) == "2"
-    tags = registry.version(name, "2").tags
+        promote(registry, model_name, version="2", force=True)
+    result = promote(registry, model_name, version="2", force=True, reason="hotfix for ticket 42")
+    assert result.forced and production(registry, model_name) == "2"
+    tags = registry.version(model_name, "2").tags
     assert tags["autopeft.production.forced"] == "true"
     assert tags["autopeft.production.reason"] == "hotfix for ticket 42"
     assert tags["autopeft.production.previous"] == "1"
     assert json.loads(tags["autopeft.production.gates"])[0]["passed"] is False
 
-    event = registry.rollback(name, reason="bad canary")
+    event = registry.rollback(model_name, reason="bad canary")
     assert (event.action, event.version, event.previous) == ("rollback", "1", "2")
-    assert production(registry, name) == "1"
-    assert registry.version(name, "1").tags["autopeft.production.rolled_back_from"] == "2"
+    assert production(registry, model_name) == "1"
+    assert registry.version(model_name, "1").tags["autopeft.production.rolled_back_from"] == "2"
     with pytest.raises(RegistryError, match="nothing to roll back to"):
-        registry.rollback(name)
+        registry.rollback(model_name)
 
-    history = registry.history(name, "production")
+    history = registry.history(model_name, "production")
     assert [(e.action, e.version, e.previous) for e in history] == [
         ("promote", "1", None), ("force", "2", "1"), ("rollback", "1", "2")]
     # nothing was deleted
-    assert [str(v.version) for v in registry.versions(name)] == ["1", "2", "3"]
+    assert [str(v.version) for v in registry.versions(model_name)] == ["1", "2", "3"]
 
 
-def test_better_version_passes_and_equal_holder_is_a_no_op(registry, name):
-    promote(registry, name, version="1")
-    result = promote(registry, name, version="3")
+def test_better_version_passes_and_equal_holder_is_a_no_op(registry, model_name):
+    promote(registry, model_name, version="1")
+    result = promote(registry, model_name, version="3")
     assert not result.forced and [g.passed for g in result.gates] == [True]
-    assert production(registry, name) == "3"
-    assert promote(registry, name, version="3").event is None  # already there: nothing recorded
+    assert production(registry, model_name) == "3"
+    assert promote(registry, model_name, version="3").event is None  # already there: nothing recorded
 
 
-def test_threshold_gate_refuses_a_first_promotion(registry, name):
+def test_threshold_gate_refuses_a_first_promotion(registry, model_name):
     with pytest.raises(GateRefused, match=r"0\.8000 misses the threshold 0\.8500"):
-        promote(registry, name, version="1", config=PromotionConfig(min_metric=0.85))
-    assert production(registry, name) is None
+        promote(registry, model_name, version="1", config=PromotionConfig(min_metric=0.85))
+    assert production(registry, model_name) is None
 
 
-def test_different_test_sets_need_test_data(registry, name):
-    registry.client.set_model_version_tag(name, "3", "autopeft.test_fingerprint", "other")
-    promote(registry, name, version="1")
+def test_different_test_sets_need_test_data(registry, model_name):
+    registry.client.set_model_version_tag(model_name, "3", "autopeft.test_fingerprint", "other")
+    promote(registry, model_name, version="1")
     with pytest.raises(RegistryError, match="different test sets.*--test-data"):
-        promote(registry, name, version="3")
-    assert production(registry, name) == "1"
+        promote(registry, model_name, version="3")
+    assert production(registry, model_name) == "1"
 
 
-def test_promote_from_alias_defaults_to_candidate(registry, name):
-    registry.client.set_registered_model_alias(name, "candidate", "3")
-    assert promote(registry, name).version == "3"
+def test_promote_from_alias_defaults_to_candidate(registry, model_name):
+    registry.client.set_registered_model_alias(model_name, "candidate", "3")
+    assert promote(registry, model_name).version == "3"
     with pytest.raises(UserInputError, match="either --version or --from"):
-        promote(registry, name, version="1", from_alias="candidate")
+        promote(registry, model_name, version="1", from_alias="candidate")
 
 
-def test_unknown_names_are_registry_errors(registry, name):
+def test_unknown_names_are_registry_errors(registry, model_name):
     with pytest.raises(RegistryError, match="no registered model named 'nope'"):
         promote(registry, "nope", version="1")
     with pytest.raises(RegistryError, match="has no version '9'"):
-        promote(registry, name, version="9")
+        promote(registry, model_name, version="9")
     with pytest.raises(RegistryError, match="no version with alias 'stable'"):
-        promote(registry, name, from_alias="stable")
+        promote(registry, model_name, from_alias="stable")
     with pytest.raises(RegistryError, match="nothing to roll back"):
-        registry.rollback(name)
+        registry.rollback(model_name)
 
 
 def test_missing_sqlite_file_is_not_silently_created(tmp_path):
@@ -220,34 +194,3 @@ def test_refused_connection_fails_at_once():
     with pytest.raises(TrackingError, match="cannot reach MLflow"):
         Registry.open(f"http://127.0.0.1:{port}")
     assert time.monotonic() - started < 15
-
-
-def test_cli_exit_codes_and_config_thresholds(registry, name, store, tmp_path):
-    """Through the typer app: refused → 1 with both numbers, unknown → 2, thresholds from --config."""
-    import yaml
-    from typer.testing import CliRunner
-
-    from autopeft.cli.app import app
-
-    def cli(*args: str) -> tuple[int, str]:
-        result = CliRunner().invoke(app, [*args, "--tracking-uri", store])
-        return result.exit_code, " ".join(result.output.split())
-
-    config = tmp_path / "search.yaml"
-    config.write_text(yaml.safe_dump({"promotion": {"min_metric": 0.85}}))
-    code, output = cli("promote", name, "--version", "1", "--config", str(config))
-    assert code == 1 and "0.8000 misses the threshold 0.8500" in output, output
-    code, output = cli("promote", name, "--version", "1", "--config", str(config), "--min-metric", "0.5")
-    assert code == 0 and "moved from no version to version 1" in output, output  # the flag wins
-    code, output = cli("promote", name, "--version", "2")
-    assert code == 1 and "0.7000 is worse than production version 1 test accuracy 0.8000" in output, output
-    config.write_text(yaml.safe_dump({"promotion": {"min_metrc": 0.85}}))
-    code, output = cli("promote", name, "--version", "3", "--config", str(config))
-    assert code == 2 and "promotion.min_metrc" in output, output
-    code, output = cli("rollback", "no-such-model")
-    assert code == 2 and "no registered model named 'no-such-model'" in output, output
-    code, output = cli("export", f"{name}@staging", "--out", str(tmp_path / "x"))
-    assert code == 2 and "no version with alias 'staging'" in output, output
-    code, output = cli("models", name)
-    assert code == 0 and "production history: v1 (promote" in output, output
-    assert production(registry, name) == "1"

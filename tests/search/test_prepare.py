@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 from autopeft.config import resolve
 from autopeft.errors import ConfigError, DataError, ModelError, SpaceError
 from autopeft.search import prepare
-
-from tests.conftest import write_yaml
-
-
-def config(tmp_path: Path, **changes) -> Path:
-    train = tmp_path / "train.csv"
-    pd.DataFrame({"sentence": [f"s {i}" for i in range(20)], "label": [0, 1] * 10}).to_csv(train, index=False)
-    data = {
-        "model": {"name_or_path": "minilm"},
-        "data": {"train": str(train), "text_columns": ["sentence"]},
-        "space": {"adapters": ["lora", "ia3"]},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-        "output_dir": str(tmp_path / "out"),
-    }
-    for dotted, value in changes.items():
-        node = data
-        *parents, last = dotted.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return write_yaml(tmp_path / "search.yaml", data)
+from tests.conftest import write_config
 
 
 def test_valid_config_prepares_without_touching_mlflow(tmp_path, minilm_path):
-    prepared = prepare(resolve(config(tmp_path)))
+    prepared = prepare(resolve(write_config(tmp_path)))
     assert prepared.structure.num_layers == 6
     assert prepared.raw.label_names == ["0", "1"]
     assert not (tmp_path / "mlflow.db").exists()
@@ -54,7 +31,7 @@ def test_valid_config_prepares_without_touching_mlflow(tmp_path, minilm_path):
 ])
 def test_bad_input_fails_before_any_compute(tmp_path, minilm_path, changes, error, pattern):
     with pytest.raises(error, match=pattern):
-        prepare(resolve(config(tmp_path, **changes)))
+        prepare(resolve(write_config(tmp_path, **changes)))
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -62,7 +39,7 @@ def test_unwritable_output_dir(tmp_path, minilm_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ConfigError, match=r"output_dir: cannot write to"):
-        prepare(resolve(config(tmp_path, output_dir=str(blocker / "sub"))))
+        prepare(resolve(write_config(tmp_path, output_dir=str(blocker / "sub"))))
 
 
 @pytest.mark.parametrize(("sampler", "warned"), [("gp", True), ("nsga2", True), ("tpe", False)])
@@ -70,7 +47,7 @@ def test_a_per_family_learning_rate_is_flagged_to_samplers_that_cannot_model_it(
                                                                                   sampler, warned):
     space = {"adapters": {"lora": {}, "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}}
     with caplog.at_level("WARNING", logger="autopeft"):
-        prepare(resolve(config(tmp_path, space=space, sampler={"name": sampler})))
+        prepare(resolve(write_config(tmp_path, space=space, sampler={"name": sampler})))
     flagged = [r.getMessage() for r in caplog.records if "differs between adapter families" in r.getMessage()]
     assert bool(flagged) == warned
     if warned:

@@ -8,6 +8,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from autopeft.config import ObjectiveConfig, PruningConfig
 from autopeft.search.scheduler import BootstrappedASHA
+from tests.conftest import make_config
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -59,10 +60,8 @@ def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
     from autopeft.config import SearchConfig
     from autopeft.search.scheduler import make_scheduler
 
-    cfg = SearchConfig.model_validate({
-        "model": {"name_or_path": "minilm"}, "data": {"train": str(tmp_path / "train.csv")},
-        "budget": {"trials": 4, "max_steps": 100, "eval_interval": 25}, "pruning": {"metric": "loss"},
-    })
+    cfg = SearchConfig.model_validate(make_config(tmp_path, budget={"trials": 4, "max_steps": 100, "eval_interval": 25},
+                                                  pruning={"metric": "loss"}))
     scheduler = make_scheduler(cfg)
     trials = [Trial("__fake", stub=True) for _ in range(3)]
     for trial in trials:

@@ -21,6 +21,7 @@ from autopeft.search.warmstart import (
     prior_slots,
 )
 from autopeft.space import load_space
+from tests.conftest import write_config
 
 SPACE = load_space({
     "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},
@@ -190,9 +191,7 @@ def test_enqueued_points_are_asked_first_with_their_source():
 def test_warm_start_flag_reaches_the_config(tmp_path):
     from autopeft.config import parse_override, resolve
 
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"model": {"name_or_path": "minilm"}, "data": {"train": "x.csv", "text_columns": ["s"]}}))
-    resolved = resolve(config, [(["warm_start", "sources"], ["a", "b.yaml"]), parse_override("warm_start.prior=false")])
+    resolved = resolve(write_config(tmp_path), [(["warm_start", "sources"], ["a", "b.yaml"]), parse_override("warm_start.prior=false")])
     assert resolved.config.warm_start.sources == ["a", "b.yaml"] and resolved.config.warm_start.prior is False
 
 
