@@ -93,10 +93,10 @@ def tokenized(ctx: Context) -> tuple[Any, Any]:
     """(StudySpec, TokenizedData) for the baselines that call training.py directly: the same
     loading, splits and tokenization as autopeft's searches (cached per task and settings)."""
     from autopeft.config import DataConfig, ModelConfig
-    from autopeft.data import load, tokenize
+    from autopeft.data import load
     from autopeft.engine.training import StudySpec
     from autopeft.model.loading import load_tokenizer, resolve_location
-    from autopeft.tasks import get_task
+    from autopeft.tasks import get_task, tokenize
 
     model_cfg = ModelConfig(name_or_path=ctx.model, max_length=ctx.max_length)
     location = resolve_location(ctx.model)

@@ -43,8 +43,8 @@ def step_times(ctx: Context, steps: int, threads: int | None = None, bare: bool 
 def _bare_loop(spec: Any, data: Any, steps: int, seed: int) -> float:
     import torch
 
-    from autopeft.data import collate
     from autopeft.engine.training import batch_indices, build_adapter
+    from autopeft.tasks import collate
 
     split = data.splits["train"]
 
@@ -92,9 +92,9 @@ def tokenize_cache(ctx: Context) -> dict[str, float]:
     from pathlib import Path
 
     from autopeft.config import DataConfig, ModelConfig
-    from autopeft.data import load, tokenize
+    from autopeft.data import load
     from autopeft.model.loading import load_tokenizer, resolve_location
-    from autopeft.tasks import get_task
+    from autopeft.tasks import get_task, tokenize
 
     location = resolve_location(ctx.model)
     cfg = DataConfig(train=str(ctx.files.train), validation=str(ctx.files.validation), test=str(ctx.files.test),

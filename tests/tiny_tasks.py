@@ -139,8 +139,7 @@ def load_kind(kind: str, tmp_path: Path, n: int = 24):
 def tokenized_kind(kind: str, location: str, tmp_path: Path, n: int = 24):
     """(RawData, TokenizedData) of ``load_kind`` with the preprocessor of the model at ``location``."""
     from autopeft.config import ModelConfig
-    from autopeft.data import tokenize
-    from autopeft.tasks import get_task
+    from autopeft.tasks import get_task, tokenize
 
     raw = load_kind(kind, tmp_path, n)
     return raw, tokenize(raw, get_task(kind).load_preprocessor(ModelConfig(name_or_path=location), location),

@@ -1,7 +1,25 @@
-"""Data as people have it: read, check, split, fingerprint, tokenize once, cache."""
+"""Data as people have it: read, check, split (load); fingerprint, cache, encoders and collators (encode)."""
 
 from __future__ import annotations
 
+from autopeft.data.encode import (
+    TokenizedData,
+    TokenizedSplit,
+    as_words,
+    collate_images,
+    collate_texts,
+    collate_token_labels,
+    encode_images,
+    encode_prompt_response,
+    encode_texts,
+    encode_words,
+    fingerprint,
+    pad_id,
+    read_cache,
+    split_fingerprint,
+    tokenize_frame,
+    write_cache,
+)
 from autopeft.data.load import (
     COLUMN_FIELDS,
     IGNORE,
@@ -9,32 +27,14 @@ from autopeft.data.load import (
     Column,
     ColumnSpec,
     RawData,
-    TokenizedData,
-    TokenizedSplit,
-    as_words,
-    collate,
-    collate_images,
-    collate_texts,
-    collate_token_labels,
     columns_for,
-    encode_images,
-    encode_labels,
-    encode_prompt_response,
-    encode_texts,
-    encode_words,
-    fingerprint,
     load,
     locate,
-    pad_id,
     read_table,
-    split_fingerprint,
-    tokenize,
-    tokenize_frame,
 )
 
 __all__ = [
     "as_words",
-    "collate",
     "collate_images",
     "collate_texts",
     "collate_token_labels",
@@ -43,7 +43,6 @@ __all__ = [
     "columns_for",
     "ColumnSpec",
     "encode_images",
-    "encode_labels",
     "encode_prompt_response",
     "encode_texts",
     "encode_words",
@@ -53,11 +52,12 @@ __all__ = [
     "locate",
     "pad_id",
     "RawData",
+    "read_cache",
     "read_table",
     "split_fingerprint",
     "SPLITS",
-    "tokenize",
     "tokenize_frame",
     "TokenizedData",
     "TokenizedSplit",
+    "write_cache",
 ]

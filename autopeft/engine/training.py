@@ -19,12 +19,12 @@ from torch import nn
 
 from autopeft.adapters import AdapterTarget, get_family
 from autopeft.config import ModelConfig
-from autopeft.data import TokenizedData, TokenizedSplit, collate
+from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import AutoPeftError
 from autopeft.model.placement import parse_layers, resolve, scan
 from autopeft.space import family_params
-from autopeft.tasks import get_task
+from autopeft.tasks import collate, get_task
 
 #: Name of the file beside the adapter that tells autopeft how to use it.
 METADATA_FILE = "autopeft.json"

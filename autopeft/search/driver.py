@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray import tune
 
-from autopeft.data import TokenizedData, tokenize
+from autopeft.data import TokenizedData
 from autopeft.engine.training import StudySpec
 from autopeft.errors import ConfigError, SearchError
 from autopeft.model.loading import model_reference
@@ -37,7 +37,7 @@ from autopeft.search.study_run import (
     write_study_report,
 )
 from autopeft.search.trial import run_trial
-from autopeft.tasks import get_task
+from autopeft.tasks import get_task, tokenize
 
 logger = logging.getLogger("autopeft")
 

@@ -1,21 +1,30 @@
-"""Task kinds, one registry entry each: head, columns, encoder, collator, metrics."""
+"""Task kinds, one registry entry each (kinds.py): head, columns, encoder, collator, metrics, predictions."""
 
 from __future__ import annotations
 
-from autopeft.tasks.kinds import (
+import autopeft.tasks.kinds  # noqa: F401  (registers the built-in kinds)
+from autopeft.tasks.base import (
     MINIMISED_METRICS,
     Collator,
     Encoder,
     TaskKind,
     get_task,
+    register_task,
     task_names,
+)
+from autopeft.tasks.encoding import (
+    collate,
+    tokenize,
 )
 
 __all__ = [
+    "collate",
     "Collator",
     "Encoder",
     "get_task",
     "MINIMISED_METRICS",
+    "register_task",
     "task_names",
     "TaskKind",
+    "tokenize",
 ]

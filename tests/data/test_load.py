@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from autopeft.config import DataConfig
-from autopeft.data import collate, load, tokenize
+from autopeft.data import load
 from autopeft.errors import DataError
-from autopeft.tasks import get_task
+from autopeft.tasks import collate, get_task, tokenize
 
 CLS = get_task("sequence_classification")
 FRAME = pd.DataFrame({"sentence": [f"text number {i}" for i in range(40)], "label": ["pos", "neg"] * 20})

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from autopeft.config import DataConfig, ModelConfig
-from autopeft.data import IGNORE, collate, load
+from autopeft.data import IGNORE, load
 from autopeft.errors import DataError
 from autopeft.model.loading import load_image_processor, load_tokenizer
-from autopeft.tasks import get_task
+from autopeft.tasks import collate, get_task
 from tests.tiny_tasks import EOS_ID, ner_frame, sft_frame, tokenized_kind, write_images, write_jsonl
 
 # --------------------------------------------------------------------------- causal LM

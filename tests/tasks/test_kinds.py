@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from autopeft.config import ModelConfig
-from autopeft.data import IGNORE, collate
+from autopeft.data import IGNORE
 from autopeft.engine.training import StudySpec, build_adapter
 from autopeft.errors import ConfigError
-from autopeft.tasks import get_task, task_names
+from autopeft.tasks import collate, get_task, task_names
 from tests.tiny_models import train_two_steps
 from tests.tiny_tasks import tokenized_kind
 
