@@ -5,7 +5,7 @@ The gates, in order:
 1. **not worse than the current holder** on the same test set: the candidate's test metric
    must be at least as good as the holder's (``>=`` when the metric is maximised, ``<=`` when
    minimised). The numbers come from the versions' tags when both were tested on the same test
-   set (``autopeft.test_fingerprint``) with the same metric; otherwise both are re-evaluated on
+   set (the ``test_fingerprint`` version tag) with the same metric; otherwise both are re-evaluated on
    the test file given with ``--test-data`` (without it the promotion stops with exit 2 rather
    than compare numbers from different data).
 2. optional thresholds (:class:`PromotionConfig`): minimum metric, maximum trainable share,
@@ -17,7 +17,6 @@ MLflow; :func:`promote` gathers the measurements, decides and moves the alias.
 
 from __future__ import annotations
 
-import math
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from autopeft.config import PromotionConfig
 from autopeft.errors import GateRefused, RegistryError, UserInputError
+from autopeft.schema import Alias, PromotionTags, VersionTag, VersionTags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,20 +59,11 @@ class GateResult:
     reference: Optional[float] = None
 
 
-def _float(value: Any) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def measurement_from_tags(version: ModelVersion) -> Measurement:
-    tags = version.tags or {}
-    return Measurement(version=str(version.version), metric=tags.get("autopeft.metric", ""),
-                       mode=tags.get("autopeft.mode", "max"), value=_float(tags.get("autopeft.test_metric")),
-                       test_fingerprint=tags.get("autopeft.test_fingerprint", ""),
-                       trainable_share=_float(tags.get("autopeft.trainable_share")))
+    tags = VersionTags.from_tags(version.tags)
+    return Measurement(version=str(version.version), metric=tags.metric or "", mode=tags.mode or "max",
+                       value=tags.test_metric, test_fingerprint=tags.test_fingerprint or "",
+                       trainable_share=tags.trainable_share)
 
 
 def comparable(candidate: Measurement, holder: Measurement) -> str | None:
@@ -93,7 +84,7 @@ def _better_or_equal(value: float, reference: float, mode: str) -> bool:
 
 
 def decide(candidate: Measurement, holder: Optional[Measurement], config: PromotionConfig,
-           alias: str = "production") -> list[GateResult]:
+           alias: str = Alias.PRODUCTION) -> list[GateResult]:
     """Every gate's result; the promotion may go ahead when all passed."""
     results: list[GateResult] = []
     metric, mode = candidate.metric, candidate.mode
@@ -144,7 +135,7 @@ def decide(candidate: Measurement, holder: Optional[Measurement], config: Promot
 
 def read_test_data(path: Path, metadata: dict[str, Any]) -> tuple[pd.DataFrame, str]:
     """The test file reduced to the columns the adapter reads, and its fingerprint computed as
-    the search computes ``autopeft.test_fingerprint`` (so the same file matches the tag)."""
+    the search computes the ``test_fingerprint`` version tag (so the same file matches the tag)."""
     from autopeft.data import RawData, read_table, split_fingerprint
 
     frame = read_table(Path(path), "--test-data")
@@ -228,18 +219,17 @@ class PromotionResult:
 
 
 def promote(registry: Registry, name: str, *, version: str | None = None, from_alias: str | None = None,
-            to_alias: str = "production", config: PromotionConfig | None = None,
+            to_alias: str = Alias.PRODUCTION, config: PromotionConfig | None = None,
             test_data: Path | None = None, force: bool = False, reason: str = "") -> PromotionResult:
     """Check the gates and move ``to_alias`` to the candidate; GateRefused (alias unchanged) when
     a gate fails and ``force`` is off. With ``force`` the gates still run and are recorded."""
-    import json
-
     config = config or PromotionConfig()
     if force and not reason.strip():
         raise UserInputError("--force needs --reason TEXT (recorded on the version and in the alias history)")
     if version is not None and from_alias is not None:
         raise UserInputError("give either --version or --from, not both")
-    candidate_version = registry.resolve(name, version=version, alias=from_alias or (None if version else "candidate"))
+    candidate_version = registry.resolve(name, version=version,
+                                         alias=from_alias or (None if version else Alias.CANDIDATE))
     cand_v = str(candidate_version.version)
     holder_version = registry.by_alias(name, to_alias)
     if holder_version is not None and str(holder_version.version) == cand_v:
@@ -248,7 +238,8 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
     candidate = measurement_from_tags(candidate_version)
     holder = measurement_from_tags(holder_version) if holder_version is not None else None
     if not candidate.metric:
-        raise RegistryError(f"version: {name!r} version {cand_v} has no autopeft.metric tag (not registered by autopeft)")
+        raise RegistryError(f"version: {name!r} version {cand_v} has no {VersionTag.METRIC} tag "
+                            "(not registered by autopeft)")
 
     why_reevaluate = comparable(candidate, holder) if holder is not None else None
     if why_reevaluate is not None and test_data is None and not force:
@@ -304,13 +295,10 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
     # "forced" records what happened, not the flag: a --force whose gates all passed overrode nothing
     overridden = bool(failed) and force
     summary = [{k: v for k, v in asdict(g).items() if k != "message"} for g in gates]
-    version_tags = {f"autopeft.{to_alias}.gates": json.dumps(summary, default=str),
-                    f"autopeft.{to_alias}.forced": "true" if overridden else "false"}
+    version_tags = PromotionTags(alias=to_alias, gates=summary, forced=overridden, latency_ms=candidate.latency_ms)
     if candidate.value is not None and candidate.source != "registry tags":
-        version_tags[f"autopeft.{to_alias}.compared_test_metric"] = f"{candidate.value}"
-        version_tags[f"autopeft.{to_alias}.compared_on"] = candidate.test_fingerprint
-    if candidate.latency_ms is not None:
-        version_tags["autopeft.latency_ms"] = f"{candidate.latency_ms:.3f}"
+        version_tags.compared_test_metric = candidate.value
+        version_tags.compared_on = candidate.test_fingerprint
     event = registry.move_alias(name, to_alias, cand_v, action="force" if overridden else "promote", reason=reason,
                                 gates=summary, version_tags=version_tags)
     return PromotionResult(name, to_alias, cand_v, event.previous, gates, overridden, event)

@@ -2,18 +2,22 @@
 
 ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(frame)`` loads the base model by
 reference, attaches the adapter stored with the model version and predicts.
+
+Importing this module has no side effects. The file MLflow logs as the model's code is
+``pyfunc_entry.py`` ("models from code"), which hands MLflow an :class:`AdapterPyfunc`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import mlflow.models
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-#: Name of the adapter folder inside the logged model's artifacts.
-ADAPTER_ARTIFACT = "adapter"
+from autopeft.schema import Artifact
+
+#: Name of the adapter folder inside the logged model's artifacts (kept importable here).
+ADAPTER_ARTIFACT = Artifact.ADAPTER
 
 
 class AdapterPyfunc(PythonModel):
@@ -22,12 +26,7 @@ class AdapterPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         from autopeft.engine.predictor import AdapterPredictor
 
-        self._predictor = AdapterPredictor.load(context.artifacts[ADAPTER_ARTIFACT])
+        self._predictor = AdapterPredictor.load(context.artifacts[Artifact.ADAPTER])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return self._predictor.predict_frame(pd.DataFrame(model_input))
-
-
-# MLflow "models from code": when this file is logged as the model, loading it executes the
-# file and takes the object set here (no pickled Python object in the registry).
-mlflow.models.set_model(AdapterPyfunc())

@@ -7,43 +7,40 @@ the same code works against a remote tracking server.
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
 from autopeft.errors import TrackingError
+from autopeft.registry.reachability import probe
+from autopeft.schema import MAX_PARAM, RUN_STATUS, Outcome, RunTag, StudyRunTags, TrialRunTags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from ray.tune.experiment import Trial
 
-#: Tag keys autopeft writes (MLflow's own parent tag nests the trial runs in the UI).
-PARENT_TAG = "mlflow.parentRunId"
-TAG_STUDY = "autopeft.study"
-TAG_KIND = "autopeft.run_kind"
-TAG_TRIAL_ID = "autopeft.trial_id"
-TAG_OUTCOME = "autopeft.outcome"
-TAG_ERROR = "autopeft.error"
-_MAX_PARAM = 6000  # MLflow's limit on a param value
-
-#: Outcome of a trial as Optuna names it → MLflow run status.
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# The tag keys, kept importable here for modules that have not moved to autopeft.schema yet.
+PARENT_TAG = RunTag.PARENT_RUN
+TAG_STUDY = RunTag.STUDY
+TAG_KIND = RunTag.KIND
+TAG_TRIAL_ID = RunTag.TRIAL_ID
+TAG_OUTCOME = RunTag.OUTCOME
+TAG_ERROR = RunTag.ERROR
+_MAX_PARAM = MAX_PARAM  # MLflow's limit on a param value
 
 
 def outcome(result: Mapping[str, Any] | None, error: bool) -> str:
     """COMPLETE when the trial reported its final step, PRUNED when it was stopped before,
     FAIL when it raised. The searcher and the recorder both decide by this one rule."""
     if error:
-        return "FAIL"
+        return Outcome.FAIL
     if result and result.get("final"):
-        return "COMPLETE"
-    return "PRUNED"
+        return Outcome.COMPLETE
+    return Outcome.PRUNED
 
 
 def default_artifact_location(uri: str) -> str | None:
@@ -54,22 +51,6 @@ def default_artifact_location(uri: str) -> str | None:
     return None
 
 
-@contextmanager
-def _fail_fast() -> Iterator[None]:
-    """Bound MLflow's HTTP retries so an unreachable server fails in seconds, not minutes."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     """A client and the experiment id (created if new); TrackingError if the store is unreachable."""
     from mlflow import MlflowClient
@@ -77,11 +58,11 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     started = time.monotonic()
     try:
-        with _fail_fast():
-            found = client.get_experiment_by_name(experiment)
-            if found is not None:
-                return client, found.experiment_id
-            return client, client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
+        probe(uri)  # seconds, where the client would retry an unreachable server for minutes
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return client, found.experiment_id
+        return client, client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
     except Exception as exc:
         raise TrackingError(
             f"tracking.uri: cannot reach MLflow at {uri!r} after {time.monotonic() - started:.1f}s: "
@@ -105,8 +86,8 @@ def check_reachable(uri: str) -> None:
         return  # created on first use; nothing to reach
     started = time.monotonic()
     try:
-        with _fail_fast():
-            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        probe(uri)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingUnreachable(
             f"tracking.uri: MLflow at {uri!r} does not answer ({time.monotonic() - started:.1f}s): "
@@ -143,6 +124,15 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)[:_MAX_PARAM]
     return out
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str] | StudyRunTags | TrialRunTags) -> None:
+    """Write ``tags`` (a mapping, or a schema record's set fields) on a run, in one batch call."""
+    from mlflow.entities import RunTag as MlflowRunTag
+
+    items = tags.to_tags() if isinstance(tags, (StudyRunTags, TrialRunTags)) else dict(tags)
+    if items:
+        client.log_batch(run_id, tags=[MlflowRunTag(k, str(v)) for k, v in items.items()])
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
@@ -210,8 +200,8 @@ class TrialRecorder(Callback):
             run = self._client.create_run(
                 self._experiment_id,
                 run_name=f"{self._study}-{trial.trial_id}",
-                tags={PARENT_TAG: self._parent, TAG_STUDY: self._study, TAG_KIND: "trial",
-                      TAG_TRIAL_ID: trial.trial_id},
+                tags=TrialRunTags.created(parent_run_id=self._parent, study=self._study,
+                                          trial_id=trial.trial_id).to_tags(),
             )
             run_id = run.info.run_id
             self.runs[trial.trial_id] = run_id
@@ -235,9 +225,7 @@ class TrialRecorder(Callback):
         run_id = self._run_for(trial)
         state = outcome(trial.last_result, error)
         self.outcomes[trial.trial_id] = state
-        self._client.set_tag(run_id, TAG_OUTCOME, state)
-        if error:
-            self._client.set_tag(run_id, TAG_ERROR, _error_summary(trial))
+        set_tags(self._client, run_id, TrialRunTags(outcome=state, error=_error_summary(trial) if error else None))
         self._client.set_terminated(run_id, status=RUN_STATUS[state])
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -246,11 +234,11 @@ class TrialRecorder(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finish(trial, error=True)
 
-    def close_open_runs(self, status: str = "KILLED") -> None:
+    def close_open_runs(self, status: str = RUN_STATUS[Outcome.INTERRUPTED]) -> None:
         """Terminate runs of trials that never finished (e.g. the search was interrupted)."""
         for trial_id, run_id in self.runs.items():
             if trial_id not in self.outcomes:
-                self._client.set_tag(run_id, TAG_OUTCOME, "INTERRUPTED")
+                set_tags(self._client, run_id, TrialRunTags(outcome=Outcome.INTERRUPTED))
                 self._client.set_terminated(run_id, status=status)
 
 
@@ -260,30 +248,34 @@ def _error_summary(trial: Trial) -> str:
     if path and Path(path).is_file():
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
         if lines:
-            return lines[-1][:_MAX_PARAM]
+            return lines[-1]  # cut to MLflow's limit by TrialRunTags
     return "trial failed (no error file)"
 
 
 def _children(client: MlflowClient, experiment_id: str, parent_run_id: str, extra: str = "") -> list[Any]:
-    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {extra}" if extra else "")
+    query = TrialRunTags.children_filter(parent_run_id) + (f" and {extra}" if extra else "")
     return list(client.search_runs([experiment_id], filter_string=query, max_results=10000))
 
 
 def _find_trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
-    runs = _children(client, experiment_id, parent_run_id, f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'")
+    runs = _children(client, experiment_id, parent_run_id, TrialRunTags.trial_filter(trial_id))
     return runs[0].info.run_id if runs else None
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
     """Ray trial id → MLflow run id for every trial run of a study."""
-    return {r.data.tags[TAG_TRIAL_ID]: r.info.run_id
-            for r in _children(client, experiment_id, parent_run_id) if TAG_TRIAL_ID in r.data.tags}
+    found = {}
+    for run in _children(client, experiment_id, parent_run_id):
+        trial_id = TrialRunTags.from_tags(run.data.tags).trial_id
+        if trial_id is not None:
+            found[trial_id] = run.info.run_id
+    return found
 
 
 def close_orphan_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
     """Mark trial runs still RUNNING under a parent (left by a dead driver) as KILLED."""
     orphans = _children(client, experiment_id, parent_run_id, "attributes.status = 'RUNNING'")
     for run in orphans:
-        client.set_tag(run.info.run_id, TAG_OUTCOME, "INTERRUPTED")
-        client.set_terminated(run.info.run_id, status="KILLED")
+        set_tags(client, run.info.run_id, TrialRunTags(outcome=Outcome.INTERRUPTED))
+        client.set_terminated(run.info.run_id, status=RUN_STATUS[Outcome.INTERRUPTED])
     return len(orphans)

@@ -15,35 +15,48 @@ Lifecycle rules (see docs/registry.md):
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
-import os
 import re
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from autopeft import __version__
+from autopeft._compat import mlflow_globals_restored
 from autopeft.errors import RegistryError, TrackingError
+from autopeft.registry.reachability import probe
+from autopeft.schema import (
+    MAX_VERSION_TAG,
+    Alias,
+    AliasEvent,
+    Artifact,
+    ModelTag,
+    PromotionTags,
+    VersionTags,
+    alias_history,
+    current_user,
+    now_iso,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-CANDIDATE_ALIAS = "candidate"
-PRODUCTION_ALIAS = "production"
-#: Prefix of the registered-model tags that hold each alias's history, one event per tag.
-HISTORY_PREFIX = "autopeft.history."
-#: MLflow caps tag values (5000 characters for model-version and registered-model tags).
-_MAX_TAG = 5000
+# Kept importable here for callers that have not moved to autopeft.schema yet.
+CANDIDATE_ALIAS = Alias.CANDIDATE
+PRODUCTION_ALIAS = Alias.PRODUCTION
+HISTORY_PREFIX = ModelTag.HISTORY_PREFIX
+history_from_tags = alias_history
+_MAX_TAG = MAX_VERSION_TAG
 _T = TypeVar("_T")
+#: The file MLflow logs as the pyfunc model's code ("models from code"): found by path, never
+#: imported here, since running it registers the model object with MLflow.
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
 
 # --------------------------------------------------------------------------- registration
@@ -75,8 +88,8 @@ def signature(input_columns: Sequence[str], outputs: Sequence[tuple[str, str]]) 
 
 
 def git_commit(directory: Path | None = None) -> dict[str, str]:
-    """``{"autopeft.git_commit": sha, "autopeft.git_dirty": "true"|"false"}`` for the git
-    checkout holding ``directory`` (default: the working directory), or {} outside one."""
+    """The ``git_commit`` and ``git_dirty`` version tags for the git checkout holding
+    ``directory`` (default: the working directory), or {} outside one."""
     cwd = str(directory or Path.cwd())
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
@@ -86,41 +99,29 @@ def git_commit(directory: Path | None = None) -> dict[str, str]:
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):  # no git binary, or a hung file system
         return {}
-    return {"autopeft.git_commit": sha.stdout.strip(),
-            "autopeft.git_dirty": "true" if dirty.returncode == 0 and dirty.stdout.strip() else "false"}
+    return VersionTags(git_commit=sha.stdout.strip(),
+                       git_dirty=dirty.returncode == 0 and bool(dirty.stdout.strip())).to_tags(only_set=True)
 
 
 def lineage_tags(adapter_dir: Path, tags: Mapping[str, Any], space: Any = None) -> dict[str, str]:
     """Lineage the search does not pass in, derived here so every registration gets it:
     base model id/revision or local path + config hash as separate tags (searchable), the peft
     adapter config, a hash of the search space, the git commit of the project, and when."""
-    out: dict[str, str] = {}
-    try:
-        ref = json.loads(str(tags.get("autopeft.base_model", "") or "{}"))
-    except ValueError:
-        ref = {}
-    if isinstance(ref, dict) and ref:
-        out["autopeft.base_model_name"] = str(ref.get("name_or_path", ""))
-        location = str(ref.get("location", ""))
-        if location.startswith("/"):
-            out["autopeft.base_model_path"] = location
-        if ref.get("revision"):
-            out["autopeft.base_model_revision"] = str(ref["revision"])
-        if ref.get("config_sha256"):
-            out["autopeft.base_model_config_sha256"] = str(ref["config_sha256"])
-    config_file = adapter_dir / "adapter_config.json"
+    given = VersionTags.from_tags({k: str(v) for k, v in tags.items()})
+    derived = VersionTags(base_model=given.base_model)
+    derived.derive_base_model()
+    derived.base_model = None  # given, not derived
+    config_file = adapter_dir / "adapter_config.json"  # peft's file
     if config_file.is_file():
         config = json.loads(config_file.read_text())
         keep = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "use_dora", "target_modules",
                 "feedforward_modules", "layers_to_transform", "modules_to_save", "bias")
-        out["autopeft.adapter_config"] = json.dumps({k: config[k] for k in keep if config.get(k) is not None},
-                                                    sort_keys=True, default=str)
+        derived.adapter_config = {k: config[k] for k in keep if config.get(k) is not None}
     if space is not None:
-        out["autopeft.space_hash"] = hashlib.sha256(
-            json.dumps(space, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        derived.space_hash = hashlib.sha256(json.dumps(space, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    out = derived.to_tags(only_set=True)
     out.update(git_commit())
-    out["autopeft.registered_at"] = _now()
-    out["autopeft.registered_by"] = _user()
+    out.update(VersionTags(registered_at=now_iso(), registered_by=current_user()).to_tags(only_set=True))
     return {k: v for k, v in out.items() if k not in tags}
 
 
@@ -128,31 +129,10 @@ def _run_space(client: MlflowClient, run_id: str) -> Any:
     """The study's search space as the search logged it (``space.json``), or None."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run_id, "space.json", tmp)
+            path = client.download_artifacts(run_id, Artifact.SPACE, tmp)
             return json.loads(Path(path).read_text())
     except Exception:  # an older study, or a store without the artifact: the hash is optional
         return None
-
-
-@contextmanager
-def mlflow_globals_restored() -> Iterator[None]:
-    """Restore MLflow's process-wide tracking and registry URIs, and the environment variables
-    ``mlflow.set_*_uri`` exports, to exactly what they were (unset included) after the block."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved_env = {k: os.environ.get(k) for k in env_keys}
-    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @contextmanager
@@ -173,29 +153,29 @@ def mlflow_uris(uri: str) -> Iterator[None]:
 
 
 def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, adapter_dir: Path,
-                     registered_model: str, tags: Mapping[str, Any], model_signature: Any = None,
+                     registered_model: str, tags: VersionTags | Mapping[str, Any], model_signature: Any = None,
                      alias: str = CANDIDATE_ALIAS) -> ModelVersion:
-    """Log ``adapter_dir`` as a pyfunc model in ``run_id``, register it and point ``alias`` at it."""
-    import mlflow
+    """Log ``adapter_dir`` as a pyfunc model in ``run_id``, register it and point ``alias`` at it.
 
-    from autopeft.registry.serving import ADAPTER_ARTIFACT
-    from autopeft.registry.versions import serving
+    ``tags``: the search's lineage record (:class:`~autopeft.schema.VersionTags`; a mapping of
+    tag keys is taken as it is); the registry adds what it derives (:func:`lineage_tags`)."""
+    import mlflow
 
     try:
         with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=serving.__file__,  # models from code: nothing pickled
+                name=Artifact.MODEL,
+                python_model=str(PYFUNC_ENTRY),  # models from code: nothing pickled
                 signature=model_signature,
-                artifacts={ADAPTER_ARTIFACT: str(adapter_dir)},
+                artifacts={Artifact.ADAPTER: str(adapter_dir)},
                 pip_requirements=_pip_requirements(),
                 registered_model_name=registered_model,
             )
     except Exception as exc:
         raise TrackingError(f"tracking: registering the best adapter as {registered_model!r} failed: {exc}") from exc
     version = str(info.registered_model_version)
-    all_tags = {**{k: str(v) for k, v in tags.items()},
-                **lineage_tags(Path(adapter_dir), tags, _run_space(client, run_id))}
+    given = tags.to_tags() if isinstance(tags, VersionTags) else {k: str(v) for k, v in tags.items()}
+    all_tags = {**given, **lineage_tags(Path(adapter_dir), given, _run_space(client, run_id))}
     for key, value in all_tags.items():
         client.set_model_version_tag(registered_model, version, key, value[:_MAX_TAG])
     client.set_registered_model_alias(registered_model, alias, version)
@@ -205,27 +185,6 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in containers without a passwd entry
-        return "unknown"
-
-
-@contextmanager
-def fail_fast() -> Iterator[None]:
-    """The same bounded HTTP retries and timeout the search uses (``tracking._fail_fast``),
-    so every lifecycle command fails in seconds when the tracking server does not answer."""
-    from autopeft.registry.tracking import _fail_fast
-
-    with _fail_fast():
-        yield
-
-
 def check_store(uri: str) -> None:
     """A SQLite store that does not exist is a typo, not an empty registry: MLflow would
     silently create the file, so refuse before it does."""
@@ -233,46 +192,6 @@ def check_store(uri: str) -> None:
         path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
             raise RegistryError(f"tracking uri: no MLflow database at {str(path)!r}")
-
-
-@dataclass
-class AliasEvent:
-    """One move of an alias, as recorded in the registered model's tags."""
-
-    seq: int
-    alias: str
-    action: str  # promote | force | rollback
-    version: str
-    previous: str | None
-    at: str = field(default_factory=_now)
-    by: str = field(default_factory=_user)
-    reason: str = ""
-    gates: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def tag_key(self) -> str:
-        return f"{HISTORY_PREFIX}{self.alias}.{self.seq:05d}"
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        text = json.dumps(data, sort_keys=True, default=str)
-        if len(text) > _MAX_TAG:  # keep the event readable; the gate details are on the version
-            data["gates"] = []
-            text = json.dumps(data, sort_keys=True, default=str)
-        return text[:_MAX_TAG]
-
-
-def history_from_tags(tags: Mapping[str, str], alias: str) -> list[AliasEvent]:
-    """The alias's events in order (sequence numbers are zero-padded, so key order is time order)."""
-    prefix = f"{HISTORY_PREFIX}{alias}."
-    events = []
-    for key in sorted(k for k in tags if k.startswith(prefix)):
-        try:
-            data = json.loads(tags[key])
-            events.append(AliasEvent(**data))
-        except (ValueError, TypeError):  # a hand-edited tag: skip it rather than fail the command
-            continue
-    return events
 
 
 def holders(events: list[AliasEvent], current: str | None) -> list[str]:
@@ -329,8 +248,8 @@ class Registry:
         registry = cls(uri)
         started = time.monotonic()
         try:
-            with fail_fast():
-                registry.client.search_registered_models(max_results=1)
+            probe(uri)  # seconds, where the client would retry an unreachable server for minutes
+            registry.client.search_registered_models(max_results=1)
         except Exception as exc:
             raise TrackingError(
                 f"tracking: cannot reach MLflow at {uri!r} after {time.monotonic() - started:.1f}s: "
@@ -342,8 +261,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            with fail_fast():
-                return fn()
+            return fn()
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise RegistryError(what) from None
@@ -389,13 +307,11 @@ class Registry:
         return sorted(found, key=lambda v: int(v.version))
 
     def history(self, name: str, alias: str) -> list[AliasEvent]:
-        return history_from_tags(self.model(name).tags or {}, alias)
+        return alias_history(self.model(name).tags or {}, alias)
 
     def download(self, name: str, version: str, dst: Path) -> Path:
         """The version's logged model into ``dst``; returns the adapter folder inside it."""
         import mlflow.artifacts
-
-        from autopeft.registry.serving import ADAPTER_ARTIFACT
 
         def fetch() -> str:
             # MLflow 3 resolves a version's logged model (models:/m-...) through the *global*
@@ -406,25 +322,28 @@ class Registry:
                                                            registry_uri=self.uri)
 
         local = self._call(f"version: cannot download {name!r} version {version}", fetch)
-        adapter = Path(local) / "artifacts" / ADAPTER_ARTIFACT
+        adapter = Path(local) / "artifacts" / Artifact.ADAPTER  # MLflow keeps pyfunc artifacts in artifacts/
         if not adapter.is_dir():
-            raise RegistryError(f"version: {name!r} version {version} is not an autopeft adapter (no artifacts/adapter)")
+            raise RegistryError(f"version: {name!r} version {version} is not an autopeft adapter "
+                                f"(no artifacts/{Artifact.ADAPTER})")
         return adapter
 
     # the one mutation: moving an alias, recorded ---------------------------------------
 
     def move_alias(self, name: str, alias: str, version: str, *, action: str, reason: str = "",
-                   gates: list[dict[str, Any]] | None = None, version_tags: Mapping[str, str] | None = None) -> AliasEvent:
-        """Point ``alias`` at ``version`` and record who held it before, why and when."""
+                   gates: list[dict[str, Any]] | None = None,
+                   version_tags: PromotionTags | Mapping[str, str] | None = None) -> AliasEvent:
+        """Point ``alias`` at ``version`` and record who held it before, why and when (and
+        ``version_tags``, e.g. the gates' results, on the version)."""
         model = self.model(name)
         aliases = model.aliases or {}
         previous = str(aliases[alias]) if alias in aliases else None
-        events = history_from_tags(model.tags or {}, alias)
+        events = alias_history(model.tags or {}, alias)
         event = AliasEvent(seq=(events[-1].seq + 1) if events else 1, alias=alias, action=action,
                            version=str(version), previous=previous, reason=reason, gates=list(gates or []))
-        tags = {f"autopeft.{alias}.action": action, f"autopeft.{alias}.at": event.at,
-                f"autopeft.{alias}.by": event.by, f"autopeft.{alias}.previous": previous or "",
-                f"autopeft.{alias}.reason": reason, **(version_tags or {})}
+        extra = version_tags.to_tags() if isinstance(version_tags, PromotionTags) else dict(version_tags or {})
+        tags = {**PromotionTags(alias=alias, action=action, at=event.at, by=event.by, previous=previous or "",
+                                reason=reason).to_tags(), **extra}
 
         def write() -> None:
             # the alias moves last: if a tag write fails, production has not changed
@@ -448,4 +367,4 @@ class Registry:
         target = stack[-2]
         self.version(name, target)  # still exists (nothing is deleted, but someone may have)
         return self.move_alias(name, alias, target, action="rollback", reason=reason,
-                               version_tags={f"autopeft.{alias}.rolled_back_from": str(current.version)})
+                               version_tags=PromotionTags(alias=alias, rolled_back_from=str(current.version)))
