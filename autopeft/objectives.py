@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autopeft.schema import Artifact, Metric, Outcome, StudyRunTags, TrialAttr
+
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
@@ -37,10 +39,11 @@ COST_METRICS: dict[str, str] = {
     "latency_ms": "inference latency per example in ms (batch of one, median over validation examples)",
 }
 
-#: Optuna user-attribute prefix of the measurements the searcher stores on each trial.
-ATTR_PREFIX = "autopeft."
+#: Optuna user-attribute prefix of the measurements the searcher stores on each trial
+#: (``schema.TrialAttr``; kept importable here).
+ATTR_PREFIX = TrialAttr.MEASUREMENT_PREFIX
 #: Ray's trial id, stored on the Optuna trial so the report can join Optuna and MLflow.
-ATTR_RAY_TRIAL = "autopeft.ray_trial_id"
+ATTR_RAY_TRIAL = TrialAttr.RAY_TRIAL_ID
 
 SamplerName = Literal["tpe", "nsga2", "gp", "random"]
 PolicyName = Literal["best", "best-within", "knee"]
@@ -160,7 +163,7 @@ class ConstraintsFunc:
     def __call__(self, trial: optuna.trial.FrozenTrial) -> list[float]:
         out = []
         for metric, limit in self.limits.items():
-            value = trial.user_attrs.get(ATTR_PREFIX + metric)
+            value = trial.user_attrs.get(TrialAttr.measurement(metric))
             out.append(1.0 if value is None else (float(value) - limit) / limit)
         return out
 
@@ -197,13 +200,13 @@ def make_sampler(sampler: SamplerConfig, limits: Mapping[str, float], *, seed: i
 def record_measurements(ot_trial: Any, ray_trial_id: str, result: Mapping[str, Any] | None) -> None:
     """Store the trial's cost measurements (and Ray id) on its Optuna trial before it is told,
     so the sampler's constraints_func and the report read them from the study."""
-    ot_trial.set_user_attr(ATTR_RAY_TRIAL, ray_trial_id)
+    ot_trial.set_user_attr(TrialAttr.RAY_TRIAL_ID, ray_trial_id)
     for name in COST_METRICS:
         value = (result or {}).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-            ot_trial.set_user_attr(ATTR_PREFIX + name, float(value))
+            ot_trial.set_user_attr(TrialAttr.measurement(name), float(value))
     if result and result.get("family"):
-        ot_trial.set_user_attr(ATTR_PREFIX + "family", str(result["family"]))
+        ot_trial.set_user_attr(TrialAttr.FAMILY, str(result["family"]))
 
 
 # --- Pareto set and selection -------------------------------------------------------------------
@@ -291,7 +294,7 @@ def select(trials: Sequence[_Trial], objectives: Sequence[tuple[str, str]], cons
     """
     metric, mode = objectives[0]
     axes = pareto_axes(objectives)
-    complete = [t for t in trials if t.outcome == "COMPLETE" and all(_num(t.metrics.get(m)) is not None for m, _ in axes)]
+    complete = [t for t in trials if t.outcome == Outcome.COMPLETE and all(_num(t.metrics.get(m)) is not None for m, _ in axes)]
     feasible = [t for t in complete if within(t.metrics, constraints)]
     front: list[_Trial] = []
     if feasible:
@@ -304,8 +307,8 @@ def select(trials: Sequence[_Trial], objectives: Sequence[tuple[str, str]], cons
 
     out = Selection(best=None, policy=selection.policy, reason="", axes=axes, pareto=front, feasible=feasible)
     if not feasible:
-        for wanted, note in (("COMPLETE", "no COMPLETE trial met the constraints"),
-                             ("PRUNED", "no trial completed")):
+        for wanted, note in ((Outcome.COMPLETE, "no COMPLETE trial met the constraints"),
+                             (Outcome.PRUNED, "no trial completed")):
             pool = [t for t in trials if t.outcome == wanted and _num(t.metrics.get(metric)) is not None]
             if pool:
                 out.best = best_of(pool)
@@ -365,12 +368,13 @@ def record_selection(client: Any, parent_run_id: str, selection: Selection) -> p
     """Log the Pareto set (``pareto_set.csv`` and ``.parquet``) and the policy's choice."""
     frame = pareto_table(selection)
     with tempfile.TemporaryDirectory(prefix="autopeft-pareto-") as directory:
-        frame.to_csv(Path(directory) / "pareto_set.csv", index=False)
-        frame.to_parquet(Path(directory) / "pareto_set.parquet", index=False)
+        frame.to_csv(Path(directory) / Artifact.PARETO_CSV, index=False)
+        frame.to_parquet(Path(directory) / Artifact.PARETO_PARQUET, index=False)
         client.log_artifacts(parent_run_id, directory)
-    client.set_tag(parent_run_id, "autopeft.selection_policy", selection.policy)
-    client.set_tag(parent_run_id, "autopeft.selection_reason", selection.reason[:5000])
-    client.set_tag(parent_run_id, "autopeft.pareto_axes", json.dumps(selection.axes))
-    client.log_metric(parent_run_id, "pareto_set_size", float(len(selection.pareto)))
-    client.log_metric(parent_run_id, "feasible_trials", float(len(selection.feasible)))
+    tags = StudyRunTags(selection_policy=selection.policy, selection_reason=selection.reason,
+                        pareto_axes=selection.axes)
+    for key, value in tags.to_tags().items():
+        client.set_tag(parent_run_id, key, value)
+    client.log_metric(parent_run_id, Metric.PARETO_SET_SIZE, float(len(selection.pareto)))
+    client.log_metric(parent_run_id, Metric.FEASIBLE_TRIALS, float(len(selection.feasible)))
     return frame

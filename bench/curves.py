@@ -30,11 +30,13 @@ def read_curves(tracking_uri: str) -> list[dict[str, Any]]:
     {metric: {step: value}} for the metrics in ``METRICS``."""
     from mlflow import MlflowClient
 
+    from autopeft.schema import RunTag, TrialRunTags
+
     client = MlflowClient(tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string="tags.`autopeft.trial_id` != ''", max_results=10000,
+    runs = client.search_runs(experiments, filter_string=f"tags.`{RunTag.TRIAL_ID}` != ''", max_results=10000,
                               order_by=["attributes.start_time ASC"])
-    return [{"trial": run.data.tags.get("autopeft.trial_id", run.info.run_id),
+    return [{"trial": TrialRunTags.from_tags(run.data.tags).trial_id or run.info.run_id,
              **{m: {h.step: h.value for h in client.get_metric_history(run.info.run_id, m)} for m in METRICS}}
             for run in runs]
 

@@ -1,6 +1,6 @@
 """Model-registry lifecycle commands: ``promote``, ``rollback``, ``models``, ``export``.
 
-Each command opens the registry with the search's fast-fail settings (an unreachable tracking
+Each command opens the registry with a reachability check first (an unreachable tracking
 server is an error within seconds), maps unknown names to exit 2 and refused gates to exit 1.
 The logic lives in :mod:`autopeft.registry` and :mod:`autopeft.promotion`; this module only
 parses flags and prints.
@@ -20,6 +20,7 @@ import typer
 from autopeft.cli._output import console, fail, out
 from autopeft.errors import AutoPeftError, UserInputError
 from autopeft.process import configure_process
+from autopeft.schema import Alias, Artifact, VersionTags, history_aliases
 
 _URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
 
@@ -72,7 +73,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="Registered model name."),
         version: Optional[str] = typer.Option(None, "--version", help="Version to promote."),
         from_alias: Optional[str] = typer.Option(None, "--from", help="Promote the version holding this alias (default: candidate)."),
-        to_alias: str = typer.Option("production", "--to", help="Alias to move."),
+        to_alias: str = typer.Option(Alias.PRODUCTION, "--to", help="Alias to move."),
         test_data: Optional[Path] = typer.Option(None, "--test-data", help="Labelled test file (csv/tsv/jsonl/parquet): re-evaluate both versions on it when their recorded test sets differ."),
         min_metric: Optional[float] = typer.Option(None, help="Gate: the test metric must be at least this good."),
         max_trainable_share: Optional[float] = typer.Option(None, help="Gate: most trainable parameters as a share (0..1]."),
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def rollback(
         name: str = typer.Argument(..., help="Registered model name."),
-        alias: str = typer.Option("production", "--alias", help="Alias to move back."),
+        alias: str = typer.Option(Alias.PRODUCTION, "--alias", help="Alias to move back."),
         reason: str = typer.Option("", "--reason", help="Why; recorded on the version and in the alias history."),
         tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
     ) -> None:
@@ -184,7 +185,7 @@ def register(app: typer.Typer) -> None:
                 raise
             provenance = {"model": model_name, "version": str(found.version), "alias": alias,
                           "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {})}
-            (out_dir / "autopeft-export.json").write_text(json.dumps(provenance, indent=2, sort_keys=True))
+            (out_dir / Artifact.EXPORT_PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
         except AutoPeftError as exc:
             fail(exc)
             return
@@ -213,30 +214,30 @@ def _versions_table(registry: Any, name: str) -> tuple[Any, list[str]]:
     for alias, version in (model.aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
     versions = registry.versions(name)
-    metric = next(((v.tags or {}).get("autopeft.metric") for v in versions if (v.tags or {}).get("autopeft.metric")), "")
+    lineage = {str(v.version): VersionTags.from_tags(v.tags) for v in versions}
+    metric = next((t.metric for t in lineage.values() if t.metric), "")
     table = Table(title=f"{name} at {registry.uri}")
     for column in ("version", "aliases", "adapter", f"val {metric}", f"test {metric}", "trainable", "study / trial",
                    "base model", "data / test set", "git", "created"):
         # identity columns never wrap; long lineage values fold instead of widening the table
         table.add_column(column, no_wrap=column in ("version", "aliases"), overflow="fold")
     for version in versions:
-        tags = version.tags or {}
+        tags = lineage[str(version.version)]
         table.add_row(
             str(version.version),
             ", ".join(sorted(by_version.get(str(version.version), []))) or "-",
-            tags.get("autopeft.family", "?"),
-            _number(tags.get("autopeft.val_metric")),
-            _number(tags.get("autopeft.test_metric")),
-            _share(tags.get("autopeft.trainable_share")),
-            f"{tags.get('autopeft.study', '?')} / {tags.get('autopeft.trial_id', '?')}",
+            tags.family or "?",
+            _number(tags.val_metric),
+            _number(tags.test_metric),
+            _share(tags.trainable_share),
+            f"{tags.study or '?'} / {tags.trial_id or '?'}",
             _base(tags),
-            f"{tags.get('autopeft.data_fingerprint', '')[:8]} / {tags.get('autopeft.test_fingerprint', '')[:8]}",
-            tags.get("autopeft.git_commit", "")[:8] + ("*" if tags.get("autopeft.git_dirty") == "true" else ""),
+            f"{(tags.data_fingerprint or '')[:8]} / {(tags.test_fingerprint or '')[:8]}",
+            (tags.git_commit or "")[:8] + ("*" if tags.git_dirty else ""),
             _time(version.creation_timestamp),
         )
     lines = []
-    aliases = sorted({key.split(".")[2] for key in (model.tags or {}) if key.startswith("autopeft.history.")})
-    for alias in aliases:
+    for alias in history_aliases(model.tags or {}):
         events = registry.history(name, alias)
         steps = [f"v{e.version} ({e.action}{': ' + e.reason if e.reason else ''}, {e.at})" for e in events]
         lines.append(f"{alias} history: " + " → ".join(steps))
@@ -265,12 +266,7 @@ def _share(value: Any) -> str:
         return "-"
 
 
-def _base(tags: dict[str, str]) -> str:
-    name = tags.get("autopeft.base_model_name")
-    if not name:
-        try:
-            name = json.loads(tags.get("autopeft.base_model", "{}")).get("name_or_path", "?")
-        except ValueError:
-            name = "?"
-    pin = tags.get("autopeft.base_model_revision") or tags.get("autopeft.base_model_config_sha256", "")
-    return f"{name} @{pin[:12]}" if pin else str(name)
+def _base(tags: VersionTags) -> str:
+    name = tags.base_name or "?"
+    pin = tags.base_pin
+    return f"{name} @{pin[:12]}" if pin else name

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from autopeft.cli._output import fail
+from autopeft.cli._output import out as stdout
 from autopeft.errors import AutoPeftError, ConfigError
 from autopeft.process import configure_process
+from autopeft.schema import Artifact
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +35,9 @@ def register(app: typer.Typer) -> None:
         except AutoPeftError as exc:
             fail(exc)
             return
-        out.print(f"report: {path}" + (" (logged to the study's MLflow run under report/)" if log else ""),
-                        highlight=False, soft_wrap=True)
+        # ``out`` is the --out option here; results go to stdout
+        logged = f" (logged to the study's MLflow run under {Artifact.REPORT_DIR}/)" if log else ""
+        stdout.print(f"report: {path}{logged}", highlight=False, soft_wrap=True)
 
 
 def _input_error(message: str) -> Exception:

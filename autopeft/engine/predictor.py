@@ -1,13 +1,13 @@
 """Load a saved autopeft adapter (peft format + ``autopeft.json``) and predict with it.
 
-The adapter folder holds the peft adapter, the tokenizer and a small metadata file that says
-which base model to fetch (by reference: base weights are never copied) and how to read inputs.
-The MLflow pyfunc flavour, the final evaluation and ``autopeft export`` all go through here.
+The adapter folder holds the peft adapter, the tokenizer and a small metadata file
+(:class:`~autopeft.schema.AdapterMetadata`) that says which base model to fetch (by reference:
+base weights are never copied) and how to read inputs. The MLflow pyfunc flavour, the final
+evaluation and ``autopeft export`` all go through here.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,37 +19,44 @@ import torch
 
 from autopeft.config import ModelConfig
 from autopeft.data import TokenizedSplit, pad_id
-from autopeft.engine.training import METADATA_FILE, pick_device, predict
+from autopeft.engine.training import pick_device, predict
 from autopeft.errors import ModelError
 from autopeft.model.loading import resolve_location
+from autopeft.schema import AdapterMetadata, Artifact
 from autopeft.tasks import get_task
+
+#: The metadata file's name (kept importable here; ``schema.Artifact.METADATA_FILE``).
+METADATA_FILE = Artifact.METADATA_FILE
 
 
 @dataclass
 class AdapterPredictor:
     model: torch.nn.Module
     tokenizer: Any
+    #: ``autopeft.json`` as a dict (every field of :class:`AdapterMetadata`, defaults filled in).
     metadata: dict[str, Any]
     device: torch.device
+
+    @property
+    def info(self) -> AdapterMetadata:
+        """The metadata, typed."""
+        return AdapterMetadata.from_dict(self.metadata)
 
     @classmethod
     def load(cls, adapter_dir: str | Path, *, device: torch.device | None = None) -> AdapterPredictor:
         from autopeft.adapters import load_adapter
 
         adapter_dir = Path(adapter_dir)
-        meta_file = adapter_dir / METADATA_FILE
-        if not meta_file.is_file():
-            raise ModelError(f"{adapter_dir}: no {METADATA_FILE} (not an autopeft adapter)")
-        metadata = json.loads(meta_file.read_text())
-        spec = ModelConfig(**metadata["base_model"]["config"])
+        info = read_metadata(adapter_dir)
+        spec = ModelConfig(**info.model_config)
         location = resolve_location(spec.name_or_path)
-        task = get_task(metadata["task"])
-        base = task.load_model(spec, location, metadata["label_names"])
+        task = get_task(info.task)
+        base = task.load_model(spec, location, info.label_names)
         model = load_adapter(base, adapter_dir)  # PeftModel.from_pretrained, plus custom-layer families
         tokenizer = task.load_preprocessor(spec, str(adapter_dir))  # an image processor for images
         device = device or pick_device()[0]
         model.to(device).eval()
-        return cls(model=model, tokenizer=tokenizer, metadata=metadata, device=device)
+        return cls(model=model, tokenizer=tokenizer, metadata=info.to_dict(), device=device)
 
     def encode(self, frame: pd.DataFrame, labels: np.ndarray | None = None) -> TokenizedSplit:
         columns = self.metadata["text_columns"]
@@ -76,8 +83,24 @@ class AdapterPredictor:
         return get_task(self.metadata["task"]).present(self, frame, batch_size)
 
 
-def write_metadata(adapter_dir: Path, metadata: Mapping[str, Any]) -> None:
-    (adapter_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=str))
+def read_metadata(adapter_dir: str | Path) -> AdapterMetadata:
+    """The adapter folder's ``autopeft.json``; ModelError when it is missing or unreadable."""
+    meta_file = Path(adapter_dir) / Artifact.METADATA_FILE
+    if not meta_file.is_file():
+        raise ModelError(f"{adapter_dir}: no {Artifact.METADATA_FILE} (not an autopeft adapter)")
+    try:
+        return AdapterMetadata.from_json(meta_file.read_text())
+    except KeyError as exc:
+        raise ModelError(f"{meta_file}: no {exc.args[0]!r} (not an autopeft adapter's metadata)") from None
+    except ValueError as exc:
+        raise ModelError(f"{meta_file}: not readable as JSON ({exc})") from None
+
+
+def write_metadata(adapter_dir: Path, metadata: AdapterMetadata | Mapping[str, Any]) -> None:
+    """Write ``autopeft.json`` into ``adapter_dir`` (a mapping is read as :class:`AdapterMetadata`
+    first, so every file has the same shape)."""
+    info = metadata if isinstance(metadata, AdapterMetadata) else AdapterMetadata.from_dict(metadata)
+    (Path(adapter_dir) / Artifact.METADATA_FILE).write_text(info.to_json())
 
 
 def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
@@ -89,7 +112,7 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     """
     out = Path(out_dir)
     predictor = AdapterPredictor.load(adapter_dir, device=torch.device("cpu"))
-    family = predictor.metadata.get("family", "?")
+    family = predictor.info.family or "?"
     merge = getattr(predictor.model, "merge_and_unload", None)
     if merge is None:
         raise ModelError(f"export: the {family} adapter cannot be merged into its base model; export it without --merged")

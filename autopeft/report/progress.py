@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autopeft.registry.tracking import outcome
+from autopeft.schema import Outcome
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -26,7 +27,7 @@ class ProgressView(Callback):
         self.metric = metric
         self.mode = mode
         self.running: set[str] = set()
-        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.counts = dict.fromkeys(Outcome.FINISHED, 0)
         self.best: tuple[float, str] | None = None
         self._live = Live(self._render(), console=console or Console(stderr=True), refresh_per_second=4,
                           transient=False)
@@ -52,8 +53,8 @@ class ProgressView(Callback):
         done = sum(self.counts.values())
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"
         return Text(
-            f"trials {done}/{self.total} · running {len(self.running)} · completed {self.counts['COMPLETE']} · "
-            f"pruned {self.counts['PRUNED']} · failed {self.counts['FAIL']} · best {self.metric} {best}"
+            f"trials {done}/{self.total} · running {len(self.running)} · completed {self.counts[Outcome.COMPLETE]} · "
+            f"pruned {self.counts[Outcome.PRUNED]} · failed {self.counts[Outcome.FAIL]} · best {self.metric} {best}"
         )
 
     def _better(self, value: float) -> bool:
@@ -88,7 +89,7 @@ class ProgressView(Callback):
         table = Table(title=f"study {result.study_name}")
         for column in ("trial", "outcome", "adapter", "lr", "steps", self.metric, "trainable"):
             table.add_column(column, justify="right" if column in {"lr", "steps", self.metric, "trainable"} else "left")
-        style = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
+        style = {Outcome.COMPLETE: "green", Outcome.PRUNED: "yellow", Outcome.FAIL: "red"}
         for t in result.trials:
             value = t.metrics.get(self.metric)
             mark = " *" if result.best and t.trial_id == result.best.trial_id else ""

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
+from autopeft.schema import Artifact, Outcome, StudyRunTags, TrialAttr, TrialRunTags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +45,7 @@ FIGURES: dict[str, str] = {
     "family": "Task metric by adapter family",
     "placement": "Placement among the top trials (layer x module role)",
 }
-REPORT_ARTIFACT_DIR = "report"
+REPORT_ARTIFACT_DIR = Artifact.REPORT_DIR  # kept importable here
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf"]
 
@@ -93,7 +94,7 @@ class StudyData:
 def find_parent_run(client: MlflowClient, study_name: str) -> Any:
     """The study's parent run (the latest, should a name have been reused)."""
     experiments = client.search_experiments()
-    query = f"tags.`autopeft.study` = '{study_name}' and tags.`autopeft.run_kind` = 'study'"
+    query = StudyRunTags.search_filter(study_name)
     runs = client.search_runs([e.experiment_id for e in experiments], filter_string=query,
                               order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
     if not runs:
@@ -113,50 +114,51 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
     import optuna
     import pandas as pd
 
-    from autopeft.objectives import ATTR_PREFIX, ATTR_RAY_TRIAL, COST_METRICS, pareto_axes
-    from autopeft.search.warmstart import ATTR_SOURCE
+    from autopeft.objectives import COST_METRICS, pareto_axes
 
     parent = find_parent_run(client, study_name)
     parent_id = parent.info.run_id
+    parent_tags = StudyRunTags.from_tags(parent.data.tags)
     with tempfile.TemporaryDirectory(prefix="autopeft-report-") as directory:
-        config = json.loads(Path(client.download_artifacts(parent_id, "config.json", directory)).read_text())
+        config = json.loads(Path(client.download_artifacts(parent_id, Artifact.CONFIG, directory)).read_text())
     objectives = [(o["metric"], o["mode"]) for o in (config.get("objectives") or [config["objective"]])]
     constraints = {k[len("max_"):]: float(v) for k, v in (config.get("constraints") or {}).items()
                    if k.startswith("max_") and v is not None}
     notes: list[str] = []
 
     study = None
-    storage = parent.data.tags.get("autopeft.optuna_storage")
+    storage = parent_tags.optuna_storage
     by_ray: dict[str, Any] = {}
     if storage:
         try:
             study = optuna.load_study(study_name=study_name, storage=storage)
-            by_ray = {t.user_attrs[ATTR_RAY_TRIAL]: t for t in study.get_trials(deepcopy=False)
-                      if ATTR_RAY_TRIAL in t.user_attrs}
+            by_ray = {t.user_attrs[TrialAttr.RAY_TRIAL_ID]: t for t in study.get_trials(deepcopy=False)
+                      if TrialAttr.RAY_TRIAL_ID in t.user_attrs}
         except Exception as exc:  # noqa: BLE001 - the report still shows what MLflow has
             notes.append(f"Optuna storage {storage} not readable ({' '.join(str(exc).split())[:120]}): "
                          "no importances, trial order by start time")
-    runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+    runs = client.search_runs([parent.info.experiment_id], filter_string=TrialRunTags.children_filter(parent_id),
                               max_results=10000)
     rows = []
     curves: dict[str, list[tuple[int, float]]] = {}
     metric = objectives[0][0]
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-        trial_id = run.data.tags.get("autopeft.trial_id", run.info.run_id)
+        tags = TrialRunTags.from_tags(run.data.tags)
+        trial_id = tags.trial_id or run.info.run_id
         ot = by_ray.get(trial_id)
         row: dict[str, Any] = {
             "trial_id": trial_id, "run_id": run.info.run_id,
-            "outcome": run.data.tags.get("autopeft.outcome", run.info.status),
+            "outcome": tags.outcome or run.info.status,
             "number": ot.number if ot is not None else None,
-            "family": run.data.params.get("adapter") or (ot.user_attrs.get(ATTR_PREFIX + "family") if ot else None),
-            "warm_start": run.data.tags.get("autopeft.warm_start") or (ot.user_attrs.get(ATTR_SOURCE) if ot else None),
+            "family": run.data.params.get("adapter") or (ot.user_attrs.get(TrialAttr.FAMILY) if ot else None),
+            "warm_start": tags.warm_start or (ot.user_attrs.get(TrialAttr.WARM_START) if ot else None),
             "params": dict(run.data.params),
         }
         for key, value in run.data.metrics.items():
             row[key] = value
         if ot is not None:  # measurements the searcher stored (also for trials MLflow lacks metrics of)
             for name in COST_METRICS:
-                row.setdefault(name, ot.user_attrs.get(ATTR_PREFIX + name))
+                row.setdefault(name, ot.user_attrs.get(TrialAttr.measurement(name)))
             constraint_values = ot.system_attrs.get("constraints")
             row["feasible"] = None if constraint_values is None else all(c <= 0 for c in constraint_values)
         history = client.get_metric_history(run.info.run_id, metric)
@@ -174,7 +176,7 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
     frame["family"] = frame["family"].fillna("?")
     return StudyData(study_name=study_name, parent_run_id=parent_id, config=config, trials=frame, curves=curves,
                      objectives=objectives, axes=pareto_axes(objectives), constraints=constraints,
-                     registered_trial=parent.data.tags.get("autopeft.best_trial_id"), study=study, notes=notes)
+                     registered_trial=parent_tags.best_trial_id, study=study, notes=notes)
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -213,9 +215,9 @@ def fig_pareto(data: StudyData) -> go.Figure:
     fig = go.Figure()
     for fam, group in t.groupby("family"):
         for label, part, symbol in (
-            ("", group[(group.outcome == "COMPLETE") & group.feasible.fillna(True).astype(bool)], "circle"),
-            (" (infeasible)", group[(group.outcome == "COMPLETE") & ~group.feasible.fillna(True).astype(bool)], "x"),
-            (" (pruned)", group[group.outcome != "COMPLETE"], "circle-open"),
+            ("", group[(group.outcome == Outcome.COMPLETE) & group.feasible.fillna(True).astype(bool)], "circle"),
+            (" (infeasible)", group[(group.outcome == Outcome.COMPLETE) & ~group.feasible.fillna(True).astype(bool)], "x"),
+            (" (pruned)", group[group.outcome != Outcome.COMPLETE], "circle-open"),
         ):
             if part.empty:
                 continue
@@ -224,7 +226,7 @@ def fig_pareto(data: StudyData) -> go.Figure:
                 marker={"color": colors[fam], "symbol": symbol, "size": 10 if symbol == "circle" else 8},
                 text=[f"trial {r.trial_id}" for r in part.itertuples()],
                 hovertemplate="%{text}<br>" + cost + "=%{x:.4g}<br>" + metric + "=%{y:.4f}<extra></extra>"))
-    pool = t[(t.outcome == "COMPLETE") & t.feasible.fillna(True).astype(bool)]
+    pool = t[(t.outcome == Outcome.COMPLETE) & t.feasible.fillna(True).astype(bool)]
     if not pool.empty:
         axes = data.axes
         present = [(m, md) for m, md in axes if m in pool]
@@ -256,7 +258,8 @@ def fig_history(data: StudyData) -> go.Figure:
     if t.empty:
         return _empty(FIGURES["history"], f"no trial reported {metric}")
     fig = go.Figure()
-    styles = {"COMPLETE": ("circle", "#1f77b4"), "PRUNED": ("circle-open", "#999"), "FAIL": ("x", "#d62728")}
+    styles = {Outcome.COMPLETE: ("circle", "#1f77b4"), Outcome.PRUNED: ("circle-open", "#999"),
+              Outcome.FAIL: ("x", "#d62728")}
     for outcome, group in t.groupby("outcome"):
         symbol, color = styles.get(str(outcome), ("square", "#555"))
         fig.add_trace(go.Scatter(x=group["number"], y=group[metric], mode="markers", name=str(outcome),
@@ -267,7 +270,7 @@ def fig_history(data: StudyData) -> go.Figure:
         fig.add_trace(go.Scatter(x=warm["number"], y=warm[metric], mode="markers", name="warm start",
                                  marker={"symbol": "diamond-open", "size": 15, "color": "#2ca02c"},
                                  text=list(warm["warm_start"])))
-    done = t[t.outcome == "COMPLETE"]
+    done = t[t.outcome == Outcome.COMPLETE]
     if not done.empty:
         best = done[metric].cummax() if mode == "max" else done[metric].cummin()
         fig.add_trace(go.Scatter(x=done["number"], y=best, mode="lines", name="best so far",
@@ -286,7 +289,7 @@ def fig_curves(data: StudyData) -> go.Figure:
         if not curve:
             continue
         steps, values = zip(*curve, strict=True)
-        pruned = row.outcome != "COMPLETE"
+        pruned = row.outcome != Outcome.COMPLETE
         name = f"{row.family}" + (" (pruned)" if pruned else "")
         fig.add_trace(go.Scatter(
             x=list(steps), y=list(values), mode="lines+markers", name=name, legendgroup=name,
@@ -294,7 +297,7 @@ def fig_curves(data: StudyData) -> go.Figure:
             marker={"size": 5}, text=[f"trial {row.trial_id}"] * len(steps),
             hovertemplate="%{text}<br>step %{x}: %{y:.4f}<extra></extra>"))
         shown.add(name)
-        if pruned and row.outcome == "PRUNED":
+        if pruned and row.outcome == Outcome.PRUNED:
             # a trial over a constraint stops itself (metric ``infeasible``); the others ASHA stopped
             why = "stopped: over a constraint" if getattr(row, "infeasible", 0) == 1 else "stopped by ASHA"
             fig.add_trace(go.Scatter(x=[steps[-1]], y=[values[-1]], mode="markers", name=why,
@@ -344,10 +347,10 @@ def fig_family(data: StudyData) -> go.Figure:
     colors = _colors(data)
     fig = go.Figure()
     for fam, group in t.groupby("family"):
-        done = group[group.outcome == "COMPLETE"]
+        done = group[group.outcome == Outcome.COMPLETE]
         fig.add_trace(go.Box(x=[fam] * len(done), y=done[metric], name=f"{fam}", boxpoints="all", jitter=0.3,
                              pointpos=0, marker={"color": colors[fam]}, line={"color": colors[fam]}))
-        stopped = group[group.outcome != "COMPLETE"]
+        stopped = group[group.outcome != Outcome.COMPLETE]
         if not stopped.empty:
             fig.add_trace(go.Scatter(x=[fam] * len(stopped), y=stopped[metric], mode="markers",
                                      name=f"{fam} (pruned, last value)",
@@ -361,7 +364,7 @@ def placement_matrix(data: StudyData, structure: ModelStructure, top: int | None
 
     metric, mode = data.objectives[0]
     t = data.trials[data.trials[metric].notna()] if metric in data.trials else data.trials.iloc[0:0]
-    pool = t[t.outcome == "COMPLETE"]
+    pool = t[t.outcome == Outcome.COMPLETE]
     if pool.empty:
         pool = t
     n = top or max(3, math.ceil(len(pool) / 4))
@@ -600,13 +603,13 @@ def write_report(study_name: str, *, tracking_uri: str, out_dir: Path, client: M
         structure = _structure_for(data)
     figures = build_figures(data, structure)
     out_dir.mkdir(parents=True, exist_ok=True)
-    html_path = out_dir / "report.html"
+    html_path = out_dir / Artifact.REPORT_HTML
     html_path.write_text(render_html(data, figures), encoding="utf-8")
-    pngs, renderer = write_pngs(figures, out_dir / "figures")
+    pngs, renderer = write_pngs(figures, out_dir / Artifact.REPORT_FIGURES)
     if log_to_mlflow:
-        client.log_artifact(data.parent_run_id, str(html_path), REPORT_ARTIFACT_DIR)
+        client.log_artifact(data.parent_run_id, str(html_path), Artifact.REPORT_DIR)
         for path in pngs.values():
-            client.log_artifact(data.parent_run_id, str(path), f"{REPORT_ARTIFACT_DIR}/figures")
-        client.set_tag(data.parent_run_id, "autopeft.report", f"{REPORT_ARTIFACT_DIR}/report.html")
-        client.set_tag(data.parent_run_id, "autopeft.report_png_renderer", renderer)
+            client.log_artifact(data.parent_run_id, str(path), Artifact.report_figures())
+        for key, value in StudyRunTags(report=Artifact.report_html(), report_png_renderer=renderer).to_tags().items():
+            client.set_tag(data.parent_run_id, key, value)
     return html_path

@@ -1,0 +1,266 @@
+"""autopeft.schema: every name once, records that read what they write, and the older shapes."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from autopeft import schema
+from autopeft.schema import (
+    RUN_STATUS,
+    AdapterMetadata,
+    Alias,
+    AliasEvent,
+    AliasField,
+    Artifact,
+    Metric,
+    ModelTag,
+    Outcome,
+    PromotionTags,
+    RunKind,
+    RunTag,
+    StudyRunTags,
+    TrialAttr,
+    TrialRunTags,
+    VersionTag,
+    VersionTags,
+    alias_history,
+    history_aliases,
+)
+
+PACKAGE = Path(schema.__file__).resolve().parent
+REPO = PACKAGE.parent
+
+#: A version's tags as autopeft 8d8b0c6 wrote them (tests/fixtures/legacy_store), text for text.
+LEGACY_VERSION_TAGS = {
+    "autopeft.study": "legacy-study", "autopeft.trial_id": "263c4fb2",
+    "autopeft.trial_run_id": "f62a1db83bec41dab993c4081203eddb",
+    "autopeft.parent_run_id": "b0a5aa021b434fa788c06ba7202f27f2", "autopeft.family": "lora",
+    "autopeft.params": '{"adapter": "lora", "batch_size": 8, "learning_rate": 0.003161519861531591, "lora.alpha": 8, '
+                       '"lora.r": 4, "placement.roles": "query,value"}',
+    "autopeft.base_model": '{"config_sha256": "953f9c0d463486b1", "location": "/opt/minilm", "model_type": "bert", '
+                           '"name_or_path": "minilm"}',
+    "autopeft.data_fingerprint": "33d3c8cd65a135cb", "autopeft.split_sizes": '{"test": 32, "train": 64, "validation": 32}',
+    "autopeft.test_fingerprint": "63ed6907247ca450", "autopeft.metric": "accuracy", "autopeft.mode": "max",
+    "autopeft.selection_policy": "best", "autopeft.val_metric": "0.625", "autopeft.test_metric": "0.5625",
+    "autopeft.trainable_params": "37634", "autopeft.trainable_share": "0.0016541239700733398",
+    "autopeft.final_steps": "", "autopeft.version": "0.1.0",
+    "autopeft.base_model_name": "minilm", "autopeft.base_model_path": "/opt/minilm",
+    "autopeft.base_model_config_sha256": "953f9c0d463486b1",
+    "autopeft.adapter_config": '{"bias": "none", "lora_alpha": 8.0, "peft_type": "LORA", "r": 4}',
+    "autopeft.space_hash": "6e44beb76e4ba167", "autopeft.registered_at": "2026-12-01T05:00:17+00:00",
+    "autopeft.registered_by": "root",
+}
+
+
+def constants(namespace: type) -> dict[str, str]:
+    return {k: v for k, v in vars(namespace).items() if k.isupper() and isinstance(v, str)}
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("namespace", [RunTag, VersionTag, ModelTag, TrialAttr, Metric, Artifact, Outcome, RunKind,
+                                       Alias, AliasField])
+def test_names_are_unique_within_their_namespace(namespace):
+    values = list(constants(namespace).values())
+    assert len(values) == len(set(values)), namespace.__name__
+
+
+def test_shared_names_are_intended():
+    """A key on two kinds of object is bound once and reused, never spelled twice."""
+    run, version, attr = constants(RunTag), constants(VersionTag), constants(TrialAttr)
+    shared_run_version = {k for k, v in version.items() if v in run.values()}
+    assert shared_run_version == {"STUDY", "TRIAL_ID", "BASE_MODEL", "DATA_FINGERPRINT", "SELECTION_POLICY", "VERSION"}
+    assert {k for k, v in attr.items() if v in run.values()} == {"WARM_START"}
+    # the measurements share the prefix of every key (trial attribute ``autopeft.trainable_share``)
+    assert TrialAttr.MEASUREMENT_PREFIX == schema.PREFIX
+
+
+def test_every_key_is_spelled_once_in_the_schema():
+    text = (PACKAGE / "schema.py").read_text()
+    literals = re.findall(r'"(autopeft\.[a-z_.]+)"', text)
+    assert literals and len(literals) == len(set(literals)), sorted(k for k in literals if literals.count(k) > 1)
+
+
+#: The modules whose writers and readers moved to the schema. The search (autopeft/search/**)
+#: and engine/training.py move next; then this list becomes the whole package.
+MIGRATED = ["registry", "report", "cli/models.py", "cli/report.py", "engine/predictor.py", "objectives.py"]
+
+
+def test_migrated_modules_spell_no_key():
+    files = [p for name in MIGRATED for p in ((PACKAGE / name).rglob("*.py") if (PACKAGE / name).is_dir()
+                                              else [PACKAGE / name])]
+    files += list((REPO / "bench").glob("*.py"))
+    pattern = re.compile(r'["\'](autopeft\.[a-z_]+[a-z_.]*)["\']')
+    found = {str(p.relative_to(REPO)): pattern.findall(p.read_text()) for p in files}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_schema_imports_nothing_from_autopeft():
+    tree = ast.parse((PACKAGE / "schema.py").read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith("autopeft") and m != "autopeft.errors"]
+
+
+def test_metric_patterns_and_outcomes():
+    assert Metric.best_val("accuracy") == "best_val_accuracy" and Metric.test("f1") == "test_f1"
+    assert Metric.phase("final_training") == "phase_final_training_s" and Metric.final("loss") == "final_loss"
+    assert set(RUN_STATUS) == {Outcome.COMPLETE, Outcome.PRUNED, Outcome.FAIL, Outcome.INTERRUPTED}
+    assert RUN_STATUS[Outcome.COMPLETE] == "FINISHED" and RUN_STATUS[Outcome.FAIL] == "FAILED"
+    assert Artifact.report_html() == "report/report.html" and Artifact.report_figures() == "report/figures"
+    assert VersionTag.for_alias("production", AliasField.FORCED) == "autopeft.production.forced"
+
+
+# --------------------------------------------------------------------------- run tags
+
+
+def test_study_run_tags_write_only_what_is_set():
+    created = StudyRunTags.created(study="s", version="0.1.0", data_fingerprint="fp", base_model="minilm",
+                                   optuna_storage="sqlite:///o.db")
+    assert created.to_tags() == {"autopeft.study": "s", "autopeft.run_kind": "study", "autopeft.version": "0.1.0",
+                                 "autopeft.data_fingerprint": "fp", "autopeft.base_model": "minilm",
+                                 "autopeft.optuna_storage": "sqlite:///o.db"}
+    assert StudyRunTags(best_trial_id="t1").to_tags() == {"autopeft.best_trial_id": "t1"}
+    long = StudyRunTags(selection_reason="x" * 6000, report_error="e" * 900, final_training_error="f" * 900).to_tags()
+    assert [len(v) for v in long.values()] == [5000, 500, 500]
+    axes = StudyRunTags(pareto_axes=[("accuracy", "max"), ("trainable_share", "min")])
+    assert axes.to_tags() == {"autopeft.pareto_axes": '[["accuracy", "max"], ["trainable_share", "min"]]'}
+    assert StudyRunTags.from_tags(axes.to_tags()) == axes
+    read = StudyRunTags.from_tags({**created.to_tags(), "autopeft.best_trial_id": "t1", "other": "x"})
+    assert read.study == "s" and read.kind == RunKind.STUDY and read.best_trial_id == "t1" and read.report is None
+    assert StudyRunTags.from_tags(None) == StudyRunTags()
+
+
+def test_trial_run_tags_round_trip():
+    created = TrialRunTags.created(parent_run_id="p", study="s", trial_id="t1")
+    assert created.to_tags() == {"mlflow.parentRunId": "p", "autopeft.study": "s", "autopeft.run_kind": "trial",
+                                 "autopeft.trial_id": "t1"}
+    done = TrialRunTags(outcome=Outcome.FAIL, error="x" * 7000)
+    assert len(done.to_tags()["autopeft.error"]) == schema.MAX_PARAM
+    assert TrialRunTags.from_tags({**created.to_tags(), **TrialRunTags(outcome="PRUNED").to_tags()}) == \
+        TrialRunTags(parent_run_id="p", study="s", kind="trial", trial_id="t1", outcome="PRUNED")
+    assert "'p'" in TrialRunTags.children_filter("p") and "autopeft.trial_id" in TrialRunTags.trial_filter("t")
+
+
+# --------------------------------------------------------------------------- version tags
+
+
+def test_version_tags_read_and_write_the_current_format_text_for_text():
+    tags = VersionTags.from_tags(LEGACY_VERSION_TAGS)
+    assert tags.base_model == {"config_sha256": "953f9c0d463486b1", "location": "/opt/minilm", "model_type": "bert",
+                               "name_or_path": "minilm"}  # JSON on a version
+    assert (tags.test_metric, tags.trainable_params, tags.final_steps, tags.git_dirty) == (0.5625, 37634, None, None)
+    assert tags.base_name == "minilm" and tags.base_pin == "953f9c0d463486b1"
+    assert tags.to_tags() == LEGACY_VERSION_TAGS
+
+
+def test_version_tags_write_every_search_key_and_only_set_lineage():
+    written = VersionTags(study="s", val_metric=0.5, trainable_params=3).to_tags()
+    assert set(written) == {VersionTags.keys()[f] for f in VersionTags.SEARCH_FIELDS}
+    assert written["autopeft.val_metric"] == "0.5" and written["autopeft.test_metric"] == ""
+    assert VersionTags(git_commit="abc", git_dirty=True).to_tags(only_set=True) == {
+        "autopeft.git_commit": "abc", "autopeft.git_dirty": "true"}
+
+
+def test_version_tags_tolerate_older_and_partial_stores():
+    old = VersionTags.from_tags({"autopeft.base_model": "minilm", "autopeft.metric": "accuracy",
+                                 "autopeft.test_metric": "nan", "autopeft.trainable_share": "n/a",
+                                 "autopeft.params": "{not json", "autopeft.git_dirty": "false"})
+    assert old.base_model == {"name_or_path": "minilm"} and old.base_name == "minilm" and old.base_pin == ""
+    assert (old.test_metric, old.trainable_share, old.params, old.git_dirty) == (None, None, None, False)
+    assert old.study is None and old.mode is None and old.base_model_name is None
+    assert VersionTags.from_tags({}) == VersionTags() and VersionTags.from_tags(None).base_name is None
+
+
+def test_derive_base_model():
+    tags = VersionTags(base_model={"name_or_path": "m", "location": "/opt/m", "revision": "v1", "config_sha256": "c"})
+    tags.derive_base_model()
+    assert (tags.base_model_name, tags.base_model_path, tags.base_model_revision, tags.base_model_config_sha256) == (
+        "m", "/opt/m", "v1", "c")
+    hub = VersionTags(base_model={"name_or_path": "org/m", "location": "org/m"})
+    hub.derive_base_model()
+    assert hub.base_model_path is None and hub.base_model_revision is None
+
+
+def test_promotion_tags():
+    move = PromotionTags(alias="production", action="promote", at="t", by="u", previous="", reason="")
+    assert move.to_tags() == {"autopeft.production.action": "promote", "autopeft.production.at": "t",
+                              "autopeft.production.by": "u", "autopeft.production.previous": "",
+                              "autopeft.production.reason": ""}
+    gates = [{"gate": "not_worse", "passed": True, "candidate": 0.9, "reference": 0.8}]
+    result = PromotionTags(alias="staging", gates=gates, forced=False, compared_test_metric=0.9, compared_on="fp",
+                           latency_ms=12.34567, rolled_back_from="3")
+    written = result.to_tags()
+    assert written["autopeft.staging.gates"] == json.dumps(gates, default=str)  # key order kept
+    assert written["autopeft.staging.forced"] == "false" and written["autopeft.latency_ms"] == "12.346"
+    assert written["autopeft.staging.compared_test_metric"] == "0.9"
+    read = PromotionTags.from_tags({**move.to_tags(), **written}, "staging")
+    assert read.gates == gates and read.forced is False and read.latency_ms == pytest.approx(12.346)
+    assert read.action is None  # the move above was of another alias
+    assert PromotionTags.from_tags(move.to_tags(), "production").previous == ""
+
+
+# --------------------------------------------------------------------------- alias history
+
+
+def test_alias_events_and_history():
+    event = AliasEvent(seq=3, alias="production", action="promote", version="2", previous="1", reason="why")
+    assert event.tag_key == "autopeft.history.production.00003"
+    assert AliasEvent.from_json(event.to_json()) == event
+    big = AliasEvent(seq=1, alias="production", action="force", version="2", previous=None,
+                     gates=[{"message": "x" * 6000}])
+    assert len(big.to_json()) <= schema.MAX_VERSION_TAG and AliasEvent.from_json(big.to_json()).gates == []
+    tags = {event.tag_key: event.to_json(), "autopeft.history.production.00004": "not json",
+            ModelTag.history("canary.eu", 1): AliasEvent(seq=1, alias="canary.eu", action="promote", version="1",
+                                                         previous=None).to_json(), "owner": "me"}
+    assert [e.seq for e in alias_history(tags, "production")] == [3]
+    assert history_aliases(tags) == ["canary.eu", "production"]
+    assert ModelTag.history_alias("owner") is None
+
+
+# --------------------------------------------------------------------------- adapter metadata
+
+
+#: autopeft.json as the search writes it (tests/fixtures/legacy_store, trimmed).
+LEGACY_METADATA = {
+    "autopeft_version": "0.1.0",
+    "base_model": {"config": {"max_length": 32, "name_or_path": "minilm", "revision": None, "trust_remote_code": False},
+                   "reference": {"config_sha256": "953f9c0d463486b1", "location": "/opt/minilm", "model_type": "bert",
+                                 "name_or_path": "minilm"}},
+    "costs": {"adapter_size_mb": 0.14691162109375, "trainable_share": 0.0016541239700733398},
+    "data_fingerprint": "33d3c8cd65a135cb", "family": "lora", "final_steps": None, "label_column": "label",
+    "label_names": ["negative", "positive"], "max_length": 32, "objective": {"metric": "accuracy", "mode": "max"},
+    "objectives": [{"metric": "accuracy", "mode": "max"}], "params": {"adapter": "lora", "lora.r": 4},
+    "selection": {"policy": "best", "reason": "best accuracy (max) among 2 feasible COMPLETE trials"},
+    "study": "legacy-study", "task": "sequence_classification",
+    "task_config": {"kind": "sequence_classification", "max_new_tokens": 64}, "text_columns": ["sentence"],
+    "trial_id": "263c4fb2", "validation": {"accuracy": 0.625, "loss": 0.66},
+}
+
+
+def test_adapter_metadata_reads_and_writes_the_current_file_byte_for_byte():
+    text = json.dumps(LEGACY_METADATA, indent=2, sort_keys=True, default=str)
+    meta = AdapterMetadata.from_json(text)
+    assert meta.task == "sequence_classification" and meta.model_config["name_or_path"] == "minilm"
+    assert meta.model_reference["config_sha256"] == "953f9c0d463486b1" and meta.label_names == ["negative", "positive"]
+    assert meta.to_json() == text
+    assert AdapterMetadata.from_dict(meta.to_dict()) == meta
+
+
+def test_adapter_metadata_tolerates_partial_files_and_keeps_unknown_keys():
+    partial = AdapterMetadata.from_dict({"base_model": {"config": {"name_or_path": "m"}}, "task": "regression",
+                                         "text_columns": ["t"], "max_length": 16, "from_the_future": {"a": 1}})
+    assert partial.label_names == [] and partial.family is None and partial.model_reference == {}
+    assert json.loads(partial.to_json())["from_the_future"] == {"a": 1}
+    with pytest.raises(KeyError, match="task"):
+        AdapterMetadata.from_dict({"base_model": {"config": {}}})
+    with pytest.raises(KeyError, match="base_model.config"):
+        AdapterMetadata.from_dict({"task": "regression", "base_model": {"reference": {}}})
+    with pytest.raises(ValueError):
+        AdapterMetadata.from_json("[1, 2]")
