@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
 from autopeft.space import SearchSpace, load_space
+from autopeft.tasks import MINIMISED_METRICS, all_tasks, get_task, task_names
 
 
 class _Strict(BaseModel):
@@ -33,15 +34,19 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = Field(False, description="Run model code from the Hub (off by default).")
 
 
-TaskKind = Literal["sequence_classification", "regression", "causal_lm", "token_classification",
-                   "image_classification"]
-
-
 class TaskConfig(_Strict):
-    kind: TaskKind = Field("sequence_classification", description="What the model predicts (autopeft/tasks.py).")
+    kind: str = Field("sequence_classification", description="What the model predicts: a registered task kind "
+                      "(autopeft/tasks/kinds.py).")
     max_new_tokens: int = Field(
         64, gt=0, description="causal_lm: tokens the registered model generates per prompt (greedy)."
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in task_names():
+            raise ValueError(f"unknown task kind {value!r} (expected one of: {', '.join(task_names())})")
+        return value
 
 
 class HubSource(_Strict):
@@ -52,7 +57,7 @@ class HubSource(_Strict):
     test_split: Optional[str] = None
 
 
-class DataConfig(_Strict):
+class _DataFields(_Strict):
     train: Optional[str] = Field(None, description="Local csv/tsv/jsonl/parquet file for training.")
     validation: Optional[str] = Field(None, description="Local file for validation (else carved from train).")
     test: Optional[str] = Field(None, description="Local file for the held-out test evaluation.")
@@ -97,12 +102,29 @@ class DataConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> DataConfig:
+    def _one_source(self) -> _DataFields:
         if self.hub is None and self.train is None:
             raise ValueError("expected data.train (a local file) or data.hub (a Hub dataset)")
         if self.hub is not None and any((self.train, self.validation, self.test)):
             raise ValueError("give either data.hub or local files (train/validation/test), not both")
         return self
+
+
+def _data_config() -> type[_DataFields]:
+    """``DataConfig``: the fields above plus one for every column a registered task kind declares
+    that they do not have, so a new kind's columns need no change here."""
+    declared = _DataFields.model_fields
+    extra: dict[str, Any] = {
+        spec.field: (Optional[Union[str, list[str]]], Field(None, description=f"{kind.name}: {spec.description}"))
+        for kind in all_tasks() for spec in kind.columns if spec.field not in declared
+    }
+    return create_model("DataConfig", __base__=_DataFields, __module__=__name__, **extra)
+
+
+if TYPE_CHECKING:
+    DataConfig = _DataFields
+else:
+    DataConfig = _data_config()
 
 
 class ObjectiveConfig(_Strict):
@@ -178,8 +200,6 @@ class PruningConfig(_Strict):
         """(metric, mode) the rungs compare trials on."""
         if self.metric is None:
             return objective.metric, objective.mode
-        from autopeft.tasks import MINIMISED_METRICS
-
         return self.metric, self.mode or ("min" if self.metric in MINIMISED_METRICS else "max")
 
 
@@ -304,8 +324,6 @@ class SearchConfig(_Strict):
     def _task_default_objective(cls, raw: Any) -> Any:
         # With no objective given, the task kind's own (causal_lm: loss/min), not accuracy.
         if isinstance(raw, dict) and raw.get("objective") is None and not raw.get("objectives"):
-            from autopeft.tasks import get_task, task_names
-
             task = raw.get("task")
             kind = task.get("kind") if isinstance(task, dict) else getattr(task, "kind", None)
             if kind in task_names():
@@ -322,8 +340,6 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _objectives_fit_task(self) -> SearchConfig:
-        from autopeft.tasks import get_task
-
         if self.objectives is not None:
             check_objectives(self.objective_list, get_task(self.task.kind).metric_names)
             if (self.objective.metric, self.objective.mode) != self.objective_list[0]:
@@ -334,8 +350,6 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _objective_fits_task(self) -> SearchConfig:
-        from autopeft.tasks import get_task
-
         metrics = get_task(self.task.kind).metric_names
         for field, metric in (("objective.metric", self.objective.metric), ("pruning.metric", self.pruning.metric)):
             if metric is not None and metric not in metrics:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import SpaceError
+from autopeft.tasks import all_tasks
 
 if TYPE_CHECKING:
     from peft import PeftConfig
@@ -24,15 +25,6 @@ if TYPE_CHECKING:
 
     from autopeft.model.placement import ModelStructure
     from autopeft.space import ParamSpec
-
-
-#: Every task kind of ``autopeft.tasks``; families that fit only some declare their own.
-ALL_TASK_KINDS = ("sequence_classification", "regression", "causal_lm", "token_classification",
-                  "image_classification")
-#: Prompt learning: peft prepends virtual tokens for sequence classification and causal LM
-#: (padding the labels for the latter), but not the per-token labels of token classification
-#: (logits and labels then differ in length), and images have no tokens.
-PROMPT_TASK_KINDS = ("sequence_classification", "regression", "causal_lm")
 
 
 @dataclass(frozen=True)
@@ -74,8 +66,10 @@ class AdapterFamily:
     #: Whether the placement's roles are sampled (False: the family picks roles itself from
     #: its own parameters, e.g. Houlsby vs Pfeiffer positions, and uses only the layers).
     uses_roles: bool = True
-    #: Task kinds the family applies to (layer methods are task-agnostic: every kind).
-    task_kinds: tuple[str, ...] = ALL_TASK_KINDS
+    #: Whether the family prepends virtual tokens to the input (prompt learning). It then fits
+    #: only task kinds whose inputs take them (``TaskKind.takes_virtual_tokens``); layer methods
+    #: are task-agnostic and fit every registered kind.
+    prompt_learning: bool = False
     #: Architectures in words, for ``autopeft adapters`` (the real check is ``applies_to``).
     architectures: str = "any with Linear/Conv1D layers"
     #: Why the family cannot work on a model (None: it can); checked before the search.
@@ -87,6 +81,12 @@ class AdapterFamily:
     load_config: Callable[[Mapping[str, Any]], PeftConfig | None] | None = None
     #: Fixes a peft model loaded from a saved adapter (receives the parsed adapter config).
     after_load: Callable[[Mapping[str, Any], nn.Module], None] | None = None
+
+    @property
+    def task_kinds(self) -> tuple[str, ...]:
+        """The registered task kinds this family applies to (asked of the task registry, so a
+        new kind needs no change here)."""
+        return tuple(kind.name for kind in all_tasks() if kind.takes_virtual_tokens or not self.prompt_learning)
 
     def exclusion_reason(self, structure: ModelStructure) -> str | None:
         """Why this family cannot be used on the model, or None."""

@@ -8,7 +8,7 @@ from typing import Any
 from peft import PromptEncoderConfig
 
 from autopeft.adapters._prompt import dims, needs_tokens
-from autopeft.adapters.base import PROMPT_TASK_KINDS, AdapterFamily, AdapterTarget, ParamRule, register
+from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
 from autopeft.space import ChoiceSpec
 
 
@@ -28,5 +28,5 @@ register(AdapterFamily(
     rules={"num_virtual_tokens": ParamRule(minimum=1, integer=True),
            "encoder_hidden_size": ParamRule(minimum=1, integer=True),
            "encoder": ParamRule(choices=("MLP", "LSTM"))},
-    build=build, uses_placement=False, task_kinds=PROMPT_TASK_KINDS, applies_to=needs_tokens, architectures="text models",
+    build=build, uses_placement=False, prompt_learning=True, applies_to=needs_tokens, architectures="text models",
 ))

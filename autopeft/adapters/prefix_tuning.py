@@ -16,7 +16,7 @@ from typing import Any
 from peft import PrefixTuningConfig
 
 from autopeft.adapters._prompt import dims, needs_tokens
-from autopeft.adapters.base import PROMPT_TASK_KINDS, AdapterFamily, AdapterTarget, ParamRule, register
+from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
 from autopeft.model.placement import ModelStructure
 from autopeft.space import ChoiceSpec
 
@@ -42,6 +42,6 @@ register(AdapterFamily(
     defaults={"num_virtual_tokens": ChoiceSpec(choices=[8, 16, 32]), "projection": False, "projection_size": 128},
     rules={"num_virtual_tokens": ParamRule(minimum=1, integer=True), "projection": ParamRule(choices=(True, False)),
            "projection_size": ParamRule(minimum=1, integer=True)},
-    build=build, uses_placement=False, task_kinds=PROMPT_TASK_KINDS, applies_to=applies_to,
+    build=build, uses_placement=False, prompt_learning=True, applies_to=applies_to,
     architectures="decoders fine-tuned as causal LMs (GPT-2, Llama, ...), models whose forward takes past_key_values",
 ))

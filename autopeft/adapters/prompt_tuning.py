@@ -8,7 +8,7 @@ from typing import Any
 from peft import PromptTuningConfig
 
 from autopeft.adapters._prompt import dims, needs_tokens
-from autopeft.adapters.base import PROMPT_TASK_KINDS, AdapterFamily, AdapterTarget, ParamRule, register
+from autopeft.adapters.base import AdapterFamily, AdapterTarget, ParamRule, register
 from autopeft.space import ChoiceSpec
 
 
@@ -21,5 +21,5 @@ register(AdapterFamily(
     description="Trained virtual token embeddings prepended to the input (Lester et al., 2021).",
     defaults={"num_virtual_tokens": ChoiceSpec(choices=[8, 16, 32])},
     rules={"num_virtual_tokens": ParamRule(minimum=1, integer=True)},
-    build=build, uses_placement=False, task_kinds=PROMPT_TASK_KINDS, applies_to=needs_tokens, architectures="text models",
+    build=build, uses_placement=False, prompt_learning=True, applies_to=needs_tokens, architectures="text models",
 ))

@@ -21,12 +21,12 @@ from autopeft.data.encode import (
     write_cache,
 )
 from autopeft.data.load import (
-    COLUMN_FIELDS,
     IGNORE,
     SPLITS,
     Column,
     ColumnSpec,
     RawData,
+    column_fields,
     columns_for,
     load,
     locate,
@@ -39,7 +39,7 @@ __all__ = [
     "collate_texts",
     "collate_token_labels",
     "Column",
-    "COLUMN_FIELDS",
+    "column_fields",
     "columns_for",
     "ColumnSpec",
     "encode_images",

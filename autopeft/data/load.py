@@ -41,9 +41,11 @@ _READERS = {
 #: the ``ignore_index`` of PyTorch's and transformers' cross-entropy.
 IGNORE = -100
 
-#: DataConfig fields that name columns; a task kind reads some of them.
-COLUMN_FIELDS = ("text_columns", "label_column", "prompt_column", "response_column", "tokens_column",
-                 "tags_column", "image_column")
+
+
+def column_fields(cfg: Any) -> list[str]:
+    """The config's fields that name columns (``*_column``, ``*_columns``); a task kind reads some."""
+    return [name for name in type(cfg).model_fields if name.endswith(("_column", "_columns"))]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class ColumnSpec:
     default: str | None
     kind: str
     target: bool = False
+    #: Help text of the config field, where the field is new to ``DataConfig`` (the config adds a
+    #: field for every column a registered kind declares).
+    description: str = ""
 
 
 def columns_for(cfg: DataConfig, task: TaskKind) -> list[Column]:
@@ -74,7 +79,7 @@ def columns_for(cfg: DataConfig, task: TaskKind) -> list[Column]:
     or for a column field set that this task kind does not read."""
     wanted = {spec.field for spec in task.columns}
     defaults = type(cfg).model_fields
-    for name in COLUMN_FIELDS:
+    for name in column_fields(cfg):
         value = getattr(cfg, name, None)
         if name not in wanted and value is not None and value != defaults[name].default:
             reads = ", ".join(dict.fromkeys(spec.field for spec in task.columns))

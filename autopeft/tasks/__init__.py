@@ -8,6 +8,7 @@ from autopeft.tasks.base import (
     Collator,
     Encoder,
     TaskKind,
+    all_tasks,
     get_task,
     register_task,
     task_names,
@@ -18,6 +19,7 @@ from autopeft.tasks.encoding import (
 )
 
 __all__ = [
+    "all_tasks",
     "collate",
     "Collator",
     "Encoder",

@@ -67,6 +67,10 @@ class TaskKind:
     #: Modules trained in full and saved with the adapter (the fresh head), where peft's task
     #: type does not already do it.
     head_modules: tuple[str, ...] = ()
+    #: Whether prompt learning may prepend virtual tokens to the inputs: peft does for sequence
+    #: classification and causal LM (padding the labels for the latter), but not for per-token
+    #: labels (logits and labels would differ in length), and images have no tokens.
+    takes_virtual_tokens: bool = True
     #: Extra ``from_pretrained`` arguments (e.g. replace a pretrained head of another size).
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -121,6 +125,11 @@ def get_task(name: str) -> TaskKind:
         return _KINDS[name]
     except KeyError:
         raise ConfigError(f"task.kind: unknown task {name!r} (expected one of: {', '.join(_KINDS)})") from None
+
+
+def all_tasks() -> list[TaskKind]:
+    """Every registered task kind, in registration order."""
+    return list(_KINDS.values())
 
 
 def task_names() -> list[str]:

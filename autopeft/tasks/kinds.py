@@ -85,6 +85,7 @@ register_task(TaskKind(
     present=present_tags,
     outputs=(("tags", "string[]"),),
     load_kwargs={"ignore_mismatched_sizes": True},
+    takes_virtual_tokens=False,
 ))
 
 register_task(TaskKind(
@@ -101,6 +102,7 @@ register_task(TaskKind(
     collate=collate_images,
     load_preprocessor=load_image_processor,
     head_modules=("classifier",),
+    takes_virtual_tokens=False,
     # a pretrained ViT comes with an ImageNet head; ours has the task's classes
     load_kwargs={"ignore_mismatched_sizes": True},
 ))
