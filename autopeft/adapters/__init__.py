@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,8 @@ if TYPE_CHECKING:
 def load_adapter(base: nn.Module, adapter_dir: str | Path, *, is_trainable: bool = False) -> Any:
     """``PeftModel.from_pretrained`` for every family, including those whose config needs code
     to load (bottleneck adapters register their custom layer again)."""
-    import json
 
+    # deferred: peft imports torch and transformers; imported where an adapter is built
     from peft import PeftModel
 
     raw = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())

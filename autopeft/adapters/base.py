@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import SpaceError
+from autopeft.model.placement import leaves_named
+from autopeft.space import ChoiceSpec, RangeSpec, check_bounds
 from autopeft.tasks import all_tasks
 
 if TYPE_CHECKING:
@@ -104,7 +106,6 @@ class AdapterFamily:
 
     def validate(self, given: Mapping[str, ParamSpec]) -> dict[str, ParamSpec]:
         """Resolve and check every parameter against its rule."""
-        from autopeft.space import ChoiceSpec, RangeSpec, check_bounds
 
         params = self.resolve_params(given)
         for pname, spec in params.items():
@@ -148,7 +149,6 @@ def fitting_block(requested: int, dims: list[int]) -> int:
 def module_widths(target: AdapterTarget, *, outputs: bool = False) -> list[int]:
     """The chosen modules' input widths (and output widths with ``outputs``): what a block,
     vector or shard size must divide."""
-    from autopeft.model.placement import leaves_named
 
     leaves = leaves_named(target.structure, target.module_names)
     return [d for leaf in leaves for d in ((leaf.in_features, leaf.out_features) if outputs else (leaf.in_features,))]

@@ -89,6 +89,7 @@ def _dtype(layer: nn.Module) -> torch.dtype:
 
 
 def _conv1d() -> type[nn.Module]:
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers.pytorch_utils import Conv1D
 
     return Conv1D

@@ -27,6 +27,7 @@ def search(
 ) -> None:
     """Search adapter type, placement, rank and learning rate; register the best adapter."""
     configure_process()
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.config import parse_override, resolve
 
     flags: dict[str, Any] = {"budget.trials": trials, "budget.max_steps": max_steps, "study_name": study_name,
@@ -36,6 +37,7 @@ def search(
         parsed += [(key.split("."), value) for key, value in flags.items() if value is not None]
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
         resolved = resolve(config, parsed)
+        # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.search import prepare, prepare_resume
         from autopeft.search.manifest import StudyManifest
 
@@ -59,6 +61,7 @@ def resume(
 ) -> None:
     """Continue a study whose driver died: finished trials are kept, unfinished ones continue."""
     configure_process()
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.search import prepare_resume
 
     try:
@@ -74,6 +77,7 @@ def resume(
 
 
 def _run(prepared: Any, verbose: bool) -> None:
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.report.progress import ProgressView
     from autopeft.search import run_search
 

@@ -21,6 +21,7 @@ from autopeft.process import configure_process
 
 
 def _spec_text(spec: Any) -> str:
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.space import ChoiceSpec, RangeSpec
 
     if isinstance(spec, ChoiceSpec):
@@ -48,6 +49,7 @@ def _names_text(names: list[str], limit: int = 4) -> str:
 
 def adapters() -> None:
     """List the adapter families: parameters with defaults and ranges, task kinds, architectures."""
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.adapters import families
 
     table = Table(title="adapter families", show_lines=True)
@@ -72,6 +74,7 @@ def space(
 
     configure_process()
     try:
+        # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.adapters.fit import fit_to_model
         from autopeft.config import ModelConfig
         from autopeft.model.loading import resolve_location

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import typer
@@ -13,9 +14,9 @@ def ui(
     port: int = typer.Option(5000, help="Port."),
 ) -> None:
     """Start the MLflow UI over a tracking store."""
-    import subprocess
 
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.registry.tracking import default_artifact_location
 
     artifacts = default_artifact_location(tracking_uri)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.data.load import IGNORE, RawData
+from autopeft.errors import DataError, ModelError
 
 if TYPE_CHECKING:
     import torch
@@ -203,7 +204,6 @@ def encode_words(frame: pd.DataFrame, inputs: Sequence[str], target: str | None,
     subword, the other subwords and special tokens get IGNORE (the usual alignment, so the
     metrics count words, not subwords). Predicting, the first subwords get class 0: the
     predictor reads its tags at the positions that are not IGNORE."""
-    from autopeft.errors import ModelError
 
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError("model.name_or_path: token_classification needs a fast tokenizer (word ids per subword)")
@@ -234,9 +234,9 @@ def encode_images(frame: pd.DataFrame, inputs: Sequence[str], target: str | None
     """Image classification: each image resized and normalised by the model's image processor,
     once. Pixels are kept in float16 (half the memory in the object store; the rounding,
     ~1e-3, is below an 8-bit image's own step); batches are float32."""
+    # deferred: Pillow only for image task kinds
     from PIL import Image
 
-    from autopeft.errors import DataError as _DataError
 
     paths = frame[inputs[0]].tolist()
     chunks: list[np.ndarray] = []
@@ -247,7 +247,7 @@ def encode_images(frame: pd.DataFrame, inputs: Sequence[str], target: str | None
                 with Image.open(path) as image:
                     images.append(image.convert("RGB"))
             except (OSError, ValueError) as exc:
-                raise _DataError(f"data.image_column: cannot read image {path!r} (row {start + offset}): "
+                raise DataError(f"data.image_column: cannot read image {path!r} (row {start + offset}): "
                                  f"{' '.join(str(exc).split())[:120]}") from None
         pixels = processor(images=images, return_tensors="np")["pixel_values"]
         chunks.append(np.asarray(pixels, dtype=np.float16))
@@ -264,6 +264,7 @@ def encode_images(frame: pd.DataFrame, inputs: Sequence[str], target: str | None
 
 
 def _pad_tokens(split: TokenizedSplit, indices: np.ndarray | list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     rows = [split.input_ids[i] for i in indices]
@@ -285,6 +286,7 @@ def _pad_tokens(split: TokenizedSplit, indices: np.ndarray | list[int], pad_toke
 
 def collate_texts(split: TokenizedSplit, indices: np.ndarray | list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Token ids padded to the batch's longest example; one label per example."""
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     batch = _pad_tokens(split, indices, pad_token_id)
@@ -297,6 +299,7 @@ def collate_token_labels(split: TokenizedSplit, indices: np.ndarray | list[int],
                          pad_token_id: int) -> dict[str, torch.Tensor]:
     """Token ids and per-token labels, padded; padding gets IGNORE by position (never by
     comparing with the pad id, which for decoder LMs is often EOS, a real target)."""
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     batch = _pad_tokens(split, indices, pad_token_id)
@@ -310,6 +313,7 @@ def collate_token_labels(split: TokenizedSplit, indices: np.ndarray | list[int],
 
 def collate_images(split: TokenizedSplit, indices: np.ndarray | list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pixel tensors (already one size) and one label per example."""
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     assert split.pixel_values is not None

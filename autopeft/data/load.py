@@ -143,6 +143,7 @@ def read_table(path: Path, field_name: str) -> pd.DataFrame:
 def _load_hub(cfg: DataConfig) -> dict[str, pd.DataFrame]:
     assert cfg.hub is not None
     try:
+        # deferred: optional dependency (the 'hub' extra), imported only for Hub data
         import datasets
     except ImportError:
         raise DataError("data.hub: loading from the Hub needs the 'datasets' package (pip install datasets)") from None

@@ -6,7 +6,12 @@ bare loop all use these functions, so what a trial measures is what a user gets.
 
 from __future__ import annotations
 
+import json
 import math
+import resource
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +87,7 @@ def pick_device() -> tuple[torch.device, torch.dtype | None]:
 
 def build_adapter(spec: StudySpec, config: Mapping[str, Any]) -> BuiltAdapter:
     """The base model with the sampled adapter attached (only adapter and head trainable)."""
+    # deferred: peft imports torch and transformers; imported where an adapter is built
     from peft import get_peft_model
 
     torch.manual_seed(spec.seed)  # same head initialisation for every trial of the study
@@ -187,8 +193,6 @@ class PeakMemory:
                     return int(line.split()[1]) / 1024  # kB
         except OSError:
             pass
-        import resource
-        import sys
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
@@ -239,6 +243,7 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
 
     ``setup_started`` (a ``time.perf_counter()`` reading) is when this run of the trial began
     building; the time from it to the first step is reported as ``setup_time_s``."""
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers import get_linear_schedule_with_warmup
 
     if device is None:
@@ -335,6 +340,7 @@ def adapter_size_mb(directory: Path) -> float:
     size = sum(f.stat().st_size for f in directory.glob("adapter_model.*"))
     weights = directory / "adapter_model.safetensors"
     if weights.is_file() and (directory / "adapter_config.json").is_file() and rewrites_base(directory):
+        # deferred: imported with the checkpoint code that reads adapter weights
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as f:
@@ -351,6 +357,7 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 
 def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
     """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+    # deferred: peft imports torch and transformers; imported where an adapter is built; imported with the checkpoint code that reads adapter weights
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -366,7 +373,6 @@ BASE_REWRITING_INITS = ("pissa", "olora")
 
 def rewrites_base(adapter_dir: Path) -> bool:
     """Whether the saved adapter only reproduces its model on a base rewritten the same way."""
-    import json
 
     saved = json.loads((adapter_dir / "adapter_config.json").read_text())
     return str(saved.get("init_lora_weights", "")).lower().startswith(BASE_REWRITING_INITS)
@@ -380,13 +386,12 @@ def export_adapter(spec: StudySpec, config: Mapping[str, Any], checkpoint_dir: P
     ``ΔW = BA - B0·A0``) for the *unchanged* base model, loadable like any other adapter. The
     initial ``B0, A0`` come from rebuilding the trial's adapter: same seed, same decomposition.
     """
-    import shutil
-    import tempfile
 
     shutil.copytree(checkpoint_dir, out_dir, ignore=shutil.ignore_patterns(TRAINING_STATE_FILE))
     if not rewrites_base(checkpoint_dir):
         return
     built = build_adapter(spec, config)
+    # deferred: peft imports torch and transformers; imported where an adapter is built; imported with the checkpoint code that reads adapter weights
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 

@@ -24,6 +24,7 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
 
 def quiet_transformers() -> None:
     """Silence per-load reports and progress bars that would flood trial logs."""
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -60,6 +61,7 @@ def resolve_location(name_or_path: str) -> str:
 
 
 def load_auto_config(spec: ModelConfig, location: str, **kwargs: Any) -> Any:
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers import AutoConfig
 
     try:
@@ -72,6 +74,7 @@ def load_auto_config(spec: ModelConfig, location: str, **kwargs: Any) -> Any:
 
 
 def load_tokenizer(spec: ModelConfig, location: str) -> PreTrainedTokenizerBase:
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers import AutoTokenizer
 
     try:
@@ -87,6 +90,7 @@ def load_tokenizer(spec: ModelConfig, location: str) -> PreTrainedTokenizerBase:
 
 def load_image_processor(spec: ModelConfig, location: str) -> Any:
     """The image processor (resize, normalise) of a vision model: its 'tokenizer'."""
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers import AutoImageProcessor
 
     try:
@@ -98,6 +102,7 @@ def load_image_processor(spec: ModelConfig, location: str) -> Any:
 
 
 def _auto_class(name: str) -> Any:
+    # deferred: transformers takes seconds to import; imported where a model is loaded
     import transformers
 
     return getattr(transformers, name)
@@ -124,6 +129,7 @@ def load_classifier(spec: ModelConfig, location: str, model_kwargs: dict[str, An
 def skeleton(spec: ModelConfig, location: str, model_kwargs: dict[str, Any], *,
              auto_class: str = "AutoModelForSequenceClassification") -> nn.Module:
     """The model's module tree on the meta device: names and shapes, no weights, no memory."""
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     quiet_transformers()

@@ -14,6 +14,7 @@ builders hand to peft as an anchored regex, so nothing outside the selection get
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,7 +140,6 @@ def _is_norm(module: nn.Module) -> bool:
 
 
 def _forward_parameters(module: nn.Module) -> list[Any]:
-    import inspect
 
     try:
         return list(inspect.signature(module.forward).parameters.values())
@@ -152,7 +152,6 @@ def _forward_takes(module: nn.Module, argument: str) -> bool:
 
 
 def _forward_takes_kwargs(module: nn.Module) -> bool:
-    import inspect
 
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in _forward_parameters(module))
 

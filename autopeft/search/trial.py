@@ -46,6 +46,7 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
 
 
 def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedData) -> None:
+    # deferred: Ray takes seconds to import; imported in the code that runs on it
     from ray import tune
 
     setup_started = time.perf_counter()
@@ -101,6 +102,7 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     """Train ``config`` from its start for ``spec.max_steps`` steps, in a Ray task that holds a
     trial's resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU
     worker, not the driver's host)."""
+    # deferred: Ray takes seconds to import; imported in the code that runs on it
     import ray
 
     context = ray.get_runtime_context()

@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from autopeft.adapters import get_family
 from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
+from autopeft.objectives import ATTR_RAY_TRIAL
+from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
 
 if TYPE_CHECKING:
     import optuna
@@ -71,8 +74,6 @@ class WarmPoint:
 
 def _sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
     """Optuna name → spec of what the compiled space samples (or fixes) for ``family``."""
-    from autopeft.adapters import get_family
-    from autopeft.space import ADAPTER_KEY, ChoiceSpec
 
     specs: dict[str, Any] = {}
     if len(space.adapters) > 1:
@@ -88,7 +89,6 @@ def _sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
 
 
 def _fits(value: Any, spec: Any) -> bool:
-    from autopeft.space import ChoiceSpec, RangeSpec, encode_choice
 
     if isinstance(spec, ChoiceSpec):
         try:
@@ -106,7 +106,6 @@ def _fits(value: Any, spec: Any) -> bool:
 
 def fit_to_space(params: Mapping[str, Any], space: SearchSpace) -> dict[str, Any] | None:
     """The config as Optuna parameters of this space, or None when it does not fit it."""
-    from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
 
     family = params.get(ADAPTER_KEY)
     if family is None and len(space.adapters) == 1:
@@ -151,6 +150,7 @@ def _points_from_file(path: Path, field: str) -> list[tuple[str, dict[str, Any]]
 
 
 def _points_from_study(name: str, storage: str, top_k: int, field: str) -> list[tuple[str, dict[str, Any]]]:
+    # deferred: optuna (and its SQLAlchemy) load on first use, not at package import
     import optuna
 
     try:
@@ -234,9 +234,9 @@ def tag_runs(client: Any, storage: str, study_name: str, runs: Mapping[str, str 
     The searcher stores each Optuna trial's Ray trial id, which the trial runs are keyed by.
     Done from the study once the search ends, so it also holds for a resumed study.
     """
+    # deferred: optuna (and its SQLAlchemy) load on first use, not at package import
     import optuna
 
-    from autopeft.objectives import ATTR_RAY_TRIAL
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     tagged = 0

@@ -12,6 +12,7 @@ from autopeft.data import IGNORE
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    # deferred: scikit-learn takes a second to import; loaded with the first evaluation
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     preds = logits.argmax(axis=-1)
@@ -24,6 +25,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 
 def regression_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    # deferred: scipy loads with the first regression evaluation
     from scipy.stats import pearsonr, spearmanr
 
     preds = outputs.reshape(-1)
@@ -38,6 +40,7 @@ def regression_metrics(outputs: np.ndarray, targets: np.ndarray) -> dict[str, fl
 def token_metrics(outputs: np.ndarray, labels: Sequence[Sequence[int]]) -> dict[str, float]:
     """Accuracy and macro F1 over the labelled tokens (each word's first subword). ``outputs``
     holds each example's predicted class per token (as :func:`token_outputs` gives)."""
+    # deferred: scikit-learn takes a second to import; loaded with the first evaluation
     from sklearn.metrics import accuracy_score, f1_score
 
     gold: list[int] = []

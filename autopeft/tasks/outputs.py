@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from autopeft.data import IGNORE, pad_id
 
@@ -38,6 +39,7 @@ def lm_outputs(out: Any, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
     """Per example: summed NLL of its response tokens and their count (logits at t predict
     t+1). Prompt-learning families prepend virtual tokens to the logits: only the last
     ``seq_len`` positions belong to the batch's tokens."""
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     labels = batch["labels"]
@@ -54,7 +56,7 @@ def lm_outputs(out: Any, batch: Mapping[str, torch.Tensor]) -> np.ndarray:
 
 def present_classes(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """A label and its probability per row."""
-    import pandas as pd
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     outputs, _ = predictor.outputs(predictor.encode(frame), batch_size)
@@ -65,7 +67,6 @@ def present_classes(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size
 
 
 def present_values(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    import pandas as pd
 
     outputs, _ = predictor.outputs(predictor.encode(frame), batch_size)
     return pd.DataFrame({"value": outputs.reshape(-1)})
@@ -73,7 +74,6 @@ def present_values(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size:
 
 def present_tags(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """One tag per word (a list per row); words cut off by ``max_length`` get none."""
-    import pandas as pd
 
     split = predictor.encode(frame)
     outputs, _ = predictor.outputs(split, batch_size)
@@ -85,7 +85,7 @@ def present_tags(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: i
 
 def present_generation(predictor: AdapterPredictor, frame: pd.DataFrame, batch_size: int) -> pd.DataFrame:
     """Greedy continuation of each prompt, ``task_config.max_new_tokens`` tokens at most."""
-    import pandas as pd
+    # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     split = predictor.encode(frame)
