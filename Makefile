@@ -36,9 +36,11 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest -q $(TEST_PATHS) -m integration
 
+# ruff, mypy, and the layer contracts (pyproject.toml [tool.importlinter]): an upward import or a cycle fails
 lint: install
-	$(PY) -m ruff check autopeft tests
+	$(PY) -m ruff check autopeft tests bench
 	$(PY) -m mypy autopeft
+	$(VENV)/bin/lint-imports
 
 ui: install
 	$(VENV)/bin/autopeft ui --tracking-uri $(TRACKING_URI)

@@ -72,7 +72,8 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
                               best=selection.best, selection=selection)
         if result.best is None:
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
-        checkpoint = next(r.checkpoint for r in grid if (r.metrics or {}).get("trial_id") == result.best.trial_id)
+        checkpoint = next(grid[i].checkpoint for i in range(len(grid))
+                          if (grid[i].metrics or {}).get("trial_id") == result.best.trial_id)
         finalize(prepared, spec, client, data, result, checkpoint, model_ref, phases)
         with phase(phases, "report"):
             result.report_path = write_study_report(prepared, client, result)
