@@ -52,7 +52,7 @@ class DefineByRun:
     def _sample_mask(self, trial: optuna.Trial) -> str:
         """One on/off bit per layer, each a parameter of its own (AutoPEFT's layer mask); the
         layers switched on, as a comma-joined selector the trial resolves like any other."""
-        num_layers = self.space._num_layers
+        num_layers = self.space.num_layers
         if not num_layers:
             raise SpaceError("space.placement.layers: mask needs the model's layer count (bind the space to the model)")
         bits = [trial.suggest_categorical(f"placement.layer_{i}", [True, False]) for i in range(num_layers)]

@@ -202,6 +202,11 @@ class SearchSpace(BaseModel):
     def bind_model(self, num_layers: int) -> None:
         self._num_layers = num_layers
 
+    @property
+    def num_layers(self) -> int | None:
+        """The layer count of the model the space was bound to (``bind_model``), or None."""
+        return self._num_layers
+
     @field_validator("adapters", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
