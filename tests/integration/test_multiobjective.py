@@ -1,7 +1,7 @@
 """A real two-objective search (accuracy vs. trainable share) on MiniLM and an SST-2 slice, with a
 sampler constraint, warm start and the study report: Ray Tune + Optuna NSGA-II + ASHA + MLflow.
 
-One search (module fixture) serves every test here, to keep the suite within its time budget.
+The session's finished study (tests/integration/conftest.py) is that search; these tests read it.
 """
 
 from __future__ import annotations
@@ -12,75 +12,32 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-import yaml
-from mlflow import MlflowClient
 
-from autopeft.config import resolve
 from autopeft.objectives import ATTR_PREFIX, SelectionConfig, knee_index, pareto_mask, select, within
-from autopeft.search import prepare, run_search
 from autopeft.search.warmstart import ATTR_SOURCE
 
-from ..conftest import write_yaml
+from .conftest import LIMIT, MODEL, STUDY, TRIALS
 
 pytestmark = pytest.mark.integration
 
-LIMIT = 0.005  # LoRA on all linear layers of MiniLM is ~1.4% trainable: over; q/v LoRA and IA3 are under
-WARM_FILE_CONFIG = {"adapter": "lora", "lora.r": 4, "placement.layers": "last-2", "placement.roles": ["query", "value"],
-                    "learning_rate": 2e-3}
+
+@pytest.fixture
+def study(finished_study):
+    return finished_study
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, glue_dir, minilm_path):
-    import csv
-
-    tmp = tmp_path_factory.mktemp("mo")
-    train = pd.read_csv(glue_dir / "sst2" / "train.tsv", sep="\t", quoting=csv.QUOTE_NONE).sample(n=400, random_state=3)
-    train.to_csv(tmp / "train.csv", index=False)
-    warm = tmp / "warm.yaml"
-    warm.write_text(yaml.safe_dump({"configs": [WARM_FILE_CONFIG, {"adapter": "vera"}]}))  # vera: not in this space
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    config = write_yaml(tmp / "search.yaml", {
-        "study_name": "mo",
-        "model": {"name_or_path": "minilm", "max_length": 32},
-        "data": {"train": str(tmp / "train.csv"), "text_columns": ["sentence"], "label_column": "label",
-                 "validation_fraction": 0.25},
-        "space": {
-            # IA3 with its own learning-rate range (the prior's IA3 config at 1e-2 fits it)
-            "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}},
-                         "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}},
-            "placement": {"layers": {"choices": ["all", "last-2"]},
-                          "roles": {"choices": [["query", "value"], "all-linear"]}},
-            "learning_rate": {"low": 1e-4, "high": 5e-3, "log": True},
-            "batch_size": 16,
-        },
-        "objectives": [{"metric": "accuracy", "mode": "max"}, {"metric": "trainable_share", "mode": "min"}],
-        "constraints": {"max_trainable_share": LIMIT},
-        "sampler": {"name": "nsga2", "population_size": 4},
-        "selection": {"policy": "knee"},
-        "warm_start": {"sources": [str(warm)], "prior_share": 0.5,
-                       "prior_max_trials": 3},  # 3 of the 7 trials: all the prior that fits
-        "budget": {"trials": 7, "max_steps": 30, "eval_interval": 10, "cpus_per_trial": 2},
-        "pruning": {"grace_period": 1, "reduction_factor": 2},
-        "tracking": {"uri": uri, "experiment": "mo", "registered_model": "mo-model"},
-        "output_dir": str(tmp / "out"),
-    })
-    prepared = prepare(resolve(config))
-    result = run_search(prepared)
-    return {"prepared": prepared, "result": result, "client": MlflowClient(uri), "uri": uri, "tmp": tmp}
-
-
-def _pareto_frame(study) -> pd.DataFrame:
-    client, result = study["client"], study["result"]
-    path = client.download_artifacts(result.parent_run_id, "pareto_set.csv", str(study["tmp"] / "dl"))
-    parquet = client.download_artifacts(result.parent_run_id, "pareto_set.parquet", str(study["tmp"] / "dl"))
+def _pareto_frame(study, folder) -> pd.DataFrame:
+    client, result = study.client, study.result
+    path = client.download_artifacts(result.parent_run_id, "pareto_set.csv", str(folder))
+    parquet = client.download_artifacts(result.parent_run_id, "pareto_set.parquet", str(folder))
     frame = pd.read_csv(path)
     assert len(pd.read_parquet(parquet)) == len(frame)
     return frame
 
 
-def test_pareto_set_is_non_dominated_and_complete(study):
-    frame = _pareto_frame(study)
-    result = study["result"]
+def test_pareto_set_is_non_dominated_and_complete(study, tmp_path):
+    frame = _pareto_frame(study, tmp_path)
+    result = study.result
     assert len(frame) >= 1
     values = frame[["accuracy", "trainable_share"]].to_numpy()
     for i in range(len(values)):  # no point of the set dominates another
@@ -104,11 +61,11 @@ def test_pareto_set_is_non_dominated_and_complete(study):
 
 
 def test_constraints_reach_the_sampler_and_hold_for_complete_trials(study):
-    prepared = study["prepared"]
-    ostudy = optuna.load_study(study_name="mo", storage=prepared.optuna_storage)
+    prepared = study.prepared
+    ostudy = optuna.load_study(study_name=STUDY, storage=prepared.optuna_storage)
     assert len(ostudy.directions) == 2
     trials = ostudy.get_trials()
-    assert len(trials) == 7
+    assert len(trials) == TRIALS
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete
     for t in complete:  # Optuna got both objectives, the constraint value, and it holds
@@ -126,18 +83,18 @@ def test_constraints_reach_the_sampler_and_hold_for_complete_trials(study):
                 assert t.user_attrs[ATTR_PREFIX + name] > 0, (t.number, name)
 
 
-def test_selection_policies_pick_what_they_claim(study):
-    result = study["result"]
+def test_selection_policies_pick_what_they_claim(study, tmp_path):
+    result = study.result
     objectives = [("accuracy", "max"), ("trainable_share", "min")]
     limits = {"trainable_share": LIMIT}
     feasible = [t for t in result.trials if t.outcome == "COMPLETE" and within(t.metrics, limits)]
     # knee (the configured policy) registered the knee of the recorded front
-    frame = _pareto_frame(study)
+    frame = _pareto_frame(study, tmp_path)
     values = frame[["accuracy", "trainable_share"]].to_numpy()
     assert bool(np.all(pareto_mask(values, ["max", "min"])))
     knee = frame.iloc[knee_index(values, ["max", "min"])]
     assert result.best.trial_id == knee["trial_id"]
-    version = study["client"].get_model_version_by_alias("mo-model", "candidate")
+    version = study.client.get_model_version_by_alias(MODEL, "candidate")
     assert version.tags["autopeft.trial_id"] == knee["trial_id"]
     assert version.tags["autopeft.selection_policy"] == "knee"
     # best: the highest accuracy among feasible COMPLETE trials
@@ -152,13 +109,13 @@ def test_selection_policies_pick_what_they_claim(study):
 
 
 def test_warm_start_configs_run_first_and_are_tagged(study):
-    prepared, client, result = study["prepared"], study["client"], study["result"]
+    prepared, client, result = study.prepared, study.client, study.result
     sources = [p.source for p in prepared.warm_start]
     # the file's LoRA config, then the prior that fits this space (no DoRA here; vera skipped)
     assert sources[0].startswith("file:warm.yaml#0")
     assert "prior:lora-all-linear" in sources and "prior:ia3-all-linear" in sources
     assert not any("dora" in s for s in sources)
-    ostudy = optuna.load_study(study_name="mo", storage=prepared.optuna_storage)
+    ostudy = optuna.load_study(study_name=STUDY, storage=prepared.optuna_storage)
     trials = sorted(ostudy.get_trials(), key=lambda t: t.number)
     assert [t.user_attrs.get(ATTR_SOURCE) for t in trials[: len(sources)]] == sources
     assert all(ATTR_SOURCE not in t.user_attrs for t in trials[len(sources):])
@@ -175,7 +132,7 @@ def test_warm_start_configs_run_first_and_are_tagged(study):
 def test_ia3_trials_train_at_its_own_learning_rate_range(study):
     # the space gives IA3 [3e-3, 3e-2] and the others the shared [1e-4, 5e-3]; what each trial trained
     # with is what MLflow recorded for it
-    client, result = study["client"], study["result"]
+    client, result = study.client, study.result
     rates = {t.params["adapter"]: [] for t in result.trials}
     for t in result.trials:
         rates[t.params["adapter"]].append(float(client.get_run(t.run_id).data.params["learning_rate"]))
@@ -198,7 +155,7 @@ def _figure_data(html_text: str) -> dict[str, list[dict]]:
 
 
 def test_report_is_written_and_logged(study):
-    result, client = study["result"], study["client"]
+    result, client = study.result, study.client
     path = result.report_path
     assert path is not None and path.is_file()
     text = path.read_text()
@@ -239,10 +196,10 @@ def test_report_command_rewrites_it(study, tmp_path):
     from autopeft.cli.app import app
 
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["report", "mo", "--tracking-uri", study["uri"], "--out", str(out), "--no-log"])
+    res = CliRunner().invoke(app, ["report", STUDY, "--tracking-uri", study.uri, "--out", str(out), "--no-log"])
     assert res.exit_code == 0, res.output
     assert set(_figure_data((out / "report.html").read_text())) >= {"pareto", "placement"}
-    res = CliRunner().invoke(app, ["report", "nosuch", "--tracking-uri", study["uri"], "--out", str(out)])
+    res = CliRunner().invoke(app, ["report", "nosuch", "--tracking-uri", study.uri, "--out", str(out)])
     assert res.exit_code == 2 and "no study named 'nosuch'" in res.output
 
 
@@ -253,7 +210,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         pytest.skip("headless render check needs Chromium (Debian: apt-get install -y chromium); not installed")
-    text = study["result"].report_path.read_text()
+    text = study.result.report_path.read_text()
     # record every JS error (uncaught or from a promise) in the page itself, to read it back from the DOM
     trap = ("<script>window.__errors=[];window.addEventListener('error',e=>window.__errors.push(String(e.message)));"
             "window.addEventListener('unhandledrejection',e=>window.__errors.push(String(e.reason)));"
@@ -279,12 +236,13 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 
 def test_warm_start_from_the_finished_study(study, tmp_path):
     """A second study (prepare only) seeded from the first by name takes its best configs."""
-    from autopeft.search.warmstart import WarmStartConfig, collect
+    from autopeft.config import WarmStartConfig
+    from autopeft.search.warmstart import collect
 
-    prepared = study["prepared"]
-    points = collect(WarmStartConfig(sources=["mo"], prior=False, top_k=2), prepared.resolved.space,
+    prepared = study.prepared
+    points = collect(WarmStartConfig(sources=[STUDY], prior=False, top_k=2), prepared.resolved.space,
                      prepared.optuna_storage, trials=8)
-    assert 1 <= len(points) <= 2 and all(p.source.startswith("study:mo#") for p in points)
-    ostudy = optuna.load_study(study_name="mo", storage=prepared.optuna_storage)
+    assert 1 <= len(points) <= 2 and all(p.source.startswith(f"study:{STUDY}#") for p in points)
+    ostudy = optuna.load_study(study_name=STUDY, storage=prepared.optuna_storage)
     front = {t.number for t in ostudy.best_trials}
     assert int(points[0].source.rsplit("#", 1)[1]) in front

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from autopeft.config import PromotionConfig
 from autopeft.errors import UserInputError
-from autopeft.registry.promotion import Measurement, PromotionConfig, comparable, decide, read_test_data
+from autopeft.registry.promotion import Measurement, comparable, decide, read_test_data
 
 
 def m(version: str, value: float | None, *, metric: str = "accuracy", mode: str = "max", fp: str = "t1",

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from autopeft.config import PromotionConfig
 from autopeft.errors import GateRefused, RegistryError, TrackingError, UserInputError
-from autopeft.registry.promotion import PromotionConfig, promote
+from autopeft.registry.promotion import promote
 from autopeft.registry.versions import (
     AliasEvent,
     Registry,

@@ -8,13 +8,13 @@ import optuna
 import pytest
 import yaml
 
+from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
 from autopeft.search.define_by_run import compile_space
 from autopeft.search.warmstart import (
     ATTR_SOURCE,
     BUILTIN_PRIOR,
     WarmPoint,
-    WarmStartConfig,
     collect,
     enqueue,
     fit_to_space,

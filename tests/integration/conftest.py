@@ -1,0 +1,132 @@
+"""What the integration tests share: one local Ray, and one finished study that every test which
+only reads a study (end to end, multi-objective, report, final training, warm start) reads.
+
+Ray starts once (``local_ray``) and stays up across the tests that use it; a test that needs
+its own Ray or cluster (``no_shared_ray``) shuts it down first, and the next user starts it
+again. Fault tests run their own searches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import make_config, write_sst2_slice, write_yaml
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _start_local_ray() -> None:
+    from autopeft.search import init_ray
+
+    init_ray(None)  # a no-op when it is running
+
+
+def _stop_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _ray_stopped_at_exit() -> Iterator[None]:
+    yield
+    _stop_ray()
+
+
+@pytest.fixture
+def local_ray(_ray_stopped_at_exit) -> None:
+    """Local Ray in this process, shared with the tests before and after (run_search leaves a
+    Ray it did not start running)."""
+    _start_local_ray()
+
+
+@pytest.fixture
+def no_shared_ray() -> Iterator[None]:
+    """For a test that starts its own Ray (a cluster, or workers that need its environment): the
+    shared one is shut down before it, and whatever it started after it."""
+    _stop_ray()
+    yield
+    _stop_ray()
+
+
+# --------------------------------------------------------------------------- the finished study
+
+STUDY = "finished"
+MODEL = "finished-model"
+#: LoRA on all linear layers of MiniLM is ~1.4% trainable: over; q/v LoRA and IA3 are under
+LIMIT = 0.005
+WARM_FILE_CONFIG = {"adapter": "lora", "lora.r": 4, "placement.layers": "last-2", "placement.roles": ["query", "value"],
+                    "learning_rate": 2e-3}
+TRIALS, MAX_STEPS, EVAL_INTERVAL, FINAL_STEPS = 7, 20, 10, 30
+MAX_LENGTH = 32
+
+
+@dataclass
+class FinishedStudy:
+    """A study run once per session; tests read it and change nothing in it."""
+
+    prepared: Any  # autopeft.search.Prepared
+    result: Any  # autopeft.search.SearchResult
+    uri: str
+    folder: Path
+
+    @property
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+
+def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> dict:
+    """The shared study: a real search (Ray Tune + Optuna NSGA-II + ASHA on validation loss +
+    MLflow + peft on MiniLM and an SST-2 slice) with two objectives (accuracy vs trainable
+    share), a sampler constraint, warm start from a file and the prior, knee selection, a test
+    set and a final training longer than the trials."""
+    return make_config(
+        folder, train=data["train"], test=data["test"], study_name=STUDY,
+        model={"name_or_path": "minilm", "max_length": MAX_LENGTH},
+        data__validation_fraction=0.25,
+        space={
+            # IA3 with its own learning-rate range (the prior's IA3 config at 1e-2 fits it)
+            "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}},
+                         "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}},
+            "placement": {"layers": {"choices": ["all", "last-2"]},
+                          "roles": {"choices": [["query", "value"], "all-linear"]}},
+            "learning_rate": {"low": 1e-4, "high": 5e-3, "log": True},
+            "batch_size": 16,
+        },
+        objectives=[{"metric": "accuracy", "mode": "max"}, {"metric": "trainable_share", "mode": "min"}],
+        constraints={"max_trainable_share": LIMIT},
+        sampler={"name": "nsga2", "population_size": 4},
+        selection={"policy": "knee"},
+        warm_start={"sources": [str(warm)], "prior_share": 0.5,
+                    "prior_max_trials": 3},  # 3 of the 7 trials: all the prior that fits
+        budget={"trials": TRIALS, "max_steps": MAX_STEPS, "eval_interval": EVAL_INTERVAL, "cpus_per_trial": 2,
+                "final_steps": FINAL_STEPS},
+        # rungs compare validation loss (the objectives stay accuracy and share)
+        pruning={"grace_period": 1, "reduction_factor": 2, "metric": "loss"},
+        tracking__experiment=STUDY, tracking__registered_model=MODEL,
+    )
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory, glue_dir, minilm_path, _ray_stopped_at_exit) -> FinishedStudy:
+    from autopeft.config import resolve
+    from autopeft.search import prepare, run_search
+
+    folder = tmp_path_factory.mktemp("finished-study")
+    data = write_sst2_slice(glue_dir, folder)
+    warm = folder / "warm.yaml"
+    warm.write_text(yaml.safe_dump({"configs": [WARM_FILE_CONFIG, {"adapter": "vera"}]}))  # vera: not in this space
+    config = finished_study_config(folder, data, warm)
+    _start_local_ray()
+    prepared = prepare(resolve(write_yaml(folder / "search.yaml", config)))
+    result = run_search(prepared)
+    return FinishedStudy(prepared=prepared, result=result, uri=config["tracking"]["uri"], folder=folder)
