@@ -28,11 +28,12 @@ from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import AutoPeftError
 from autopeft.model.placement import parse_layers, resolve, scan
+from autopeft.schema import Artifact
 from autopeft.space import family_params
 from autopeft.tasks import collate, get_task
 
 #: Name of the file beside the adapter that tells autopeft how to use it.
-METADATA_FILE = "autopeft.json"
+METADATA_FILE = Artifact.METADATA_FILE  # kept importable here
 TRAINING_STATE_FILE = "training_state.pt"
 
 

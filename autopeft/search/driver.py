@@ -23,6 +23,7 @@ from autopeft.model.loading import model_reference
 from autopeft.objectives import select
 from autopeft.process import is_configured
 from autopeft.registry.tracking import connect, log_metrics, trial_runs
+from autopeft.schema import RUN_STATUS, Metric, Outcome
 from autopeft.search.prepare import Prepared
 from autopeft.search.registration import finalize
 from autopeft.search.results import SearchResult, phase, summaries
@@ -80,11 +81,11 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
         finish_study_run(study, prepared, result)
         result.wall_time_s = time.monotonic() - started
         result.phase_times_s = phases
-        log_metrics(client, study.parent_id, {"search_wall_time_s": result.wall_time_s,
-                                              **{f"phase_{name}_s": seconds for name, seconds in phases.items()}})
+        log_metrics(client, study.parent_id, {Metric.SEARCH_WALL_TIME: result.wall_time_s,
+                                              **{Metric.phase(name): seconds for name, seconds in phases.items()}})
         return result
     except KeyboardInterrupt:
-        study.status = "KILLED"
+        study.status = RUN_STATUS[Outcome.INTERRUPTED]
         raise
     finally:
         close_study_run(study, prepared)

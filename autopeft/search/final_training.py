@@ -13,7 +13,8 @@ import ray
 
 from autopeft.data import TokenizedData
 from autopeft.engine.training import StudySpec
-from autopeft.registry.tracking import log_history, log_metrics
+from autopeft.registry.tracking import log_history, log_metrics, set_tags
+from autopeft.schema import Metric, StudyRunTags
 from autopeft.search.results import SearchResult
 from autopeft.search.trial import train_final
 from autopeft.tasks import get_task
@@ -46,7 +47,7 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
 
     def keep_trial_adapter(reason: str) -> None:
         logger.warning("%s; registering the trial's adapter", reason)
-        client.set_tag(result.parent_run_id, "autopeft.final_training_error", reason[:500])
+        set_tags(client, result.parent_run_id, StudyRunTags(final_training_error=reason))
 
     try:
         trained = ray.get(task.remote(final_spec, dict(best.params), data, get_task(cfg.task.kind).metric_names))
@@ -56,10 +57,10 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
         return None
     result.final_node_id = trained.node_id
     result.final_train_time_s, result.final_eval_time_s = trained.train_time_s, trained.eval_time_s
-    log_metrics(client, result.parent_run_id, {"final_training_train_s": trained.train_time_s,
-                                               "final_training_eval_s": trained.eval_time_s})
-    client.set_tag(result.parent_run_id, "autopeft.final_training_node", trained.node_id)
-    log_history(client, result.parent_run_id, trained.history, prefix="final_")
+    log_metrics(client, result.parent_run_id, {Metric.FINAL_TRAINING_TRAIN: trained.train_time_s,
+                                               Metric.FINAL_TRAINING_EVAL: trained.eval_time_s})
+    set_tags(client, result.parent_run_id, StudyRunTags(final_training_node=trained.node_id))
+    log_history(client, result.parent_run_id, trained.history, prefix=Metric.FINAL_PREFIX)
     if trained.error is not None:  # it diverged
         keep_trial_adapter(trained.error)
         return None

@@ -14,8 +14,9 @@ from typing import Any, Optional
 from pydantic import BaseModel
 
 from autopeft.errors import ConfigError
+from autopeft.schema import Artifact
 
-MANIFEST = "study.json"
+MANIFEST = Artifact.MANIFEST_FILE
 
 
 class StudyManifest(BaseModel):

@@ -4,7 +4,6 @@ and register it in the MLflow Model Registry."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +14,9 @@ from autopeft import __version__
 from autopeft.data import TokenizedData, split_fingerprint
 from autopeft.engine.predictor import AdapterPredictor, write_metadata
 from autopeft.engine.training import StudySpec, evaluate, export_adapter
-from autopeft.registry.serving import ADAPTER_ARTIFACT
-from autopeft.registry.tracking import TAG_STUDY, log_metrics
+from autopeft.registry.tracking import log_metrics, set_tags
 from autopeft.registry.versions import register_adapter, signature
+from autopeft.schema import AdapterMetadata, Artifact, Metric, StudyRunTags, VersionTags
 from autopeft.search.final_training import train_final_adapter
 from autopeft.search.results import SearchResult, phase
 from autopeft.tasks import get_task
@@ -54,36 +53,36 @@ def export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result
     best = result.best
     assert best is not None
     # named like the artifact key: MLflow stores the folder under artifacts/<its name>
-    adapter_dir = prepared.output_dir / prepared.study_name / ADAPTER_ARTIFACT
+    adapter_dir = prepared.output_dir / prepared.study_name / Artifact.ADAPTER
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     export_adapter(spec, best.params, checkpoint_dir, adapter_dir)
     get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location).save_pretrained(str(adapter_dir))
     family = best.params.get("adapter")
-    write_metadata(adapter_dir, {
-        "autopeft_version": __version__,
-        "base_model": {"config": cfg.model.model_dump(mode="json"), "reference": model_ref},
-        "task": cfg.task.kind,
-        "task_config": cfg.task.model_dump(mode="json"),
-        "label_names": data.label_names,
-        "text_columns": prepared.raw.text_columns,
-        "label_column": prepared.raw.label_column,
-        "max_length": cfg.model.max_length,
-        "family": family,
-        "params": best.params,
-        "study": prepared.study_name,
-        "trial_id": best.trial_id,
-        "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode},
-        "objectives": [{"metric": m, "mode": md} for m, md in cfg.objective_list],
-        "selection": {"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
-        "costs": {k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
-                  if k in best.metrics},
+    write_metadata(adapter_dir, AdapterMetadata(
+        autopeft_version=__version__,
+        base_model={"config": cfg.model.model_dump(mode="json"), "reference": model_ref},
+        task=cfg.task.kind,
+        task_config=cfg.task.model_dump(mode="json"),
+        label_names=data.label_names,
+        text_columns=prepared.raw.text_columns,
+        label_column=prepared.raw.label_column,
+        max_length=cfg.model.max_length,
+        family=family,
+        params=best.params,
+        study=prepared.study_name,
+        trial_id=best.trial_id,
+        objective={"metric": cfg.objective.metric, "mode": cfg.objective.mode},
+        objectives=[{"metric": m, "mode": md} for m, md in cfg.objective_list],
+        selection={"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
+        costs={k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
+               if k in best.metrics},
         # the registered adapter's own: its final training's last evaluation where it had one
-        "validation": {k: v for k, v in (result.final_history[-1] if result.final_history else best.metrics).items()
-                       if k in get_task(cfg.task.kind).metric_names},
-        "final_steps": cfg.budget.final_steps if result.final_history else None,
-        "data_fingerprint": data.fingerprint,
-    })
+        validation={k: v for k, v in (result.final_history[-1] if result.final_history else best.metrics).items()
+                    if k in get_task(cfg.task.kind).metric_names},
+        final_steps=cfg.budget.final_steps if result.final_history else None,
+        data_fingerprint=data.fingerprint,
+    ))
     return adapter_dir
 
 
@@ -109,41 +108,39 @@ def record_and_register(prepared: Prepared, client: Any, data: TokenizedData, re
     assert best is not None
     family = best.params.get("adapter")
     metric = cfg.objective.metric
-    summary = {f"best_val_{k}": float(v) for k, v in result.reloaded_val_metrics.items()}
-    summary.update({f"test_{k}": float(v) for k, v in result.test_metrics.items()})
-    summary["best_trainable_params"] = float(best.metrics.get("trainable_params", 0))
-    summary["best_trainable_share"] = float(best.metrics.get("trainable_share", 0))
+    summary = {Metric.best_val(k): float(v) for k, v in result.reloaded_val_metrics.items()}
+    summary.update({Metric.test(k): float(v) for k, v in result.test_metrics.items()})
+    summary[Metric.BEST_TRAINABLE_PARAMS] = float(best.metrics.get("trainable_params", 0))
+    summary[Metric.BEST_TRAINABLE_SHARE] = float(best.metrics.get("trainable_share", 0))
     log_metrics(client, result.parent_run_id, summary)
-    client.set_tag(result.parent_run_id, "autopeft.best_trial_id", best.trial_id)
-    if best.run_id:
-        client.set_tag(result.parent_run_id, "autopeft.best_trial_run_id", best.run_id)
+    set_tags(client, result.parent_run_id, StudyRunTags(best_trial_id=best.trial_id, best_trial_run_id=best.run_id or None))
     client.log_dict(result.parent_run_id, [
         {"trial_id": t.trial_id, "outcome": t.outcome, "run_id": t.run_id, metric: t.metrics.get(metric),
          "step": t.metrics.get("step"), **t.params} for t in result.trials
-    ], "trials.json")
+    ], Artifact.TRIALS)
 
-    test_fp = split_fingerprint(prepared.raw, "test") if "test" in prepared.raw.frames else ""
-    tags = {
-        "autopeft.study": prepared.study_name,
-        "autopeft.trial_id": best.trial_id,
-        "autopeft.trial_run_id": best.run_id or "",
-        "autopeft.parent_run_id": result.parent_run_id,
-        "autopeft.family": family,
-        "autopeft.params": json.dumps(best.params, sort_keys=True, default=str),
-        "autopeft.base_model": json.dumps(model_ref, sort_keys=True),
-        "autopeft.data_fingerprint": data.fingerprint,
-        "autopeft.split_sizes": json.dumps(data.sizes, sort_keys=True),
-        "autopeft.test_fingerprint": test_fp,
-        "autopeft.metric": metric,
-        "autopeft.mode": cfg.objective.mode,
-        "autopeft.selection_policy": cfg.selection.policy,
-        "autopeft.val_metric": result.reloaded_val_metrics.get(metric, ""),
-        "autopeft.test_metric": result.test_metrics.get(metric, ""),
-        "autopeft.trainable_params": best.metrics.get("trainable_params", ""),
-        "autopeft.trainable_share": best.metrics.get("trainable_share", ""),
-        "autopeft.final_steps": cfg.budget.final_steps if result.final_history else "",
-        "autopeft.version": __version__,
-    }
+    test_fp = split_fingerprint(prepared.raw, "test") if "test" in prepared.raw.frames else None
+    tags = VersionTags(
+        study=prepared.study_name,
+        trial_id=best.trial_id,
+        trial_run_id=best.run_id or None,
+        parent_run_id=result.parent_run_id,
+        family=family,
+        params=best.params,
+        base_model=model_ref,
+        data_fingerprint=data.fingerprint,
+        split_sizes=data.sizes,
+        test_fingerprint=test_fp,
+        metric=metric,
+        mode=cfg.objective.mode,
+        selection_policy=cfg.selection.policy,
+        val_metric=result.reloaded_val_metrics.get(metric),
+        test_metric=result.test_metrics.get(metric),
+        trainable_params=best.metrics.get("trainable_params"),
+        trainable_share=best.metrics.get("trainable_share"),
+        final_steps=cfg.budget.final_steps if result.final_history else None,
+        version=__version__,
+    )
     result.adapter_dir = adapter_dir
     registered = registered_for_study(client, cfg.tracking.registered_model, prepared.study_name)
     if registered is not None:  # a resumed study that registered before its driver died
@@ -162,6 +159,6 @@ def registered_for_study(client: Any, name: str, study: str) -> str | None:
     except MlflowException:
         return None
     for version in versions:
-        if version.tags.get(TAG_STUDY) == study:
+        if VersionTags.from_tags(version.tags).study == study:
             return str(version.version)
     return None

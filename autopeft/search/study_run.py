@@ -17,15 +17,15 @@ from autopeft import __version__, _compat
 from autopeft.data import TokenizedData
 from autopeft.objectives import record_selection
 from autopeft.registry.tracking import (
-    TAG_KIND,
-    TAG_STUDY,
     TrialRecorder,
     close_orphan_runs,
     flatten,
     log_params,
     redact,
+    set_tags,
 )
 from autopeft.report.study_report import write_report
+from autopeft.schema import Artifact, StudyRunTags, TrialAttr
 from autopeft.search.manifest import StudyManifest
 from autopeft.search.results import SearchResult
 from autopeft.search.warmstart import tag_runs
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Optuna user attribute on trials orphaned by a driver crash.
-ORPHAN_ATTR = "autopeft.orphaned"
+#: Optuna user attribute on trials orphaned by a driver crash (kept importable here).
+ORPHAN_ATTR = TrialAttr.ORPHANED
 
 
 @dataclass
@@ -67,9 +67,9 @@ def open_study_run(prepared: Prepared, client: MlflowClient, experiment_id: str,
         parent = client.create_run(
             experiment_id,
             run_name=prepared.study_name,
-            tags={TAG_STUDY: prepared.study_name, TAG_KIND: "study", "autopeft.version": __version__,
-                  "autopeft.data_fingerprint": data.fingerprint, "autopeft.base_model": cfg.model.name_or_path,
-                  "autopeft.optuna_storage": redact(prepared.optuna_storage)},
+            tags=StudyRunTags.created(study=prepared.study_name, version=__version__, data_fingerprint=data.fingerprint,
+                                      base_model=cfg.model.name_or_path,
+                                      optuna_storage=redact(prepared.optuna_storage)).to_tags(),
         )
         manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
                                  parent_run_id=parent.info.run_id, experiment_id=experiment_id,
@@ -89,10 +89,10 @@ def log_study_inputs(study: StudyRun, prepared: Prepared, data: TokenizedData, m
         return
     client, parent_id = study.client, study.parent_id
     log_params(client, parent_id, flatten(prepared.resolved.dump()))
-    client.log_dict(parent_id, redact(prepared.resolved.dump()), "config.json")
-    client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), "space.json")
+    client.log_dict(parent_id, redact(prepared.resolved.dump()), Artifact.CONFIG)
+    client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), Artifact.SPACE)
     client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
-                                "label_names": data.label_names}, "lineage.json")
+                                "label_names": data.label_names}, Artifact.LINEAGE)
 
 
 def finish_study_run(study: StudyRun, prepared: Prepared, result: SearchResult) -> None:
@@ -122,7 +122,7 @@ def write_study_report(prepared: Prepared, client: Any, result: SearchResult) ->
                             structure=prepared.structure)
     except Exception as exc:  # noqa: BLE001 - reported on the run, not raised
         logger.warning("study report failed: %s", exc)
-        client.set_tag(result.parent_run_id, "autopeft.report_error", " ".join(str(exc).split())[:500])
+        set_tags(client, result.parent_run_id, StudyRunTags(report_error=" ".join(str(exc).split())))
         return None
 
 

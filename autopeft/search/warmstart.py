@@ -22,6 +22,7 @@ from autopeft.adapters import get_family
 from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
 from autopeft.objectives import ATTR_RAY_TRIAL
+from autopeft.schema import RunTag, TrialAttr
 from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from autopeft.space import SearchSpace
 
 #: Optuna user attribute and MLflow tag naming where an enqueued config came from.
-ATTR_SOURCE = "autopeft.warm_start"
-TAG_SOURCE = "autopeft.warm_start"
+ATTR_SOURCE = TrialAttr.WARM_START
+TAG_SOURCE = RunTag.WARM_START
 
 #: Well-known starting points (source: the papers' and peft's recommended settings). Full
 #: fine-tuning of BERT-size encoders uses LR ~2e-5..5e-5; LoRA works best at ~10x that, IA3
