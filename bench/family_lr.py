@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autopeft.process import configure_process
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -127,6 +129,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    configure_process()
     args = parse_args(argv)
     from autopeft.space import load_space
 

@@ -152,11 +152,10 @@ def _quiet() -> None:
     import logging
     import warnings
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from autopeft.process import configure_process
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bench runs the packaged model, never the Hub
+    configure_process()  # the same Ray, Tune and MLflow settings as the CLI
     warnings.filterwarnings("ignore")
     for name in ("transformers", "mlflow", "optuna", "ray", "autopeft", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)

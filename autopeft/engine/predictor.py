@@ -69,9 +69,6 @@ class AdapterPredictor:
             split.labels = labels
         return split
 
-    def _label_dtype(self) -> Any:
-        return np.int64 if get_task(self.metadata["task"]).categorical else np.float32
-
     def outputs(self, split: TokenizedSplit, batch_size: int = 64) -> tuple[np.ndarray, float]:
         return predict(self.model, split, pad_id(self.tokenizer), batch_size=batch_size,
                        device=self.device)
