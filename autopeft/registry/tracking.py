@@ -95,7 +95,10 @@ def check_reachable(uri: str) -> None:
         ) from None
 
 
-_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|access_?key|credential)", re.IGNORECASE)
+#: A key names a secret when one of its words (split at ``_``, ``-`` and ``.``) is one of these:
+#: ``hf_token`` and ``aws_secret_access_key`` do, ``max_new_tokens`` and ``tokens_column`` do not.
+_SECRET_KEY = re.compile(r"(?:^|[_.-])(password|passwd|secret|credentials?|token|api[_-]?key|access[_-]?key|"
+                         r"private[_-]?key|authorization)(?:$|[_.-])", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:\s]*)(:[^/@\s]*)?@", re.IGNORECASE)
 REDACTED = "***"
 

@@ -30,3 +30,16 @@ def test_credentials_never_reach_logged_params():
 def test_redact_keeps_plain_urls():
     assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
     assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_redact_hides_secrets_and_nothing_else():
+    planted = {"hf_token": "hf_abc", "password": "pw", "api_key": "k1", "apiKey": "k2", "aws_secret_access_key": "s",
+               "access_key": "a", "token": "t", "db": {"credentials": "c"}, "uri": "https://user:pw@host/x"}
+    look_alikes = {"max_new_tokens": 64, "tokens_column": "tokens", "num_virtual_tokens": 16, "tokenizer": "bert",
+                   "secretary": "no", "keyboard": "no", "token_budget_note": None}
+    out = redact({**planted, **look_alikes})
+    assert all(out[k] == REDACTED for k in ("hf_token", "password", "api_key", "apiKey", "aws_secret_access_key",
+                                            "access_key", "token"))
+    assert out["db"] == {"credentials": REDACTED} and out["uri"] == f"https://{REDACTED}@host/x"
+    assert {k: out[k] for k in look_alikes} == look_alikes
+    assert flatten({"task": {"max_new_tokens": 64}}) == {"task.max_new_tokens": "64"}
