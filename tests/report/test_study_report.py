@@ -66,6 +66,9 @@ def test_html_is_self_contained_with_every_figure(tiny_bert):
 
     text = render_html(_data(), build_figures(_data(), scan(tiny_bert)))
     assert get_plotlyjs() in text  # plotly.js inline: the file opens offline
+    assert text.count(get_plotlyjs()) == 1  # once: the template's comment names the placeholders too
+    assert text.count('id="fig-pareto"') == 1
+    assert len(text) < 2 * len(get_plotlyjs())  # the report is plotly.js plus the study, not twice of both
     assert not re.search(r"<script[^>]*\ssrc=", text.replace(get_plotlyjs(), ""))
     assert not {"$title", "$summary", "$plotlyjs", "$figures"} & set(re.findall(r"\$\w+", text.replace(get_plotlyjs(), "")))
     for key in FIGURES:
