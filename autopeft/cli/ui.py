@@ -1,28 +1,46 @@
-"""``autopeft ui``: the MLflow UI over a tracking store."""
+"""``autopeft ui``: the MLflow UI over a tracking store, light enough for a laptop, with the link
+to the newest study."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
+
+from autopeft.cli._output import console, fail
+from autopeft.errors import ConfigError
 
 
 def ui(
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store to browse."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(5000, help="Port."),
+    workers: int = typer.Option(1, min=1, help="Server worker processes (MLflow's default of 4 is for shared servers)."),
 ) -> None:
-    """Start the MLflow UI over a tracking store."""
-
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port)]
+    """Start the MLflow UI over a tracking store and print the link to the newest study."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
+        fail(ConfigError(f"--tracking-uri: no MLflow database at {tracking_uri[len('sqlite:///'):]!r}"))
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-    from autopeft.registry.tracking import default_artifact_location
+    from autopeft.registry.tracking import default_artifact_location, newest_study
 
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port),
+           "--workers", str(workers)]
     artifacts = default_artifact_location(tracking_uri)
     if artifacts:
         cmd += ["--default-artifact-root", artifacts]
-    raise typer.Exit(subprocess.call(cmd))
+    study = newest_study(tracking_uri)
+    base = f"http://{host}:{port}"
+    if study is not None:
+        name, experiment_id, run_id = study
+        console.print(f"newest study {name!r}: {base}/#/experiments/{experiment_id}/runs/{run_id}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"MLflow UI: {base} (Ctrl-C stops it)", highlight=False)
+    # the UI needs no background job runner (MLflow starts one with a queue of consumers per server)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from autopeft.errors import TrackingError
 from autopeft.registry.reachability import probe
-from autopeft.schema import MAX_PARAM, RUN_STATUS, Outcome, RunTag, StudyRunTags, TrialRunTags
+from autopeft.schema import MAX_PARAM, RUN_STATUS, Outcome, RunKind, RunTag, StudyRunTags, TrialRunTags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,6 +49,22 @@ def default_artifact_location(uri: str) -> str | None:
         db = Path(uri[len("sqlite:///"):])
         return (db.resolve().parent / "mlartifacts").as_uri()
     return None
+
+
+def newest_study(uri: str) -> tuple[str, str, str] | None:
+    """(study name, experiment id, parent run id) of the study started last in the store, or None."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    runs = client.search_runs(experiments, filter_string=f"tags.`{RunTag.KIND}` = '{RunKind.STUDY}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    run = runs[0]
+    return StudyRunTags.from_tags(run.data.tags).study or run.info.run_name, run.info.experiment_id, run.info.run_id
 
 
 def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:

@@ -43,3 +43,23 @@ def test_redact_hides_secrets_and_nothing_else():
     assert out["db"] == {"credentials": REDACTED} and out["uri"] == f"https://{REDACTED}@host/x"
     assert {k: out[k] for k in look_alikes} == look_alikes
     assert flatten({"task": {"max_new_tokens": 64}}) == {"task.max_new_tokens": "64"}
+
+
+def test_newest_study_is_the_last_started(tmp_path):
+    from mlflow import MlflowClient
+
+    from autopeft.registry.tracking import newest_study
+    from autopeft.schema import StudyRunTags, TrialRunTags
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert newest_study(uri) is None
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e")
+    first = client.create_run(experiment, tags=StudyRunTags.created(study="old", version="v", data_fingerprint="f",
+                                                                    base_model="m", optuna_storage="s").to_tags())
+    second = client.create_run(experiment, start_time=first.info.start_time + 1000,
+                               tags=StudyRunTags.created(study="new", version="v", data_fingerprint="f",
+                                                         base_model="m", optuna_storage="s").to_tags())
+    client.create_run(experiment, start_time=first.info.start_time + 2000,  # a trial run is not a study
+                      tags=TrialRunTags.created(parent_run_id=second.info.run_id, study="new", trial_id="t").to_tags())
+    assert newest_study(uri) == ("new", experiment, second.info.run_id)
