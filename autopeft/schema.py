@@ -68,6 +68,18 @@ RUN_STATUS: dict[str, str] = {Outcome.COMPLETE: "FINISHED", Outcome.PRUNED: "KIL
                               Outcome.INTERRUPTED: "KILLED"}
 
 
+class ExperimentTag:
+    """MLflow's own tags on the experiment that autopeft sets: the kind decides which page the
+    UI opens on (the training runs, not the GenAI overview); the note is its description."""
+
+    KIND = "mlflow.experimentKind"
+    NOTE = "mlflow.note.content"
+    #: The experiment kind of model training (MLflow's value).
+    MODEL_DEVELOPMENT = "custom_model_development"
+    DESCRIPTION = ("autopeft studies: each study is a parent run whose nested runs are its trials; the winning "
+                   "trial's adapter is registered in the Model Registry (see the study run's description).")
+
+
 class RunTag:
     """Tag keys on MLflow runs (S: the study's parent run, T: a trial run)."""
 

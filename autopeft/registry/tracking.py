@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from autopeft.errors import TrackingError
 from autopeft.registry.reachability import probe
-from autopeft.schema import MAX_PARAM, RUN_STATUS, Outcome, RunKind, RunTag, StudyRunTags, TrialRunTags
+from autopeft.schema import MAX_PARAM, RUN_STATUS, ExperimentTag, Outcome, RunKind, RunTag, StudyRunTags, TrialRunTags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -76,9 +76,16 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
     try:
         probe(uri)  # seconds, where the client would retry an unreachable server for minutes
         found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return client, found.experiment_id
-        return client, client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
+        if found is None:
+            experiment_id = client.create_experiment(experiment, artifact_location=default_artifact_location(uri))
+        else:
+            experiment_id = found.experiment_id
+        if found is None or ExperimentTag.KIND not in found.tags:
+            # the UI opens a model-development experiment on its training runs
+            client.set_experiment_tag(experiment_id, ExperimentTag.KIND, ExperimentTag.MODEL_DEVELOPMENT)
+        if found is None or ExperimentTag.NOTE not in found.tags:
+            client.set_experiment_tag(experiment_id, ExperimentTag.NOTE, ExperimentTag.DESCRIPTION)
+        return client, experiment_id
     except Exception as exc:
         raise TrackingError(
             f"tracking.uri: cannot reach MLflow at {uri!r} after {time.monotonic() - started:.1f}s: "

@@ -63,3 +63,16 @@ def test_newest_study_is_the_last_started(tmp_path):
     client.create_run(experiment, start_time=first.info.start_time + 2000,  # a trial run is not a study
                       tags=TrialRunTags.created(parent_run_id=second.info.run_id, study="new", trial_id="t").to_tags())
     assert newest_study(uri) == ("new", experiment, second.info.run_id)
+
+
+def test_a_study_experiment_opens_on_its_training_runs(tmp_path):
+    from autopeft.registry.tracking import connect
+    from autopeft.schema import ExperimentTag
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment_id = connect(uri, "study")
+    tags = client.get_experiment(experiment_id).tags
+    assert tags[ExperimentTag.KIND] == "custom_model_development" and tags[ExperimentTag.NOTE]
+    client.set_experiment_tag(experiment_id, ExperimentTag.NOTE, "the user's own words")
+    assert connect(uri, "study")[1] == experiment_id  # reconnecting keeps a description the user wrote
+    assert client.get_experiment(experiment_id).tags[ExperimentTag.NOTE] == "the user's own words"
