@@ -12,24 +12,19 @@ from mlflow import MlflowClient
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 
-from ..conftest import write_yaml
+from ..conftest import write_config
 
 pytestmark = pytest.mark.integration
 
 
-def test_search_over_all_adapters(tmp_path: Path, sst2_slice, tracking_uri, minilm_path):
-    config = write_yaml(tmp_path / "search.yaml", {
-        "study_name": "all-adapters",
-        "model": {"name_or_path": "minilm", "max_length": 32},
-        "data": {"train": str(sst2_slice["train"]), "test": str(sst2_slice["test"]),
-                 "text_columns": ["sentence"], "label_column": "label", "validation_fraction": 0.2},
-        "space": "all-adapters",
+def test_search_over_all_adapters(tmp_path: Path, sst2_slice, tracking_uri, minilm_path, local_ray):
+    config = write_config(
+        tmp_path, train=sst2_slice["train"], test=sst2_slice["test"], study_name="all-adapters",
+        data__validation_fraction=0.2, space="all-adapters",
         # a few steps per trial: this checks that the families run together, not how well
-        "budget": {"trials": 6, "max_steps": 4, "eval_interval": 4, "cpus_per_trial": 2, "eval_batch_size": 96},
-        "pruning": {"enabled": False},
-        "tracking": {"uri": tracking_uri, "experiment": "all-adapters", "registered_model": "all-adapters-model"},
-        "output_dir": str(tmp_path / "out"),
-    })
+        budget={"trials": 6, "max_steps": 4, "eval_interval": 4, "cpus_per_trial": 2, "eval_batch_size": 96},
+        pruning={"enabled": False},
+        tracking={"uri": tracking_uri, "experiment": "all-adapters", "registered_model": "all-adapters-model"})
     prepared = prepare(resolve(config))
     # BERT-style MiniLM takes no past_key_values: prefix tuning is excluded before the search
     assert "prefix_tuning" not in prepared.resolved.space.adapters

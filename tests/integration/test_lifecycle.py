@@ -26,39 +26,21 @@ from autopeft.cli.app import app
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 
-from ..conftest import write_yaml
+from ..conftest import write_config
 from .mlflow_server import mlflow_server_uri, model_server  # noqa: F401 - the fixture is used by name
 
 pytestmark = pytest.mark.integration
 MODEL = "lifecycle"
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray for both searches (run_search leaves a Ray it did not start running)."""
-    import ray
-
-    from autopeft.search import init_ray
-
-    started = init_ray(None)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def search_yaml(tmp_path: Path, name: str, train: Path, test: Path, uri: str, trials: int) -> Path:
-    return write_yaml(tmp_path / f"{name}.yaml", {
-        "study_name": name,
-        "model": {"name_or_path": "minilm", "max_length": 32},
-        "data": {"train": str(train), "test": str(test), "text_columns": ["sentence"], "label_column": "label",
-                 "validation_fraction": 0.25},
-        "space": {"adapters": {"lora": {"r": 8}}, "placement": {"layers": "all", "roles": ["query", "value"]},
-                  "learning_rate": {"low": 3e-3, "high": 6e-3, "log": True}, "batch_size": 16},
-        "budget": {"trials": trials, "max_steps": 20, "eval_interval": 20, "cpus_per_trial": 2},
-        "pruning": {"enabled": False},
-        "tracking": {"uri": uri, "experiment": "lifecycle", "registered_model": MODEL},
-        "output_dir": str(tmp_path / "out"),
-    })
+    return write_config(
+        tmp_path, f"{name}.yaml", train=train, test=test, study_name=name, data__validation_fraction=0.25,
+        space={"adapters": {"lora": {"r": 8}}, "placement": {"layers": "all", "roles": ["query", "value"]},
+               "learning_rate": {"low": 3e-3, "high": 6e-3, "log": True}, "batch_size": 16},
+        budget={"trials": trials, "max_steps": 20, "eval_interval": 20, "cpus_per_trial": 2},
+        pruning={"enabled": False},
+        tracking={"uri": uri, "experiment": "lifecycle", "registered_model": MODEL})
 
 
 def cli(*args: str, uri: str) -> tuple[int, str]:
@@ -87,7 +69,7 @@ def peft_labels(adapter_dir: Path, sentences: list[str]) -> list[str]:
         return [names[i] for i in model(**enc).logits.argmax(-1).tolist()]
 
 
-def test_lifecycle_through_a_tracking_server(tmp_path, sst2_slice, minilm_path, mlflow_server_uri, ray_session):  # noqa: F811
+def test_lifecycle_through_a_tracking_server(tmp_path, sst2_slice, minilm_path, mlflow_server_uri, local_ray):  # noqa: F811
     uri = mlflow_server_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     train = pd.read_csv(sst2_slice["train"])

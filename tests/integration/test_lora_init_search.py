@@ -12,27 +12,21 @@ from autopeft.config import resolve
 from autopeft.engine.training import adapter_size_mb
 from autopeft.search import prepare, run_search
 
-from ..conftest import write_yaml
+from ..conftest import write_config
 
 pytestmark = pytest.mark.integration
 
 
 def test_base_rewriting_init_is_searched_and_registered_for_the_unchanged_base(tmp_path: Path, sst2_slice,
-                                                                                tracking_uri, minilm_path):
-    config = write_yaml(tmp_path / "search.yaml", {
-        "study_name": "lora-inits",
-        "model": {"name_or_path": "minilm", "max_length": 32},
-        "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"], "label_column": "label",
-                 "validation_fraction": 0.2},
-        "space": {"adapters": {"lora": {"r": 4, "alpha": 8, "dropout": 0.0,
-                                        "init": {"choices": ["pissa_fast", "olora"]}}},
-                  "placement": {"layers": "all", "roles": ["query", "value"]}, "learning_rate": 2e-3},
-        "budget": {"trials": 2, "max_steps": 6, "eval_interval": 3, "cpus_per_trial": 2, "eval_batch_size": 96},
-        "pruning": {"enabled": False},
-        "warm_start": {"prior": False},
-        "tracking": {"uri": tracking_uri, "experiment": "lora-inits", "registered_model": "lora-inits"},
-        "output_dir": str(tmp_path / "out"),
-    })
+                                                                                tracking_uri, minilm_path, local_ray):
+    config = write_config(
+        tmp_path, train=sst2_slice["train"], study_name="lora-inits", data__validation_fraction=0.2,
+        space={"adapters": {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "init": {"choices": ["pissa_fast", "olora"]}}},
+               "placement": {"layers": "all", "roles": ["query", "value"]}, "learning_rate": 2e-3},
+        budget={"trials": 2, "max_steps": 6, "eval_interval": 3, "cpus_per_trial": 2, "eval_batch_size": 96},
+        pruning={"enabled": False},
+        warm_start={"prior": False},
+        tracking={"uri": tracking_uri, "experiment": "lora-inits", "registered_model": "lora-inits"})
     result = run_search(prepare(resolve(config)))
     assert {t.outcome for t in result.trials} == {"COMPLETE"}
     assert result.best is not None and result.best.params["lora.init"] in ("pissa_fast", "olora")

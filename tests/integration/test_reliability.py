@@ -18,24 +18,17 @@ from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 from autopeft.search.study_run import ORPHAN_ATTR
 
-from ..conftest import write_yaml
+from ..conftest import make_config, write_yaml
 
 pytestmark = pytest.mark.integration
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def small_config(tmp_path: Path, sst2_slice, **extra) -> dict:
-    config = {
-        "model": {"name_or_path": "minilm", "max_length": 32},
-        "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"], "label_column": "label",
-                 "max_train_examples": 240, "max_eval_examples": 80},
-        "space": {"adapters": {"lora": {"r": {"choices": [4, 8]}}, "ia3": {}}, "batch_size": 16},
-        "budget": {"trials": 5, "max_steps": 20, "eval_interval": 10, "cpus_per_trial": 2},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "rel", "registered_model": "rel-model"},
-        "output_dir": str(tmp_path / "out"),
-    }
-    config.update(extra)
-    return config
+def small_config(tmp_path: Path, sst2_slice, **changes) -> dict:
+    """LoRA (r 4 or 8) or IA3 on 240 SST-2 sentences, 5 trials of 10 steps (one evaluation)."""
+    return make_config(tmp_path, train=sst2_slice["train"], data__max_train_examples=240, data__max_eval_examples=80,
+                       budget={"trials": 5, "max_steps": 10, "eval_interval": 10, "cpus_per_trial": 2},
+                       tracking__experiment="rel", tracking__registered_model="rel-model", **changes)
 
 
 def trial_runs(uri: str, experiment: str) -> list:
@@ -44,9 +37,10 @@ def trial_runs(uri: str, experiment: str) -> list:
     return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("autopeft.run_kind") == "trial"]
 
 
-def test_failing_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path, sst2_slice, minilm_path, monkeypatch):
+def test_failing_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path, sst2_slice, minilm_path, monkeypatch,
+                                                                         local_ray):
     faults = {"raise_when": {"adapter": "ia3"}, "nan_when": {"adapter": "lora", "lora.r": 4}, "nan_at_step": 2}
-    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps(faults))  # Ray workers inherit the driver's env
+    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps(faults))  # read when the study is prepared
     path = write_yaml(tmp_path / "s.yaml", small_config(tmp_path, sst2_slice, study_name="faults",
                                                          pruning={"enabled": False}))
     prepared = prepare(resolve(path))
@@ -72,16 +66,20 @@ def test_failing_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_pat
     assert result.best.params.get("lora.r") == 8 and result.model_version == "1"
 
 
-def _finished_trials(storage: str, study: str) -> int:
+def _progress(storage: str, study: str) -> tuple[int, bool]:
+    """(trials finished, whether a running trial has reported) in the Optuna storage."""
     try:
-        return sum(t.state.is_finished() for t in optuna.load_study(study_name=study, storage=storage).trials)
+        trials = optuna.load_study(study_name=study, storage=storage).trials
     except Exception:  # not created yet
-        return 0
+        return 0, False
+    running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values]
+    return sum(t.state.is_finished() for t in trials), bool(running)
 
 
 def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path):
+    trials = 3
     config = small_config(tmp_path, sst2_slice, study_name="crash")
-    config["budget"].update(trials=5, max_steps=40, eval_interval=10)
+    config["budget"].update(trials=trials, max_steps=30, eval_interval=10)
     path = write_yaml(tmp_path / "s.yaml", config)
     uri, storage = config["tracking"]["uri"], f"sqlite:///{tmp_path / 'optuna.db'}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -89,15 +87,18 @@ def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_s
     driver = subprocess.Popen([*cli, "search", "--config", str(path)], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        # killed mid-trial: once a trial has finished and the next one has reported, before it ends
         deadline = time.monotonic() + 600
-        while _finished_trials(storage, "crash") < 2 and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(1)
+        while time.monotonic() < deadline and driver.poll() is None:
+            finished, reporting = _progress(storage, "crash")
+            if finished >= 1 and reporting:
+                break
+            time.sleep(0.2)
         assert driver.poll() is None, "the search ended before it could be killed"
-        time.sleep(2)  # let the next trial start and report
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, like a lost machine
         driver.wait()
-    assert _finished_trials(storage, "crash") < 5
+    assert _progress(storage, "crash")[0] < trials
 
     proc = subprocess.run([*cli, "resume", "crash", "--output-dir", str(tmp_path / "out")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -105,10 +106,10 @@ def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_s
 
     study = optuna.load_study(study_name="crash", storage=storage)
     real = [t for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
-    assert len(real) == 5 and all(t.state.is_finished() for t in study.trials)
+    assert len(real) == trials and all(t.state.is_finished() for t in study.trials)
     runs = trial_runs(uri, "rel")
     ran = [r for r in runs if r.data.tags.get("autopeft.outcome") != "INTERRUPTED"]
-    assert len(ran) == 5
+    assert len(ran) == trials
     assert len({r.data.tags["autopeft.trial_id"] for r in runs}) == len(runs)  # no duplicate run per trial
     assert not [r for r in runs if r.info.status == "RUNNING"]
     client = MlflowClient(uri)
@@ -137,8 +138,8 @@ def tiny_model_dir(tmp_path, minilm_path) -> Path:
     return directory
 
 
-def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir):
-    config = small_config(tmp_path, sst2_slice, study_name="memory", model={"name_or_path": str(tiny_model_dir), "max_length": 32},
+def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir, local_ray):
+    config = small_config(tmp_path, sst2_slice, study_name="memory", model__name_or_path=str(tiny_model_dir),
                           pruning={"enabled": False})
     config["budget"].update(trials=20, max_steps=10, eval_interval=10)
     config["space"]["adapters"] = {"lora": {"r": {"choices": [4, 8, 16]}}, "dora": {}, "ia3": {}}

@@ -14,18 +14,18 @@ import pytest
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 
-from ..conftest import write_yaml
+from ..conftest import write_config
 from .mlflow_server import _service, free_port
 
 pytestmark = pytest.mark.integration
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, minilm_path, monkeypatch):
+def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, minilm_path, monkeypatch, no_shared_ray):
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     for key, value in CREDENTIALS.items():
-        monkeypatch.setenv(key, value)  # for the driver and the Ray workers it starts
+        monkeypatch.setenv(key, value)  # for the driver and the Ray workers it starts (hence its own Ray)
     s3_port, mlflow_port = free_port(), free_port()
     s3_url = f"http://127.0.0.1:{s3_port}"
     with _service([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
@@ -37,18 +37,14 @@ def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, mi
                   "--artifacts-destination", "s3://autopeft/mlflow", "--workers", "1"]
         with _service(server, f"http://127.0.0.1:{mlflow_port}/health", tmp_path / "mlflow.log", timeout_s=120,
                       env={**CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_url}):
-            path = write_yaml(tmp_path / "s.yaml", {
-                "study_name": "s3",
-                "model": {"name_or_path": "minilm", "max_length": 32},
-                "data": {"train": str(sst2_slice["train"]), "text_columns": ["sentence"],
-                         "max_train_examples": 160, "max_eval_examples": 64},
-                "space": {"adapters": {"lora": {"r": 4}}, "batch_size": 16},
-                "budget": {"trials": 2, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
-                "tracking": {"uri": f"http://127.0.0.1:{mlflow_port}", "experiment": "s3",
-                             "registered_model": "s3-model", "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}"},
-                "backend": {"storage_path": f"s3://autopeft/ray?endpoint_override=127.0.0.1:{s3_port}&scheme=http"},
-                "output_dir": str(tmp_path / "out"),
-            })
+            path = write_config(
+                tmp_path, train=sst2_slice["train"], study_name="s3",
+                data__max_train_examples=160, data__max_eval_examples=64,
+                space={"adapters": {"lora": {"r": 4}}, "batch_size": 16},
+                budget={"trials": 2, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
+                tracking={"uri": f"http://127.0.0.1:{mlflow_port}", "experiment": "s3", "registered_model": "s3-model",
+                          "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}"},
+                backend={"storage_path": f"s3://autopeft/ray?endpoint_override=127.0.0.1:{s3_port}&scheme=http"})
             result = run_search(prepare(resolve(path)))
             assert result.model_version == "1"
 

@@ -13,8 +13,6 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
-
-from ..conftest import write_yaml
 from tests.tiny_tasks import (
     ner_frame,
     save_causal_lm,
@@ -24,6 +22,8 @@ from tests.tiny_tasks import (
     write_images,
     write_jsonl,
 )
+
+from ..conftest import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -54,20 +54,18 @@ CASES = [("causal_lm", LAYER_ADAPTERS), ("token_classification", LAYER_ADAPTERS)
 
 @pytest.mark.parametrize("kind,adapters", CASES, ids=["causal_lm", "token_classification", "image_classification",
                                                       "causal_lm-prefix_tuning"])
-def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tracking_uri):
+def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tracking_uri, local_ray):
     location, data, probe = _setup(kind, tmp_path)
-    config = write_yaml(tmp_path / "search.yaml", {
-        "study_name": f"kinds-{kind}",
-        "model": {"name_or_path": location, "max_length": 32},
-        "task": {"kind": kind, "max_new_tokens": 4},
-        "data": {**data, "validation_fraction": 0.25},
-        "space": {"adapters": adapters,
-                  "placement": {"layers": "all", "roles": "all-linear"},
-                  "learning_rate": {"low": 1e-2, "high": 5e-2, "log": True}, "batch_size": 8},
-        "budget": {"trials": 2, "max_steps": 12, "eval_interval": 6, "cpus_per_trial": 2, "eval_batch_size": 16},
-        "tracking": {"uri": tracking_uri, "experiment": f"kinds-{kind}", "registered_model": f"kinds-{kind}"},
-        "output_dir": str(tmp_path / "out"),
-    })
+    config = write_config(
+        tmp_path, study_name=f"kinds-{kind}",
+        model={"name_or_path": location, "max_length": 32},
+        task={"kind": kind, "max_new_tokens": 4},
+        data={**data, "validation_fraction": 0.25},
+        space={"adapters": adapters,
+               "placement": {"layers": "all", "roles": "all-linear"},
+               "learning_rate": {"low": 1e-2, "high": 5e-2, "log": True}, "batch_size": 8},
+        budget={"trials": 2, "max_steps": 12, "eval_interval": 6, "cpus_per_trial": 2, "eval_batch_size": 16},
+        tracking={"uri": tracking_uri, "experiment": f"kinds-{kind}", "registered_model": f"kinds-{kind}"})
     prepared = prepare(resolve(config))
     result = run_search(prepared)
 
