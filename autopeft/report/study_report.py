@@ -6,9 +6,14 @@ optimisation history, the learning curve of every trial including pruned ones (w
 stopped each), parameter importances (Optuna's evaluator), the task metric by adapter family and
 a placement heat map (layer x module role among the top trials).
 
-The data come from MLflow (trial runs: outcome, params, final metrics, metric curves) and the
-study's Optuna storage (trial numbers, importances, constraints); the searcher stores each Optuna
-trial's Ray trial id, which joins the two. PNGs are rendered by kaleido where it finds a Chrome
+Above the figures: the study at a glance, the registered trial (its hyperparameters, validation
+and test metric, why it was chosen, the model version it became) and a table of every trial
+(``autopeft.report.sections``).
+
+The data come from MLflow (trial runs: outcome, params, final metrics, metric curves; the study
+run: the selection, the test metrics; the registry: the version) and the study's Optuna storage
+(trial numbers, importances, constraints); the searcher stores each Optuna trial's Ray trial id,
+which joins the two. PNGs are rendered by kaleido where it finds a Chrome
 or Chromium, otherwise by matplotlib from the same figure data.
 """
 
@@ -25,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
-from autopeft.schema import Artifact, Outcome, StudyRunTags, TrialAttr, TrialRunTags
+from autopeft.report.sections import summary_html, trials_html
+from autopeft.schema import Artifact, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +59,7 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 #: Used where ``dashboards/study_report.html`` is not at hand (a wheel install without the repo).
 _FALLBACK_TEMPLATE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>$title</title>
 <script type="text/javascript">$plotlyjs</script></head><body style="font-family:sans-serif">
-<h1>$title</h1>$summary$figures</body></html>
+<h1>$title</h1>$summary$trials$figures</body></html>
 """
 
 
@@ -81,6 +87,10 @@ class StudyData:
     registered_trial: str | None
     study: Any = None  # the Optuna study, when its storage is reachable
     notes: list[str] = field(default_factory=list)
+    study_metrics: dict[str, float] = field(default_factory=dict)  # the study run's (test_<metric>, ...)
+    selection_policy: str | None = None
+    selection_reason: str | None = None  # why the policy chose the registered trial
+    registered_version: str | None = None  # models:/<name>/<version> the registered trial became
 
     @property
     def metric(self) -> str:
@@ -102,12 +112,21 @@ def find_parent_run(client: MlflowClient, study_name: str) -> Any:
     return runs[0]
 
 
-def _number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
+def registered_version(client: MlflowClient, config: dict[str, Any], study_name: str,
+                       trial_id: str | None) -> str | None:
+    """``models:/<name>/<version>`` of the version registered from ``trial_id`` of the study (the
+    latest, should a resumed study have registered twice); None where the registry has none."""
+    name = (config.get("tracking") or {}).get("registered_model")
+    if not name or not trial_id:
         return None
-    return out if math.isfinite(out) else None
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except Exception:  # noqa: BLE001 - no registry, or no such model: the report says nothing
+        return None
+    # the two keys every release wrote as tags (the rest of the lineage moved to lineage.json)
+    found = [int(v.version) for v in versions
+             if (v.tags or {}).get(VersionTag.STUDY) == study_name and (v.tags or {}).get(VersionTag.TRIAL_ID) == trial_id]
+    return f"models:/{name}/{max(found)}" if found else None
 
 
 def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
@@ -144,6 +163,8 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
     metric = objectives[0][0]
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
         tags = TrialRunTags.from_tags(run.data.tags)
+        if tags.kind not in (None, RunKind.TRIAL):  # another nested run of the study (its final training)
+            continue
         trial_id = tags.trial_id or run.info.run_id
         ot = by_ray.get(trial_id)
         row: dict[str, Any] = {
@@ -176,7 +197,11 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
     frame["family"] = frame["family"].fillna("?")
     return StudyData(study_name=study_name, parent_run_id=parent_id, config=config, trials=frame, curves=curves,
                      objectives=objectives, axes=pareto_axes(objectives), constraints=constraints,
-                     registered_trial=parent_tags.best_trial_id, study=study, notes=notes)
+                     registered_trial=parent_tags.best_trial_id, study=study, notes=notes,
+                     study_metrics=dict(parent.data.metrics),
+                     selection_policy=parent_tags.selection_policy or (config.get("selection") or {}).get("policy"),
+                     selection_reason=parent_tags.selection_reason,
+                     registered_version=registered_version(client, config, study_name, parent_tags.best_trial_id))
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -537,29 +562,6 @@ def write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> tuple[dict[str, 
 # --- HTML and MLflow ----------------------------------------------------------------------------
 
 
-def _summary_html(data: StudyData) -> str:
-    t = data.trials
-    counts = t["outcome"].value_counts().to_dict()
-    registered = t[t.trial_id == data.registered_trial]
-    rows = [
-        ("study", data.study_name),
-        ("objectives", ", ".join(f"{m} ({md})" for m, md in data.objectives)),
-        ("constraints", ", ".join(f"{k} <= {v:g}" for k, v in data.constraints.items()) or "none"),
-        ("trials", ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))),
-        ("families", ", ".join(sorted(t["family"].unique()))),
-        ("MLflow parent run", data.parent_run_id),
-    ]
-    if not registered.empty:
-        r = registered.iloc[0]
-        rows.append(("registered", f"trial {r.trial_id} ({r.family}): {data.metric} = {r.get(data.metric, float('nan')):.4f}"))
-    reason = data.config.get("selection", {}).get("policy")
-    if reason:
-        rows.append(("selection policy", reason))
-    body = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
-    return f'<table class="summary">{body}</table>{notes}'
-
-
 def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
     """The report as one HTML string with plotly.js inline (works offline, in the MLflow UI too)."""
     from plotly.offline import get_plotlyjs
@@ -572,8 +574,8 @@ def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
     path = template_path()
     template = path.read_text() if path is not None else _FALLBACK_TEMPLATE
     return string.Template(template).substitute(
-        title=html.escape(f"autopeft study {data.study_name}"), summary=_summary_html(data),
-        plotlyjs=get_plotlyjs(), figures="\n".join(parts))
+        title=html.escape(f"autopeft study {data.study_name}"), summary=summary_html(data),
+        trials=trials_html(data), plotlyjs=get_plotlyjs(), figures="\n".join(parts))
 
 
 def _structure_for(data: StudyData) -> ModelStructure | None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -15,30 +18,37 @@ from autopeft.report.study_report import (
     _png_matplotlib,
     build_figures,
     decode_typed,
+    load_study_data,
     placement_matrix,
     render_html,
     template_path,
 )
+from autopeft.schema import StudyRunTags, TrialRunTags
 
 
 def _data() -> StudyData:
     rows = [
         {"trial_id": "a", "run_id": "r1", "outcome": "COMPLETE", "number": 0, "family": "lora", "warm_start": "prior:x",
-         "accuracy": 0.8, "trainable_share": 0.01, "feasible": True,
-         "params": {"placement.layers": "all", "placement.roles": "query,value"}},
+         "accuracy": 0.8, "trainable_share": 0.01, "feasible": True, "step": 20.0,
+         "params": {"adapter": "lora", "learning_rate": "0.0003", "lora.r": "8", "lora.alpha": "16",
+                    "placement.layers": "all", "placement.roles": "query,value", "batch_size": "16"}},
         {"trial_id": "b", "run_id": "r2", "outcome": "COMPLETE", "number": 1, "family": "ia3", "warm_start": None,
-         "accuracy": 0.7, "trainable_share": 0.001, "feasible": True,
-         "params": {"placement.layers": "last-1", "placement.roles": "all-linear"}},
+         "accuracy": 0.7, "trainable_share": 0.001, "feasible": True, "step": 20.0,
+         "params": {"adapter": "ia3", "learning_rate": "0.01", "placement.layers": "last-1",
+                    "placement.roles": "all-linear"}},
         {"trial_id": "c", "run_id": "r3", "outcome": "PRUNED", "number": 2, "family": "lora", "warm_start": None,
-         "accuracy": 0.6, "trainable_share": 0.02, "feasible": True, "params": {}},
+         "accuracy": 0.6, "trainable_share": 0.02, "feasible": True, "step": 10.0,
+         "params": {"adapter": "lora", "learning_rate": "0.001", "lora.r": "4", "lora.alpha": "8"}},
         {"trial_id": "d", "run_id": "r4", "outcome": "PRUNED", "number": 3, "family": "lora", "warm_start": None,
-         "accuracy": 0.55, "trainable_share": 0.09, "feasible": False, "infeasible": 1.0, "params": {}},
+         "accuracy": 0.55, "trainable_share": 0.09, "feasible": False, "infeasible": 1.0, "step": 10.0, "params": {}},
     ]
     curves = {"a": [(10, 0.6), (20, 0.8)], "b": [(10, 0.65), (20, 0.7)], "c": [(10, 0.6)], "d": [(10, 0.55)]}
     return StudyData(study_name="s", parent_run_id="p", config={"selection": {"policy": "knee"}},
                      trials=pd.DataFrame(rows), curves=curves, objectives=[("accuracy", "max")],
                      axes=[("accuracy", "max"), ("trainable_share", "min")], constraints={"trainable_share": 0.05},
-                     registered_trial="a")
+                     registered_trial="a", study_metrics={"test_accuracy": 0.79, "best_val_accuracy": 0.81},
+                     selection_policy="knee", selection_reason="knee of the front: 0.8 at 1% trainable",
+                     registered_version="models:/m/3")
 
 
 def test_figures_show_what_the_study_did(tiny_bert):
@@ -70,7 +80,7 @@ def test_html_is_self_contained_with_every_figure(tiny_bert):
     assert text.count('id="fig-pareto"') == 1
     assert len(text) < 2 * len(get_plotlyjs())  # the report is plotly.js plus the study, not twice of both
     assert not re.search(r"<script[^>]*\ssrc=", text.replace(get_plotlyjs(), ""))
-    assert not {"$title", "$summary", "$plotlyjs", "$figures"} & set(re.findall(r"\$\w+", text.replace(get_plotlyjs(), "")))
+    assert not {"$title", "$summary", "$trials", "$plotlyjs", "$figures"} & set(re.findall(r"\$\w+", text.replace(get_plotlyjs(), "")))
     for key in FIGURES:
         match = re.search(rf'Plotly\.newPlot\(\s*"fig-{key}",\s*', text)
         assert match, key
@@ -80,7 +90,7 @@ def test_html_is_self_contained_with_every_figure(tiny_bert):
     pareto = decode_typed(json.JSONDecoder().raw_decode(text, start)[0])
     assert next(t for t in pareto if t["name"] == "registered")["y"] == [0.8]
     assert "{$title}" not in text and "autopeft study s" in text
-    assert {"$title", "$summary", "$plotlyjs", "$figures"} <= set(re.findall(r"\$\w+", template_path().read_text()))
+    assert {"$title", "$summary", "$trials", "$plotlyjs", "$figures"} <= set(re.findall(r"\$\w+", template_path().read_text()))
 
 
 @pytest.mark.parametrize("key", list(FIGURES))
@@ -89,3 +99,175 @@ def test_matplotlib_renders_each_figure(tiny_bert, tmp_path, key):
     out = tmp_path / f"{key}.png"
     _png_matplotlib(fig, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+# --- the review: which trial won, why, and where the registered adapter came from ---------------
+
+
+class _Tables(HTMLParser):
+    """Rows of every ``<table>`` in a page: (the table's class, [(row's class, [cell texts])])."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[tuple[str, list[tuple[str, list[str]]]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append((dict(attrs).get("class") or "", []))
+        elif tag == "tr" and self.tables:
+            self.tables[-1][1].append((dict(attrs).get("class") or "", []))
+        elif tag in ("td", "th") and self.tables:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][1][-1][1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(text: str) -> dict[str, list[tuple[str, list[str]]]]:
+    parser = _Tables()
+    parser.feed(text)
+    return dict(parser.tables)
+
+
+def _html(data: StudyData | None = None) -> str:
+    from plotly.offline import get_plotlyjs
+
+    data = data or _data()
+    return render_html(data, build_figures(data, None)).replace(get_plotlyjs(), "")
+
+
+def test_summary_gives_the_registered_trial_its_hyperparameters_metrics_and_reason():
+    text = _html()
+    assert "Registered adapter: trial a (lora)" in text
+    rows = {k: v for _, (k, v) in _tables(text)["summary registered"]}
+    assert rows["trial"] == "a (Optuna trial #0, MLflow run r1)"
+    assert rows["family"] == "lora"
+    assert rows["learning rate"] == "3.00e-04"
+    assert rows["lora r"] == "8" and rows["lora alpha"] == "16"
+    assert rows["placement layers"] == "all" and rows["placement roles"] == "query,value"
+    assert rows["batch size"] == "16" and "adapter" not in rows
+    assert rows["validation accuracy"].startswith("0.8000 at step 20")  # the trial's last evaluation
+    assert "0.8100" in rows["validation accuracy"]  # the registered adapter reloaded (best_val_accuracy)
+    assert rows["test accuracy"] == "0.7900"  # the study run's test_accuracy
+    assert rows["chosen by"] == "policy knee: knee of the front: 0.8 at 1% trainable"
+    assert rows["registered as"] == "models:/m/3"
+    summary = {k: v for _, (k, v) in _tables(text)["summary"]}
+    assert summary["trials"] == "2 COMPLETE, 2 PRUNED" and summary["MLflow study run"] == "p"
+
+
+def test_summary_without_a_test_split_or_a_registered_trial_says_so():
+    data = _data()
+    data.study_metrics = {}
+    rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
+    assert rows["test accuracy"] == "not measured (no test split)"
+    assert rows["validation accuracy"] == "0.8000 at step 20 (the trial's last evaluation)"
+    data.registered_trial = None
+    text = _html(data)
+    assert "no trial was registered" in text and "summary registered" not in text
+    assert not [c for c, _ in _tables(text)["trials"] if c == "winner"]
+
+
+def test_table_lists_every_trial_winner_first_then_by_outcome_and_metric():
+    data = _data()
+    extra = {"trial_id": "e<script>", "run_id": "r5", "outcome": "FAIL", "number": 4, "family": "lora",
+             "warm_start": None, "accuracy": float("nan"), "trainable_share": 0.01, "feasible": True,
+             "step": float("nan"), "params": {"adapter": "lora", "lora.r": "<b>", "placement.layer_0": "True"}}
+    better = {"trial_id": "f", "run_id": "r6", "outcome": "COMPLETE", "number": 5, "family": "lora", "warm_start": None,
+              "accuracy": 0.9, "trainable_share": 0.2, "feasible": False, "params": {"adapter": "lora"}}
+    data.trials = pd.concat([data.trials, pd.DataFrame([extra, better])], ignore_index=True)
+    data.curves["f"] = [(10, 0.7), (20, 0.85), (30, 0.9)]  # no ``step`` metric: the curve's last point
+    text = _html(data)
+    head, *rows = _tables(text)["trials"]
+    assert head[1] == ["", "trial", "Optuna #", "family", "learning rate", "family parameters", "placement",
+                       "outcome", "steps", "accuracy (last evaluation)"]
+    assert [cells[1] for _, cells in rows] == ["a", "f", "b", "c", "d", "e<script>"]
+    winner = rows[0]
+    assert winner[0] == "winner" and winner[1][0] == "\u2605 registered"
+    assert winner[1][2:] == ["0", "lora", "3.00e-04", "alpha=16, r=8", "layers all; roles query,value", "COMPLETE",
+                             "20", "0.8000"]
+    assert rows[1][1][-2:] == ["30", "0.9000"]
+    assert [c for c, _ in rows].count("winner") == 1
+    assert rows[3][1][7:] == ["PRUNED", "10", "0.6000"]
+    failed = rows[-1][1]
+    assert failed[5] == "r=<b>" and failed[7:] == ["FAIL", "-", "-"]  # the mask bit is not a parameter
+    sections = text.split("<body>")[1].split('<h2 id="pareto">')[0]  # summary and table, not the figures
+    assert "e&lt;script&gt;" in sections and "r=&lt;b&gt;" in sections and "<script>" not in sections
+
+
+class _Client:
+    """The MlflowClient calls ``load_study_data`` makes, over one study of two trials."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tracking_uri = "fake://"
+        config = {"objective": {"metric": "accuracy", "mode": "max"}, "tracking": {"registered_model": "m"},
+                  "selection": {"policy": "knee"}}
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        self._dir = tmp_path
+        parent_tags = StudyRunTags(study="s", kind="study", best_trial_id="t1_00001", best_trial_run_id="run1",
+                                   selection_policy="best", selection_reason="highest accuracy").to_tags()
+        self.parent = _run("parent", parent_tags, {}, {"test_accuracy": 0.77, "best_val_accuracy": 0.8})
+        self.trials = [
+            _run("run0", TrialRunTags(trial_id="t1_00000", outcome="PRUNED").to_tags(), {"adapter": "ia3"},
+                 {"accuracy": 0.6, "step": 5.0}, start=1),
+            _run("run1", TrialRunTags(kind="trial", trial_id="t1_00001", outcome="COMPLETE").to_tags(),
+                 {"adapter": "lora", "learning_rate": "0.0005", "lora.r": "8"}, {"accuracy": 0.8, "step": 10.0}, start=2),
+            # the final training, nested under the study too: not a trial
+            _run("run2", {**TrialRunTags(parent_run_id="parent").to_tags(), "autopeft.run_kind": "final_training"},
+                 {"adapter": "lora"}, {"accuracy": 0.82, "step": 20.0}, start=3),
+        ]
+        self.versions = [SimpleNamespace(version="1", tags={"autopeft.study": "other", "autopeft.trial_id": "t1_00001"}),
+                         SimpleNamespace(version="2", tags={"autopeft.study": "s", "autopeft.trial_id": "t1_00001"}),
+                         SimpleNamespace(version="3", tags={"autopeft.study": "s", "autopeft.trial_id": "t1_00000"})]
+
+    def search_experiments(self):
+        return [SimpleNamespace(experiment_id="1")]
+
+    def search_runs(self, experiment_ids, filter_string="", **kwargs):
+        return [self.parent] if "run_kind" in filter_string else self.trials
+
+    def download_artifacts(self, run_id, path, dst):
+        return str(self._dir / path)
+
+    def get_metric_history(self, run_id, key):
+        points = {"run0": [(5, 0.6)], "run1": [(5, 0.7), (10, 0.8)]}[run_id]
+        return [SimpleNamespace(step=s, value=v) for s, v in points]
+
+    def search_model_versions(self, filter_string):
+        assert filter_string == "name = 'm'"
+        return self.versions
+
+
+def _run(run_id, tags, params, metrics, start=0):
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, experiment_id="1", start_time=start, status="FINISHED"),
+                           data=SimpleNamespace(tags=tags, params=params, metrics=metrics))
+
+
+def test_load_study_data_reads_the_selection_test_metric_and_registered_version(tmp_path):
+    client = _Client(tmp_path)
+    data = load_study_data(client, "s")
+    assert data.registered_trial == "t1_00001" and data.registered_version == "models:/m/2"
+    assert data.selection_policy == "best" and data.selection_reason == "highest accuracy"
+    assert data.study_metrics["test_accuracy"] == 0.77
+    assert list(data.trials.trial_id) == ["t1_00000", "t1_00001"]  # the autopeft.trial_id tags
+    rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
+    assert rows["test accuracy"] == "0.7700" and rows["chosen by"] == "policy best: highest accuracy"
+    assert rows["trial"] == "t1_00001 (Optuna trial #1, MLflow run run1)" and rows["lora r"] == "8"
+    client.versions = []
+    assert load_study_data(client, "s").registered_version is None
+
+
+def test_fallback_template_has_every_section(monkeypatch):
+    import autopeft.report.study_report as study_report
+
+    monkeypatch.setattr(study_report, "template_path", lambda: None)  # a wheel without dashboards/
+    text = _html()
+    assert "Registered adapter: trial a (lora)" in text and '<table class="trials">' in text
+    assert 'id="fig-curves"' in text
+    assert not {"$title", "$summary", "$trials", "$figures"} & set(re.findall(r"\$\w+", text))
