@@ -20,6 +20,8 @@ from autopeft.schema import Metric, Outcome
 if TYPE_CHECKING:
     from autopeft.report.study_report import StudyData
 
+#: Fewer COMPLETE trials than this and the parameter importances are flagged as not reliable.
+MIN_IMPORTANCE_TRIALS = 5
 #: Table order of outcomes: finished trials first, then the stopped, the interrupted, the failed.
 _OUTCOME_ORDER = {Outcome.COMPLETE: 0, Outcome.PRUNED: 1, Outcome.INTERRUPTED: 2, Outcome.FAIL: 3}
 #: Per-layer bits of a searched layer mask: ``placement.layers`` holds the layers they switched on.
@@ -124,6 +126,26 @@ def trial_records(data: StudyData) -> list[dict[str, Any]]:
                 sign * value if value is not None else 0.0, number(r.get("number")) or 0.0)
 
     return sorted(records, key=key)
+
+
+def completed_trials(data: StudyData) -> int:
+    """COMPLETE trials: Optuna's count where its study is at hand (what importances are computed
+    from), else the trial runs'."""
+    if data.study is not None:
+        import optuna
+
+        return len(data.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    return int((data.trials["outcome"] == Outcome.COMPLETE).sum())
+
+
+def importance_caveat(data: StudyData) -> str | None:
+    """Why the importances should not be trusted, when fewer than 5 trials COMPLETEd."""
+    n = completed_trials(data)
+    if n >= MIN_IMPORTANCE_TRIALS:
+        return None
+    # short enough for one line under the figure's title, in the PNG too
+    return (f"Caveat: only {n} trial{'' if n == 1 else 's'} COMPLETEd; importances from fewer than "
+            f"{MIN_IMPORTANCE_TRIALS} completed trials are not reliable.")
 
 
 # --- HTML ---------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ a placement heat map (layer x module role among the top trials).
 
 Above the figures: the study at a glance, the registered trial (its hyperparameters, validation
 and test metric, why it was chosen, the model version it became) and a table of every trial
-(``autopeft.report.sections``).
+(``autopeft.report.sections``). The registered trial's curve is drawn thick and named in the
+legend; a trial stopped after one evaluation is a visible point with a legend entry; the
+importances carry a caveat when fewer than 5 trials COMPLETEd.
 
 The data come from MLflow (trial runs: outcome, params, final metrics, metric curves; the study
 run: the selection, the test metrics; the registry: the version) and the study's Optuna storage
@@ -23,6 +25,7 @@ import html
 import json
 import logging
 import math
+import re
 import string
 import tempfile
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
-from autopeft.report.sections import summary_html, trials_html
+from autopeft.report.sections import importance_caveat, summary_html, trials_html
 from autopeft.schema import Artifact, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
 
 if TYPE_CHECKING:
@@ -300,34 +303,67 @@ def fig_history(data: StudyData) -> go.Figure:
         best = done[metric].cummax() if mode == "max" else done[metric].cummin()
         fig.add_trace(go.Scatter(x=done["number"], y=best, mode="lines", name="best so far",
                                  line={"shape": "hv", "color": "#1f77b4"}))
+    reg = t[t.trial_id == data.registered_trial]
+    if not reg.empty:
+        fig.add_trace(go.Scatter(x=reg["number"], y=reg[metric], mode="markers", name="registered",
+                                 marker={"symbol": "star", "size": 18, "color": "gold",
+                                         "line": {"color": "black", "width": 1}},
+                                 text=[f"trial {r.trial_id} {r.family} (registered)" for r in reg.itertuples()]))
     return _layout(fig, FIGURES["history"], "trial (Optuna number)", metric)
 
 
+#: Up to this many trials stopped after one evaluation get a legend entry each (named by trial id);
+#: more share one per family, so a study with a grace period of one keeps a readable legend.
+SINGLE_POINT_LEGEND_LIMIT = 10
+
+
 def fig_curves(data: StudyData) -> go.Figure:
+    """Every trial's validation curve, one ``lines+markers`` trace each: the registered trial's
+    thick and named in the legend, drawn last (on top); a trial stopped after a single evaluation
+    a visible point with a legend entry of its own; an x where ASHA or a constraint stopped one."""
     import plotly.graph_objects as go
 
     colors = _colors(data)
     fig = go.Figure()
     shown: set[str] = set()
-    for row in data.trials.itertuples():
+    rows = sorted(data.trials.itertuples(), key=lambda r: r.trial_id == data.registered_trial)  # winner last
+    single = [r for r in rows if len(data.curves.get(r.trial_id) or []) == 1 and r.outcome != Outcome.COMPLETE]
+    per_trial = len(single) <= SINGLE_POINT_LEGEND_LIMIT
+    single_by_family = {fam: sum(r.family == fam for r in single) for fam in {r.family for r in single}}
+    for row in rows:
         curve = data.curves.get(row.trial_id) or []
         if not curve:
             continue
         steps, values = zip(*curve, strict=True)
         pruned = row.outcome != Outcome.COMPLETE
-        name = f"{row.family}" + (" (pruned)" if pruned else "")
+        line: dict[str, Any] = {"color": colors[row.family], "dash": "dot" if pruned else "solid", "width": 1.5}
+        marker: dict[str, Any] = {"size": 5}
+        if row.trial_id == data.registered_trial:
+            name = f"registered: trial {row.trial_id} ({row.family})"
+            line = {**line, "width": 4, "dash": "solid"}
+            marker = {"size": 9, "symbol": "star", "line": {"color": "black", "width": 1}}
+        elif len(steps) == 1 and pruned:
+            # one point: no line to see, so a marker big enough to find, with its own legend entry
+            name = (f"trial {row.trial_id} ({row.family}): stopped after 1 evaluation" if per_trial else
+                    f"{row.family}: stopped after 1 evaluation ({single_by_family[row.family]} trials)")
+            marker = {"size": 11, "symbol": "circle", "line": {"color": "black", "width": 1}}
+        else:
+            name = f"{row.family}" + (" (pruned)" if pruned else "")
+            if len(steps) == 1:
+                marker = {"size": 11}
         fig.add_trace(go.Scatter(
             x=list(steps), y=list(values), mode="lines+markers", name=name, legendgroup=name,
-            showlegend=name not in shown, line={"color": colors[row.family], "dash": "dot" if pruned else "solid"},
-            marker={"size": 5}, text=[f"trial {row.trial_id}"] * len(steps),
+            showlegend=name not in shown, line=line, marker={"color": colors[row.family], **marker},
+            text=[f"trial {row.trial_id} ({row.family}, {row.outcome})"] * len(steps),
             hovertemplate="%{text}<br>step %{x}: %{y:.4f}<extra></extra>"))
         shown.add(name)
         if pruned and row.outcome == Outcome.PRUNED:
-            # a trial over a constraint stops itself (metric ``infeasible``); the others ASHA stopped
+            # a trial over a constraint stops itself (metric ``infeasible``); the others ASHA stopped.
+            # Open symbols: the trial's own last point stays visible beneath
             why = "stopped: over a constraint" if getattr(row, "infeasible", 0) == 1 else "stopped by ASHA"
             fig.add_trace(go.Scatter(x=[steps[-1]], y=[values[-1]], mode="markers", name=why,
                                      legendgroup=why, showlegend=why not in shown,
-                                     marker={"symbol": "x" if why == "stopped by ASHA" else "square-x",
+                                     marker={"symbol": "x" if why == "stopped by ASHA" else "square-x-open",
                                              "size": 11, "color": "#d62728"},
                                      text=[f"trial {row.trial_id} stopped at step {steps[-1]}"]))
             shown.add(why)
@@ -355,10 +391,13 @@ def fig_importance(data: StudyData) -> go.Figure:
     if not importances:
         return _empty(FIGURES["importance"], "no parameter shared by the completed trials varies")
     names = list(importances)[::-1]
+    caveat = importance_caveat(data)
     fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", name="importance",
-                           marker={"color": "#1f77b4"}))
+                           marker={"color": "#1f77b4" if caveat is None else "#9ab"}))
     fig = _layout(fig, FIGURES["importance"] + f" for {data.metric} (fANOVA over parameters shared by "
                   f"{len(complete)} COMPLETE trials)", "importance", "parameter")
+    if caveat is not None:  # under the title, in the PNG too
+        fig.update_layout(title_text=f"{fig.layout.title.text}<br><sup>{caveat}</sup>", margin_t=90)
     return fig
 
 
@@ -463,8 +502,14 @@ def decode_typed(obj: Any) -> Any:
     return obj
 
 
-_MPL_MARKERS = {"circle": "o", "circle-open": "o", "x": "x", "star": "*", "diamond-open": "D", "square": "s",
-                "square-x": "s"}
+_MPL_MARKERS = {"circle": "o", "circle-open": "o", "x": "x", "star": "*", "diamond-open": "D",
+                "square": "s", "square-x": "s", "square-x-open": "s"}
+_MPL_LINE_MARKERS = {"x"}  # drawn by their edge: a colour, no face
+
+
+def _plain(text: str) -> str:
+    """Plotly's text markup (``<br>``, ``<sup>``) as plain text for matplotlib."""
+    return re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", text))
 
 
 def _png_matplotlib(fig: go.Figure, path: Path) -> None:
@@ -500,16 +545,24 @@ def _png_matplotlib(fig: go.Figure, path: Path) -> None:
             color = color or line.get("color")
             if "lines" in mode:
                 style = ":" if line.get("dash") in ("dot", "dash") else "-"
+                width = float(line.get("width") or 1.5)
                 step = "post" if line.get("shape") == "hv" else None
                 if step:
-                    ax.step(x, y, where="post", linestyle=style, color=color, label=name if "markers" not in mode else None)
+                    ax.step(x, y, where="post", linestyle=style, color=color, linewidth=width,
+                            label=name if "markers" not in mode else None)
                 else:
-                    ax.plot(x, y, linestyle=style, color=color, label=name if "markers" not in mode else None)
+                    ax.plot(x, y, linestyle=style, color=color, linewidth=width,
+                            label=name if "markers" not in mode else None)
             if "markers" in mode:
                 symbol = str(marker.get("symbol", "circle"))
-                open_ = symbol.endswith("-open")
-                ax.scatter(x, y, marker=_MPL_MARKERS.get(symbol, "o"), s=(marker.get("size") or 8) ** 2 / 1.5,
-                           facecolors="none" if open_ else color, edgecolors=color or "black", label=name)
+                shape = _MPL_MARKERS.get(symbol, "o")
+                size = (marker.get("size") or 8) ** 2 / 1.5
+                if shape in _MPL_LINE_MARKERS:
+                    ax.scatter(x, y, marker=shape, s=size, color=color or "black", label=name)
+                else:
+                    edge = (marker.get("line") or {}).get("color") or color or "black"
+                    ax.scatter(x, y, marker=shape, s=size, facecolors="none" if symbol.endswith("-open") else color,
+                               edgecolors=(color or "black") if symbol.endswith("-open") else edge, label=name)
         elif kind == "bar":
             if trace.get("orientation") == "h":
                 ax.barh(list(trace["y"]), list(trace["x"]), color=color, label=name)
@@ -530,9 +583,10 @@ def _png_matplotlib(fig: go.Figure, path: Path) -> None:
         ax.set_xticks(list(categories.values()), list(categories))
     for annotation in layout.get("annotations", []) or []:
         if annotation.get("text") and annotation.get("xref") == "paper":
-            ax.text(0.5, 0.5, annotation["text"], ha="center", va="center", transform=ax.transAxes)
+            ax.text(annotation.get("x", 0.5), annotation.get("y", 0.5), _plain(annotation["text"]), ha="center",
+                    va="center", transform=ax.transAxes)
     title = layout.get("title", {})
-    ax.set_title((title.get("text") if isinstance(title, dict) else str(title or "")) or "", fontsize=10)
+    ax.set_title(_plain((title.get("text") if isinstance(title, dict) else str(title or "")) or ""), fontsize=10)
     for axis, setter in (("xaxis", ax.set_xlabel), ("yaxis", ax.set_ylabel)):
         label = (layout.get(axis, {}) or {}).get("title", {})
         setter(label.get("text", "") if isinstance(label, dict) else str(label or ""))
@@ -570,7 +624,9 @@ def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
     for key, fig in figures.items():
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
                           config={"displaylogo": False, "responsive": True})
-        parts.append(f'<h2 id="{key}">{html.escape(FIGURES[key])}</h2>\n<div class="figure">{div}</div>')
+        caveat = importance_caveat(data) if key == "importance" else None
+        note = f'\n<p class="note caveat">{html.escape(caveat)}</p>' if caveat else ""
+        parts.append(f'<h2 id="{key}">{html.escape(FIGURES[key])}</h2>{note}\n<div class="figure">{div}</div>')
     path = template_path()
     template = path.read_text() if path is not None else _FALLBACK_TEMPLATE
     return string.Template(template).substitute(

@@ -8,12 +8,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
 
 from autopeft.model.placement import scan
 from autopeft.report.study_report import (
     FIGURES,
+    SINGLE_POINT_LEGEND_LIMIT,
     StudyData,
     _png_matplotlib,
     build_figures,
@@ -199,6 +202,104 @@ def test_table_lists_every_trial_winner_first_then_by_outcome_and_metric():
     assert failed[5] == "r=<b>" and failed[7:] == ["FAIL", "-", "-"]  # the mask bit is not a parameter
     sections = text.split("<body>")[1].split('<h2 id="pareto">')[0]  # summary and table, not the figures
     assert "e&lt;script&gt;" in sections and "r=&lt;b&gt;" in sections and "<script>" not in sections
+
+
+def test_registered_curve_is_thick_and_named_every_trial_one_line():
+    fig = build_figures(_data(), None)["curves"]
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(lines) == 4  # one per trial with a curve (the end-to-end test counts them so)
+    winner = [t for t in lines if "registered" in t.name]
+    assert len(winner) == 1 and winner[0].name == "registered: trial a (lora)" and winner[0].showlegend
+    assert winner[0].line.width >= 2 * max(t.line.width for t in lines if t is not winner[0])
+    assert lines[-1] is winner[0]  # drawn last, on top of the others
+    assert list(winner[0].y) == [0.6, 0.8]
+
+
+def test_trial_stopped_after_one_evaluation_is_a_visible_point_with_a_legend_entry():
+    fig = build_figures(_data(), None)["curves"]
+    single = {t.name: t for t in fig.data if t.mode == "lines+markers" and len(t.x) == 1}
+    assert set(single) == {"trial c (lora): stopped after 1 evaluation", "trial d (lora): stopped after 1 evaluation"}
+    for trace in single.values():
+        assert "markers" in trace.mode and trace.showlegend is not False and trace.marker.size >= 10
+
+
+def test_many_single_evaluation_trials_share_a_legend_entry_per_family():
+    data = _data()
+    many = [{"trial_id": f"s{i}", "run_id": f"rs{i}", "outcome": "PRUNED", "number": 10 + i,
+             "family": "lora" if i % 2 else "ia3", "accuracy": 0.5, "trainable_share": 0.01, "feasible": True,
+             "params": {}} for i in range(SINGLE_POINT_LEGEND_LIMIT + 1)]
+    data.trials = pd.concat([data.trials, pd.DataFrame(many)], ignore_index=True)
+    data.curves.update({r["trial_id"]: [(10, 0.5)] for r in many})
+    fig = build_figures(data, None)["curves"]
+    single = [t for t in fig.data if t.mode == "lines+markers" and len(t.x) == 1]
+    assert len(single) == len(many) + 2  # every trial still drawn
+    legend = {t.name for t in single if t.showlegend is not False}
+    assert legend == {"lora: stopped after 1 evaluation (7 trials)", "ia3: stopped after 1 evaluation (6 trials)"}
+    assert all(t.marker.size >= 10 for t in single)
+
+
+def _optuna_study(completed: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    distributions = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True), "lora.r": IntDistribution(2, 16)}
+    for i in range(completed):
+        study.add_trial(optuna.trial.create_trial(
+            params={"learning_rate": 10 ** (-5 + i * 0.5), "lora.r": 2 + (i * 5) % 15}, distributions=distributions,
+            value=0.5 + 0.05 * i))
+    study.add_trial(optuna.trial.create_trial(params={"learning_rate": 1e-3, "lora.r": 4},
+                                              distributions=distributions, state=optuna.trial.TrialState.PRUNED))
+    return study
+
+
+def test_importances_from_fewer_than_five_completed_trials_carry_a_caveat():
+    data = _data()
+    data.study = _optuna_study(3)
+    fig = build_figures(data, None)["importance"]
+    assert [t.type for t in fig.data] == ["bar"]
+    assert "only 3 trials COMPLETEd" in fig.layout.title.text and "not reliable" in fig.layout.title.text
+    text = _html(data)
+    section = text.split('<h2 id="importance">')[1].split('<div class="figure">')[0]
+    assert "only 3 trials COMPLETEd" in section and "fewer than 5 completed trials are not reliable" in section
+
+    data.study = _optuna_study(5)
+    fig = build_figures(data, None)["importance"]
+    assert [t.type for t in fig.data] == ["bar"] and "not reliable" not in fig.layout.title.text
+    assert 'class="note caveat"' not in _html(data)
+
+
+def test_importance_caveat_counts_the_trial_runs_without_optuna():
+    text = _html()  # no Optuna study: the figure says so; the 2 COMPLETE trial runs give the caveat
+    section = text.split('<h2 id="importance">')[1].split('<div class="figure">')[0]
+    assert "only 2 trials COMPLETEd" in section
+
+
+def test_matplotlib_keeps_the_caveat_and_the_thick_line(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = _data()
+    data.study = _optuna_study(3)
+    figures = build_figures(data, None)
+    drawn: dict[str, object] = {}
+    real = plt.subplots
+
+    def spy(*args, **kwargs):
+        figure, ax = real(*args, **kwargs)
+        drawn["ax"] = ax
+        return figure, ax
+
+    plt.subplots = spy
+    try:
+        _png_matplotlib(figures["importance"], tmp_path / "importance.png")
+        title = drawn["ax"].get_title()
+        _png_matplotlib(figures["curves"], tmp_path / "curves.png")
+        widths = sorted(line.get_linewidth() for line in drawn["ax"].get_lines())
+    finally:
+        plt.subplots = real
+    assert "\nCaveat: only 3 trials COMPLETEd" in title and "<" not in title
+    assert widths[-1] == 4 and widths[0] < 2
 
 
 class _Client:
