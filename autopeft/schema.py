@@ -14,8 +14,10 @@ Where each name lives:
 
 - :class:`RunTag`: tags on MLflow runs, the study's parent run and its nested trial runs
   (:class:`StudyRunTags`, :class:`TrialRunTags`).
-- :class:`VersionTag`: tags on registered model versions: the lineage the search records at
-  registration (:class:`VersionTags`) and what a promotion records (:class:`PromotionTags`).
+- :class:`VersionTag`: tags on registered model versions: a short summary a person reads
+  (:class:`VersionSummary`), what a promotion records (:class:`PromotionTags`) and the keys of
+  the full lineage (:class:`VersionTags`), which this release writes as ``lineage.json`` of the
+  logged model and older releases wrote as tags.
 - :class:`ModelTag`: tags on registered models: the history of every alias (:class:`AliasEvent`).
 - :class:`TrialAttr`: user attributes of Optuna trials.
 - :class:`Metric`: metrics logged on the study's parent run.
@@ -30,7 +32,7 @@ import getpass
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Optional, TypeVar
 
@@ -40,6 +42,8 @@ PREFIX = "autopeft."
 MAX_VERSION_TAG = 5000
 #: MLflow's limit on a param value (trial configs, flattened search configs).
 MAX_PARAM = 6000
+#: Longest run description autopeft writes (MLflow allows more; a description is read, not scrolled).
+MAX_NOTE = 5000
 
 
 # --------------------------------------------------------------------------- names
@@ -50,6 +54,7 @@ class RunKind:
 
     STUDY = "study"
     TRIAL = "trial"
+    FINAL_TRAINING = "final_training"  # the selected config trained again (``budget.final_steps``)
 
 
 class Outcome:
@@ -105,11 +110,26 @@ class RunTag:
     OUTCOME = "autopeft.outcome"  # T: Outcome
     ERROR = "autopeft.error"  # T: the last line of a failed trial's traceback
     WARM_START = "autopeft.warm_start"  # T: where an enqueued config came from
+    SELECTED = "autopeft.selected"  # T: "true" on the trial whose adapter was registered
+    WORKERS = "autopeft.workers"  # T: the worker processes (pids) the trial ran in, in order
+    NOTE = ExperimentTag.NOTE  # S, T: MLflow's run description, in plain words
 
 
 class VersionTag:
-    """Tag keys on registered model versions."""
+    """Tag keys on registered model versions.
 
+    A version registered by this release carries the summary (:class:`VersionSummary`: study,
+    trial, family, adapter, placement, rank, learning rate, metric, val and test metric,
+    trainable share, base model name, data fingerprint); its full lineage, every key below, is
+    ``lineage.json`` of its logged model (:attr:`Artifact.MODEL_LINEAGE`). Versions of older
+    releases hold every lineage key as a tag.
+    """
+
+    # the summary only (derived from the params at registration) ------------------------
+    ADAPTER = "autopeft.adapter"  # one line: the family and its main params (lora r=8 alpha=16)
+    PLACEMENT = "autopeft.placement"  # layers all, roles query,value
+    RANK = "autopeft.rank"
+    LEARNING_RATE = "autopeft.learning_rate"
     # recorded by the search at registration (VersionTags) ------------------------------
     STUDY = RunTag.STUDY
     TRIAL_ID = RunTag.TRIAL_ID
@@ -130,7 +150,7 @@ class VersionTag:
     TRAINABLE_SHARE = "autopeft.trainable_share"
     FINAL_STEPS = "autopeft.final_steps"
     VERSION = RunTag.VERSION
-    # derived at registration (registry.versions.lineage_tags) -------------------------
+    # derived at registration (registry.versions.complete_lineage) ---------------------
     BASE_MODEL_NAME = "autopeft.base_model_name"
     BASE_MODEL_PATH = "autopeft.base_model_path"
     BASE_MODEL_REVISION = "autopeft.base_model_revision"
@@ -212,6 +232,12 @@ class Metric:
     FEASIBLE_TRIALS = "feasible_trials"
     #: Prefix of the final training's validation curve (one point per evaluation step).
     FINAL_PREFIX = "final_"
+    #: What a trial reports with every evaluation but does not change with the step: logged once,
+    #: at the trial's first evaluation, so the run's charts are the curves that move.
+    TRIAL_CONSTANTS = ("trainable_params", "trainable_share", "adapter_size_mb", "latency_ms", "setup_time_s",
+                       "num_target_modules")
+    #: Reported by the trial for the driver, never logged as a metric (the worker is a tag).
+    WORKER_PID = "worker_pid"
 
     @staticmethod
     def best_val(metric: str) -> str:
@@ -245,7 +271,12 @@ class Artifact:
 
     CONFIG = "config.json"  # the resolved search config (credentials redacted)
     SPACE = "space.json"  # the search space as searched
-    LINEAGE = "lineage.json"  # base model reference, data sources, split sizes, label names
+    #: On the study's parent run: base model reference, data sources, split sizes, label names.
+    #: Beside a registered version's adapter (a pyfunc artifact): the version's full lineage
+    #: (:meth:`VersionTags.to_json`), at :attr:`MODEL_LINEAGE` in the logged model.
+    LINEAGE = "lineage.json"
+    #: The version's lineage inside its logged model (pyfunc artifacts live under ``artifacts/``).
+    MODEL_LINEAGE = "artifacts/lineage.json"
     TRIALS = "trials.json"  # one row per trial
     PARETO_CSV = "pareto_set.csv"
     PARETO_PARQUET = "pareto_set.parquet"
@@ -436,6 +467,7 @@ class StudyRunTags(_TagRecord):
     report_error: Optional[str] = _tag(RunTag.REPORT_ERROR, limit=500)
     final_training_error: Optional[str] = _tag(RunTag.FINAL_TRAINING_ERROR, limit=500)
     final_training_node: Optional[str] = _tag(RunTag.FINAL_TRAINING_NODE)
+    note: Optional[str] = _tag(RunTag.NOTE, limit=MAX_NOTE)
 
     @classmethod
     def created(cls, *, study: str, version: str, data_fingerprint: str, base_model: str,
@@ -461,6 +493,9 @@ class TrialRunTags(_TagRecord):
     outcome: Optional[str] = _tag(RunTag.OUTCOME)
     error: Optional[str] = _tag(RunTag.ERROR, limit=MAX_PARAM)
     warm_start: Optional[str] = _tag(RunTag.WARM_START)
+    selected: Optional[bool] = _tag(RunTag.SELECTED, _BOOL)
+    workers: Optional[str] = _tag(RunTag.WORKERS)
+    note: Optional[str] = _tag(RunTag.NOTE, limit=MAX_NOTE)
 
     @classmethod
     def created(cls, *, parent_run_id: str, study: str, trial_id: str) -> TrialRunTags:
@@ -481,12 +516,17 @@ class TrialRunTags(_TagRecord):
 
 @dataclass
 class VersionTags(_TagRecord):
-    """A model version's lineage: what the search records at registration (always all of its
-    keys, "" where it has no value) and what the registry derives (written when known).
+    """A model version's full lineage: what the search records at registration (the
+    ``SEARCH_FIELDS``) and what the registry derives.
 
-    Numbers are written as Python prints them (``0.8125``, ``37634``); ``params``,
-    ``base_model``, ``split_sizes`` and ``adapter_config`` as JSON with sorted keys.
-    ``base_model`` reads a plain model name too (older stores): ``{"name_or_path": name}``.
+    Where it is stored: a version registered by this release carries :class:`VersionSummary`
+    as tags, and this whole record as ``lineage.json`` of its logged model
+    (:meth:`to_json`, :attr:`Artifact.MODEL_LINEAGE`) and as ``lineage`` in its adapter's
+    ``autopeft.json``; ``registry.versions.Registry.lineage`` reads either form back into this
+    record. Older releases wrote every field as a tag (:meth:`to_tags` / :meth:`from_tags`:
+    the search's keys always, "" where unset; numbers as Python prints them, ``params``,
+    ``base_model``, ``split_sizes`` and ``adapter_config`` as JSON with sorted keys;
+    ``base_model`` also as a plain model name: ``{"name_or_path": name}``).
     """
 
     study: Optional[str] = _tag(VersionTag.STUDY, always=True)
@@ -559,6 +599,185 @@ class VersionTags(_TagRecord):
     def study_filter(study: str) -> str:
         """Where ``search_model_versions`` supports tag filters: the versions of ``study``."""
         return f"tags.`{VersionTag.STUDY}` = '{study}'"
+
+    # the JSON form (lineage.json, autopeft.json's ``lineage``) -----------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The set fields by name (JSON types: numbers stay numbers, dicts stay dicts)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> VersionTags:
+        """Tolerant like :meth:`from_tags`: unknown keys are ignored, a value written as tag text
+        (``"0.5"``, a JSON string) is decoded, a value of the wrong kind reads as None."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = (data or {}).get(f.name)
+            if value is None or value == "":
+                continue
+            codec = f.metadata["codec"]
+            if isinstance(value, str) and type(codec) is not _Codec:
+                value = codec.decode(value)
+            elif isinstance(codec, _Float):
+                value = codec.decode(str(value)) if isinstance(value, (int, float)) else None
+            elif isinstance(codec, _Int):
+                value = codec.decode(str(value)) if isinstance(value, (int, float)) else None
+            elif isinstance(codec, _Bool):
+                value = value if isinstance(value, bool) else None
+            elif isinstance(codec, _Json):
+                value = value if isinstance(value, (dict, list)) else None
+            else:
+                value = str(value)
+            if value is not None:
+                values[f.name] = value
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """``lineage.json``: the set fields, sorted, indented."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> VersionTags:
+        """ValueError when ``text`` is not a JSON object."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{Artifact.LINEAGE}: expected a JSON object")
+        return cls.from_dict(data)
+
+    def filled_from(self, other: VersionTags) -> VersionTags:
+        """This record, with the fields it lacks taken from ``other`` (its own values win)."""
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(self)
+                                if getattr(self, f.name) is None and getattr(other, f.name) is not None})
+
+    # the summary (VersionSummary) ----------------------------------------------------------
+
+    @property
+    def family_name(self) -> Optional[str]:
+        """The family, else the params' ``adapter``."""
+        chosen = (self.params or {}).get("adapter")
+        return self.family or (str(chosen) if chosen else None)
+
+    def _family_params(self) -> list[tuple[str, Any]]:
+        family = self.family_name
+        if not family or not self.params:
+            return []
+        prefix = f"{family}."
+        found = [(k[len(prefix):], v) for k, v in self.params.items() if k.startswith(prefix)]
+        first = {"r": 0, "alpha": 1}  # the low-rank families' pair leads, the rest keeps its order
+        return sorted(found, key=lambda kv: first.get(kv[0], 2))
+
+    @property
+    def adapter_summary(self) -> Optional[str]:
+        """One line: the family and its params that are not at their plain default
+        (``lora r=8 alpha=16 dropout=0.05``, ``lora r=8 alpha=16 dropout=0.1 rslora init=pissa``)."""
+        family = self.family_name
+        if not family:
+            return None
+        words = [family]
+        for name, value in self._family_params():
+            if value is None or value is False or str(value).lower() in _DEFAULT_WORDS:
+                continue
+            words.append(name if value is True else f"{name}={_short(value)}")
+        return _cut(" ".join(words))
+
+    @property
+    def placement_summary(self) -> Optional[str]:
+        """Where the adapter sits: ``layers all, roles query,value`` (layer lists as ranges)."""
+        params = self.params or {}
+        parts = []
+        if params.get("placement.layers") not in (None, ""):
+            parts.append(f"layers {_ranges(params['placement.layers'])}")
+        roles = params.get("placement.roles")
+        if roles not in (None, ""):
+            parts.append(f"roles {','.join(map(str, roles)) if isinstance(roles, (list, tuple)) else roles}")
+        return _cut(", ".join(parts)) if parts else None
+
+    @property
+    def rank(self) -> Optional[int]:
+        """The family's rank (``r``, AdaLoRA's ``target_r``), None for families without one."""
+        values = dict(self._family_params())
+        value = values.get("r", values.get("target_r"))
+        return _INT.decode(str(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def learning_rate(self) -> Optional[float]:
+        value = (self.params or {}).get("learning_rate")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def summary(self) -> VersionSummary:
+        """The tags a version of this release carries."""
+        return VersionSummary(
+            study=self.study, trial_id=self.trial_id, family=self.family_name, adapter=self.adapter_summary,
+            placement=self.placement_summary, rank=self.rank, learning_rate=self.learning_rate, metric=self.metric,
+            val_metric=self.val_metric, test_metric=self.test_metric, trainable_share=self.trainable_share,
+            base_model_name=self.base_name, data_fingerprint=self.data_fingerprint)
+
+
+#: Longest value of a summary tag: every one stays under 100 characters.
+MAX_SUMMARY_TAG = 99
+#: Param values that say "as by default" and are left out of the adapter summary.
+_DEFAULT_WORDS = frozenset({"", "default", "uniform", "none"})
+
+
+def _short(value: Any) -> str:
+    """A param value as a person writes it: 16.0 → 16, 0.05 → 0.05, 0.0031615 → 0.003162."""
+    if isinstance(value, float):
+        return format(value, ".4g")
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_short, value))
+    return str(value)
+
+
+def _ranges(layers: Any) -> str:
+    """A layer selector, lists of indices as ranges: ``0,1,2,3,5,7,8`` → ``0-3,5,7-8``."""
+    items = layers if isinstance(layers, (list, tuple)) else str(layers).split(",")
+    try:
+        numbers = [int(str(x).strip()) for x in items]
+    except ValueError:
+        return ",".join(str(x).strip() for x in items)
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _cut(text: str, limit: int = MAX_SUMMARY_TAG) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+_SUMMARY_FLOAT = _Float(".6g")
+
+
+def _summary(key: str, codec: _Codec = _TEXT) -> Any:
+    return _tag(key, codec, limit=MAX_SUMMARY_TAG)
+
+
+@dataclass
+class VersionSummary(_TagRecord):
+    """The tags a registered version of this release carries: what a reviewer reads in the
+    MLflow UI and what ``search_model_versions`` filters on. At most 13, each value under 100
+    characters, none empty (unset fields are not written); numbers to 6 significant digits
+    (the lineage, :class:`VersionTags`, keeps them whole)."""
+
+    study: Optional[str] = _summary(VersionTag.STUDY)
+    trial_id: Optional[str] = _summary(VersionTag.TRIAL_ID)
+    family: Optional[str] = _summary(VersionTag.FAMILY)
+    adapter: Optional[str] = _summary(VersionTag.ADAPTER)
+    placement: Optional[str] = _summary(VersionTag.PLACEMENT)
+    rank: Optional[int] = _summary(VersionTag.RANK, _INT)
+    learning_rate: Optional[float] = _summary(VersionTag.LEARNING_RATE, _Float(".4g"))
+    metric: Optional[str] = _summary(VersionTag.METRIC)
+    val_metric: Optional[float] = _summary(VersionTag.VAL_METRIC, _SUMMARY_FLOAT)
+    test_metric: Optional[float] = _summary(VersionTag.TEST_METRIC, _SUMMARY_FLOAT)
+    trainable_share: Optional[float] = _summary(VersionTag.TRAINABLE_SHARE, _SUMMARY_FLOAT)
+    base_model_name: Optional[str] = _summary(VersionTag.BASE_MODEL_NAME)
+    data_fingerprint: Optional[str] = _summary(VersionTag.DATA_FINGERPRINT)
+
+    def to_tags(self, *, only_set: bool = True) -> dict[str, str]:
+        return {k: v for k, v in super().to_tags(only_set=True).items() if v.strip()}
 
 
 @dataclass
@@ -686,9 +905,10 @@ class AdapterMetadata:
     """``autopeft.json`` beside an exported adapter: which base model to fetch (by reference)
     and how to read inputs, plus where the adapter came from.
 
-    Written as JSON with sorted keys (indent 2); every field is written, unknown keys of a file
-    (a newer release) are kept in ``extra`` and written back. Reading needs ``task`` and
-    ``base_model.config``; the rest defaults when missing (older or hand-written files).
+    Written as JSON with sorted keys (indent 2); every field is written (``lineage`` only once
+    set), unknown keys of a file (a newer release) are kept in ``extra`` and written back.
+    Reading needs ``task`` and ``base_model.config``; the rest defaults when missing (older or
+    hand-written files).
     """
 
     task: str
@@ -711,6 +931,9 @@ class AdapterMetadata:
     validation: dict[str, Any] = field(default_factory=dict)
     final_steps: Optional[int] = None
     data_fingerprint: Optional[str] = None
+    #: The registered version's full lineage (:meth:`VersionTags.to_dict`), written by the
+    #: registration; None in an adapter that was not registered (or by an older release).
+    lineage: Optional[dict[str, Any]] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -724,7 +947,14 @@ class AdapterMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if data["lineage"] is None:
+            del data["lineage"]
         return {**self.extra, **data}
+
+    @property
+    def version_lineage(self) -> Optional[VersionTags]:
+        """``lineage`` as the record the registry reads (None when the adapter has none)."""
+        return VersionTags.from_dict(self.lineage) if isinstance(self.lineage, dict) else None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdapterMetadata:

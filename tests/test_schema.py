@@ -26,6 +26,7 @@ from autopeft.schema import (
     StudyRunTags,
     TrialAttr,
     TrialRunTags,
+    VersionSummary,
     VersionTag,
     VersionTags,
     alias_history,
@@ -145,7 +146,7 @@ def test_trial_run_tags_round_trip():
 # --------------------------------------------------------------------------- version tags
 
 
-def test_version_tags_read_and_write_the_current_format_text_for_text():
+def test_version_tags_read_and_write_the_older_format_text_for_text():
     tags = VersionTags.from_tags(LEGACY_VERSION_TAGS)
     assert tags.base_model == {"config_sha256": "953f9c0d463486b1", "location": "/opt/minilm", "model_type": "bert",
                                "name_or_path": "minilm"}  # JSON on a version
@@ -170,6 +171,72 @@ def test_version_tags_tolerate_older_and_partial_stores():
     assert (old.test_metric, old.trainable_share, old.params, old.git_dirty) == (None, None, None, False)
     assert old.study is None and old.mode is None and old.base_model_name is None
     assert VersionTags.from_tags({}) == VersionTags() and VersionTags.from_tags(None).base_name is None
+
+
+def test_the_summary_is_short_readable_and_leaves_out_what_is_unset():
+    tags = VersionTags.from_tags(LEGACY_VERSION_TAGS)
+    summary = tags.summary().to_tags()
+    assert summary == {
+        "autopeft.study": "legacy-study", "autopeft.trial_id": "263c4fb2", "autopeft.family": "lora",
+        "autopeft.adapter": "lora r=4 alpha=8", "autopeft.placement": "roles query,value", "autopeft.rank": "4",
+        "autopeft.learning_rate": "0.003162", "autopeft.metric": "accuracy", "autopeft.val_metric": "0.625",
+        "autopeft.test_metric": "0.5625", "autopeft.trainable_share": "0.00165412",
+        "autopeft.base_model_name": "minilm", "autopeft.data_fingerprint": "33d3c8cd65a135cb"}
+    assert set(summary) == set(VersionSummary.keys().values())
+    # read back from the summary alone: what a version without its lineage.json still says
+    assert VersionTags.from_tags(summary).test_metric == 0.5625 and VersionSummary.from_tags(summary).rank == 4
+    assert VersionTags().summary().to_tags() == {} and VersionSummary(study=" ").to_tags() == {}
+
+
+@pytest.mark.parametrize("params,adapter,placement,rank", [
+    ({"adapter": "lora", "lora.r": 8, "lora.alpha": 16.0, "lora.dropout": 0.05, "lora.rslora": True,
+      "lora.init": "pissa", "lora.rank_pattern": "uniform", "placement.layers": "all",
+      "placement.roles": "query,value"}, "lora r=8 alpha=16 dropout=0.05 rslora init=pissa",
+     "layers all, roles query,value", 8),
+    ({"adapter": "ia3", "placement.layers": "0,1,2,3,5,7,8", "placement.roles": "all-linear",
+      "placement.layer_0": True}, "ia3", "layers 0-3,5,7-8, roles all-linear", None),
+    ({"adapter": "adalora", "adalora.init_r": 12, "adalora.target_r": 4, "adalora.alpha": 8},
+     "adalora alpha=8 init_r=12 target_r=4", None, 4),
+    ({"adapter": "prompt_tuning", "prompt_tuning.num_virtual_tokens": 20}, "prompt_tuning num_virtual_tokens=20",
+     None, None),
+    ({"adapter": "serial_adapter", "serial_adapter.size": 64, "placement.layers": "last-4"},
+     "serial_adapter size=64", "layers last-4", None),
+])
+def test_adapter_and_placement_summaries(params, adapter, placement, rank):
+    tags = VersionTags(params={**params, "learning_rate": 0.01})
+    assert (tags.adapter_summary, tags.placement_summary, tags.rank, tags.learning_rate) == (
+        adapter, placement, rank, 0.01)
+
+
+def test_summaries_stay_under_100_characters():
+    layers = ",".join(str(i) for i in range(0, 96, 2))  # every other layer: no range to fold
+    tags = VersionTags(study="s" * 150, params={"adapter": "lora", **{f"lora.p{i}": 1234.5678 for i in range(30)},
+                                                "placement.layers": layers, "placement.roles": "query"})
+    written = tags.summary().to_tags()
+    assert all(len(v) < 100 for v in written.values())
+    assert written["autopeft.adapter"].endswith("…") and written["autopeft.placement"].endswith("…")
+
+
+def test_the_lineage_json_round_trips_and_reads_tolerantly():
+    tags = VersionTags.from_tags(LEGACY_VERSION_TAGS)
+    text = tags.to_json()
+    assert json.loads(text)["params"]["lora.r"] == 4 and "final_steps" not in json.loads(text)  # unset: left out
+    assert VersionTags.from_json(text) == tags
+    odd = VersionTags.from_dict({"test_metric": "0.5", "trainable_params": 12.0, "params": "{\"a\": 1}",
+                                 "base_model": "minilm", "git_dirty": "yes", "val_metric": "n/a",
+                                 "split_sizes": 3, "study": 7, "from_the_future": 1})
+    assert (odd.test_metric, odd.trainable_params, odd.params, odd.base_model) == (0.5, 12, {"a": 1},
+                                                                                   {"name_or_path": "minilm"})
+    assert (odd.git_dirty, odd.val_metric, odd.split_sizes, odd.study) == (None, None, None, "7")
+    with pytest.raises(ValueError):
+        VersionTags.from_json("[1]")
+
+
+def test_filled_from_keeps_its_own_values():
+    record = VersionTags(study="s", test_metric=0.8124999761581421)
+    summary = VersionTags(study="other", test_metric=0.8125, family="lora")
+    assert record.filled_from(summary) == VersionTags(study="s", test_metric=0.8124999761581421, family="lora")
+    assert record == VersionTags(study="s", test_metric=0.8124999761581421)  # a copy
 
 
 def test_derive_base_model():
@@ -245,6 +312,15 @@ def test_adapter_metadata_reads_and_writes_the_current_file_byte_for_byte():
     assert meta.model_reference["config_sha256"] == "953f9c0d463486b1" and meta.label_names == ["negative", "positive"]
     assert meta.to_json() == text
     assert AdapterMetadata.from_dict(meta.to_dict()) == meta
+
+
+def test_adapter_metadata_carries_the_registered_lineage():
+    meta = AdapterMetadata.from_dict(LEGACY_METADATA)
+    assert meta.lineage is None and meta.version_lineage is None and "lineage" not in meta.to_dict()
+    lineage = VersionTags.from_tags(LEGACY_VERSION_TAGS)
+    meta.lineage = lineage.to_dict()
+    again = AdapterMetadata.from_json(meta.to_json())
+    assert again.version_lineage == lineage and again.to_json() == meta.to_json()
 
 
 def test_adapter_metadata_tolerates_partial_files_and_keeps_unknown_keys():
