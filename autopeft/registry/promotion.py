@@ -4,8 +4,9 @@ The gates, in order:
 
 1. **not worse than the current holder** on the same test set: the candidate's test metric
    must be at least as good as the holder's (``>=`` when the metric is maximised, ``<=`` when
-   minimised). The numbers come from the versions' tags when both were tested on the same test
-   set (the ``test_fingerprint`` version tag) with the same metric; otherwise both are re-evaluated on
+   minimised). The numbers come from the versions' lineage (``Registry.lineage``: their
+   ``lineage.json``, or the tags of versions registered by older releases) when both were tested
+   on the same test set (its ``test_fingerprint``) with the same metric; otherwise both are re-evaluated on
    the test file given with ``--test-data`` (without it the promotion stops with exit 2 rather
    than compare numbers from different data).
 2. optional thresholds (:class:`PromotionConfig`): minimum metric, maximum trainable share,
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from autopeft.registry.versions import AliasEvent, Registry
 
 
+#: Where a measurement's numbers come from when no test file re-evaluated them.
+RECORDED = "recorded at registration"
+
+
 @dataclass
 class Measurement:
     """What the gates know about one version."""
@@ -47,7 +52,7 @@ class Measurement:
     test_fingerprint: str
     trainable_share: Optional[float] = None
     latency_ms: Optional[float] = None
-    source: str = "registry tags"
+    source: str = RECORDED
 
 
 @dataclass
@@ -59,11 +64,11 @@ class GateResult:
     reference: Optional[float] = None
 
 
-def measurement_from_tags(version: ModelVersion) -> Measurement:
-    tags = VersionTags.from_tags(version.tags)
-    return Measurement(version=str(version.version), metric=tags.metric or "", mode=tags.mode or "max",
-                       value=tags.test_metric, test_fingerprint=tags.test_fingerprint or "",
-                       trainable_share=tags.trainable_share)
+def measurement_of(version: ModelVersion, lineage: VersionTags) -> Measurement:
+    """What the version's recorded lineage says (``Registry.lineage``)."""
+    return Measurement(version=str(version.version), metric=lineage.metric or "", mode=lineage.mode or "max",
+                       value=lineage.test_metric, test_fingerprint=lineage.test_fingerprint or "",
+                       trainable_share=lineage.trainable_share)
 
 
 def comparable(candidate: Measurement, holder: Measurement) -> str | None:
@@ -235,8 +240,9 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
     if holder_version is not None and str(holder_version.version) == cand_v:
         return PromotionResult(name, to_alias, cand_v, cand_v, [], False, None)
 
-    candidate = measurement_from_tags(candidate_version)
-    holder = measurement_from_tags(holder_version) if holder_version is not None else None
+    candidate = measurement_of(candidate_version, registry.lineage(candidate_version, strict=True))
+    holder = (measurement_of(holder_version, registry.lineage(holder_version, strict=True))
+              if holder_version is not None else None)
     if not candidate.metric:
         raise RegistryError(f"version: {name!r} version {cand_v} has no {VersionTag.METRIC} tag "
                             "(not registered by autopeft)")
@@ -296,7 +302,7 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
     overridden = bool(failed) and force
     summary = [{k: v for k, v in asdict(g).items() if k != "message"} for g in gates]
     version_tags = PromotionTags(alias=to_alias, gates=summary, forced=overridden, latency_ms=candidate.latency_ms)
-    if candidate.value is not None and candidate.source != "registry tags":
+    if candidate.value is not None and candidate.source != RECORDED:
         version_tags.compared_test_metric = candidate.value
         version_tags.compared_on = candidate.test_fingerprint
     event = registry.move_alias(name, to_alias, cand_v, action="force" if overridden else "promote", reason=reason,

@@ -1,8 +1,20 @@
 """The model registry side of autopeft: register adapters with lineage, move aliases, keep history.
 
-Versions carry lineage tags (study, trial, base model reference, data fingerprint, metrics, git
-commit) so that the registry alone answers "where did this come from"; the adapter is stored,
-the base model only referenced.
+The registry alone answers "what is this and where did it come from"; the adapter is stored,
+the base model only referenced. A registered version carries:
+
+- a description in plain words (what the adapter is, its study and trial, its validation and
+  test figures, its trainable share, how to load it), and the registered model one saying what
+  autopeft registers there (:func:`version_description`, :func:`model_description`);
+- a short summary as tags (:class:`~autopeft.schema.VersionSummary`: about a dozen, each under
+  100 characters, the ones ``search_model_versions`` filters on);
+- its full lineage (:class:`~autopeft.schema.VersionTags`: params, base model reference, data
+  and test fingerprints, split sizes, adapter config, space hash, git commit...) as
+  ``artifacts/lineage.json`` of the logged model, and as ``lineage`` in the adapter's
+  ``autopeft.json``.
+
+:meth:`Registry.lineage` reads a version's lineage back, from ``lineage.json`` and the tags, or
+from the tags alone for versions of older releases (which wrote every field as a tag).
 
 Lifecycle rules (see docs/registry.md):
 
@@ -32,11 +44,14 @@ from autopeft.errors import RegistryError, TrackingError
 from autopeft.registry.reachability import probe
 from autopeft.schema import (
     MAX_VERSION_TAG,
+    AdapterMetadata,
     Alias,
     AliasEvent,
     Artifact,
     ModelTag,
     PromotionTags,
+    VersionSummary,
+    VersionTag,
     VersionTags,
     alias_history,
     current_user,
@@ -57,6 +72,8 @@ _T = TypeVar("_T")
 #: The file MLflow logs as the pyfunc model's code ("models from code"): found by path, never
 #: imported here, since running it registers the model object with MLflow.
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+#: The pyfunc artifact key of ``lineage.json`` (MLflow stores it as ``artifacts/lineage.json``).
+LINEAGE_ARTIFACT = Path(Artifact.LINEAGE).stem
 
 
 # --------------------------------------------------------------------------- registration
@@ -103,15 +120,14 @@ def git_commit(directory: Path | None = None) -> dict[str, str]:
                        git_dirty=dirty.returncode == 0 and bool(dirty.stdout.strip())).to_tags(only_set=True)
 
 
-def lineage_tags(adapter_dir: Path, tags: Mapping[str, Any], space: Any = None) -> dict[str, str]:
-    """Lineage the search does not pass in, derived here so every registration gets it:
-    base model id/revision or local path + config hash as separate tags (searchable), the peft
-    adapter config, a hash of the search space, the git commit of the project, and when."""
-    given = VersionTags.from_tags({k: str(v) for k, v in tags.items()})
+def complete_lineage(adapter_dir: Path, given: VersionTags, space: Any = None) -> VersionTags:
+    """``given`` (the search's record) with what the registry derives, so every registration has
+    it: the base model's name, local path, revision and config hash from its reference, the peft
+    adapter config, a hash of the search space, the git commit of the project, when and by whom.
+    A field ``given`` sets keeps its value."""
     derived = VersionTags(base_model=given.base_model)
     derived.derive_base_model()
-    derived.base_model = None  # given, not derived
-    config_file = adapter_dir / "adapter_config.json"  # peft's file
+    config_file = Path(adapter_dir) / "adapter_config.json"  # peft's file
     if config_file.is_file():
         config = json.loads(config_file.read_text())
         keep = ("peft_type", "task_type", "r", "lora_alpha", "lora_dropout", "use_dora", "target_modules",
@@ -119,20 +135,39 @@ def lineage_tags(adapter_dir: Path, tags: Mapping[str, Any], space: Any = None) 
         derived.adapter_config = {k: config[k] for k in keep if config.get(k) is not None}
     if space is not None:
         derived.space_hash = hashlib.sha256(json.dumps(space, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    out = derived.to_tags(only_set=True)
-    out.update(git_commit())
-    out.update(VersionTags(registered_at=now_iso(), registered_by=current_user()).to_tags(only_set=True))
-    return {k: v for k, v in out.items() if k not in tags}
+    git = VersionTags.from_tags(git_commit())
+    derived.git_commit, derived.git_dirty = git.git_commit, git.git_dirty
+    derived.registered_at, derived.registered_by = now_iso(), current_user()
+    return given.filled_from(derived)
 
 
-def _run_space(client: MlflowClient, run_id: str) -> Any:
-    """The study's search space as the search logged it (``space.json``), or None."""
+def _run_space(client: MlflowClient, *run_ids: str | None) -> Any:
+    """The study's search space as the search logged it (``space.json`` of the study's run: the
+    first of ``run_ids`` that has it), or None."""
+    for run_id in dict.fromkeys(r for r in run_ids if r):
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(run_id, Artifact.SPACE, tmp)
+                return json.loads(Path(path).read_text())
+        except Exception:  # an older study, a trial's run, a store without it: the hash is optional
+            continue
+    return None
+
+
+def _record_in_metadata(adapter_dir: Path, lineage: VersionTags) -> AdapterMetadata | None:
+    """Write the lineage into the adapter's ``autopeft.json`` (so the exported and the
+    registered adapter say where they came from); the metadata, or None without a readable file."""
+    meta_file = Path(adapter_dir) / Artifact.METADATA_FILE
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run_id, Artifact.SPACE, tmp)
-            return json.loads(Path(path).read_text())
-    except Exception:  # an older study, or a store without the artifact: the hash is optional
+        metadata = AdapterMetadata.from_json(meta_file.read_text())
+    except (OSError, ValueError, KeyError):  # not an autopeft adapter folder: lineage.json still has it
         return None
+    metadata.lineage = lineage.to_dict()
+    try:
+        meta_file.write_text(metadata.to_json())
+    except OSError:  # a read-only folder: lineage.json still has it
+        pass
+    return metadata
 
 
 @contextmanager
@@ -157,32 +192,139 @@ def register_adapter(client: MlflowClient, *, tracking_uri: str, run_id: str, ad
                      alias: str = CANDIDATE_ALIAS) -> ModelVersion:
     """Log ``adapter_dir`` as a pyfunc model in ``run_id``, register it and point ``alias`` at it.
 
-    ``tags``: the search's lineage record (:class:`~autopeft.schema.VersionTags`; a mapping of
-    tag keys is taken as it is); the registry adds what it derives (:func:`lineage_tags`)."""
+    ``tags``: the search's lineage record (:class:`~autopeft.schema.VersionTags`, or a mapping
+    of its tag keys; other keys of a mapping are set on the version as they are). The registry
+    completes it (:func:`complete_lineage`) and stores it as ``lineage.json`` beside the adapter
+    in the logged model and in the adapter's ``autopeft.json``; the version gets its summary as
+    tags (:class:`~autopeft.schema.VersionSummary`) and a description, the registered model a
+    description when it has none."""
     import mlflow
 
+    adapter_dir = Path(adapter_dir)
+    own: dict[str, str] = {}
+    if isinstance(tags, VersionTags):
+        given = tags
+    else:
+        text = {k: str(v) for k, v in tags.items()}
+        given = VersionTags.from_tags(text)
+        lineage_keys = set(VersionTags.keys().values())
+        own = {k: v for k, v in text.items() if k not in lineage_keys and v.strip()}
+    lineage = complete_lineage(adapter_dir, given, _run_space(client, given.parent_run_id, run_id))
+    metadata = _record_in_metadata(adapter_dir, lineage)
     try:
-        with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name=Artifact.MODEL,
-                python_model=str(PYFUNC_ENTRY),  # models from code: nothing pickled
-                signature=model_signature,
-                artifacts={Artifact.ADAPTER: str(adapter_dir)},
-                pip_requirements=_pip_requirements(),
-                registered_model_name=registered_model,
-            )
+        with tempfile.TemporaryDirectory(prefix="autopeft-lineage-") as tmp:
+            lineage_file = Path(tmp) / Artifact.LINEAGE
+            lineage_file.write_text(lineage.to_json())
+            with mlflow_uris(tracking_uri), mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(
+                    name=Artifact.MODEL,
+                    python_model=str(PYFUNC_ENTRY),  # models from code: nothing pickled
+                    signature=model_signature,
+                    artifacts={Artifact.ADAPTER: str(adapter_dir), LINEAGE_ARTIFACT: str(lineage_file)},
+                    pip_requirements=_pip_requirements(),
+                    registered_model_name=registered_model,
+                )
     except Exception as exc:
         raise TrackingError(f"tracking: registering the best adapter as {registered_model!r} failed: {exc}") from exc
     version = str(info.registered_model_version)
-    given = tags.to_tags() if isinstance(tags, VersionTags) else {k: str(v) for k, v in tags.items()}
-    all_tags = {**given, **lineage_tags(Path(adapter_dir), given, _run_space(client, run_id))}
-    for key, value in all_tags.items():
+    for key, value in {**lineage.summary().to_tags(), **own}.items():
         client.set_model_version_tag(registered_model, version, key, value[:_MAX_TAG])
+    client.update_model_version(registered_model, version,
+                                description=version_description(registered_model, version, lineage, metadata))
+    if not (client.get_registered_model(registered_model).description or "").strip():
+        client.update_registered_model(registered_model, description=model_description(registered_model))
     client.set_registered_model_alias(registered_model, alias, version)
     return client.get_model_version(registered_model, version)
 
 
+# --------------------------------------------------------------------------- descriptions
+
+
+def model_description(name: str) -> str:
+    """What the registered model holds and how to load it (Markdown, as the MLflow UI shows it)."""
+    return (
+        f"Adapters registered by autopeft: each version is the adapter (LoRA, IA3, ...) a study's search "
+        f"selected, trained on a base model that is referenced, not stored. A version's description says what "
+        f"the adapter is, which study and trial it came from and how it scored; its tags summarise it and its "
+        f"model's `{Artifact.MODEL_LINEAGE}` holds the full lineage (params, data, base model, git commit).\n\n"
+        f"Aliases: `{Alias.CANDIDATE}` is the version registered last; `{Alias.PRODUCTION}` moves only through "
+        f"`autopeft promote` (gated on the test metric) and `autopeft rollback`, each move recorded in this "
+        f"model's tags (`{ModelTag.HISTORY_PREFIX}*`).\n\n"
+        f"Load a version: `mlflow.pyfunc.load_model(\"models:/{name}@{Alias.CANDIDATE}\")` (or "
+        f"`models:/{name}/VERSION`) predicts from a DataFrame of the input columns; "
+        f"`autopeft export {name}@{Alias.CANDIDATE} --out DIR` writes the adapter to a folder "
+        f"(`--merged`: a plain transformers model)."
+    )
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def version_description(name: str, version: str, lineage: VersionTags,
+                        metadata: AdapterMetadata | None = None) -> str:
+    """The version in plain words (Markdown): what the adapter is, where it came from, how it
+    scored, how to load it. ``metadata``: the adapter's ``autopeft.json`` (the selection's reason)."""
+    family = lineage.family_name or "an"
+    what = f"**{family} adapter**"
+    if lineage.adapter_summary and lineage.adapter_summary != family:
+        what += f" `{lineage.adapter_summary}`"
+    if lineage.base_name:
+        what += f" on `{lineage.base_name}`" + (f" @{lineage.base_pin[:12]}" if lineage.base_pin else "")
+    details = [p for p in (lineage.placement_summary,
+                           f"learning rate {lineage.learning_rate:.4g}" if lineage.learning_rate else None) if p]
+    paragraphs = [what + (f" ({'; '.join(details)})" if details else "") + "."]
+
+    origin = f"**From** study `{lineage.study or '?'}`, trial `{lineage.trial_id or '?'}`"
+    runs = [f"trial run `{lineage.trial_run_id}`" if lineage.trial_run_id else "",
+            f"study run `{lineage.parent_run_id}`" if lineage.parent_run_id else ""]
+    if any(runs):
+        origin += f" ({', '.join(r for r in runs if r)})"
+    reason = ((metadata.selection if metadata else {}) or {}).get("reason")
+    if lineage.selection_policy:
+        origin += f", selected by the `{lineage.selection_policy}` policy"
+        origin += f": {' '.join(str(reason).split())[:300]}" if reason else ""
+    origin += "."
+    if lineage.final_steps:
+        origin += f" Retrained for {lineage.final_steps} steps with the trial's configuration before registration."
+    paragraphs.append(origin)
+
+    metric = lineage.metric or "metric"
+    scores = f"**Scores:** validation {metric} {_figure(lineage.val_metric)}, "
+    if lineage.test_metric is not None:
+        test_rows = (lineage.split_sizes or {}).get("test")
+        where = [f"{test_rows} rows" if test_rows else "", f"fingerprint {lineage.test_fingerprint[:8]}"
+                 if lineage.test_fingerprint else ""]
+        scores += f"test {metric} {_figure(lineage.test_metric)}"
+        scores += f" (test set: {', '.join(w for w in where if w)})" if any(where) else ""
+    else:
+        scores += "no test set"
+    if lineage.mode:
+        scores += f"; {'higher' if lineage.mode == 'max' else 'lower'} is better"
+    scores += "."
+    if lineage.trainable_share is not None:
+        scores += f" Trainable share {lineage.trainable_share:.3%}"
+        scores += f" ({lineage.trainable_params:,} parameters)." if lineage.trainable_params else "."
+    paragraphs.append(scores)
+
+    load = (f"**Load:** `mlflow.pyfunc.load_model(\"models:/{name}/{version}\")` (fetches the base model by "
+            f"reference), or `autopeft export {name}/{version} --out DIR`. Full lineage: `{Artifact.MODEL_LINEAGE}` "
+            f"of this version's model")
+    if lineage.git_commit:
+        load += f"; registered from git commit `{lineage.git_commit[:12]}`" + (
+            " with uncommitted changes" if lineage.git_dirty else "")
+    paragraphs.append(load + ".")
+    return "\n\n".join(paragraphs)
+
+
 # --------------------------------------------------------------------------- lifecycle
+
+
+def keeps_lineage_file(tags: Mapping[str, str]) -> bool:
+    """Whether a version with these tags keeps its lineage in ``lineage.json``: registered by
+    this release (it carries the summary, not the whole record: older releases always wrote
+    the mode as a tag)."""
+    return VersionTag.MODE not in tags and any(key in tags for key in VersionSummary.keys().values())
 
 
 def check_store(uri: str) -> None:
@@ -308,6 +450,35 @@ class Registry:
 
     def history(self, name: str, alias: str) -> list[AliasEvent]:
         return alias_history(self.model(name).tags or {}, alias)
+
+    def lineage(self, version: ModelVersion, *, strict: bool = False) -> VersionTags:
+        """The version's full lineage: ``lineage.json`` of its logged model, completed by its
+        tags (versions of this release), or its tags alone (older releases wrote every field as
+        a tag, and versions not registered by autopeft have none).
+
+        When ``lineage.json`` should be there and cannot be read, the tags' summary is returned,
+        or with ``strict`` a RegistryError (a promotion needs the mode and the test fingerprint)."""
+        tags = dict(version.tags or {})
+        recorded = VersionTags.from_tags(tags)
+        if not keeps_lineage_file(tags):
+            return recorded
+        try:
+            text = self._model_file(version.name, str(version.version), Artifact.MODEL_LINEAGE)
+            return VersionTags.from_json(text).filled_from(recorded)
+        except Exception as exc:  # missing file, unreachable artifact store, not JSON
+            if strict:
+                raise RegistryError(f"version: cannot read the lineage of {version.name!r} version {version.version} "
+                                    f"({Artifact.MODEL_LINEAGE}): {' '.join(str(exc).split())[:200]}") from None
+            return recorded
+
+    def _model_file(self, name: str, version: str, path: str) -> str:
+        """The text of one file of the version's logged model (downloaded alone)."""
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(prefix="autopeft-read-") as tmp, mlflow_uris(self.uri):
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/{path}",
+                                                       dst_path=tmp, tracking_uri=self.uri, registry_uri=self.uri)
+            return Path(local).read_text()
 
     def download(self, name: str, version: str, dst: Path) -> Path:
         """The version's logged model into ``dst``; returns the adapter folder inside it."""

@@ -91,6 +91,7 @@ def test_schema_reads_the_legacy_tags(legacy):
     client = MlflowClient(tracking_uri=legacy["uri"], registry_uri=legacy["uri"])
     version = client.get_model_version(legacy["registered_model"], legacy["version"])
     tags = VersionTags.from_tags(version.tags)
+    assert Registry.open(legacy["uri"]).lineage(version) == tags  # the reader: the tags alone, no lineage.json
     assert (tags.study, tags.family, tags.metric, tags.mode) == (legacy["study"], "lora", "accuracy", "max")
     assert tags.trial_id and tags.trial_run_id and tags.parent_run_id
     assert tags.base_model is not None and tags.base_model["name_or_path"] == "minilm"  # JSON on a version
@@ -155,29 +156,33 @@ def test_the_legacy_adapter_predicts(legacy, tmp_path, minilm_path):
 
 def test_the_current_code_registers_the_legacy_adapter_again(legacy, tmp_path, minilm_path):
     """Registered by the current code (its models-from-code entry file), the same adapter loads by
-    alias through pyfunc, and the lineage written from the old version's tags is the same text."""
+    alias through pyfunc, and the lineage read back (now from lineage.json and a short summary of
+    tags) is the one the old version's tags held."""
     import mlflow
 
     from autopeft.engine.predictor import AdapterPredictor
     from autopeft.registry.tracking import connect
     from autopeft.registry.versions import PYFUNC_ENTRY, mlflow_uris, register_adapter, signature
-    from autopeft.schema import VersionTag
+    from autopeft.schema import VersionSummary
 
     old = Registry.open(legacy["uri"])
     adapter = old.download(legacy["registered_model"], legacy["version"], tmp_path / "download")
-    old_tags = old.version(legacy["registered_model"], legacy["version"]).tags
+    old_version = old.version(legacy["registered_model"], legacy["version"])
     (tmp_path / "new").mkdir()
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
     client, experiment = connect(uri, "again")
     run = client.create_run(experiment)
     version = register_adapter(client, tracking_uri=uri, run_id=run.info.run_id, adapter_dir=adapter,
-                               registered_model="again", tags=VersionTags.from_tags(old_tags),
+                               registered_model="again", tags=old.lineage(old_version),
                                model_signature=signature(["sentence"], [("label", "string"), ("score", "double")]))
-    new_tags = client.get_model_version("again", version.version).tags
-    same = [VersionTags.keys()[f] for f in VersionTags.SEARCH_FIELDS] + [
-        VersionTag.BASE_MODEL_NAME, VersionTag.BASE_MODEL_PATH, VersionTag.BASE_MODEL_CONFIG_SHA256,
-        VersionTag.ADAPTER_CONFIG]
-    assert {k: new_tags.get(k) for k in same} == {k: old_tags.get(k) for k in same}
+    new_tags = {k: v for k, v in version.tags.items() if k.startswith("autopeft.")}
+    assert set(new_tags) <= set(VersionSummary.keys().values()) and all(0 < len(v) < 100 for v in new_tags.values())
+    assert new_tags["autopeft.adapter"].startswith("lora r=4 alpha=8") and new_tags["autopeft.test_metric"] == "0.5625"
+    same = [*VersionTags.SEARCH_FIELDS, "base_model_name", "base_model_path", "base_model_config_sha256",
+            "adapter_config", "space_hash", "registered_at", "registered_by"]
+    new_lineage, old_lineage = Registry.open(uri).lineage(version), old.lineage(old_version)
+    assert {f: getattr(new_lineage, f) for f in same} == {f: getattr(old_lineage, f) for f in same}
+    assert "study `legacy-study`" in version.description and "test accuracy 0.5625" in version.description
 
     with mlflow_uris(uri):
         model = mlflow.pyfunc.load_model(f"models:/again@{Alias.CANDIDATE}")

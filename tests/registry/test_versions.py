@@ -20,12 +20,14 @@ from autopeft.registry.promotion import promote
 from autopeft.registry.versions import (
     AliasEvent,
     Registry,
+    complete_lineage,
     git_commit,
     history_from_tags,
     holders,
-    lineage_tags,
+    keeps_lineage_file,
     parse_model_ref,
 )
+from autopeft.schema import VersionTags
 
 
 def production(registry: Registry, model_name: str) -> str | None:
@@ -136,17 +138,23 @@ def test_bad_model_ref():
         parse_model_ref("just-a-name")
 
 
-def test_lineage_tags_split_the_base_model_reference(tmp_path):
+def test_complete_lineage_splits_the_base_model_reference_and_keeps_what_is_given(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["q"]}))
     ref = {"name_or_path": "minilm", "location": "/opt/models/minilm", "config_sha256": "abc123", "revision": "v1"}
-    tags = lineage_tags(tmp_path, {"autopeft.base_model": json.dumps(ref)}, space={"adapters": {"lora": {}}})
-    assert tags["autopeft.base_model_name"] == "minilm"
-    assert tags["autopeft.base_model_path"] == "/opt/models/minilm"
-    assert tags["autopeft.base_model_revision"] == "v1"
-    assert tags["autopeft.base_model_config_sha256"] == "abc123"
-    assert json.loads(tags["autopeft.adapter_config"]) == {"peft_type": "LORA", "r": 8, "target_modules": ["q"]}
-    assert len(tags["autopeft.space_hash"]) == 16
-    assert "autopeft.registered_at" in tags
+    given = VersionTags(study="s", base_model=ref, registered_by="ci")
+    record = complete_lineage(tmp_path, given, space={"adapters": {"lora": {}}})
+    assert (record.base_model_name, record.base_model_path, record.base_model_revision,
+            record.base_model_config_sha256) == ("minilm", "/opt/models/minilm", "v1", "abc123")
+    assert record.adapter_config == {"peft_type": "LORA", "r": 8, "target_modules": ["q"]}
+    assert record.space_hash is not None and len(record.space_hash) == 16
+    assert record.registered_at and record.registered_by == "ci"  # given wins over derived
+    assert record.study == "s" and record.base_model == ref and given.adapter_config is None  # given unchanged
+
+
+def test_which_versions_keep_their_lineage_in_a_file():
+    assert keeps_lineage_file({"autopeft.study": "s", "autopeft.test_metric": "0.5"})  # this release: the summary
+    assert not keeps_lineage_file({"autopeft.study": "s", "autopeft.mode": "max"})  # older: every key a tag
+    assert not keeps_lineage_file({"owner": "me"})  # not registered by autopeft
 
 
 def test_git_commit_of_a_checkout_and_outside_one(tmp_path):
