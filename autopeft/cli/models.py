@@ -140,16 +140,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             registry = Registry.open(_tracking_uri(tracking_uri))
-            if name is None:
-                out.print(_models_table(registry))
-                return
-            table, history = _versions_table(registry, name)
+            shown = _models_view(registry, out.width) if name is None else _versions_view(registry, name, out.width)
         except AutoPeftError as exc:
             fail(exc)
             return
-        out.print(table)
-        for line in history:
-            out.print(line, highlight=False, soft_wrap=True)
+        for item in shown:
+            out.print(item, highlight=False, markup=False) if isinstance(item, str) else out.print(item)
 
     @app.command()
     def export(
@@ -184,7 +180,8 @@ def register(app: typer.Typer) -> None:
                     shutil.rmtree(out_dir, ignore_errors=True)
                 raise
             provenance = {"model": model_name, "version": str(found.version), "alias": alias,
-                          "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {})}
+                          "merged": merged, "tracking_uri": registry.uri, "tags": dict(found.tags or {}),
+                          "lineage": registry.lineage(found).to_dict()}
             (out_dir / Artifact.EXPORT_PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
         except AutoPeftError as exc:
             fail(exc)
@@ -193,20 +190,47 @@ def register(app: typer.Typer) -> None:
         out.print(f"exported {model_name} version {found.version} ({what}) to {out_dir}", highlight=False)
 
 
-def _models_table(registry: Any) -> Any:
+# --------------------------------------------------------------------------- models views
+#
+# A table where it fits the terminal (or the COLUMNS a log is written with); otherwise one
+# block per model or version, a value per line, so no cell is folded into pieces.
+
+
+def _fits(table: Any, width: int) -> bool:
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(width=max(width, 1000))  # the table's natural width, unconstrained
+    return Measurement.get(console, console.options, table).maximum <= width
+
+
+def _models_view(registry: Any, width: int) -> list[Any]:
     from rich.table import Table
 
-    table = Table(title=f"registered models at {registry.uri}")
-    for column in ("model", "versions", "aliases", "updated"):
-        table.add_column(column)
+    rows = []
     for model in registry.models():
-        versions = registry.versions(model.name)
-        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted((model.aliases or {}).items()))
-        table.add_row(model.name, str(len(versions)), aliases or "-", _time(model.last_updated_timestamp))
-    return table
+        aliases = ", ".join(f"{a}→v{v}" for a, v in sorted((model.aliases or {}).items())) or "-"
+        rows.append((model.name, str(len(registry.versions(model.name))), aliases,
+                     _time(model.last_updated_timestamp)))
+    table = Table()
+    for column in ("model", "versions", "aliases", "updated"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    lines: list[Any] = [f"registered models at {registry.uri}"]
+    if _fits(table, width):
+        return [*lines, table]
+    for name, count, aliases, updated in rows:
+        lines += ["", name, f"  versions  {count}, updated {updated}", f"  aliases   {aliases}"]
+    return lines
 
 
-def _versions_table(registry: Any, name: str) -> tuple[Any, list[str]]:
+_VERSION_COLUMNS = ("version", "aliases", "adapter", "placement", "val", "test", "trainable", "study / trial",
+                    "base model", "data / test set", "git", "created")
+_VERSION_COLUMNS_NARROW = ("version", "aliases", "adapter", "val", "test", "trainable", "study / trial")
+
+
+def _versions_view(registry: Any, name: str, width: int) -> list[Any]:
     from rich.table import Table
 
     model = registry.model(name)
@@ -214,34 +238,55 @@ def _versions_table(registry: Any, name: str) -> tuple[Any, list[str]]:
     for alias, version in (model.aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
     versions = registry.versions(name)
-    lineage = {str(v.version): VersionTags.from_tags(v.tags) for v in versions}
+    lineage = {str(v.version): registry.lineage(v) for v in versions}
     metric = next((t.metric for t in lineage.values() if t.metric), "")
-    table = Table(title=f"{name} at {registry.uri}")
-    for column in ("version", "aliases", "adapter", f"val {metric}", f"test {metric}", "trainable", "study / trial",
-                   "base model", "data / test set", "git", "created"):
-        # identity columns never wrap; long lineage values fold instead of widening the table
-        table.add_column(column, no_wrap=column in ("version", "aliases"), overflow="fold")
+    rows = []
     for version in versions:
         tags = lineage[str(version.version)]
-        table.add_row(
-            str(version.version),
-            ", ".join(sorted(by_version.get(str(version.version), []))) or "-",
-            tags.family or "?",
-            _number(tags.val_metric),
-            _number(tags.test_metric),
-            _share(tags.trainable_share),
-            f"{tags.study or '?'} / {tags.trial_id or '?'}",
-            _base(tags),
-            f"{(tags.data_fingerprint or '')[:8]} / {(tags.test_fingerprint or '')[:8]}",
-            (tags.git_commit or "")[:8] + ("*" if tags.git_dirty else ""),
-            _time(version.creation_timestamp),
-        )
-    lines = []
+        rows.append({
+            "version": str(version.version),
+            "aliases": ", ".join(sorted(by_version.get(str(version.version), []))) or "-",
+            "adapter": tags.adapter_summary or tags.family_name or "?",
+            "placement": tags.placement_summary or "-",
+            "val": _number(tags.val_metric),
+            "test": _number(tags.test_metric),
+            "trainable": _share(tags.trainable_share),
+            "trainable params": f"{tags.trainable_params:,} parameters" if tags.trainable_params else "",
+            "study / trial": f"{tags.study or '?'} / {tags.trial_id or '?'}",
+            "base model": _base(tags),
+            "data / test set": f"{(tags.data_fingerprint or '-')[:8]} / {(tags.test_fingerprint or '-')[:8]}",
+            "git": ((tags.git_commit or "")[:8] + ("*" if tags.git_dirty else "")) or "-",
+            "created": _time(version.creation_timestamp),
+        })
+    headers = {"val": f"val {metric}".strip(), "test": f"test {metric}".strip()}
+    shown: list[Any] = [f"{name} at {registry.uri}"]
+    for columns in (_VERSION_COLUMNS, _VERSION_COLUMNS_NARROW):  # the widest table that fits
+        table = Table()
+        for column in columns:
+            table.add_column(headers.get(column, column), no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        if _fits(table, width):
+            shown.append(table)
+            break
+    else:  # one block per version: a label column and the values, each on its own line
+        for row in rows:
+            shown += ["", f"version {row['version']}  {row['aliases']}  {row['created']}"]
+            for label, value in (("adapter", row["adapter"]), ("placement", row["placement"]),
+                                 (metric or "metric", f"val {row['val']}, test {row['test']}"),
+                                 ("trainable", f"{row['trainable']} ({row['trainable params']})"
+                                  if row["trainable params"] else row["trainable"]),
+                                 ("study/trial", row["study / trial"]),
+                                 ("base model", row["base model"]), ("data/test", row["data / test set"]),
+                                 ("git", row["git"])):
+                shown.append(f"  {label:<11} {value}")
     for alias in history_aliases(model.tags or {}):
-        events = registry.history(name, alias)
-        steps = [f"v{e.version} ({e.action}{': ' + e.reason if e.reason else ''}, {e.at})" for e in events]
-        lines.append(f"{alias} history: " + " → ".join(steps))
-    return table, lines
+        steps = [f"v{e.version} ({e.action}{': ' + e.reason if e.reason else ''}, {e.at})"
+                 for e in registry.history(name, alias)]
+        if steps:  # one move per line: a log keeps each one whole
+            shown += ["", f"{alias} history: {steps[0]}"]
+            shown += [f"  → {step}" for step in steps[1:]]
+    return shown
 
 
 def _time(ms: Any) -> str:

@@ -32,3 +32,50 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     code, output = cli("models", model_name)
     assert code == 0 and "production history: v1 (promote" in output, output
     assert str(registry.by_alias(model_name, "production").version) == "1"
+
+
+def test_models_reads_whole_in_an_80_column_log(tmp_path):
+    """``autopeft models`` piped at COLUMNS=80: no line is longer, no value is cut into pieces;
+    a wide terminal gets the table, one row per version."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from autopeft.registry.promotion import promote
+    from autopeft.registry.tracking import connect
+    from autopeft.registry.versions import Registry
+    from tests.registry.tiny_adapter import adapter_folder, lineage, register
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment = connect(uri, "narrow")
+    register(client, uri, experiment, adapter_folder(tmp_path), "sentiment", lineage())
+    promote(Registry.open(uri), "sentiment", version="1", reason="the first adapter of the sentiment model, "
+                                                               "reviewed by the team and signed off")
+    repo = Path(__file__).resolve().parents[2]
+
+    def models(*args: str, columns: int) -> list[str]:
+        env = {**os.environ, "COLUMNS": str(columns), "HF_HUB_OFFLINE": "1", "PYTHONIOENCODING": "utf-8",
+               "PYTHONPATH": str(repo)}
+        done = subprocess.run([sys.executable, "-m", "autopeft.cli", "models", *args, "--tracking-uri", uri],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    lines = models("sentiment", columns=80)
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    for value in ("version 1  candidate, production", "adapter     lora r=8 alpha=16 dropout=0.05",
+                  "placement   layers all, roles query,value", "accuracy    val 0.8125, test 0.7500",
+                  "trainable   0.165% (37,634 parameters)", "study/trial sst2-study / 263c4fb2",
+                  "base model  minilm @953f9c0d4634", "production history: v1 (promote: the first adapter"):
+        assert any(value in line for line in lines), (value, "\n".join(lines))
+
+    lines = models(columns=80)
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    assert any("candidate→v1, production→v1" in line for line in lines), "\n".join(lines)
+
+    lines = models("sentiment", columns=300)
+    row = next(line for line in lines if "sst2-study" in line)
+    for cell in ("candidate, production", "lora r=8 alpha=16 dropout=0.05", "layers all, roles query,value",
+                 "0.8125", "0.7500", "0.165%", "minilm @953f9c0d4634", "33d3c8cd / 63ed6907"):
+        assert cell in row, "\n".join(lines)
