@@ -35,6 +35,16 @@ def asha_brackets(scheduler: Any) -> list[Any]:
     return list(scheduler._brackets)
 
 
+def asha_rungs(bracket: Any) -> list[tuple[float, dict[str, float]]]:
+    """``_Bracket._rungs``: (milestone, {trial id: signed metric}) per rung, highest milestone first."""
+    return list(bracket._rungs)
+
+
+def asha_trial_bracket(scheduler: Any, trial_id: str) -> Any:
+    """``AsyncHyperBandScheduler._trial_info``: the bracket a running trial was assigned to."""
+    return scheduler._trial_info.get(trial_id)
+
+
 def optuna_search_study(searcher: Any) -> optuna.Study:
     """``OptunaSearch._ot_study``: the study Ray's searcher creates once it has a space."""
     return searcher._ot_study

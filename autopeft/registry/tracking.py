@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,17 @@ from ray.tune import Callback
 
 from autopeft.errors import TrackingError
 from autopeft.registry.reachability import probe
-from autopeft.schema import MAX_PARAM, RUN_STATUS, ExperimentTag, Outcome, RunKind, RunTag, StudyRunTags, TrialRunTags
+from autopeft.schema import (
+    MAX_PARAM,
+    RUN_STATUS,
+    ExperimentTag,
+    Metric,
+    Outcome,
+    RunKind,
+    RunTag,
+    StudyRunTags,
+    TrialRunTags,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -191,14 +202,78 @@ def _log_batched(client: MlflowClient, run_id: str, items: list[Any]) -> None:
         client.log_batch(run_id, metrics=items[start : start + 1000])
 
 
+#: The attribute on Tune's trial object where the scheduler leaves why it stopped the trial.
+RUNG_STOP_ATTR = "autopeft_rung_stop"
+
+
+@dataclass(frozen=True)
+class RungStop:
+    """Why ASHA stopped a trial: at which rung, with what value, against what cutoff."""
+
+    rung: int
+    report: int
+    step: int
+    metric: str
+    mode: str
+    value: float
+    cutoff: float
+    #: Trials recorded at the rung when the cutoff was computed.
+    compared: int
+
+    def describe(self) -> str:
+        side = "above" if self.mode == "min" else "below"
+        return (f"stopped by ASHA at rung {self.rung} (evaluation {self.report}, step {self.step}): {self.metric} "
+                f"{self.value:.4f} was {side} the rung's cutoff {self.cutoff:.4f}, computed over the {self.compared} "
+                f"trials that had reached it")
+
+
+def config_summary(config: Mapping[str, Any]) -> str:
+    """A trial's sampled config in one line: family and its parameters, placement, learning rate."""
+    family = str(config.get("adapter", "?"))
+    own = ", ".join(f"{k[len(family) + 1:]}={_short(v)}" for k, v in config.items() if k.startswith(f"{family}."))
+    parts = [f"{family}({own})" if own else family]
+    if "placement.layers" in config or "placement.roles" in config:
+        parts.append(f"layers {config.get('placement.layers', 'all')}, roles {config.get('placement.roles', '-')}")
+    if "learning_rate" in config:
+        parts.append(f"learning rate {float(config['learning_rate']):.2e}")
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_trial(config: Mapping[str, Any], state: str, last: Mapping[str, Any] | None, metric: str | None,
+                   stop: RungStop | None = None, error: str | None = None) -> str:
+    """A trial run's description: its config, how it ended and, if stopped early, why."""
+    last = last or {}
+    step = last.get("step")
+    value = last.get(metric) if metric else None
+    reached = f" after {int(step)} steps" if isinstance(step, (int, float)) else ""
+    figure = f": {metric} {float(value):.4f}" if isinstance(value, (int, float)) else ""
+    if state == Outcome.COMPLETE:
+        ending = f"Completed{reached}{figure}."
+    elif state == Outcome.FAIL:
+        ending = f"Failed{reached}: {error or 'no error recorded'}."
+    elif stop is not None:
+        ending = f"Pruned: {stop.describe()}."
+    elif last.get("infeasible"):
+        ending = f"Pruned{reached}: over a cost limit (constraints){figure}."
+    else:
+        ending = f"Stopped{reached} before its last step{figure}."
+    return f"Trial config: {config_summary(config)}.\n\n{ending}"
+
+
 class TrialRecorder(Callback):
     """Records every trial as a nested MLflow run under the study's parent run."""
 
-    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str, study: str) -> None:
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str, study: str,
+                 metric: str | None = None) -> None:
         self._client = client
         self._experiment_id = experiment_id
         self._parent = parent_run_id
         self._study = study
+        self._metric = metric  # the objective, named in each trial's description
         self.runs: dict[str, str] = {}  # Ray trial id → MLflow run id
         self.outcomes: dict[str, str] = {}
 
@@ -240,18 +315,37 @@ class TrialRecorder(Callback):
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
                         **info: Any) -> None:
         step = int(result.get("step", result.get("training_iteration", 0)))
+        run_id = self._run_for(trial)
         metrics = {
             key: value
             for key, value in result.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith(("time_", "timestamp", "pid", "training_iteration", "iterations_since"))
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != Metric.WORKER_PID
+            and not key.startswith(("time_", "timestamp", "pid", "training_iteration", "iterations_since"))
         }
-        log_metrics(self._client, self._run_for(trial), metrics, step)
+        logged = self.__dict__.setdefault("_constants_logged", set())
+        if trial.trial_id in logged:  # constants once per trial: the charts show what moves
+            metrics = {k: v for k, v in metrics.items() if k not in Metric.TRIAL_CONSTANTS}
+        logged.add(trial.trial_id)
+        log_metrics(self._client, run_id, metrics, step)
+        self._note_worker(trial.trial_id, run_id, result.get(Metric.WORKER_PID))
+
+    def _note_worker(self, trial_id: str, run_id: str, pid: Any) -> None:
+        """The worker processes a trial ran in, as a tag: one more when Ray moved the trial."""
+        if pid is None:
+            return
+        workers = self.__dict__.setdefault("_workers", {}).setdefault(trial_id, [])
+        if not workers or workers[-1] != str(pid):
+            workers.append(str(pid))
+            set_tags(self._client, run_id, TrialRunTags(workers=",".join(workers)))
 
     def _finish(self, trial: Trial, error: bool) -> None:
         run_id = self._run_for(trial)
         state = outcome(trial.last_result, error)
         self.outcomes[trial.trial_id] = state
-        set_tags(self._client, run_id, TrialRunTags(outcome=state, error=_error_summary(trial) if error else None))
+        summary = _error_summary(trial) if error else None
+        note = describe_trial(trial.config, state, trial.last_result, getattr(self, "_metric", None),
+                              getattr(trial, RUNG_STOP_ATTR, None), summary)
+        set_tags(self._client, run_id, TrialRunTags(outcome=state, error=summary, note=note))
         self._client.set_terminated(run_id, status=RUN_STATUS[state])
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -13,8 +13,8 @@ import ray
 
 from autopeft.data import TokenizedData
 from autopeft.engine.training import StudySpec
-from autopeft.registry.tracking import log_history, log_metrics, set_tags
-from autopeft.schema import Metric, StudyRunTags
+from autopeft.registry.tracking import config_summary, log_history, log_metrics, log_params, set_tags
+from autopeft.schema import Metric, RunKind, StudyRunTags, TrialRunTags
 from autopeft.search.results import SearchResult
 from autopeft.search.trial import train_final
 from autopeft.tasks import get_task
@@ -65,6 +65,7 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
         keep_trial_adapter(trained.error)
         return None
     result.final_history = trained.history
+    result.final_run_id = _record_final_run(prepared, client, result, trained.history)
     directory = prepared.output_dir / prepared.study_name / "final-training"
     if directory.exists():  # left by a driver that died here; this run starts it again
         shutil.rmtree(directory)
@@ -72,3 +73,21 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_bytes(content)
     return directory
+
+
+def _record_final_run(prepared: Prepared, client: Any, result: SearchResult, history: list[dict[str, float]]) -> str:
+    """The final training as a run nested under the study, with its config and its validation
+    curve under the trials' metric names: the registered adapter is logged on it, so the model
+    version's source run is the run that trained it."""
+    best = result.best
+    assert best is not None
+    parent = client.get_run(result.parent_run_id)
+    run = client.create_run(
+        parent.info.experiment_id, run_name=f"{prepared.study_name}-final-training",
+        tags=TrialRunTags(parent_run_id=result.parent_run_id, study=prepared.study_name, kind=RunKind.FINAL_TRAINING,
+                          note=f"Final training of trial {best.trial_id}'s config for "
+                               f"{prepared.config.budget.final_steps} steps: {config_summary(best.params)}.").to_tags())
+    log_params(client, run.info.run_id, best.params)
+    log_history(client, run.info.run_id, history)
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return str(run.info.run_id)

@@ -14,9 +14,9 @@ from autopeft import __version__
 from autopeft.data import TokenizedData, split_fingerprint
 from autopeft.engine.predictor import AdapterPredictor, write_metadata
 from autopeft.engine.training import StudySpec, evaluate, export_adapter
-from autopeft.registry.tracking import log_metrics, set_tags
+from autopeft.registry.tracking import config_summary, log_metrics, set_tags
 from autopeft.registry.versions import register_adapter, signature
-from autopeft.schema import AdapterMetadata, Artifact, Metric, StudyRunTags, VersionTags
+from autopeft.schema import AdapterMetadata, Artifact, Metric, Outcome, RunTag, StudyRunTags, TrialRunTags, VersionTags
 from autopeft.search.final_training import train_final_adapter
 from autopeft.search.results import SearchResult, phase
 from autopeft.tasks import get_task
@@ -108,7 +108,10 @@ def record_and_register(prepared: Prepared, client: Any, data: TokenizedData, re
     assert best is not None
     family = best.params.get("adapter")
     metric = cfg.objective.metric
-    summary = {Metric.best_val(k): float(v) for k, v in result.reloaded_val_metrics.items()}
+    # the registered adapter's validation figures under the trials' own names (one column compares
+    # the study with its trials), and as best_val_* for readers of earlier studies
+    summary = {k: float(v) for k, v in result.reloaded_val_metrics.items()}
+    summary.update({Metric.best_val(k): float(v) for k, v in result.reloaded_val_metrics.items()})
     summary.update({Metric.test(k): float(v) for k, v in result.test_metrics.items()})
     summary[Metric.BEST_TRAINABLE_PARAMS] = float(best.metrics.get("trainable_params", 0))
     summary[Metric.BEST_TRAINABLE_SHARE] = float(best.metrics.get("trainable_share", 0))
@@ -146,10 +149,51 @@ def record_and_register(prepared: Prepared, client: Any, data: TokenizedData, re
     if registered is not None:  # a resumed study that registered before its driver died
         result.model_version = str(registered)
         return
-    version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=result.parent_run_id,
+    # logged on the run that trained it (the final training's, else the winning trial's), so the
+    # version's source run leads there; that run is nested under the study
+    source_run = result.final_run_id or best.run_id or result.parent_run_id
+    status = client.get_run(source_run).info.status
+    version = register_adapter(client, tracking_uri=cfg.tracking.uri, run_id=source_run,
                                adapter_dir=adapter_dir, registered_model=cfg.tracking.registered_model, tags=tags,
                                model_signature=signature(prepared.raw.text_columns, get_task(cfg.task.kind).outputs))
+    if source_run != result.parent_run_id:
+        client.set_terminated(source_run, status=status)  # logging the model reopened the finished run
     result.model_version = str(version.version)
+    _describe_selection(prepared, client, result, data)
+
+
+def _describe_selection(prepared: Prepared, client: Any, result: SearchResult, data: TokenizedData) -> None:
+    """The winner is marked and described on its trial run, and the study run says in plain words
+    what was searched, which trial won, its figures, why, and where it is registered."""
+    cfg = prepared.config
+    best = result.best
+    assert best is not None
+    metric = cfg.objective.metric
+    model_uri = f"models:/{cfg.tracking.registered_model}/{result.model_version}"
+    why = result.selection.reason if result.selection else f"best {metric}"
+    if best.run_id:
+        note = client.get_run(best.run_id).data.tags.get(RunTag.NOTE, "")
+        selected = (f"Selected ({cfg.selection.policy}: {why}). Its adapter is registered as {model_uri}"
+                    + (f", after a final training of {cfg.budget.final_steps} steps." if result.final_history else "."))
+        set_tags(client, best.run_id, TrialRunTags(selected=True, note=f"{note}\n\n{selected}".strip()))
+    val, test = result.reloaded_val_metrics.get(metric), result.test_metrics.get(metric)
+    counts = {o: sum(t.outcome == o for t in result.trials) for o in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.FAIL)}
+    lines = [
+        f"Searched {', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} for {cfg.task.kind}: "
+        f"{len(result.trials)} trials of up to {cfg.budget.max_steps} steps ({counts[Outcome.COMPLETE]} completed, "
+        f"{counts[Outcome.PRUNED]} stopped early by ASHA, {counts[Outcome.FAIL]} failed), on "
+        f"{data.sizes.get('train', 0)} training / {data.sizes.get('validation', 0)} validation / "
+        f"{data.sizes.get('test', 0)} test examples.",
+        f"Winner: trial {best.trial_id}, {config_summary(best.params)}.",
+        f"Validation {metric} {val:.4f}" if isinstance(val, float) else f"Validation {metric}: not measured",
+    ]
+    lines[-1] += (f", test {metric} {test:.4f}." if isinstance(test, float) else " (no test set).")
+    lines.append(f"Chosen by policy {cfg.selection.policy}: {why}.")
+    if result.final_history:
+        lines.append(f"The registered adapter was trained again from its start for {cfg.budget.final_steps} steps "
+                     f"(the nested final-training run).")
+    lines.append(f"Registered as {model_uri} (alias candidate); load it with mlflow.pyfunc.load_model(\"{model_uri}\").")
+    set_tags(client, result.parent_run_id, StudyRunTags(note="\n\n".join(lines)))
 
 
 def registered_for_study(client: Any, name: str, study: str) -> str | None:

@@ -48,6 +48,8 @@ class SearchResult:
     #: Ray task's start (``phase_times_s["final_training"]`` holds both); logged as ``final_training_*_s``.
     final_train_time_s: float = 0.0
     final_eval_time_s: float = 0.0
+    #: The final training's nested run (the registered adapter's source run), when it trained one.
+    final_run_id: str | None = None
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the

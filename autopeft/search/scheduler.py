@@ -16,25 +16,55 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from autopeft import _compat
+from autopeft.registry.tracking import RUNG_STOP_ATTR, RungStop
 
 
 class _WaitingBracket(_compat.asha_bracket_class()):  # type: ignore[misc]
     bootstrap_count: int = 1
+    #: The cutoff the last decision was taken against, and how many trials it was computed over.
+    last_cutoff: tuple[float, int] | None = None
 
     def cutoff(self, recorded: dict[str, float]) -> Any:
         if len(recorded) < self.bootstrap_count:
             return None  # too few trials at this rung to judge against: continue
-        return super().cutoff(recorded)
+        value = super().cutoff(recorded)
+        self.last_cutoff = (float(value), len(recorded))
+        return value
+
+    def on_result(self, trial: Any, cur_iter: int, cur_rew: float | None) -> str:
+        self.last_cutoff = None
+        return super().on_result(trial, cur_iter, cur_rew)
 
 
 class BootstrappedASHA(ASHAScheduler):
+    """ASHA with rungs that wait for company, and that say why they stopped a trial: the
+    :class:`~autopeft.registry.tracking.RungStop` is left on Tune's trial for the recorder."""
+
     def __init__(self, *, bootstrap_count: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._stop_metric, self._stop_mode = kwargs.get("metric"), kwargs.get("mode")
+        self._max_reports = kwargs.get("max_t")
         # Ray builds its brackets in __init__ with no hook to pick their class
         for bracket in _compat.asha_brackets(self):
             bracket.__class__ = _WaitingBracket
             assert isinstance(bracket, _WaitingBracket)
             bracket.bootstrap_count = bootstrap_count
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        bracket = _compat.asha_trial_bracket(self, trial.trial_id)
+        action = super().on_trial_result(tune_controller, trial, result)
+        reports = int(result.get("training_iteration", 0))
+        if action == TrialScheduler.STOP and isinstance(bracket, _WaitingBracket) and bracket.last_cutoff is not None \
+                and (self._max_reports is None or reports < self._max_reports):
+            cutoff, compared = bracket.last_cutoff
+            milestones = sorted(m for m, _ in _compat.asha_rungs(bracket))
+            milestone = max((m for m in milestones if m <= reports), default=milestones[0])
+            sign = -1.0 if self._stop_mode == "min" else 1.0
+            setattr(trial, RUNG_STOP_ATTR, RungStop(
+                rung=milestones.index(milestone) + 1, report=reports, step=int(result.get("step", 0)),
+                metric=str(self._stop_metric), mode=str(self._stop_mode), value=float(result[str(self._stop_metric)]),
+                cutoff=sign * cutoff, compared=compared))
+        return action
 
 
 def make_scheduler(cfg: Any) -> TrialScheduler:

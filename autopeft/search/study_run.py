@@ -71,6 +71,9 @@ def open_study_run(prepared: Prepared, client: MlflowClient, experiment_id: str,
                                       base_model=cfg.model.name_or_path,
                                       optuna_storage=redact(prepared.optuna_storage)).to_tags(),
         )
+        set_tags(client, parent.info.run_id, StudyRunTags(note=(
+            f"Study in progress: searching {', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
+            f"({cfg.budget.trials} trials of up to {cfg.budget.max_steps} steps). The nested runs are its trials.")))
         manifest = StudyManifest(study_name=prepared.study_name, config=prepared.resolved.dump(),
                                  parent_run_id=parent.info.run_id, experiment_id=experiment_id,
                                  tracking_uri=cfg.tracking.uri, optuna_storage=prepared.optuna_storage,
@@ -78,7 +81,8 @@ def open_study_run(prepared: Prepared, client: MlflowClient, experiment_id: str,
         manifest.save(prepared.output_dir)
     else:  # resuming: the study keeps its parent run
         client.update_run(manifest.parent_run_id, status="RUNNING")
-    recorder = TrialRecorder(client, experiment_id, manifest.parent_run_id, prepared.study_name)
+    recorder = TrialRecorder(client, experiment_id, manifest.parent_run_id, prepared.study_name,
+                             metric=cfg.objective.metric)
     return StudyRun(client=client, experiment_id=experiment_id, manifest=manifest, recorder=recorder,
                     resumed=prepared.manifest is not None)
 

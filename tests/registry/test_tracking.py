@@ -76,3 +76,19 @@ def test_a_study_experiment_opens_on_its_training_runs(tmp_path):
     client.set_experiment_tag(experiment_id, ExperimentTag.NOTE, "the user's own words")
     assert connect(uri, "study")[1] == experiment_id  # reconnecting keeps a description the user wrote
     assert client.get_experiment(experiment_id).tags[ExperimentTag.NOTE] == "the user's own words"
+
+
+def test_a_trial_description_says_its_config_and_how_it_ended():
+    from autopeft.registry.tracking import RungStop, describe_trial
+
+    config = {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "placement.layers": "last-2",
+              "placement.roles": "query,value", "learning_rate": 4.2e-3, "batch_size": 16}
+    done = describe_trial(config, "COMPLETE", {"step": 100, "accuracy": 0.8367}, "accuracy")
+    assert "lora(r=8, alpha=16)" in done and "layers last-2, roles query,value" in done and "4.20e-03" in done
+    assert "Completed after 100 steps: accuracy 0.8367." in done
+    stop = RungStop(rung=2, report=2, step=50, metric="loss", mode="min", value=0.71, cutoff=0.64, compared=3)
+    pruned = describe_trial(config, "PRUNED", {"step": 50, "accuracy": 0.6}, "accuracy", stop)
+    assert "rung 2 (evaluation 2, step 50): loss 0.7100 was above the rung's cutoff 0.6400" in pruned
+    assert "over the 3 trials" in pruned
+    failed = describe_trial({"adapter": "ia3"}, "FAIL", {}, "accuracy", error="InjectedFault: boom")
+    assert failed.endswith("Failed: InjectedFault: boom.") and failed.startswith("Trial config: ia3.")

@@ -70,3 +70,26 @@ def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
     results = [{"training_iteration": 1, "accuracy": 0.523, "loss": loss} for loss in (0.69, 0.62, 0.71)]
     assert [scheduler.on_trial_result(None, t, r) for t, r in zip(trials, results, strict=True)] == [
         CONTINUE, CONTINUE, STOP]
+
+
+def test_a_stopped_trial_carries_why_for_the_recorder():
+    from autopeft.registry.tracking import RUNG_STOP_ATTR
+
+    scheduler = asha(2)
+    trials = [Trial("__fake", stub=True) for _ in range(3)]
+    for trial, value in zip(trials, [0.8, 0.6, 0.5], strict=True):
+        scheduler.on_trial_add(None, trial)
+        scheduler.on_trial_result(None, trial, {"training_iteration": 1, "step": 25, "acc": value})
+    stop = getattr(trials[2], RUNG_STOP_ATTR)
+    assert (stop.rung, stop.report, stop.step, stop.metric, stop.value, stop.compared) == (1, 1, 25, "acc", 0.5, 2)
+    assert stop.cutoff == pytest.approx(0.7)  # the median of the two trials before it
+    assert "rung 1" in stop.describe() and "below the rung's cutoff 0.7000" in stop.describe()
+    assert not hasattr(trials[0], RUNG_STOP_ATTR) and not hasattr(trials[1], RUNG_STOP_ATTR)
+    # a minimised metric: stopped for being above the cutoff, reported in its own units
+    scheduler = asha(2, mode="min")
+    trials = [Trial("__fake", stub=True) for _ in range(3)]
+    for trial, value in zip(trials, [0.6, 0.8, 0.9], strict=True):
+        scheduler.on_trial_add(None, trial)
+        scheduler.on_trial_result(None, trial, {"training_iteration": 1, "step": 25, "acc": value})
+    stop = getattr(trials[2], RUNG_STOP_ATTR)
+    assert stop.cutoff == pytest.approx(0.7) and "above" in stop.describe()
