@@ -28,6 +28,7 @@ from autopeft.schema import (
     RunTag,
     StudyRunTags,
     TrialRunTags,
+    VersionTags,
 )
 
 if TYPE_CHECKING:
@@ -228,19 +229,15 @@ class RungStop:
 
 
 def config_summary(config: Mapping[str, Any]) -> str:
-    """A trial's sampled config in one line: family and its parameters, placement, learning rate."""
-    family = str(config.get("adapter", "?"))
-    own = ", ".join(f"{k[len(family) + 1:]}={_short(v)}" for k, v in config.items() if k.startswith(f"{family}."))
-    parts = [f"{family}({own})" if own else family]
-    if "placement.layers" in config or "placement.roles" in config:
-        parts.append(f"layers {config.get('placement.layers', 'all')}, roles {config.get('placement.roles', '-')}")
-    if "learning_rate" in config:
-        parts.append(f"learning rate {float(config['learning_rate']):.2e}")
+    """A trial's sampled config in one line, as the model version's tags say it: the family and
+    its parameters, the placement, the learning rate."""
+    lineage = VersionTags(params=dict(config), family=str(config.get("adapter", "?")))
+    parts = [lineage.adapter_summary or str(config.get("adapter", "?"))]
+    if lineage.placement_summary:
+        parts.append(lineage.placement_summary)
+    if lineage.learning_rate is not None:
+        parts.append(f"learning rate {lineage.learning_rate:.2e}")
     return "; ".join(parts)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def describe_trial(config: Mapping[str, Any], state: str, last: Mapping[str, Any] | None, metric: str | None,

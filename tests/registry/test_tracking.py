@@ -84,7 +84,7 @@ def test_a_trial_description_says_its_config_and_how_it_ended():
     config = {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "placement.layers": "last-2",
               "placement.roles": "query,value", "learning_rate": 4.2e-3, "batch_size": 16}
     done = describe_trial(config, "COMPLETE", {"step": 100, "accuracy": 0.8367}, "accuracy")
-    assert "lora(r=8, alpha=16)" in done and "layers last-2, roles query,value" in done and "4.20e-03" in done
+    assert "lora r=8 alpha=16;" in done and "layers last-2, roles query,value" in done and "4.20e-03" in done
     assert "Completed after 100 steps: accuracy 0.8367." in done
     stop = RungStop(rung=2, report=2, step=50, metric="loss", mode="min", value=0.71, cutoff=0.64, compared=3)
     pruned = describe_trial(config, "PRUNED", {"step": 50, "accuracy": 0.6}, "accuracy", stop)
