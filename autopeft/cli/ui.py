@@ -14,6 +14,10 @@ from autopeft.cli._output import console, fail
 from autopeft.errors import ConfigError
 
 
+#: The MLflow UI's query parameter for its model-training mode (rather than GenAI apps and agents).
+ML_MODE = "workflowType=machine_learning"
+
+
 def ui(
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store to browse."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
@@ -35,7 +39,10 @@ def ui(
     base = f"http://{host}:{port}"
     if study is not None:
         name, experiment_id, run_id = study
-        console.print(f"newest study {name!r}: {base}/#/experiments/{experiment_id}/runs/{run_id}", highlight=False,
+        # MLflow 3's UI opens in its GenAI mode unless told; the parameter switches it to model
+        # training (and the browser remembers), so the link lands on the study's runs
+        console.print(f"newest study {name!r}: {base}/#/experiments/{experiment_id}?{ML_MODE} "
+                      f"(its run: {base}/#/experiments/{experiment_id}/runs/{run_id}?{ML_MODE})", highlight=False,
                       soft_wrap=True)
     console.print(f"MLflow UI: {base} (Ctrl-C stops it)", highlight=False)
     # the UI needs no background job runner (MLflow starts one with a queue of consumers per server)
