@@ -13,7 +13,6 @@ import typer
 from autopeft.cli._output import console, fail
 from autopeft.errors import ConfigError
 
-
 #: The MLflow UI's query parameter for its model-training mode (rather than GenAI apps and agents).
 ML_MODE = "workflowType=machine_learning"
 
