@@ -5,7 +5,8 @@
   a test names; tests state only what they need to differ.
 - tiny random models (``tiny_bert``, ``task_models``), the GLUE data (``glue_dir``, ``sst2_slice``)
   and the packaged MiniLM (``minilm_path``);
-- a registry of three tag-only versions (``registry``, ``registry_store``, ``model_name``);
+- MLflow stores copied from one created per session (``tracking_uri``, ``new_mlflow_store``) and a
+  registry of three tag-only versions (``registry``, ``registry_store``, ``model_name``);
 - MLflow's process-wide URIs restored around every test.
 """
 
@@ -189,19 +190,42 @@ def sst2_slice(glue_dir: Path, tmp_path: Path) -> dict[str, Path]:
     return write_sst2_slice(glue_dir, tmp_path)
 
 
+# --------------------------------------------------------------------------- MLflow stores
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, created once: creating MLflow's tables takes 3-6 s on 2 cores,
+    copying the file milliseconds. Copies are stores like any other (``new_mlflow_store``)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()  # creates the tables
+    return path
+
+
+def new_mlflow_store(template: Path, path: Path) -> str:
+    """A fresh store at ``path`` (a copy of the empty ``template``); its SQLite URI."""
+    import shutil
+
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def tracking_uri(tmp_path: Path, mlflow_db_template: Path) -> str:
+    """The test's own MLflow store at ``tmp_path/mlflow.db`` (where ``make_config`` tracks to),
+    created empty before the test. (Tests that check nothing is recorded do not take it.)"""
+    return new_mlflow_store(mlflow_db_template, tmp_path / "mlflow.db")
 
 
 # --------------------------------------------------------------------------- MLflow registry
 
 
 @pytest.fixture(scope="module")
-def registry_store(tmp_path_factory) -> str:
-    """One SQLite store for the module (creating MLflow's tables takes seconds); each test
-    gets its own registered model in it."""
-    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+def registry_store(tmp_path_factory, mlflow_db_template: Path) -> str:
+    """One SQLite store for the module; each test gets its own registered model in it."""
+    return new_mlflow_store(mlflow_db_template, tmp_path_factory.mktemp("registry") / "mlflow.db")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import make_config, write_sst2_slice, write_yaml
+from tests.conftest import make_config, new_mlflow_store, write_sst2_slice, write_yaml
 
 # --------------------------------------------------------------------------- Ray
 
@@ -47,6 +47,13 @@ def local_ray(_ray_stopped_at_exit) -> None:
     _start_local_ray()
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests with a Ray of their own run last, so the shared Ray starts once."""
+    own = [item for item in items if "no_shared_ray" in getattr(item, "fixturenames", ())]
+    if own:
+        items[:] = [item for item in items if item not in own] + own
+
+
 @pytest.fixture
 def no_shared_ray() -> Iterator[None]:
     """For a test that starts its own Ray (a cluster, or workers that need its environment): the
@@ -64,7 +71,7 @@ MODEL = "finished-model"
 LIMIT = 0.005
 WARM_FILE_CONFIG = {"adapter": "lora", "lora.r": 4, "placement.layers": "last-2", "placement.roles": ["query", "value"],
                     "learning_rate": 2e-3}
-TRIALS, MAX_STEPS, EVAL_INTERVAL, FINAL_STEPS = 7, 20, 10, 30
+TRIALS, MAX_STEPS, EVAL_INTERVAL, FINAL_STEPS = 6, 20, 10, 30
 MAX_LENGTH = 32
 
 
@@ -107,7 +114,7 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
         sampler={"name": "nsga2", "population_size": 4},
         selection={"policy": "knee"},
         warm_start={"sources": [str(warm)], "prior_share": 0.5,
-                    "prior_max_trials": 3},  # 3 of the 7 trials: all the prior that fits
+                    "prior_max_trials": 3},  # 3 of the 6 trials: all the prior that fits
         budget={"trials": TRIALS, "max_steps": MAX_STEPS, "eval_interval": EVAL_INTERVAL, "cpus_per_trial": 2,
                 "final_steps": FINAL_STEPS},
         # rungs compare validation loss (the objectives stay accuracy and share)
@@ -117,11 +124,12 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
 
 
 @pytest.fixture(scope="session")
-def finished_study(tmp_path_factory, glue_dir, minilm_path, _ray_stopped_at_exit) -> FinishedStudy:
+def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit) -> FinishedStudy:
     from autopeft.config import resolve
     from autopeft.search import prepare, run_search
 
     folder = tmp_path_factory.mktemp("finished-study")
+    new_mlflow_store(mlflow_db_template, folder / "mlflow.db")
     data = write_sst2_slice(glue_dir, folder)
     warm = folder / "warm.yaml"
     warm.write_text(yaml.safe_dump({"configs": [WARM_FILE_CONFIG, {"adapter": "vera"}]}))  # vera: not in this space

@@ -7,6 +7,7 @@ Both bind 127.0.0.1 on a free port, are waited for with a bounded timeout, and a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,9 +72,12 @@ def _service(cmd: list[str], ready_url: str, log: Path, timeout_s: float, env: d
 
 
 @contextmanager
-def tracking_server(root: Path, timeout_s: float = 90) -> Iterator[str]:
-    """``mlflow server`` with a SQLite backend and proxied local artifact storage; yields its URI."""
+def tracking_server(root: Path, timeout_s: float = 90, template: Path | None = None) -> Iterator[str]:
+    """``mlflow server`` with a SQLite backend (a copy of the empty store ``template`` if given:
+    the server then creates no tables) and proxied local artifact storage; yields its URI."""
     root.mkdir(parents=True, exist_ok=True)
+    if template is not None:
+        shutil.copyfile(template, root / "server.db")
     port = free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
@@ -98,7 +102,7 @@ def model_server(model_uri: str, tracking_uri: str, log: Path, timeout_s: float 
 
 
 @pytest.fixture(scope="module")
-def mlflow_server_uri(tmp_path_factory) -> Iterator[str]:
+def mlflow_server_uri(tmp_path_factory, mlflow_db_template) -> Iterator[str]:
     """A real tracking server for the module, stopped after its last test."""
-    with tracking_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+    with tracking_server(tmp_path_factory.mktemp("mlflow-server"), template=mlflow_db_template) as uri:
         yield uri

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from ..conftest import write_config, write_sst2_slice, write_yaml
+from ..conftest import new_mlflow_store, write_config, write_sst2_slice, write_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,16 @@ def cli_config(tmp_path: Path, **changes) -> Path:
                         tracking__experiment="cli", tracking__registered_model="cli-model", **changes)
 
 
-TRIALS, MAX_STEPS, EVAL_INTERVAL = 6, 20, 10
+TRIALS, MAX_STEPS, EVAL_INTERVAL = 4, 20, 10
 
 
 @pytest.fixture(scope="module")
-def cli_search(tmp_path_factory, glue_dir, minilm_path) -> tuple[subprocess.CompletedProcess, Path]:
+def cli_search(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> tuple[subprocess.CompletedProcess, Path]:
     """One `autopeft search` on an SST-2 slice with the planted credentials in its environment;
     single objective (TPE), ASHA on validation loss. (The process, the folder it recorded in.)"""
     folder = tmp_path_factory.mktemp("cli")
     data = write_sst2_slice(glue_dir, folder)
+    new_mlflow_store(mlflow_db_template, folder / "mlflow.db")
     config = cli_config(folder, train=data["train"], data__validation_fraction=0.25,
                         budget={"trials": TRIALS, "max_steps": MAX_STEPS, "eval_interval": EVAL_INTERVAL,
                                 "cpus_per_trial": 2},

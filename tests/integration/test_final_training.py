@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
+from autopeft.registry.versions import Registry
 from autopeft.search import prepare
 
 from ..conftest import write_config
@@ -42,9 +43,9 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     # last evaluation logged, and its metadata and version tags say so
     final_accuracy = result.final_history[-1]["accuracy"]
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(final_accuracy, abs=1e-6)
-    tags = dict(client.get_model_version(MODEL, result.model_version).tags)
+    lineage = Registry.open(finished_study.uri).lineage(client.get_model_version(MODEL, result.model_version))
     meta = json.loads((result.adapter_dir / "autopeft.json").read_text())
-    assert tags["autopeft.final_steps"] == str(FINAL_STEPS) and tags["autopeft.trial_id"] == result.best.trial_id
+    assert lineage.final_steps == FINAL_STEPS and lineage.trial_id == result.best.trial_id
     assert meta["final_steps"] == FINAL_STEPS and meta["validation"]["accuracy"] == pytest.approx(final_accuracy)
     assert meta["params"] == result.best.params
     assert "test_accuracy" in parent.data.metrics

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli.app import app
 from autopeft.config import resolve
+from autopeft.registry.versions import Registry
 from autopeft.search import prepare, run_search
 
 from ..conftest import write_config
@@ -87,15 +88,15 @@ def test_lifecycle_through_a_tracking_server(tmp_path, sst2_slice, minilm_path, 
     assert (first.model_version, second.model_version) == ("1", "2")
     assert mlflow.active_run() is None
 
-    v1 = client.get_model_version(MODEL, "1")
-    for key in ("autopeft.study", "autopeft.trial_id", "autopeft.parent_run_id", "autopeft.base_model_name",
-                "autopeft.base_model_config_sha256", "autopeft.data_fingerprint", "autopeft.split_sizes",
-                "autopeft.space_hash", "autopeft.family", "autopeft.adapter_config", "autopeft.trainable_params",
-                "autopeft.val_metric", "autopeft.test_metric", "autopeft.version", "autopeft.registered_at"):
-        assert v1.tags.get(key), key
-    assert json.loads(v1.tags["autopeft.split_sizes"])["test"] == len(test)
+    # the first version's lineage (its tags summarise it; lineage.json of its logged model has it all)
+    lineage = Registry.open(uri).lineage(client.get_model_version(MODEL, "1"), strict=True)
+    for field in ("study", "trial_id", "parent_run_id", "base_model_name", "base_model_config_sha256",
+                  "data_fingerprint", "split_sizes", "space_hash", "family", "adapter_config", "trainable_params",
+                  "val_metric", "test_metric", "version", "registered_at"):
+        assert getattr(lineage, field), field
+    assert lineage.split_sizes["test"] == len(test)
     if (Path.cwd() / ".git").exists():
-        assert len(v1.tags["autopeft.git_commit"]) == 40
+        assert len(lineage.git_commit) == 40
 
     # -- promote the first: no production yet, so only thresholds apply
     code, output = cli("promote", MODEL, "--version", "1", uri=uri)

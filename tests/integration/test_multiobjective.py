@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from autopeft.objectives import ATTR_PREFIX, SelectionConfig, knee_index, pareto_mask, select, within
+from autopeft.registry.versions import Registry
 from autopeft.search.warmstart import ATTR_SOURCE
 
 from .conftest import LIMIT, MODEL, STUDY, TRIALS
@@ -96,7 +97,7 @@ def test_selection_policies_pick_what_they_claim(study, tmp_path):
     assert result.best.trial_id == knee["trial_id"]
     version = study.client.get_model_version_by_alias(MODEL, "candidate")
     assert version.tags["autopeft.trial_id"] == knee["trial_id"]
-    assert version.tags["autopeft.selection_policy"] == "knee"
+    assert Registry.open(study.uri).lineage(version).selection_policy == "knee"
     # best: the highest accuracy among feasible COMPLETE trials
     best = select(result.trials, objectives, limits, SelectionConfig(policy="best")).best
     assert best.metrics["accuracy"] == max(t.metrics["accuracy"] for t in feasible)

@@ -38,10 +38,14 @@ def trial_runs(uri: str, experiment: str) -> list:
 
 
 def test_failing_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_path, sst2_slice, minilm_path, monkeypatch,
-                                                                         local_ray):
+                                                                         tracking_uri, local_ray):
     faults = {"raise_when": {"adapter": "ia3"}, "nan_when": {"adapter": "lora", "lora.r": 4}, "nan_at_step": 2}
     monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps(faults))  # read when the study is prepared
-    path = write_yaml(tmp_path / "s.yaml", small_config(tmp_path, sst2_slice, study_name="faults",
+    # one trial of each: IA3 raises, LoRA r=4 diverges, LoRA r=8 trains (warm-started, in this order)
+    warm = tmp_path / "warm.yaml"
+    warm.write_text(json.dumps([{"adapter": "ia3"}, {"adapter": "lora", "lora.r": 4}, {"adapter": "lora", "lora.r": 8}]))
+    path = write_yaml(tmp_path / "s.yaml", small_config(tmp_path, sst2_slice, study_name="faults", budget__trials=3,
+                                                         warm_start={"sources": [str(warm)], "prior": False},
                                                          pruning={"enabled": False}))
     prepared = prepare(resolve(path))
     result = run_search(prepared)
@@ -76,10 +80,10 @@ def _progress(storage: str, study: str) -> tuple[int, bool]:
     return sum(t.state.is_finished() for t in trials), bool(running)
 
 
-def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path):
-    trials = 3
+def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path, tracking_uri):
+    trials = 2
     config = small_config(tmp_path, sst2_slice, study_name="crash")
-    config["budget"].update(trials=trials, max_steps=30, eval_interval=10)
+    config["budget"].update(trials=trials, max_steps=20, eval_interval=10)
     path = write_yaml(tmp_path / "s.yaml", config)
     uri, storage = config["tracking"]["uri"], f"sqlite:///{tmp_path / 'optuna.db'}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -138,7 +142,8 @@ def tiny_model_dir(tmp_path, minilm_path) -> Path:
     return directory
 
 
-def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir, local_ray):
+def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir, tracking_uri,
+                                                          local_ray):
     config = small_config(tmp_path, sst2_slice, study_name="memory", model__name_or_path=str(tiny_model_dir),
                           pruning={"enabled": False})
     config["budget"].update(trials=20, max_steps=10, eval_interval=10)

@@ -14,14 +14,15 @@ import pytest
 from autopeft.config import resolve
 from autopeft.search import prepare, run_search
 
-from ..conftest import write_config
+from ..conftest import new_mlflow_store, write_config
 from .mlflow_server import _service, free_port
 
 pytestmark = pytest.mark.integration
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, minilm_path, monkeypatch, no_shared_ray):
+def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, minilm_path, monkeypatch, no_shared_ray,
+                                                   mlflow_db_template):
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     for key, value in CREDENTIALS.items():
@@ -33,7 +34,7 @@ def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, mi
         s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
         s3.create_bucket(Bucket="autopeft")
         server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-                  "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                  "--backend-store-uri", new_mlflow_store(mlflow_db_template, tmp_path / "server.db"),
                   "--artifacts-destination", "s3://autopeft/mlflow", "--workers", "1"]
         with _service(server, f"http://127.0.0.1:{mlflow_port}/health", tmp_path / "mlflow.log", timeout_s=120,
                       env={**CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_url}):
@@ -41,7 +42,7 @@ def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, mi
                 tmp_path, train=sst2_slice["train"], study_name="s3",
                 data__max_train_examples=160, data__max_eval_examples=64,
                 space={"adapters": {"lora": {"r": 4}}, "batch_size": 16},
-                budget={"trials": 2, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
+                budget={"trials": 1, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
                 tracking={"uri": f"http://127.0.0.1:{mlflow_port}", "experiment": "s3", "registered_model": "s3-model",
                           "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}"},
                 backend={"storage_path": f"s3://autopeft/ray?endpoint_override=127.0.0.1:{s3_port}&scheme=http"})

@@ -26,8 +26,12 @@ def test_one_nested_mlflow_run_per_trial_under_the_parent_run(finished_study):
     runs = client.search_runs([experiment.experiment_id])
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
+    children = [r for r in nested if r.data.tags.get("autopeft.run_kind") == "trial"]
     assert len(children) == TRIALS == len(result.trials)
+    # and the final training's, nested beside them
+    trial_ids = {r.info.run_id for r in children}
+    assert [r.data.tags.get("autopeft.run_kind") for r in nested if r.info.run_id not in trial_ids] == ["final_training"]
     assert all(r.info.status in {"FINISHED", "KILLED"} for r in children)
     assert {r.data.tags["autopeft.trial_id"] for r in children} == {t.trial_id for t in result.trials}
     curve = client.get_metric_history(children[0].info.run_id, "accuracy")
