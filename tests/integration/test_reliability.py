@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
+from autopeft.schema import TrialAttr
 from autopeft.search import prepare, run_search
-from autopeft.search.study_run import ORPHAN_ATTR
 
 from ..conftest import make_config, write_yaml
 
@@ -109,7 +109,7 @@ def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_s
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     study = optuna.load_study(study_name="crash", storage=storage)
-    real = [t for t in study.trials if ORPHAN_ATTR not in t.user_attrs]
+    real = [t for t in study.trials if TrialAttr.ORPHANED not in t.user_attrs]  # orphans: asked for, never run
     assert len(real) == trials and all(t.state.is_finished() for t in study.trials)
     runs = trial_runs(uri, "rel")
     ran = [r for r in runs if r.data.tags.get("autopeft.outcome") != "INTERRUPTED"]
