@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 
 # Before torch loads (here, in the Ray workers the tests start, and in the CLI subprocesses): the
-# OpenMP threads of torch sleep instead of spinning while they wait. On a 2-core machine that is
-# shared (another process holding a core), spinning made a MiniLM training step 3-5 times slower
-# with 2 threads (0.7 s passive vs 3.5-3.9 s spinning, measured); alone, it changes little.
+# OpenMP threads of torch sleep instead of spinning while they wait. On a 2-core machine shared
+# with other work, spinning made a MiniLM training step with 2 threads 3-5 times slower (median
+# 3.5-3.9 s spinning vs 0.7-0.8 s passive, measured side by side on that machine).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import copy  # noqa: E402
