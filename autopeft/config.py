@@ -265,6 +265,10 @@ class PromotionConfig(BaseModel):
     latency_samples: int = Field(default=16, gt=0, description="Single-example predictions timed for the latency gate.")
 
 
+#: Longest study name: it names folders (output, Ray's experiment) beside Ray's own suffixes.
+MAX_STUDY_NAME = 128
+
+
 class SearchConfig(_Strict):
     """Everything one study needs."""
 
@@ -305,6 +309,9 @@ class SearchConfig(_Strict):
     def _safe_name(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError("expected letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+        if value is not None and len(value) > MAX_STUDY_NAME:
+            # the name becomes folder names (Ray's experiment, the outputs) that file systems cap at 255
+            raise ValueError(f"expected at most {MAX_STUDY_NAME} characters, found {len(value)}")
         return value
 
     @model_validator(mode="before")
@@ -408,7 +415,10 @@ def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[st
         if not source.is_file():
             raise ConfigError(f"--config: no such file {str(source)!r}")
         try:
-            loaded = yaml.safe_load(source.read_text())
+            loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--config: {source} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

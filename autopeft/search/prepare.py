@@ -8,6 +8,7 @@ one-line :class:`~autopeft.errors.UserInputError` here, never a failure after tr
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -99,6 +100,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     structure = task.structure(cfg.model, location, raw.label_names or ["0", "1"])
     validate_space(resolved, structure)
     check_ray_address(cfg.backend.address)
+    check_local_resources(cfg.backend.address, cfg.budget.cpus_per_trial, cfg.budget.gpus_per_trial)
     check_reachable(cfg.tracking.uri)
 
     output_dir = Path(cfg.output_dir)
@@ -151,3 +153,23 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"backend.address: no Ray cluster answers at {address!r}: {exc.strerror or exc}") from None
+
+
+def check_local_resources(address: str | None, cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """On local Ray, a trial asking for more CPUs or GPUs than this machine has would wait forever
+    for them: refuse it here. (A cluster's resources can grow with autoscaling: not checked.)"""
+    if address not in (None, "", "local"):
+        return
+    cpus = os.cpu_count() or 1
+    if cpus_per_trial > cpus:
+        raise ConfigError(f"budget.cpus_per_trial: a trial asks for {cpus_per_trial:g} CPUs, but this machine has "
+                          f"{cpus} (local Ray); lower it, or run on a cluster with backend.address")
+    if gpus_per_trial > 0:
+        # deferred: torch takes seconds to import; needed only when the config asks for GPUs
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus_per_trial > gpus:
+            raise ConfigError(f"budget.gpus_per_trial: a trial asks for {gpus_per_trial:g} GPUs, but this machine "
+                              f"has {gpus} (local Ray); set 0 to train on the CPU, or run on a cluster with "
+                              "backend.address")

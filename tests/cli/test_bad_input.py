@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -32,6 +33,12 @@ def _write_csv(tmp_path: Path, frame: pd.DataFrame) -> str:
     return str(path)
 
 
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 CASES = {
     "malformed YAML": (None, "is not valid YAML at line"),
     "unknown key": (lambda c, t: c["model"].update(max_lenght=64), "model.max_lenght: unknown key; did you mean 'max_length'?"),
@@ -49,6 +56,14 @@ CASES = {
                            "tracking.uri: MLflow at 'http://127.0.0.1:"),
     "unreachable Ray": (lambda c, t: c.update(backend={"address": f"127.0.0.1:{closed_port()}"}),
                         "backend.address: no Ray cluster answers at '127.0.0.1:"),
+    "study name too long": (lambda c, t: c.update(study_name="s" * 300),
+                            "study_name: expected at most 128 characters, found 300"),
+    "more CPUs than the machine": (lambda c, t: c["budget"].update(cpus_per_trial=(os.cpu_count() or 1) + 1),
+                                   f"budget.cpus_per_trial: a trial asks for {(os.cpu_count() or 1) + 1} CPUs, but "
+                                   f"this machine has {os.cpu_count() or 1} (local Ray)"),
+    "more GPUs than the machine": (lambda c, t: c["budget"].update(gpus_per_trial=_gpus() + 1),
+                                   f"budget.gpus_per_trial: a trial asks for {_gpus() + 1} GPUs, but this machine has "
+                                   f"{_gpus()} (local Ray)"),
     "unwritable output dir": (lambda c, t: (t.joinpath("blocker").write_text("x"), c.update(output_dir=str(t / "blocker" / "out"))),
                               "output_dir: cannot write to"),
 }
@@ -71,4 +86,14 @@ def test_bad_input_row(workdir: Path, case: str):
     lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("study ")]
     assert len(lines) == 1 and message in " ".join(result.output.split()), result.output
     assert elapsed < 15, f"{case} took {elapsed:.1f}s to fail"
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "out").exists()
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(workdir: Path):
+    path = workdir / "search.yaml"
+    path.write_bytes(yaml.safe_dump(make_config(workdir)).encode() + "# caf\xe9\n".encode("latin-1"))
+    result = CliRunner().invoke(app, ["search", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "is not UTF-8 text (byte 0xe9 at offset" in " ".join(result.output.split())
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not (workdir / "mlflow.db").exists() and not (workdir / "out").exists()
