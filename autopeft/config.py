@@ -62,6 +62,14 @@ class _DataFields(_Strict):
     validation: Optional[str] = Field(None, description="Local file for validation (else carved from train).")
     test: Optional[str] = Field(None, description="Local file for the held-out test evaluation.")
     hub: Optional[HubSource] = Field(None, description="Load from the Hub instead of local files.")
+    header: Optional[bool] = Field(
+        None, description="csv/tsv: whether the first row names the columns; default: detected (a first row "
+        "whose cells look like the data below it is data, not names)."
+    )
+    columns: Optional[list[str]] = Field(
+        None, description="Names of a headerless file's columns, in order; without them its columns are named "
+        "by position: '0', '1', ..."
+    )
     # Which of the column fields below a task kind reads is up to the kind (autopeft/tasks.py);
     # data.load checks them against the data and names a field the kind does not read.
     text_columns: Optional[list[str]] = Field(
@@ -127,6 +135,27 @@ else:
     DataConfig = _data_config()
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|min|s)", re.IGNORECASE)
+_SECONDS_PER = {"h": 3600.0, "m": 60.0, "min": 60.0, "s": 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'45m', '1h30m', '90s', '2.5h' or a number of seconds -> seconds (> 0); ValueError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif text and re.fullmatch(r"(?:\d+(?:\.\d+)?(?:h|m|min|s))+", text, re.IGNORECASE):
+            seconds = sum(float(n) * _SECONDS_PER[unit.lower()] for n, unit in _DURATION_PART.findall(text))
+        else:
+            raise ValueError(f"expected a duration such as 45m, 1h30m, 90s or a number of seconds, found {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"expected a positive duration, found {value!r}")
+    return seconds
+
+
 class ObjectiveConfig(_Strict):
     metric: str = Field("accuracy", description="Validation metric the search optimises.")
     mode: Literal["max", "min"] = Field("max", description="Whether higher or lower is better.")
@@ -136,7 +165,12 @@ class BudgetConfig(_Strict):
     trials: int = Field(8, gt=0, description="Number of trials.")
     max_steps: int = Field(100, gt=0, description="Training steps of a trial that is not stopped early.")
     eval_interval: int = Field(25, gt=0, description="Evaluate and report every this many steps.")
-    time_limit_s: Optional[float] = Field(None, gt=0, description="Stop the whole search after this long.")
+    time: Optional[str] = Field(
+        None, description="Wall-clock budget of the whole study, final training and registration included "
+        "('45m', '1h30m', '90s', or seconds). A short probe of step time on this machine then plans trials, "
+        "max_steps, eval_interval and final_steps, unless they are given."
+    )
+    time_limit_s: Optional[float] = Field(None, gt=0, description="Stop the trials after this long.")
     concurrent_trials: int = Field(1, gt=0, description="Trials run at the same time.")
     cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved per trial (sets torch threads).")
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU.")
@@ -148,6 +182,19 @@ class BudgetConfig(_Strict):
     final_eval_interval: Optional[int] = Field(
         None, gt=0, description="Evaluate the final training every this many steps and at its end (default: about "
         "8 times over final_steps, never more often than eval_interval).")
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        parse_duration(value)  # raises ValueError with what was expected
+        return str(value)
+
+    @property
+    def time_s(self) -> Optional[float]:
+        """``time`` in seconds (None when no time budget is given)."""
+        return None if self.time is None else parse_duration(self.time)
 
     @model_validator(mode="after")
     def _interval_fits(self) -> BudgetConfig:
