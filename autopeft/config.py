@@ -7,12 +7,22 @@ problem becomes a one-line :class:`~autopeft.errors.ConfigError` that names the 
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from autopeft._validation import one_line
 from autopeft.errors import ConfigError
@@ -101,6 +111,21 @@ class _DataFields(_Strict):
     @classmethod
     def _one_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    # pydantic runs "before" validators last-defined first: this one, then _one_is_a_list
+    @field_validator("*", mode="before")
+    @classmethod
+    def _positions_are_names(cls, value: Any, info: ValidationInfo) -> Any:
+        """A column given by position (YAML ``label_column: 1``, ``text_columns: [0]``) is the name
+        of that column in a headerless file: '1', '0'. Covers the fields a task kind adds too."""
+        name = info.field_name or ""
+        if name != "columns" and not name.endswith(("_column", "_columns")):
+            return value
+
+        def as_name(one: Any) -> Any:  # an int (not a bool) as its string; anything else as given
+            return str(one) if isinstance(one, int) and not isinstance(one, bool) else one
+
+        return [as_name(v) for v in value] if isinstance(value, (list, tuple)) else as_name(value)
 
     @field_validator("text_columns")
     @classmethod
@@ -420,12 +445,44 @@ class ResolvedConfig(BaseModel):
     config: SearchConfig
     space: SearchSpace
     source: Optional[Path] = None
+    #: Why a field has its value, by dotted field name, where autopeft chose it (zero-config
+    #: inference, the time budget's plan); written as comments beside the field.
+    notes: dict[str, str] = Field(default_factory=dict)
 
     def dump(self) -> dict[str, Any]:
         """The resolved config as plain data (the space inline), for logging."""
         data = self.config.model_dump(mode="json")
         data["space"] = self.space.model_dump(mode="json")
         return data
+
+    def to_yaml(self, *, complete: bool = True) -> str:
+        """The config as YAML with ``notes`` as comments. ``complete``: every field and the space
+        inline (what the study ran, for its MLflow run); else only the fields set, the space as
+        given (a file a user edits: ``autopeft init``). Both resolve to the same config."""
+        data = self.dump() if complete else self.config.model_dump(mode="json", exclude_unset=True)
+        return render_yaml(data, self.notes)
+
+
+def render_yaml(data: dict[str, Any], notes: dict[str, str]) -> str:
+    """YAML of ``data`` with ``notes[dotted.key]`` as a comment on that key's line."""
+    lines: list[str] = []
+
+    def emit(node: dict[str, Any], prefix: str, indent: int) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            note = notes.get(dotted)
+            comment = f"  # {' '.join(note.split())}" if note else ""
+            pad = "  " * indent
+            if isinstance(value, dict) and value:
+                lines.append(f"{pad}{key}:{comment}")
+                emit(value, f"{dotted}.", indent + 1)
+            else:
+                text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True).strip()
+                text = text.removesuffix("\n...").strip()
+                lines.append(f"{pad}{key}: {text}{comment}")
+
+    emit(data, "", 0)
+    return "\n".join(lines) + "\n"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -451,6 +508,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[tuple[list[str], Any]])
             node = child
         node[path[-1]] = value
     return raw
+
+
+def resolve_mapping(raw: dict[str, Any], overrides: Optional[list[tuple[list[str], Any]]] = None, *,
+                    notes: Optional[dict[str, str]] = None) -> ResolvedConfig:
+    """Validate a config given as a mapping (zero-config inference's) like a file without a folder."""
+    raw = apply_overrides(copy.deepcopy(raw), overrides or [])
+    try:
+        config = SearchConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, SearchConfig)) from None
+    overridden = {".".join(path) for path, _ in overrides or []}
+    kept = {k: v for k, v in (notes or {}).items() if k not in overridden}
+    return ResolvedConfig(config=config, space=load_space(config.space), notes=kept)
 
 
 def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[str], Any]]] = None) -> ResolvedConfig:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from autopeft.cli import _inputs
 from autopeft.cli._output import console, fail, out
 from autopeft.errors import AutoPeftError
 from autopeft.process import configure_process
 
 
 def search(
-    config: Path = typer.Option(..., "--config", "-c", help="The search YAML file."),
-    overrides: Optional[list[str]] = typer.Option(None, "--set", "-s", help="Override a config key: KEY=VALUE (repeatable)."),
+    config: Optional[Path] = _inputs.CONFIG,
+    model: Optional[str] = _inputs.MODEL,
+    train: Optional[str] = _inputs.TRAIN,
+    test: Optional[str] = _inputs.TEST,
+    validation: Optional[str] = _inputs.VALIDATION,
+    time: Optional[str] = _inputs.TIME,
+    label: Optional[str] = _inputs.LABEL,
+    text: Optional[list[str]] = _inputs.TEXT,
+    task: Optional[str] = _inputs.TASK,
+    overrides: Optional[list[str]] = _inputs.OVERRIDES,
     trials: Optional[int] = typer.Option(None, help="Override budget.trials."),
     max_steps: Optional[int] = typer.Option(None, help="Override budget.max_steps."),
     study_name: Optional[str] = typer.Option(None, help="Override study_name."),
@@ -25,22 +35,29 @@ def search(
         None, "--warm-start", help="Seed with the best configs of an earlier study (name) or a YAML/JSON file (repeatable)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray and trial logs."),
 ) -> None:
-    """Search adapter type, placement, rank and learning rate; register the best adapter."""
-    configure_process()
-    # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-    from autopeft.config import parse_override, resolve
+    """Search adapter type, placement, rank and learning rate; register the best adapter.
 
+    Zero-config: `autopeft search --model M --train FILE [--test FILE] [--time 45m]` infers the
+    task, columns, metric, space and budget, prints each choice with its reason, then searches."""
+    configure_process()
     flags: dict[str, Any] = {"budget.trials": trials, "budget.max_steps": max_steps, "study_name": study_name,
                              "backend.address": address, "tracking.uri": tracking_uri, "output_dir": output_dir}
     try:
-        parsed = [parse_override(text) for text in overrides or []]
-        parsed += [(key.split("."), value) for key, value in flags.items() if value is not None]
+        request, parsed = _inputs.parse_inputs(config, model, train, test, validation, time, label, text, task,
+                                               overrides, flags)
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
-        resolved = resolve(config, parsed)
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
+        from autopeft.auto.flow import plan_budget, resolve_config, resolve_request
         from autopeft.search import prepare, prepare_resume
         from autopeft.search.manifest import StudyManifest
 
+        if request is None:
+            resolved = resolve_config(config, parsed)  # type: ignore[arg-type]
+        else:
+            with console.status("reading the model and the data..."):
+                inference, resolved = resolve_request(request, parsed)
+            for choice in inference.choices:
+                console.print(choice.line(), highlight=False, soft_wrap=True)
         name, out_dir = resolved.config.study_name, Path(resolved.config.output_dir)
         with console.status("checking model, data and search space..."):
             if name and StudyManifest.path_for(out_dir, name).is_file():
@@ -48,6 +65,7 @@ def search(
                 prepared = prepare_resume(name, out_dir)
             else:
                 prepared = prepare(resolved)
+        plan_budget(prepared, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
     except AutoPeftError as exc:
         fail(exc)
         return
@@ -86,6 +104,10 @@ def _run(prepared: Any, verbose: bool) -> None:
                   f"{', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
                   f"({prepared.raw.sizes.get('train', 0)} train / {prepared.raw.sizes.get('validation', 0)} validation examples)")
     view = ProgressView(cfg.budget.trials, cfg.objective.metric, cfg.objective.mode, console=console)
+    # Ctrl-C raises KeyboardInterrupt in the driver, which closes every run it opened (KILLED)
+    # and ends here with exit code 130. Tune's own SIGINT handler would instead end the trials
+    # quietly and return, and the search would go on to select and register a half-run study.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     try:
         with view:
             result = run_search(prepared, callbacks=[view], verbose=verbose)
@@ -93,7 +115,14 @@ def _run(prepared: Any, verbose: bool) -> None:
         fail(exc)
         return
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: running trials were recorded as KILLED")
+        # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
+        from autopeft.search.manifest import StudyManifest
+
+        started = StudyManifest.path_for(prepared.output_dir, prepared.study_name).is_file()
+        resume_hint = (f"; continue it with 'autopeft resume {prepared.study_name} --output-dir "
+                       f"{prepared.output_dir}'" if started else "")
+        console.print(f"[yellow]interrupted[/]: the study run and its running trials were recorded as KILLED"
+                      f"{resume_hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
     out.print(view.table(result))

@@ -79,6 +79,11 @@ class AdapterPredictor:
         classification."""
         return get_task(self.metadata["task"]).present(self, frame, batch_size)
 
+    def predict(self, data: pd.DataFrame | Mapping[str, Any] | list[Mapping[str, Any]],
+                batch_size: int = 64) -> pd.DataFrame:
+        """:meth:`predict_frame` for a frame, a mapping of columns or a list of records (one per example)."""
+        return self.predict_frame(data if isinstance(data, pd.DataFrame) else pd.DataFrame(data), batch_size)
+
 
 def read_metadata(adapter_dir: str | Path) -> AdapterMetadata:
     """The adapter folder's ``autopeft.json``; ModelError when it is missing or unreadable."""

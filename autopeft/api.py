@@ -1,0 +1,88 @@
+"""autopeft from Python: the same study as the CLI, without it.
+
+>>> import autopeft
+>>> result = autopeft.search(model="minilm", train="reviews.csv", test="reviews-test.csv", time="20m")
+>>> result.model_version                     # registered in MLflow, alias 'candidate'
+>>> predictor = autopeft.load("models:/reviews-adapter@candidate", tracking_uri="sqlite:///mlflow.db")
+>>> predictor.predict(pd.DataFrame({"sentence": ["a delight from start to finish"]}))
+
+Bad input raises a :class:`~autopeft.errors.UserInputError` before any compute starts, as the
+CLI's exit code 2 does; a failed study raises another :class:`~autopeft.errors.AutoPeftError`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from autopeft.auto.flow import prepare_request
+from autopeft.auto.infer import Request
+from autopeft.config import parse_duration
+from autopeft.engine.predictor import AdapterPredictor
+from autopeft.errors import ConfigError, RegistryError
+from autopeft.process import configure_process
+from autopeft.registry.versions import mlflow_uris
+from autopeft.schema import Artifact
+from autopeft.search import SearchResult, run_search
+
+
+def search(model: str | None = None, train: str | Path | None = None, *, test: str | Path | None = None,
+           validation: str | Path | None = None, time: str | float | None = None, label: str | None = None,
+           text: Sequence[str] = (), task: str | None = None, config: str | Path | None = None,
+           settings: Mapping[str, Any] | None = None, on_line: Callable[[str], None] = print,
+           verbose: bool = False) -> SearchResult:
+    """Run a study and register its best adapter; returns the result (``model_version``,
+    ``best``, ``test_metrics``, ``adapter_dir``, ...).
+
+    Zero-config: ``model`` and ``train`` (plus ``test``, ``time``; ``label``/``text``/``task``
+    only where inference cannot tell). Or ``config``: a YAML file, as ``autopeft search --config``.
+    ``settings`` overrides config keys by dotted name (``{"budget.trials": 4}``). Each inferred
+    choice and the budget's plan go to ``on_line`` (``print`` by default).
+    """
+    configure_process()
+    if time is not None:
+        try:
+            parse_duration(time)
+        except ValueError as exc:
+            raise ConfigError(f"time: {exc}") from None
+    overrides = [(key.split("."), value) for key, value in (settings or {}).items()]
+    if config is not None:
+        given = {"model.name_or_path": model, "data.train": train, "data.test": test, "data.validation": validation,
+                 "budget.time": time}
+        overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
+        prepared = prepare_request(config=config, overrides=overrides, say=on_line)
+    else:
+        if model is None or train is None:
+            raise ConfigError(f"{'model' if model is None else 'train'}: expected a config file (config=...) or a "
+                              "model and a training file (model=..., train=...)")
+        request = Request(model=model, train=str(train), test=None if test is None else str(test),
+                          validation=None if validation is None else str(validation), label=label,
+                          text=tuple(text), task=task, time=None if time is None else str(time))
+        prepared = prepare_request(request, overrides=overrides, say=on_line)
+    return run_search(prepared, verbose=verbose)
+
+
+def load(ref: str | Path, *, tracking_uri: str | None = None) -> AdapterPredictor:
+    """A ready predictor (``predict(frame)``) for a registered version (``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``) or a local adapter folder (a study's ``best_adapter``)."""
+    path = Path(str(ref)).expanduser()
+    if not str(ref).startswith("models:/"):
+        if not path.is_dir():
+            raise RegistryError(f"ref: expected models:/NAME@ALIAS, models:/NAME/VERSION or an adapter folder, "
+                                f"found {str(ref)!r}")
+        return AdapterPredictor.load(path)
+    # deferred: MLflow takes seconds to import; a local adapter folder loads without it
+    import mlflow
+
+    target = Path(tempfile.mkdtemp(prefix="autopeft-load-"))
+    with mlflow_uris(tracking_uri or mlflow.get_tracking_uri()):
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(ref), dst_path=str(target)))
+        except Exception as exc:  # MLflow raises several types for a missing model, version or alias
+            raise RegistryError(f"ref: cannot load {str(ref)!r}: {' '.join(str(exc).split())[:200]}") from None
+    adapter = next((p for p in local.rglob(Artifact.ADAPTER) if p.is_dir()), None)
+    if adapter is None:
+        raise RegistryError(f"ref: {str(ref)!r} holds no autopeft adapter (no {Artifact.ADAPTER}/ folder)")
+    return AdapterPredictor.load(adapter)

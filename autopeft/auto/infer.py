@@ -1,0 +1,401 @@
+"""Zero-config: a model and a data file are enough; every other choice is inferred here.
+
+Each choice is a :class:`Choice`: the config field it sets, the value and the reason, printed in
+one line before anything starts and written as a comment by ``autopeft init``. What the data
+cannot settle (two columns that could each be the label) is a one-line
+:class:`~autopeft.errors.ConfigError` that lists the candidates and the flag that decides.
+
+The rules, in order:
+
+- task kind: two list columns (words, one tag per word) → token classification; a column of
+  image paths → image classification; prompt/response-like column names (instruction/output,
+  question/answer, ...) → causal LM; else the label column decides: numbers with many distinct
+  values → regression, few → classification;
+- label column: ``--label``, else a conventional name (label, labels, target, score, class, y),
+  else the only column with few distinct values;
+- text columns: ``--text``, else the free-text columns (one, or a sentence pair);
+- metric: the kind's default; MCC (two classes) or macro F1 (more) when classes are imbalanced;
+- space: by task kind and model size; ``max_length``: the 95th percentile of the data's token
+  lengths, capped by the model;
+- resources: one trial at a time on every CPU core, or one trial per GPU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
+from autopeft.config import ModelConfig
+from autopeft.data import locate, read_table
+from autopeft.errors import ConfigError, DataError
+from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
+from autopeft.tasks import get_task, task_names
+
+LABEL_NAMES = ("label", "labels", "target", "score", "class", "y")
+#: (prompt, response) column names of instruction data, most specific first.
+PROMPT_RESPONSE_NAMES = (("prompt", "response"), ("instruction", "output"), ("instruction", "response"),
+                         ("prompt", "completion"), ("question", "answer"), ("input", "output"),
+                         ("query", "response"), ("source", "target"))
+TOKENS_NAMES = ("tokens", "words")
+TAGS_NAMES = ("tags", "ner_tags", "pos_tags", "labels", "label")
+#: Two text columns that form a sentence pair, in the order the model reads them.
+PAIR_NAMES = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
+              ("question1", "question2"), ("text_a", "text_b"), ("sentence_a", "sentence_b"), ("text", "text_pair"),
+              ("query", "passage"), ("question", "context"))
+#: Regression when the target is numeric with more distinct values than this.
+MAX_CLASSES = 20
+#: Classes are imbalanced when the largest is this many times the smallest (two classes) ...
+IMBALANCE_BINARY = 2.0
+#: ... or this many times with more classes (macro F1 then weighs each class alike).
+IMBALANCE_MULTICLASS = 3.0
+#: Token length percentile that sets ``max_length``: longer examples are cut.
+LENGTH_PERCENTILE = 95
+#: Models at least this large get the decoder space (small learning rates, fewer rank choices).
+LARGE_MODEL_PARAMS = 1_000_000_000
+#: Wall-clock budget when none is given: a coffee break.
+DEFAULT_TIME = "15m"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a user gives: a model and a training file; the rest only to settle what inference cannot."""
+
+    model: str
+    train: str
+    test: str | None = None
+    validation: str | None = None
+    label: str | None = None
+    text: tuple[str, ...] = ()
+    task: str | None = None
+    time: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    #: The config field it sets (dotted), e.g. ``task.kind``.
+    field: str
+    value: Any
+    reason: str
+
+    def line(self) -> str:
+        shown = ", ".join(map(str, self.value)) if isinstance(self.value, (list, tuple)) else self.value
+        return f"{self.field} = {shown}: {self.reason}"
+
+
+@dataclass
+class Inference:
+    choices: list[Choice] = field(default_factory=list)
+
+    def choose(self, field_name: str, value: Any, reason: str) -> Any:
+        self.choices.append(Choice(field_name, value, reason))
+        return value
+
+    def raw_config(self) -> dict[str, Any]:
+        """The choices as a config mapping (``config.resolve`` validates it like a file)."""
+        raw: dict[str, Any] = {}
+        for choice in self.choices:
+            node = raw
+            *parents, leaf = choice.field.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = list(choice.value) if isinstance(choice.value, tuple) else choice.value
+        return raw
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    causal: bool
+    vision: bool
+    params: int
+    max_positions: int | None
+    model_type: str
+
+
+def model_facts(name_or_path: str) -> tuple[str, ModelFacts]:
+    """Where the model is and what it is, from its config alone (no weights loaded)."""
+    location = resolve_location(name_or_path)
+    config = load_auto_config(ModelConfig(name_or_path=name_or_path), location)
+    architectures = [str(a) for a in (getattr(config, "architectures", None) or [])]
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures) or (
+        bool(getattr(config, "is_decoder", False)) and not getattr(config, "is_encoder_decoder", False))
+    vision = getattr(config, "vocab_size", None) is None and getattr(config, "image_size", None) is not None
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 0) or 0)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    params = vocab * hidden + 12 * layers * hidden * hidden  # embeddings + attention and MLP blocks
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return location, ModelFacts(causal=causal, vision=vision, params=params,
+                                max_positions=int(positions) if positions else None,
+                                model_type=str(getattr(config, "model_type", "")))
+
+
+def infer(request: Request) -> Inference:
+    """Every choice a zero-config search makes, with its reason; ConfigError/DataError when the
+    data cannot settle one (before anything is computed or written)."""
+    inference = Inference()
+    location, facts = model_facts(request.model)
+    inference.choose("model.name_or_path", request.model, _model_reason(facts))
+    train_path = locate(request.train, None)
+    frame = read_table(train_path, "--train")
+    if frame.empty:
+        raise DataError(f"--train: {str(train_path)!r} has no rows")
+    profiles = profile(frame)
+
+    kind, columns, kind_reason = _task_and_columns(request, profiles, facts)
+    inference.choose("task.kind", kind, kind_reason)
+    inference.choose("data.train", str(train_path.resolve()), "--train")
+    for split in ("validation", "test"):
+        given = getattr(request, split)
+        if given is not None:
+            inference.choose(f"data.{split}", str(locate(given, None).resolve()), f"--{split}")
+    for column_field, (value, reason) in columns.items():
+        inference.choose(f"data.{column_field}", value, reason)
+    if request.validation is None:
+        inference.choose("data.validation_fraction", 0.1,
+                         "no --validation file: 10% of train is carved out (fixed seed) to compare trials on")
+
+    metric, mode, metric_reason = _metric(kind, frame, columns)
+    inference.choose("objective.metric", metric, metric_reason)
+    inference.choose("objective.mode", mode, "higher is better" if mode == "max" else "lower is better")
+
+    space, space_reason = _space(kind, facts)
+    inference.choose("space", space, space_reason)
+    if kind != "image_classification":
+        max_length, length_reason = _max_length(request.model, location, frame, kind, columns, facts)
+        inference.choose("model.max_length", max_length, length_reason)
+
+    inference.choose("budget.time", request.time or DEFAULT_TIME,
+                     "--time" if request.time else "no --time: a coffee break; trials and steps are planned to fit it")
+    _resources(inference)
+    name = _study_stem(train_path)
+    inference.choose("tracking.experiment", f"autopeft-{name}", f"named after the data ({train_path.name})")
+    inference.choose("tracking.registered_model", f"{name}-adapter", "the registered model the best adapter goes to")
+    return inference
+
+
+def _model_reason(facts: ModelFacts) -> str:
+    size = f"~{facts.params / 1e6:,.0f}M parameters" if facts.params else "size unknown"
+    what = "a causal LM" if facts.causal else "an image model" if facts.vision else "an encoder"
+    return f"--model: {facts.model_type or 'transformers'} model, {what}, {size}"
+
+
+# -- task kind and columns ---------------------------------------------------------------------------
+
+Columns = dict[str, tuple[Any, str]]
+
+
+def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
+                      facts: ModelFacts) -> tuple[str, Columns, str]:
+    names = list(profiles)
+    if request.task is not None and request.task not in task_names():
+        raise ConfigError(f"--task: unknown task kind {request.task!r} (expected one of: {', '.join(task_names())})")
+    label = _named(request.label, names, "--label") if request.label else None
+    texts = [_named(t, names, "--text") for t in request.text]
+    if len(texts) > 2:
+        raise ConfigError(f"--text: expected one or two text columns, found {len(texts)}")
+
+    lists = [p for p in profiles.values() if p.kind == "list"]
+    images = [p for p in profiles.values() if p.kind == "image"]
+    pair = _conventional_pair(names, PROMPT_RESPONSE_NAMES)
+    wanted = request.task
+    if wanted == "token_classification" or (wanted is None and len(lists) >= 2):
+        return _token_columns(lists, names, texts, label)
+    if wanted == "image_classification" or (wanted is None and images and not texts):
+        if not images:
+            raise DataError(f"--task: image_classification needs a column of image file paths; none in "
+                            f"{', '.join(names)}")
+        image = images[0].name if len(images) == 1 or not texts else texts[0]
+        label_name, label_reason = label_column(profiles, exclude={image}, given=label)
+        return "image_classification", {"image_column": (image, "its values are image file paths"),
+                                        "label_column": (label_name, label_reason)}, \
+            f"column {image!r} holds image file paths"
+    if wanted == "causal_lm" or (wanted is None and pair is not None and label is None):
+        if pair is None:
+            if len(texts) == 2:
+                pair = (texts[0], texts[1])
+            else:
+                raise DataError(f"--task: causal_lm needs a prompt and a response column; name them with --text "
+                                f"PROMPT --text RESPONSE (columns: {', '.join(names)})")
+        reason = f"columns {pair[0]!r} and {pair[1]!r} are a prompt and the response to learn"
+        if facts.causal:
+            reason += " and the model is a causal LM"
+        return "causal_lm", {"prompt_column": (pair[0], "the prompt (not trained on)"),
+                             "response_column": (pair[1], "the response the model learns to write")}, reason
+
+    label_name, label_reason = label_column(profiles, exclude=set(texts), given=label)
+    target = profiles[label_name]
+    if wanted is not None:
+        kind, kind_reason = wanted, "--task"
+    elif target.kind == "number" and (target.distinct > MAX_CLASSES or not target.integral and target.distinct > 2):
+        kind = "regression"
+        kind_reason = f"label {label_name!r} holds numbers with {target.distinct} distinct values"
+    else:
+        kind = "sequence_classification"
+        kind_reason = f"label {label_name!r} holds {target.distinct} distinct values (classes)"
+    if not texts:
+        texts, text_reason = _text_columns(profiles, exclude={label_name})
+    else:
+        text_reason = "--text"
+    return kind, {"text_columns": (texts, text_reason), "label_column": (label_name, label_reason)}, kind_reason
+
+
+def _named(given: str, names: Sequence[str], flag: str) -> str:
+    """A column the user named: exactly, or differing only in case and spacing; else 'did you mean'."""
+    if given in names:
+        return given
+    loose = [n for n in names if normalised(n) == normalised(given)]
+    if len(loose) == 1:
+        return loose[0]
+    close = difflib.get_close_matches(given, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise DataError(f"{flag}: no column {given!r} in the data (columns: {', '.join(names)}){hint}")
+
+
+def _conventional_pair(names: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    by_norm = {normalised(n): n for n in names}
+    for first, second in pairs:
+        if normalised(first) in by_norm and normalised(second) in by_norm:
+            return by_norm[normalised(first)], by_norm[normalised(second)]
+    return None
+
+
+def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given: str | None) -> tuple[str, str]:
+    if given is not None:
+        return given, "--label"
+    candidates = {name: p for name, p in profiles.items() if name not in exclude}
+    by_norm = {normalised(n): n for n in candidates}
+    for conventional in LABEL_NAMES:
+        if conventional in by_norm and candidates[by_norm[conventional]].kind in ("number", "text"):
+            return by_norm[conventional], "its conventional name"
+    fitting = [p.name for p in candidates.values()
+               if p.kind in ("number", "text") and not p.id_like and (p.categorical or p.kind == "number")]
+    if len(fitting) == 1:
+        return fitting[0], "the only column that can be a label (few distinct values, or numbers)"
+    listed = ", ".join(fitting or [p.name for p in candidates.values()])
+    raise DataError(f"--label: cannot tell which column is the label (candidates: {listed}); name it with "
+                    "--label COLUMN")
+
+
+def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> tuple[list[str], str]:
+    texts = [p.name for p in profiles.values() if p.name not in exclude and p.free_text]
+    if len(texts) == 1:
+        return texts, "the only free-text column"
+    if len(texts) == 2:
+        return texts, "the two free-text columns: a sentence pair, in file order"
+    pair = _conventional_pair(texts, PAIR_NAMES)
+    if pair is not None:
+        return list(pair), "a conventional sentence pair"
+    if not texts:
+        raise DataError(f"--text: no column holds text to read (columns: {', '.join(profiles)}); name it with "
+                        "--text COLUMN")
+    raise DataError(f"--text: cannot tell which columns the model reads (candidates: {', '.join(texts)}); name one "
+                    "or two with --text COLUMN")
+
+
+def _token_columns(lists: list[ColumnProfile], names: Sequence[str], texts: list[str],
+                   label: str | None) -> tuple[str, Columns, str]:
+    by_name = {p.name: p for p in lists}
+    if len(lists) < 2 and not (texts and label):
+        raise DataError(f"--task: token_classification needs a column of word lists and one of tag lists "
+                        f"(columns: {', '.join(names)})")
+
+    def pick(given: str | None, conventional: Sequence[str], others: Sequence[ColumnProfile], fewest: bool) -> str:
+        if given is not None:
+            return given
+        conv = _conventional_pair([p.name for p in others], [(c, c) for c in conventional])
+        if conv is not None:
+            return conv[0]
+        ranked = sorted(others, key=lambda p: p.distinct_items)
+        return (ranked[0] if fewest else ranked[-1]).name
+
+    tags = pick(label, TAGS_NAMES, lists, fewest=True)
+    words = pick(texts[0] if texts else None, TOKENS_NAMES, [p for p in lists if p.name != tags], fewest=False)
+    reason = (f"columns {words!r} and {tags!r} hold lists ({by_name[words].distinct_items if words in by_name else '?'}"
+              f" distinct words, {by_name[tags].distinct_items if tags in by_name else '?'} distinct tags)")
+    return "token_classification", {"tokens_column": (words, "the word lists"),
+                                    "tags_column": (tags, "one tag per word")}, reason
+
+
+# -- metric, space, length, resources ----------------------------------------------------------------
+
+def _metric(kind: str, frame: pd.DataFrame, columns: Columns) -> tuple[str, str, str]:
+    task = get_task(kind)
+    default = f"{kind}'s default"
+    if kind not in ("sequence_classification", "image_classification"):
+        return task.default_metric, task.default_mode, default
+    counts = frame[columns["label_column"][0]].astype(str).value_counts()
+    ratio = float(counts.iloc[0] / counts.iloc[-1])
+    share = f"{counts.iloc[0] / counts.sum():.0%} of train is {counts.index[0]!r}"
+    if len(counts) == 2 and ratio >= IMBALANCE_BINARY:
+        return "mcc", "max", f"imbalanced classes ({share}): accuracy would reward predicting the majority class"
+    if len(counts) > 2 and ratio >= IMBALANCE_MULTICLASS:
+        return "f1", "max", (f"imbalanced classes ({share}, largest {ratio:.1f}x the smallest): macro F1 weighs "
+                             "every class alike")
+    return task.default_metric, task.default_mode, f"{default}; the classes are balanced ({share})"
+
+
+def _space(kind: str, facts: ModelFacts) -> tuple[str, str]:
+    if kind == "causal_lm" or facts.params >= LARGE_MODEL_PARAMS:
+        return "llm-sft", ("a causal LM task" if kind == "causal_lm" else "a model of over 1B parameters") + \
+            ": LoRA-style families, prompt and prefix tuning at small learning rates"
+    return "lora-family", f"{kind} on a {facts.params / 1e6:,.0f}M-parameter model: LoRA, DoRA and IA3"
+
+
+def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str, columns: Columns,
+                facts: ModelFacts) -> tuple[int, str]:
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=name_or_path), location)
+    sample = frame if len(frame) <= 2000 else frame.sample(n=2000, random_state=0)
+    if kind == "token_classification":
+        words = [[str(w) for w in (as_list(v) or [])] for v in sample[columns["tokens_column"][0]]]
+        lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True)["input_ids"]]
+    elif kind == "causal_lm":
+        prompt, response = columns["prompt_column"][0], columns["response_column"][0]
+        joined = (sample[prompt].astype(str) + sample[response].astype(str)).tolist()
+        lengths = [len(ids) + 1 for ids in tokenizer(joined)["input_ids"]]
+    else:
+        texts = columns["text_columns"][0]
+        first = sample[texts[0]].astype(str).tolist()
+        second = sample[texts[1]].astype(str).tolist() if len(texts) == 2 else None
+        lengths = [len(ids) for ids in tokenizer(first, second)["input_ids"]]
+    wanted = int(np.percentile(lengths, LENGTH_PERCENTILE))
+    limits = [n for n in (facts.max_positions, getattr(tokenizer, "model_max_length", None)) if n and n < 1_000_000]
+    cap = min(limits) if limits else 512
+    chosen = max(16, min(cap, -(-wanted // 8) * 8))
+    reason = (f"{LENGTH_PERCENTILE}th percentile of train's token lengths is {wanted} "
+              f"(longest {max(lengths)}); rounded up to a multiple of 8")
+    if chosen == cap and wanted > cap:
+        reason += f", capped at the model's limit {cap}"
+    return chosen, reason
+
+
+def _resources(inference: Inference) -> None:
+    # deferred: torch takes seconds to import; only the resource choice needs it
+    import torch
+
+    cpus = os.cpu_count() or 1
+    gpus = torch.cuda.device_count()
+    if gpus:
+        inference.choose("budget.gpus_per_trial", 1, f"{gpus} GPU(s) here: one trial per GPU")
+        inference.choose("budget.concurrent_trials", gpus, f"{gpus} GPU(s) here")
+        inference.choose("budget.cpus_per_trial", max(1, cpus // gpus), f"{cpus} CPU cores shared by the GPUs")
+    else:
+        inference.choose("budget.cpus_per_trial", cpus,
+                         f"no GPU: one trial at a time on all {cpus} CPU cores (two at once slow each other down)")
+
+
+def _study_stem(train: Path) -> str:
+    """A name for the experiment: the file's stem, or its folder's where the stem says only 'train'."""
+    stem = train.stem
+    if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and train.resolve().parent.name:
+        stem = train.resolve().parent.name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "data"
+    return safe[:60]

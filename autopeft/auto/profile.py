@@ -1,0 +1,103 @@
+"""What each column of a data file holds, read from a sample: numbers, texts, lists, image paths.
+
+The inference (``auto.infer``) decides task kind and columns from these profiles alone, so its
+rules read as rules about columns, not about pandas dtypes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: Column names that mark a row id, never a label or an input.
+ID_NAMES = ("id", "idx", "index", "guid", "uid", "row_id", "example_id")
+#: Rows profiled per column: enough for shares and distinct counts, cheap on any file.
+SAMPLE_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    name: str
+    #: number | text | list | image | empty
+    kind: str
+    rows: int
+    distinct: int
+    #: number: every value is a whole number
+    integral: bool = False
+    #: text: mean length in words
+    mean_words: float = 0.0
+    #: a row id: named like one, or whole numbers that are all distinct
+    id_like: bool = False
+    #: list: mean number of elements
+    mean_items: float = 0.0
+    #: list: distinct elements over the sample
+    distinct_items: int = 0
+
+    @property
+    def categorical(self) -> bool:
+        """Few distinct values against the rows: a label, not an input."""
+        return not self.id_like and self.kind in ("number", "text") and self.distinct <= max(2, min(50, self.rows // 5))
+
+    @property
+    def free_text(self) -> bool:
+        """Text a model reads: many distinct values, or several words each."""
+        return self.kind == "text" and not self.id_like and (not self.categorical or self.mean_words >= 4)
+
+
+def normalised(name: str) -> str:
+    """A column name without case, spacing, '-' or '_': how names are matched to conventions."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def as_list(value: Any) -> list[Any] | None:
+    """A list cell (a list, an array, or a JSON list in a string), else None."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, list) else None
+    return None
+
+
+def profile_column(name: str, values: pd.Series) -> ColumnProfile:
+    values = values.dropna()
+    rows = len(values)
+    if rows == 0:
+        return ColumnProfile(name, "empty", 0, 0)
+    named_id = normalised(name) in {normalised(n) for n in ID_NAMES}
+    lists = [as_list(v) for v in values.head(200)]
+    if all(item is not None for item in lists):
+        items = [as_list(v) or [] for v in values]
+        flat = [str(x) for item in items for x in item]
+        return ColumnProfile(name, "list", rows, values.astype(str).nunique(), mean_items=len(flat) / rows,
+                             distinct_items=len(set(flat)), id_like=named_id)
+    numbers = pd.to_numeric(values, errors="coerce") if values.dtype == object else values
+    if not isinstance(values.dtype, pd.CategoricalDtype) and pd.api.types.is_bool_dtype(values.dtype):
+        return ColumnProfile(name, "number", rows, int(values.nunique()), integral=True)
+    if pd.api.types.is_numeric_dtype(numbers) and not numbers.isna().any():
+        distinct = int(numbers.nunique())
+        integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1.0) == 0))
+        unique_whole = integral and distinct == rows and rows > 50
+        return ColumnProfile(name, "number", rows, distinct, integral=integral, id_like=named_id or unique_whole)
+    text = values.astype(str)
+    if (text.str.lower().str.strip().map(lambda s: PurePath(s).suffix in IMAGE_SUFFIXES)).mean() >= 0.9:
+        return ColumnProfile(name, "image", rows, int(text.nunique()))
+    return ColumnProfile(name, "text", rows, int(text.nunique()), mean_words=float(text.str.split().str.len().mean()),
+                         id_like=named_id)
+
+
+def profile(frame: pd.DataFrame) -> dict[str, ColumnProfile]:
+    """Profiles of every column, from up to ``SAMPLE_ROWS`` rows taken evenly through the file."""
+    sample = frame if len(frame) <= SAMPLE_ROWS else frame.sample(n=SAMPLE_ROWS, random_state=0)
+    return {str(name): profile_column(str(name), sample[name]) for name in frame.columns}
