@@ -1,0 +1,186 @@
+"""Zero-config inference on files exactly as people have them: each kind's printed choices.
+
+Real files in the test's folder (or the GLUE TSVs as they are), the packaged MiniLM or the tiny
+task models, real tokenizers; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from autopeft.auto.infer import Request, infer
+from autopeft.cli.app import app
+from autopeft.config import resolve_mapping
+from autopeft.errors import DataError
+from tests.tiny_tasks import ner_frame, sft_frame, write_images, write_jsonl
+
+
+def chosen(inference) -> dict[str, object]:
+    return {c.field: c.value for c in inference.choices}
+
+
+def reasons(inference) -> dict[str, str]:
+    return {c.field: c.reason for c in inference.choices}
+
+
+def test_sst2_tsv_as_it_is(glue_dir: Path, minilm_path: str, tmp_path: Path) -> None:
+    train = tmp_path / "sst2" / "train.tsv"
+    train.parent.mkdir()
+    # the GLUE file as it is, cut to its first 600 lines so the test stays quick
+    train.write_text("".join((glue_dir / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines(True)[:600]))
+    inference = infer(Request(model="minilm", train=str(train)))
+    got = chosen(inference)
+    assert got["task.kind"] == "sequence_classification"
+    assert got["data.text_columns"] == ["sentence"]
+    assert got["data.label_column"] == "label"
+    assert got["objective.metric"] == "accuracy"
+    assert got["space"] == "lora-family"
+    assert got["tracking.experiment"] == "autopeft-sst2"  # named after the folder, not 'train'
+    assert 16 <= got["model.max_length"] <= 128 and got["model.max_length"] % 8 == 0  # type: ignore[operator]
+    assert "95th percentile" in reasons(inference)["model.max_length"]
+    # the choices make a config that validates as a file would
+    resolved = resolve_mapping(inference.raw_config())
+    assert resolved.config.task.kind == "sequence_classification"
+    assert resolved.config.budget.time == "15m"
+
+
+def test_rte_pairs_skip_the_index(glue_dir: Path, minilm_path: str) -> None:
+    inference = infer(Request(model="minilm", train=str(glue_dir / "rte" / "train.tsv"), time="45m"))
+    got = chosen(inference)
+    assert got["data.text_columns"] == ["sentence1", "sentence2"]  # 'index' is a row id, not an input
+    assert got["data.label_column"] == "label"
+    assert got["task.kind"] == "sequence_classification"
+    assert got["budget.time"] == "45m"
+    assert got["model.max_length"] > 64  # type: ignore[operator]  # pairs are longer than single sentences
+
+
+def test_headerless_file(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    rows = [(f"the film number {i} was {'great' if i % 2 else 'dull'}", i % 2) for i in range(60)]
+    path.write_text("".join(f'"{text}",{label}\n' for text, label in rows))
+    inference = infer(Request(model="minilm", train=str(path)))
+    got = chosen(inference)
+    assert got["data.text_columns"] == ["0"] and got["data.label_column"] == "1"  # named by position
+    assert reasons(inference)["data.label_column"].startswith("the only column that can be a label")
+    assert got["task.kind"] == "sequence_classification"
+
+
+def test_byte_order_mark(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    frame = pd.DataFrame({"review": [f"a review with words {i} and more" for i in range(40)],
+                          "label": ["pos", "neg"] * 20})
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode("utf-8"))
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert got["data.text_columns"] == ["review"] and got["data.label_column"] == "label"
+
+
+def test_regression(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "similarity.csv"
+    pd.DataFrame({"sentence1": [f"first sentence {i} here" for i in range(80)],
+                  "sentence2": [f"second sentence {i * 7} there" for i in range(80)],
+                  "score": [round(i * 5 / 79, 3) for i in range(80)]}).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    got = chosen(inference)
+    assert got["task.kind"] == "regression"
+    assert "80 distinct values" in reasons(inference)["task.kind"]
+    assert got["data.label_column"] == "score" and got["data.text_columns"] == ["sentence1", "sentence2"]
+    assert got["objective.metric"] == "pearson"
+
+
+def test_imbalanced_classes_choose_mcc(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "acceptability.csv"
+    pd.DataFrame({"sentence": [f"sentence number {i} is here" for i in range(100)],
+                  "label": [1] * 75 + [0] * 25}).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    assert chosen(inference)["objective.metric"] == "mcc"
+    assert "imbalanced classes (75% of train is '1')" in reasons(inference)["objective.metric"]
+
+
+def test_token_classification_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
+    path = write_jsonl(ner_frame(30), tmp_path / "ner.jsonl")
+    got = chosen(infer(Request(model=task_models["token_classification"], train=str(path))))
+    assert got["task.kind"] == "token_classification"
+    assert got["data.tokens_column"] == "tokens" and got["data.tags_column"] == "tags"
+    assert got["objective.metric"] == "f1"
+
+
+def test_prompt_response_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
+    frame = sft_frame(30).rename(columns={"prompt": "instruction", "response": "output"})
+    path = write_jsonl(frame, tmp_path / "sft.jsonl")
+    inference = infer(Request(model=task_models["causal_lm"], train=str(path)))
+    got = chosen(inference)
+    assert got["task.kind"] == "causal_lm"
+    assert (got["data.prompt_column"], got["data.response_column"]) == ("instruction", "output")
+    assert "the model is a causal LM" in reasons(inference)["task.kind"]
+    assert got["space"] == "llm-sft" and got["objective.metric"] == "loss"
+
+
+def test_image_folder_csv(task_models: dict[str, str], tmp_path: Path) -> None:
+    write_images(tmp_path, 20).to_csv(tmp_path / "images.csv", index=False)
+    got = chosen(infer(Request(model=task_models["image_classification"], train=str(tmp_path / "images.csv"))))
+    assert got["task.kind"] == "image_classification"
+    assert got["data.image_column"] == "image" and got["data.label_column"] == "label"
+    assert "model.max_length" not in got  # images have no tokens
+
+
+def test_text_file_with_tab_labels(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "reviews.txt"
+    path.write_text("".join(f"a line of text number {i}\t{'yes' if i % 3 else 'no'}\n" for i in range(45)))
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert got["data.text_columns"] == ["text"] and got["data.label_column"] == "label"
+
+
+def test_ambiguous_label_lists_candidates(minilm_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    pd.DataFrame({"sentence": [f"words in sentence {i}" for i in range(60)], "topic": ["a", "b", "c"] * 20,
+                  "sentiment": ["pos", "neg"] * 30}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label \(candidates: topic, "
+                                        r"sentiment\); name it with --label COLUMN$"):
+        infer(Request(model="minilm", train=str(path)))
+    got = chosen(infer(Request(model="minilm", train=str(path), label="Sentiment ")))  # case and spacing
+    assert got["data.label_column"] == "sentiment"
+    with pytest.raises(DataError, match=r"did you mean 'sentiment'\?$"):
+        infer(Request(model="minilm", train=str(path), label="sentimnet"))
+
+
+def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data" / "two.csv"
+    path.parent.mkdir()
+    pd.DataFrame({"sentence": [f"words in sentence {i}" for i in range(60)], "topic": ["a", "b", "c"] * 20,
+                  "sentiment": ["pos", "neg"] * 30}).to_csv(path, index=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["search", "--model", "minilm", "--train", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --label: cannot tell which column is the label (candidates: topic, sentiment); name it with "
+        "--label COLUMN"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
+    result = CliRunner().invoke(app, ["search", "--model", "minilm", "--train", str(path), "--time", "soon"])
+    assert result.exit_code == 2
+    assert "--time: expected a duration such as 45m, 1h30m, 90s" in result.stderr
+
+
+def test_init_writes_the_commented_config_it_would_run(minilm_path: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --time-planned fields left open, init needs no probe: with every budget field given
+    it writes the inferred config as is, each inferred line commented."""
+    shutil.copy(Path(__file__).resolve().parents[2] / "autopeft" / "demo" / "reviews-train.csv", tmp_path / "r.csv")
+    monkeypatch.chdir(tmp_path)
+    budget = ["--set", "budget.trials=3", "--set", "budget.max_steps=20", "--set", "budget.eval_interval=10",
+              "--set", "budget.final_steps=null", "--set", "budget.time_limit_s=60"]
+    result = CliRunner().invoke(app, ["init", "--model", "minilm", "--train", "r.csv", "-o", "s.yaml", *budget])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "s.yaml").read_text()
+    assert "  label_column: label  # its conventional name\n" in text
+    assert "kind: sequence_classification  # label 'label' holds 2 distinct values (classes)" in text
+    written = resolve_mapping(json.loads(json.dumps(__import__("yaml").safe_load(text))))
+    assert written.config.budget.trials == 3 and written.config.data.label_column == "label"
+    again = CliRunner().invoke(app, ["init", "--model", "minilm", "--train", "r.csv", "-o", "s.yaml"])
+    assert again.exit_code == 2 and "--output: 's.yaml' exists" in again.stderr
