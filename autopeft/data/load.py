@@ -11,8 +11,13 @@ is shared by every kind.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
+import io
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +33,11 @@ if TYPE_CHECKING:
     from autopeft.tasks import TaskKind
 
 SPLITS = ("train", "validation", "test")
-_READERS = {
-    ".csv": lambda p: pd.read_csv(p),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE),
-    ".jsonl": lambda p: pd.read_json(p, lines=True),
-    ".json": lambda p: pd.read_json(p),
-    ".parquet": lambda p: pd.read_parquet(p),
-}
+#: The file kinds ``read_table`` reads, by suffix.
+SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
+#: Rows of a csv/tsv that header detection looks at.
+_SNIFF_ROWS = 1000
 
 
 #: Label value on tokens that no loss or metric reads (prompt, padding, later subwords);
@@ -127,17 +130,210 @@ def locate(path: str, base_dir: Path | None) -> Path:
     return alt if alt.is_file() else candidate
 
 
-def read_table(path: Path, field_name: str) -> pd.DataFrame:
+def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """One data file as a frame whose column names are strings.
+
+    csv/tsv: ``header`` says whether the first row names the columns (None: :func:`detect_header`
+    decides); a headerless file's columns are ``columns``, else named by position: '0', '1', ....
+    ``columns`` given with ``header`` None means the file has no header row; with ``header`` True
+    they replace the names in it. A tsv is read without quoting (GLUE sentences hold stray quote
+    characters) unless some column is quoted in every row. txt: one example per line,
+    ``text<TAB>label`` split at the last tab, blank lines skipped, columns ``text`` and ``label``
+    (or ``columns``); a first line that ``header`` or detection calls a header is skipped. jsonl,
+    json, parquet: ``header`` does not apply; ``columns`` renames. Text files are UTF-8, with or
+    without a byte-order mark; DataError (one line, naming ``field_name``) for anything unreadable.
+    """
+    path = Path(path)
+    suffix = _suffix(path, field_name)
+    if columns is not None and header is None:
+        header = False
+    if suffix == ".txt":
+        frame = _read_txt(_text(path, field_name), path, field_name, header)
+    else:
+        text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
+        try:
+            if suffix == ".parquet":
+                frame = pd.read_parquet(path)
+            elif suffix in (".jsonl", ".json"):
+                frame = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
+            else:
+                sep, quoting = _dialect(text, suffix)
+                if header is None:
+                    header = _delimited_verdict(text, sep, quoting) is not False
+                frame = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=0 if header else None)
+        except Exception as exc:  # pandas raises many types; all mean "cannot parse"
+            raise DataError(f"{field_name}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
+    frame.columns = [str(name) for name in frame.columns]
+    if columns is not None:
+        if len(columns) != frame.shape[1]:
+            raise DataError(f"data.columns: expected {frame.shape[1]} names, one per column of {str(path)!r}, "
+                            f"found {len(columns)}")
+        frame.columns = [str(name) for name in columns]
+    return frame
+
+
+def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
+    """Whether the first row of a data file names its columns.
+
+    csv/tsv: the first row is data when some column's first cell is a number over numbers (a
+    header cell never is), or repeats a value of a column with few distinct values below it (a
+    label); when the rows say nothing either way, a header. txt: a header only when its label
+    cell stands out the same ways (a word over numbers, or not one of the few labels below).
+    jsonl, json, parquet: always (their records name the columns).
+    """
+    path = Path(path)
+    suffix = _suffix(path, field_name)
+    if suffix not in (".csv", ".tsv", ".txt"):
+        return True
+    text = _text(path, field_name)
+    if suffix == ".txt":
+        return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name)]) is True
+    return _delimited_verdict(text, *_dialect(text, suffix)) is not False
+
+
+def _suffix(path: Path, field_name: str) -> str:
     if not path.is_file():
         raise DataError(f"{field_name}: no such file {str(path)!r}")
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"{field_name}: expected a .csv, .tsv, .jsonl, .json or .parquet file, found {path.name!r}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{field_name}: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file, found {path.name!r}")
+    return suffix
+
+
+def _text(path: Path, field_name: str) -> str:
+    """A text file's contents, less a UTF-8 byte-order mark; DataError where it is not UTF-8."""
+    data = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        frame = reader(path)
-    except Exception as exc:  # pandas raises many types; all mean "cannot parse"
-        raise DataError(f"{field_name}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
-    return frame
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # its start counts from after the mark
+        offset = bom + exc.start
+        raise DataError(f"{field_name}: {str(path)!r} is not UTF-8 text "
+                        f"(byte 0x{data[offset]:02x} at offset {offset}); save it as UTF-8") from None
+
+
+def _dialect(text: str, suffix: str) -> tuple[str, int]:
+    """Separator and quoting of a csv or tsv."""
+    if suffix == ".csv":
+        return ",", csv.QUOTE_MINIMAL
+    return "\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE
+
+
+_QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"(?=[\t\r\n]|\Z)')
+_FIELD_END = re.compile(r"[\t\r\n]")
+
+
+def _field_end(text: str, pos: int) -> int:
+    found = _FIELD_END.search(text, pos)
+    return len(text) if found is None else found.start()
+
+
+def _quoted_tsv(text: str) -> bool:
+    """Whether some column of a tsv is quoted (``"..."``, inner quotes doubled) in every row below
+    the first (a hand-written header may be bare), or in the first where it is the only row."""
+    if '"' not in text:
+        return False
+    quoted: dict[int, bool] = {}
+    first: dict[int, bool] = {}
+    pos, column, row, end = 0, 0, 0, len(text)
+    while pos < end:
+        if column == 0 and text[pos] in "\r\n":  # a blank line
+            pos += 1
+            continue
+        match = _QUOTED_FIELD.match(text, pos)
+        is_quoted = match is not None
+        pos = match.end() if match is not None else _field_end(text, pos)
+        seen = first if row == 0 else quoted
+        seen[column] = seen.get(column, True) and is_quoted
+        if pos < end and text[pos] == "\t":
+            column, pos = column + 1, pos + 1
+            continue
+        if row > 0 and not any(quoted.values()):
+            return False
+        column, row = 0, row + 1
+        pos += 2 if text.startswith("\r\n", pos) else 1
+    return any((quoted if row > 1 else first).values())
+
+
+def _delimited_verdict(text: str, sep: str, quoting: int) -> bool | None:
+    try:
+        sample = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=None, dtype=str,
+                             keep_default_na=False, nrows=_SNIFF_ROWS)
+    except Exception:  # the full read reports what is wrong with the file
+        return None
+    first = [str(cell).strip() for cell in sample.iloc[0]] if len(sample) else []
+    if first == [str(i) for i in range(len(first))]:  # the names pandas gives columns, written out
+        return True
+    return _header_verdict(sample.to_numpy().tolist())
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: At most this many distinct values below the first row make a column of classes.
+_FEW_VALUES = 20
+
+
+def _header_verdict(rows: list[list[Any]]) -> bool | None:
+    """True: the first row names the columns; False: it is data; None: the rows do not tell.
+
+    A first-row cell that is a number over a column of numbers is data, a word over numbers is a
+    name: these decide. Without them, a cell that repeats a value of a column of few distinct values
+    (a label) is data, one that is not among them is a name; both, or neither: None.
+    """
+    if len(rows) < 2:
+        return None
+    number_data = number_name = repeat_data = new_value = False
+    for i, head in enumerate(rows[0]):
+        cell = head.strip() if isinstance(head, str) else ""
+        below = [row[i].strip() for row in rows[1:] if i < len(row) and isinstance(row[i], str)]
+        below = [value for value in below if value]
+        if not cell or not below:
+            continue
+        if all(_NUMBER.fullmatch(value) for value in below):
+            if _NUMBER.fullmatch(cell):
+                number_data = True
+            else:
+                number_name = True
+            continue
+        distinct = set(below)
+        if len(distinct) > _FEW_VALUES:
+            continue
+        if cell in distinct:
+            repeat_data = True
+        elif len(distinct) < len(below):  # a column of classes (values repeat), and not one of them
+            new_value = True
+    if number_data or number_name:
+        return None if number_data and number_name else number_name
+    if repeat_data or new_value:
+        return None if repeat_data and new_value else new_value
+    return None
+
+
+def _txt_rows(text: str, path: Path, field_name: str) -> list[tuple[int, str, str]]:
+    """(line number, text, label) of each non-blank line of a txt file."""
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        cut = line.rfind("\t")
+        if cut < 0:
+            raise DataError(f"{field_name}: line {number} of {str(path)!r} has no tab-separated label")
+        rows.append((number, line[:cut], line[cut + 1:].strip()))
+    return rows
+
+
+def _read_txt(text: str, path: Path, field_name: str, header: bool | None) -> pd.DataFrame:
+    rows = _txt_rows(text, path, field_name)
+    if header is None:
+        header = _header_verdict([[t, lab] for _, t, lab in rows]) is True
+    if header:
+        rows = rows[1:]
+    labels = pd.Series([lab or None for _, _, lab in rows], dtype=object)
+    numbers = pd.to_numeric(labels, errors="coerce")
+    # numeric labels read as numbers, as in csv; an empty label stays missing
+    labels = numbers if rows and numbers.notna().sum() == labels.notna().sum() else labels.astype("str")
+    return pd.DataFrame({"text": pd.Series([t for _, t, _ in rows], dtype=str), "label": labels})
 
 
 def _load_hub(cfg: DataConfig) -> dict[str, pd.DataFrame]:
@@ -171,7 +367,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
             given = getattr(cfg, split)
             if given is not None:
                 path = locate(given, base_dir)
-                frames[split] = read_table(path, f"data.{split}")
+                frames[split] = read_table(path, f"data.{split}", header=cfg.header, columns=cfg.columns)
                 source[split] = str(path)
     columns = columns_for(cfg, task)
     needed = list(dict.fromkeys(c.name for c in columns))
@@ -180,7 +376,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
             if column.name not in frame.columns:
                 raise DataError(
                     f"data.{column.field}: column {column.name!r} is not in the {split} data "
-                    f"(columns: {', '.join(map(str, frame.columns))})"
+                    f"(columns: {', '.join(map(str, frame.columns))}){_did_you_mean(column.name, list(frame.columns))}"
                 )
         frames[split] = frame[needed].reset_index(drop=True)
         if frames[split].empty:
@@ -224,6 +420,19 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
     return RawData(frames=frames, label_names=label_names, text_columns=inputs,
                    label_column=next(c.name for c in columns if c.target), source=source, task=task.name,
                    file_columns=inputs if any(c.kind == "image" for c in columns if not c.target) else [])
+
+
+def _did_you_mean(name: str, columns: list[str]) -> str:
+    """'; did you mean 'Label'?' for a column that differs from ``name`` only in case, spacing,
+    '_' or '-', else for a close spelling; '' when none is near."""
+    def key(text: str) -> str:
+        return re.sub(r"[\s_-]+", "", str(text)).casefold()
+
+    same = [column for column in columns if key(column) == key(name)]
+    if not same:
+        keys = {key(column): column for column in columns}
+        same = [keys[k] for k in difflib.get_close_matches(key(name), list(keys), n=1, cutoff=0.75)]
+    return f"; did you mean {same[0]!r}?" if same else ""
 
 
 def _classes(values: pd.Series, kind: str) -> set[str]:

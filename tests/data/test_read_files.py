@@ -1,0 +1,334 @@
+"""Data files as people have them: no header, a byte-order mark, quoted fields, .txt lines,
+a column name that is nearly right. Real files in tmp_path, read by the real loader."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autopeft.config import DataConfig
+from autopeft.data import detect_header, load, read_table
+from autopeft.errors import DataError
+from autopeft.tasks import get_task
+from tests.conftest import read_tsv, resolve_config
+
+CLS = get_task("sequence_classification")
+SENTENCES = [f"review number {i} was fine" for i in range(12)]
+LABELS = ["pos", "neg", "pos", "neg", "neg", "pos", "pos", "neg", "pos", "neg", "neg", "pos"]
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def rows(frame: pd.DataFrame) -> list[list]:
+    return frame.to_numpy().tolist()
+
+
+def reads_as(path: Path, **kwargs) -> tuple[list[str], list[list]]:
+    frame = read_table(path, "data.train", **kwargs)
+    return list(frame.columns), rows(frame)
+
+
+def message(excinfo: pytest.ExceptionInfo) -> str:
+    return str(excinfo.value)
+
+
+# --------------------------------------------------------------------------- headerless csv/tsv
+
+
+def headerless_csv(tmp_path: Path) -> Path:
+    return write(tmp_path / "train.csv", "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+
+
+def test_headerless_csv_with_column_names(tmp_path):
+    path = headerless_csv(tmp_path)
+    raw = load(DataConfig(train=str(path), header=False, columns=["review", "stars"], text_columns=["review"],
+                          label_column="stars"), CLS, seed=0)
+    assert raw.label_names == ["neg", "pos"]
+    assert sum(raw.sizes.values()) == 12  # the first row is an example, not names
+    both = pd.concat([raw.frames["train"], raw.frames["validation"]])
+    assert sorted(both.review) == sorted(SENTENCES)
+
+
+def test_column_names_alone_mean_no_header(tmp_path):
+    frame = read_table(headerless_csv(tmp_path), "data.train", columns=["review", "stars"])
+    assert list(frame.columns) == ["review", "stars"]
+    assert rows(frame)[0] == [SENTENCES[0], "pos"]
+
+
+def test_header_true_with_column_names_renames(tmp_path):
+    path = write(tmp_path / "train.csv", "a,b\nhello,pos\nbye,neg\n")
+    assert reads_as(path, header=True, columns=["text", "label"]) == (["text", "label"], [["hello", "pos"], ["bye", "neg"]])
+
+
+def test_headerless_columns_are_named_by_position(tmp_path):
+    path = headerless_csv(tmp_path)
+    raw = load(DataConfig(train=str(path), header=False, text_columns=[0], label_column=1), CLS, seed=0)
+    assert raw.text_columns == ["0"] and raw.label_column == "1"
+    assert list(raw.frames["train"].columns) == ["0", "1"]
+    assert sum(raw.sizes.values()) == 12
+
+
+def test_positions_in_yaml_are_column_names(tmp_path):
+    """`label_column: 1` and `text_columns: [0]` in the YAML file, through the real loader."""
+    path = headerless_csv(tmp_path)
+    resolved = resolve_config(tmp_path, data={"train": str(path), "header": False, "text_columns": [0],
+                                              "label_column": 1})
+    assert resolved.config.data.text_columns == ["0"] and resolved.config.data.label_column == "1"
+    assert load(resolved.config.data, CLS, seed=0).label_names == ["neg", "pos"]
+
+
+def test_positions_name_the_columns_task_kinds_add():
+    cfg = DataConfig(train="t.csv", text_columns=0, prompt_column=0, response_column=1, tokens_column=2,
+                     columns=[0, "b"])
+    assert (cfg.text_columns, cfg.prompt_column, cfg.response_column, cfg.tokens_column, cfg.columns) == (
+        ["0"], "0", "1", "2", ["0", "b"])
+
+
+def test_wrong_number_of_column_names(tmp_path):
+    path = headerless_csv(tmp_path)
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), header=False, columns=["review", "stars", "extra"], text_columns=["review"]),
+             CLS, seed=0)
+    assert message(excinfo) == f"data.columns: expected 2 names, one per column of {str(path)!r}, found 3"
+
+
+# --------------------------------------------------------------------------- header detection
+
+
+@pytest.mark.parametrize("text", [
+    "sentence,label\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(SENTENCES)),  # a word over numbers
+    "sentence,label\n" + "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)),  # a name over classes
+    "index,text,label\n" + "".join(f"{i},{s},{lab}\n" for i, (s, lab) in enumerate(zip(SENTENCES, LABELS, strict=True))),
+    "question,answer\nwho is it,nobody\nwhat is it,nothing\nwhere,nowhere\n",  # cannot tell: a header
+    "sentence,label\nonly one row,pos\n",
+    "0,1\n" + "".join(f"{s},{i % 2}\n" for i, s in enumerate(SENTENCES)),  # pandas' positional names, written out
+])
+def test_a_file_with_a_header_keeps_it(tmp_path, text):
+    path = write(tmp_path / "train.csv", text)
+    assert detect_header(path) is True
+    expected = pd.read_csv(path)
+    assert read_table(path, "data.train").equals(expected)
+
+
+@pytest.mark.parametrize("text", [
+    "".join(f"{s},{i % 2}\n" for i, s in enumerate(SENTENCES)),  # a number over numbers
+    "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)),  # a label that repeats below
+    "".join(f"{i},{s},{lab}\n" for i, (s, lab) in enumerate(zip(SENTENCES, LABELS, strict=True))),
+    "great film,pos\nawful,neg\nfine,pos\n",
+])
+def test_a_file_without_a_header_is_detected(tmp_path, text):
+    path = write(tmp_path / "train.csv", text)
+    assert detect_header(path) is False
+    frame = read_table(path, "data.train")
+    assert list(frame.columns) == [str(i) for i in range(frame.shape[1])]
+    assert len(frame) == text.count("\n")  # the first row is data
+
+
+def test_headerless_file_loads_without_saying_so(tmp_path):
+    path = headerless_csv(tmp_path)
+    raw = load(DataConfig(train=str(path), text_columns=["0"], label_column="1"), CLS, seed=0)
+    assert sum(raw.sizes.values()) == 12 and raw.label_names == ["neg", "pos"]
+
+
+def test_header_false_overrides_detection(tmp_path):
+    path = write(tmp_path / "train.csv", "sentence,label\nhello,1\nbye,0\n")
+    assert reads_as(path, header=False) == (["0", "1"], [["sentence", "label"], ["hello", "1"], ["bye", "0"]])
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_record_formats_always_have_names(tmp_path, suffix):
+    path = tmp_path / f"train.{suffix}"
+    frame = pd.DataFrame({"sentence": ["1", "2"], "label": [1, 0]})
+    frame.to_parquet(path) if suffix == "parquet" else frame.to_json(path, orient="records", lines=True)
+    assert detect_header(path) is True
+
+
+def glue_like_tsv(path: Path, header: bool) -> Path:
+    """RTE's shape: an index, two sentences with stray quote characters, a label of two words."""
+    lines = [
+        '0\tValero said it found "extensive" damage.\tValero produces oil.\tnot_entailment',
+        '1\t"Stop," he said, and left.\tHe left.\tentailment',
+        '2\tThe "best film of the year\tA film.\tentailment',
+        '3\t"Yes."\tSomeone agreed.\tnot_entailment',
+        '4\tShe said it was 5" wide.\tIt was wide.\tentailment',
+    ]
+    return write(path, ("index\tsentence1\tsentence2\tlabel\n" if header else "") + "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_glue_format_tsv(tmp_path, header):
+    path = glue_like_tsv(tmp_path / "train.tsv", header)
+    assert detect_header(path) is header
+    frame = read_table(path, "data.train")
+    if header:
+        assert frame.equals(read_tsv(path))
+    assert list(frame.columns) == (["index", "sentence1", "sentence2", "label"] if header else ["0", "1", "2", "3"])
+    assert list(frame.iloc[:, 1]) == [
+        'Valero said it found "extensive" damage.', '"Stop," he said, and left.', 'The "best film of the year',
+        '"Yes."', 'She said it was 5" wide.']
+
+
+def test_glue_files_read_as_before(glue_dir, tmp_path):
+    """The shared GLUE files: a header detected, read exactly as the GLUE loader reads them; the
+    same rows without their header line: detected as data, every row kept."""
+    for task, name in [("sst2", "test.tsv"), ("rte", "dev.tsv"), ("qnli", "test.tsv")]:
+        path = glue_dir / task / name
+        assert detect_header(path) is True, path
+        expected = read_tsv(path)
+        assert read_table(path, "data.train").equals(expected), path
+        bare = write(tmp_path / f"{task}.tsv", path.read_bytes().split(b"\n", 1)[1])
+        assert detect_header(bare) is False, path
+        frame = read_table(bare, "data.train")
+        assert list(frame.columns) == [str(i) for i in range(expected.shape[1])]
+        assert rows(frame) == rows(expected), path
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+@pytest.mark.parametrize("suffix, text", [
+    ("csv", "sentence,label\nhello,pos\nbye,neg\n"),
+    ("tsv", "sentence\tlabel\nhello\tpos\nbye\tneg\n"),
+    ("jsonl", '{"sentence": "hello", "label": "pos"}\n{"sentence": "bye", "label": "neg"}\n'),
+    ("txt", "hello\tpos\nbye\tneg\n"),
+])
+def test_byte_order_mark(tmp_path, suffix, text):
+    path = write(tmp_path / f"train.{suffix}", b"\xef\xbb\xbf" + text.encode("utf-8"))
+    first = "text" if suffix == "txt" else "sentence"
+    assert reads_as(path) == ([first, "label"], [["hello", "pos"], ["bye", "neg"]])
+
+
+def test_byte_order_mark_through_load(tmp_path):
+    path = write(tmp_path / "train.csv", b"\xef\xbb\xbf" + ("sentence,label\n" + "".join(
+        f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True))).encode("utf-8"))
+    raw = load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.text_columns == ["sentence"] and sum(raw.sizes.values()) == 12
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_not_utf8(tmp_path, bom):
+    write(tmp_path / "train.csv", "sentence,label\n" + "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+    test = write(tmp_path / "test.tsv", bom + "sentence\tlabel\ncafé\tpos\n".encode("latin-1"))
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(tmp_path / "train.csv"), test=str(test), text_columns=["sentence"]), CLS, seed=0)
+    offset = len(bom) + len("sentence\tlabel\ncaf")
+    assert message(excinfo) == (f"data.test: {str(test)!r} is not UTF-8 text (byte 0xe9 at offset {offset}); "
+                                "save it as UTF-8")
+
+
+# --------------------------------------------------------------------------- quoting
+
+
+def test_quoted_csv_fields(tmp_path):
+    path = write(tmp_path / "train.csv", 'sentence,label\n"one, two",pos\n"first line\nsecond line",neg\n'
+                                         '"she said ""hi""",pos\nplain,neg\n')
+    assert reads_as(path) == (["sentence", "label"], [
+        ["one, two", "pos"], ["first line\nsecond line", "neg"], ['she said "hi"', "pos"], ["plain", "neg"]])
+
+
+@pytest.mark.parametrize("head", ['"sentence"\t"label"', "sentence\tlabel"])
+def test_quoted_tsv_fields_lose_their_quotes(tmp_path, head):
+    path = write(tmp_path / "train.tsv", head + '\n"one\ttwo"\tpos\n"first line\nsecond line"\tneg\n'
+                                               '"she said ""hi"""\tpos\n"plain"\tneg\n')
+    assert reads_as(path) == (["sentence", "label"], [
+        ["one\ttwo", "pos"], ["first line\nsecond line", "neg"], ['she said "hi"', "pos"], ["plain", "neg"]])
+
+
+def test_quoted_text_and_bare_numbers_tsv(tmp_path):
+    """What R's write.table and pandas' QUOTE_NONNUMERIC write: quoted strings, bare numbers."""
+    path = write(tmp_path / "train.tsv", '"sentence"\t"label"\n"good, ""really"""\t1\n"bad"\t0\n')
+    assert reads_as(path) == (["sentence", "label"], [['good, "really"', 1], ["bad", 0]])
+
+
+def test_tsv_with_some_quoted_fields_keeps_its_quotes(tmp_path):
+    path = write(tmp_path / "train.tsv", 'sentence\tlabel\n"quoted"\tpos\nbare\tneg\n')
+    assert reads_as(path) == (["sentence", "label"], [['"quoted"', "pos"], ["bare", "neg"]])
+
+
+# --------------------------------------------------------------------------- txt
+
+
+def test_txt_lines_load(tmp_path):
+    path = write(tmp_path / "train.txt", "".join(f"{s}\t{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True))
+                 + "\n   \nwith\ta tab inside\tpos\r\n")
+    frame = read_table(path, "data.train")
+    assert list(frame.columns) == ["text", "label"]
+    assert rows(frame) == [[s, lab] for s, lab in zip(SENTENCES, LABELS, strict=True)] + [["with\ta tab inside", "pos"]]
+    raw = load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
+    assert raw.label_names == ["neg", "pos"] and sum(raw.sizes.values()) == 13
+
+
+def test_txt_numeric_labels_are_numbers(tmp_path):
+    path = write(tmp_path / "train.txt", "good\t1\nbad\t0\nfine\t1\n")
+    assert reads_as(path) == (["text", "label"], [["good", 1], ["bad", 0], ["fine", 1]])
+
+
+@pytest.mark.parametrize("labels", [["1", "0", "1", "0"], ["pos", "neg", "pos", "neg"]])
+def test_txt_header_line_is_skipped(tmp_path, labels):
+    path = write(tmp_path / "train.txt", "sentence\tlabel\n" + "".join(
+        f"{s}\t{lab}\n" for s, lab in zip(SENTENCES[:4], labels, strict=True)))
+    assert detect_header(path) is True
+    frame = read_table(path, "data.train")
+    assert len(frame) == 4 and frame.text.iloc[0] == SENTENCES[0]
+
+
+def test_txt_first_line_is_an_example_unless_it_stands_out(tmp_path):
+    path = write(tmp_path / "train.txt", "good one\tpos\nbad one\tneg\ngreat\tpos\n")
+    assert detect_header(path) is False
+    assert len(read_table(path, "data.train")) == 3
+
+
+def test_txt_line_without_a_tab(tmp_path):
+    path = write(tmp_path / "train.txt", "good\tpos\n\nno label here\nbad\tneg\n")
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
+    assert message(excinfo) == f"data.train: line 3 of {str(path)!r} has no tab-separated label"
+
+
+def test_unknown_suffix_lists_txt(tmp_path):
+    path = write(tmp_path / "train.xlsx", b"PK")
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
+    assert message(excinfo) == "data.train: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file, found 'train.xlsx'"
+
+
+# --------------------------------------------------------------------------- did you mean
+
+
+@pytest.mark.parametrize("given, field, meant", [
+    ("label", "label_column", "Label"),
+    (" LABEL ", "label_column", "Label"),
+    ("review text", "text_columns", "Review_Text"),
+    ("review-text", "text_columns", "Review_Text"),
+    ("reviewtext", "text_columns", "Review_Text"),
+    ("Review  Text", "text_columns", "Review_Text"),
+    ("lable", "label_column", "Label"),
+    ("review_txt", "text_columns", "Review_Text"),
+])
+def test_did_you_mean(tmp_path, given, field, meant):
+    path = write(tmp_path / "train.csv", "Review_Text,Label\n" + "".join(
+        f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+    names = {"text_columns": ["Review_Text"], "label_column": "Label", field: [given] if field == "text_columns" else given}
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), **names), CLS, seed=0)
+    assert message(excinfo) == (f"data.{field}: column {given!r} is not in the train data "
+                                f"(columns: Review_Text, Label); did you mean {meant!r}?")
+
+
+def test_no_suggestion_when_nothing_is_near(tmp_path):
+    path = write(tmp_path / "train.csv", "Review_Text,Label\nhello,pos\nbye,neg\n")
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), text_columns=["comment"], label_column="Label"), CLS, seed=0)
+    assert message(excinfo) == "data.text_columns: column 'comment' is not in the train data (columns: Review_Text, Label)"
+
+
+def test_dialect_is_kept_for_plain_tsv(tmp_path):
+    """A tsv without any quote character reads exactly as with QUOTE_NONE (the GLUE reader)."""
+    path = write(tmp_path / "train.tsv", "a\tb\n1\tx y\n2\tz\n")
+    assert read_table(path, "data.train").equals(pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE))
