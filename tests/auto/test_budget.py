@@ -1,0 +1,77 @@
+"""The time budget's plan: a pure function of the config, the probe's timings and the data sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopeft.auto.budget import FamilyTiming, ProbeResult, plan
+from autopeft.config import resolve_mapping
+from autopeft.errors import ConfigError
+
+BASE = {
+    "model": {"name_or_path": "minilm"},
+    "data": {"train": "train.csv", "text_columns": ["sentence"]},
+    "space": "lora-family",
+}
+
+
+def planned(time: str, *, step_s: float = 0.2, train_rows: int = 5000, validation_rows: int = 500,
+            test_rows: int = 500, budget: dict | None = None):
+    resolved = resolve_mapping({**BASE, "budget": {"time": time, **(budget or {})}})
+    probe = ProbeResult(timings={f: FamilyTiming(f, build_s=2.0, step_s=step_s, batch_size=32,
+                                                 eval_s_per_example=0.002) for f in ("lora", "dora", "ia3")},
+                        cost_s=20.0, device="cpu x2")
+    return plan(resolved.config, resolved.space, probe, train_rows=train_rows, validation_rows=validation_rows,
+                test_rows=test_rows)
+
+
+@pytest.mark.parametrize("time", ["3m", "15m", "45m", "2h"])
+def test_plan_fits_the_time(time: str) -> None:
+    result = planned(time)
+    budget = result.budget
+    assert budget.time_s is not None
+    assert result.estimated_s <= budget.time_s  # what the plan expects to take, set-up and registration included
+    assert budget.max_steps % budget.eval_interval == 0 and budget.num_reports == 4
+    assert budget.time_limit_s is not None and budget.time_limit_s < budget.time_s
+    assert 4 <= budget.trials <= 32
+
+
+def test_more_time_buys_longer_trials_and_a_final_training() -> None:
+    short, long = planned("2m"), planned("1h")
+    assert long.budget.max_steps > short.budget.max_steps
+    assert long.budget.trials >= short.budget.trials
+    assert long.budget.final_steps is not None and long.budget.final_steps >= 1.5 * long.budget.max_steps
+    assert short.budget.final_steps is None
+    assert short.reasons["final_steps"].startswith("off:")
+
+
+def test_slower_machine_plans_fewer_steps() -> None:
+    assert planned("20m", step_s=0.8).budget.max_steps < planned("20m", step_s=0.2).budget.max_steps
+
+
+def test_trials_never_run_past_three_epochs() -> None:
+    result = planned("2h", train_rows=400)  # a tiny data set: 3 epochs are ~50 steps at batch 24
+    assert result.budget.max_steps <= 3 * 400 / 24 + result.budget.eval_interval
+
+
+def test_fields_the_user_gave_are_kept() -> None:
+    result = planned("30m", budget={"trials": 5, "eval_interval": 10})
+    assert result.budget.trials == 5 and result.budget.eval_interval == 10
+    assert "trials" not in result.reasons and "eval_interval" not in result.reasons
+    assert "max_steps" in result.reasons
+
+
+def test_large_validation_is_subsampled_for_evaluation() -> None:
+    result = planned("10m", validation_rows=50_000, test_rows=300)
+    assert result.max_eval_examples is not None and 500 <= result.max_eval_examples < 50_000
+    assert "max_eval_examples" in result.reasons
+
+
+def test_too_little_time_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"^budget.time: 1m cannot hold a study on this machine \(cpu x2\): 4 trials "
+                                          r"of 40 steps need about .*; give at least that$"):
+        planned("1m", step_s=0.5)
+
+
+def test_same_inputs_same_plan() -> None:
+    assert planned("20m").budget == planned("20m").budget
