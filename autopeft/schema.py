@@ -270,6 +270,9 @@ class Artifact:
     """Artifact names on the study's parent run, of the logged model, and files autopeft writes."""
 
     CONFIG = "config.json"  # the resolved search config (credentials redacted)
+    #: The same config as YAML, each field autopeft chose commented with its reason (what
+    #: ``autopeft init`` writes, complete): ``autopeft search --config`` on it reruns the study.
+    CONFIG_YAML = "config.yaml"
     SPACE = "space.json"  # the search space as searched
     #: On the study's parent run: base model reference, data sources, split sizes, label names.
     #: Beside a registered version's adapter (a pyfunc artifact): the version's full lineage

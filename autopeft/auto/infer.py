@@ -35,7 +35,7 @@ import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
 from autopeft.config import ModelConfig
-from autopeft.data import locate, read_table
+from autopeft.data import detect_header, locate, read_table
 from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
@@ -146,6 +146,9 @@ def infer(request: Request) -> Inference:
     inference.choose("model.name_or_path", request.model, _model_reason(facts))
     train_path = locate(request.train, None)
     frame = read_table(train_path, "--train")
+    if train_path.suffix.lower() in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
+        inference.choose("data.header", False, "the first row holds data, not column names: columns are named "
+                                               "by position ('0', '1', ...)")
     if frame.empty:
         raise DataError(f"--train: {str(train_path)!r} has no rows")
     profiles = profile(frame)

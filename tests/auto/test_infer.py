@@ -66,6 +66,7 @@ def test_headerless_file(minilm_path: str, tmp_path: Path) -> None:
     path.write_text("".join(f'"{text}",{label}\n' for text, label in rows))
     inference = infer(Request(model="minilm", train=str(path)))
     got = chosen(inference)
+    assert got["data.header"] is False
     assert got["data.text_columns"] == ["0"] and got["data.label_column"] == "1"  # named by position
     assert reasons(inference)["data.label_column"].startswith("the only column that can be a label")
     assert got["task.kind"] == "sequence_classification"

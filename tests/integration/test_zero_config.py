@@ -1,0 +1,90 @@
+"""Zero-config end to end: `autopeft search --model minilm --train FILE --test FILE --time T` on an
+SST-2 slice registers an adapter and ends within T (+5%); `autopeft init` with the same flags
+writes the config of exactly that study; `autopeft.load` predicts with what it registered.
+
+Real processes, real Ray, Optuna, MLflow (SQLite) and peft on the packaged MiniLM.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from autopeft.config import resolve
+from autopeft.schema import Artifact
+
+from ..conftest import write_sst2_slice
+
+pytestmark = pytest.mark.integration
+
+#: The study's wall-clock budget: the shortest that holds 4 trials of 40 steps on 2 CPU cores.
+TIME_S = 150
+
+
+def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "autopeft.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+    return proc, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def zero_config(tmp_path_factory, glue_dir, minilm_path) -> dict:
+    folder = tmp_path_factory.mktemp("zero-config")
+    data = write_sst2_slice(glue_dir, folder, train_rows=600, test_rows=200)
+    flags = ["--model", "minilm", "--train", str(data["train"].name), "--test", str(data["test"].name),
+             "--time", f"{TIME_S}s"]
+    init, _ = run_cli("init", *flags, "-o", "search.yaml", cwd=folder)
+    search, took = run_cli("search", *flags, cwd=folder)
+    return {"folder": folder, "init": init, "search": search, "took": took}
+
+
+def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
+    search = zero_config["search"]
+    assert search.returncode == 0, search.stderr[-3000:]
+    printed = search.stderr
+    for line in ("task.kind = sequence_classification: label 'label' holds 2 distinct values (classes)",
+                 "data.text_columns = sentence: the only free-text column",
+                 "objective.metric = accuracy: sequence_classification's default; the classes are balanced",
+                 "space = lora-family:", "model.max_length = ", f"budget.time = {TIME_S}s: --time",
+                 "budget.trials = ", "budget.max_steps = ", "budget.time_limit_s = "):
+        assert line in printed, printed[-3000:]
+    assert "registered: models:/train-adapter/1 (alias 'candidate')" in search.stdout, search.stdout[-2000:]
+    # the whole study, the process's start, inference, probe, trials and registration included
+    assert zero_config["took"] <= TIME_S * 1.05, f"took {zero_config['took']:.0f}s of {TIME_S}s"
+
+
+def test_init_writes_the_config_of_that_study(zero_config: dict) -> None:
+    folder = zero_config["folder"]
+    assert zero_config["init"].returncode == 0, zero_config["init"].stderr[-3000:]
+    written = resolve(folder / "search.yaml")
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("autopeft-train")
+    (study_run,) = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` IS NULL")
+    logged_yaml = Path(client.download_artifacts(study_run.info.run_id, Artifact.CONFIG_YAML, str(folder)))
+    logged = yaml.safe_load(logged_yaml.read_text())
+    assert logged == written.dump()  # every field, the planned budget included
+    assert "# 95th percentile of train's token lengths" in logged_yaml.read_text()  # the reasons travel with it
+    # `search --config` on init's file plans nothing: every budget field is given
+    assert {"trials", "max_steps", "eval_interval", "final_steps", "time_limit_s"} <= \
+        written.config.budget.model_fields_set
+
+
+def test_load_predicts_with_the_registered_adapter(zero_config: dict) -> None:
+    import autopeft
+
+    folder = zero_config["folder"]
+    predictor = autopeft.load("models:/train-adapter@candidate", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    test = pd.read_csv(folder / "test.csv")
+    predicted = predictor.predict(test[["sentence"]])
+    assert len(predicted) == len(test)
+    assert set(predicted["label"]) <= {"0", "1"}
