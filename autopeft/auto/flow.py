@@ -31,10 +31,6 @@ def resolve_request(request: Request, overrides: Overrides | None = None) -> tup
     return inference, resolve_mapping(inference.raw_config(), overrides, notes=notes)
 
 
-def resolve_config(path: str | Path, overrides: Overrides | None = None) -> ResolvedConfig:
-    return resolve(path, overrides)
-
-
 def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line: None) -> BudgetPlan | None:
     """With ``budget.time``: probe this machine and set the budget fields the user left open
     (in place, with their reasons as notes). None when there is no time budget, or every
@@ -71,7 +67,7 @@ def prepare_request(request: Request | None = None, *, config: str | Path | None
                     overrides: Overrides | None = None, say: Callable[[str], None] = lambda _line: None) -> Prepared:
     """Everything before compute, then the time budget's probe and plan: a prepared study."""
     if config is not None:
-        resolved = resolve_config(config, overrides)
+        resolved = resolve(config, overrides)
     else:
         assert request is not None
         inference, resolved = resolve_request(request, overrides)

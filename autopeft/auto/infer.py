@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
-from autopeft.config import ModelConfig
-from autopeft.data import detect_header, locate, read_table
+from autopeft.config import HubSource, ModelConfig
+from autopeft.data import detect_header, locate, read_hub_split, read_table
 from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
@@ -61,6 +61,8 @@ IMBALANCE_MULTICLASS = 3.0
 LENGTH_PERCENTILE = 95
 #: Models at least this large get the decoder space (small learning rates, fewer rank choices).
 LARGE_MODEL_PARAMS = 1_000_000_000
+#: ``--train hub:NAME[:CONFIG]`` reads a dataset from the Hugging Face Hub.
+HUB_PREFIX = "hub:"
 #: Wall-clock budget when none is given: a coffee break.
 DEFAULT_TIME = "15m"
 
@@ -144,22 +146,32 @@ def infer(request: Request) -> Inference:
     inference = Inference()
     location, facts = model_facts(request.model)
     inference.choose("model.name_or_path", request.model, _model_reason(facts))
-    train_path = locate(request.train, None)
-    frame = read_table(train_path, "--train")
-    if train_path.suffix.lower() in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
-        inference.choose("data.header", False, "the first row holds data, not column names: columns are named "
-                                               "by position ('0', '1', ...)")
+    if request.train.startswith(HUB_PREFIX):
+        hub = _hub_source(request)
+        frame = read_hub_split(hub, hub.train_split, "--train")
+        data_name = hub.name.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        train_path = locate(request.train, None)
+        frame = read_table(train_path, "--train")
+        if train_path.suffix.lower() in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
+            inference.choose("data.header", False, "the first row holds data, not column names: columns are "
+                                                   "named by position ('0', '1', ...)")
+        data_name = _study_stem(train_path)
     if frame.empty:
-        raise DataError(f"--train: {str(train_path)!r} has no rows")
+        raise DataError(f"--train: {request.train!r} has no rows")
     profiles = profile(frame)
 
     kind, columns, kind_reason = _task_and_columns(request, profiles, facts)
     inference.choose("task.kind", kind, kind_reason)
-    inference.choose("data.train", str(train_path.resolve()), "--train")
-    for split in ("validation", "test"):
-        given = getattr(request, split)
-        if given is not None:
-            inference.choose(f"data.{split}", str(locate(given, None).resolve()), f"--{split}")
+    if request.train.startswith(HUB_PREFIX):
+        inference.choose("data.hub", hub.model_dump(exclude_none=True),
+                         "--train hub:NAME[:CONFIG]; --validation and --test name its other splits")
+    else:
+        inference.choose("data.train", str(train_path.resolve()), "--train")
+        for split in ("validation", "test"):
+            given = getattr(request, split)
+            if given is not None:
+                inference.choose(f"data.{split}", str(locate(given, None).resolve()), f"--{split}")
     for column_field, (value, reason) in columns.items():
         inference.choose(f"data.{column_field}", value, reason)
     if request.validation is None:
@@ -179,8 +191,8 @@ def infer(request: Request) -> Inference:
     inference.choose("budget.time", request.time or DEFAULT_TIME,
                      "--time" if request.time else "no --time: a coffee break; trials and steps are planned to fit it")
     _resources(inference)
-    name = _study_stem(train_path)
-    inference.choose("tracking.experiment", f"autopeft-{name}", f"named after the data ({train_path.name})")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", data_name).strip("-.")[:60] or "data"
+    inference.choose("tracking.experiment", f"autopeft-{name}", f"named after the data ({request.train})")
     inference.choose("tracking.registered_model", f"{name}-adapter", "the registered model the best adapter goes to")
     return inference
 
@@ -400,5 +412,14 @@ def _study_stem(train: Path) -> str:
     stem = train.stem
     if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and train.resolve().parent.name:
         stem = train.resolve().parent.name
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "data"
-    return safe[:60]
+    return stem
+
+
+def _hub_source(request: Request) -> HubSource:
+    """``--train hub:NAME[:CONFIG]``: a Hub dataset (or a local folder ``datasets`` reads); its
+    train split trains, and ``--validation``/``--test`` name its other splits."""
+    name, _, config = request.train[len(HUB_PREFIX):].partition(":")
+    if not name:
+        raise ConfigError(f"--train: expected hub:NAME or hub:NAME:CONFIG, found {request.train!r}")
+    return HubSource(name=name, config=config or None, validation_split=request.validation,
+                     test_split=request.test)

@@ -47,12 +47,13 @@ def search(
                                                overrides, flags)
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-        from autopeft.auto.flow import plan_budget, resolve_config, resolve_request
+        from autopeft.auto.flow import plan_budget, resolve_request
+        from autopeft.config import resolve
         from autopeft.search import prepare, prepare_resume
         from autopeft.search.manifest import StudyManifest
 
         if request is None:
-            resolved = resolve_config(config, parsed)  # type: ignore[arg-type]
+            resolved = resolve(config, parsed)
         else:
             with console.status("reading the model and the data..."):
                 inference, resolved = resolve_request(request, parsed)
@@ -112,9 +113,11 @@ def _run(prepared: Any, verbose: bool) -> None:
         with view:
             result = run_search(prepared, callbacks=[view], verbose=verbose)
     except AutoPeftError as exc:
+        _end_progress_line()
         fail(exc)
         return
     except KeyboardInterrupt:
+        _end_progress_line()
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.search.manifest import StudyManifest
 
@@ -148,6 +151,12 @@ def _run(prepared: Any, verbose: bool) -> None:
     if getattr(result, "report_path", None):
         lines.append(f"report: {result.report_path} (also in the MLflow run under report/)")
     out.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _end_progress_line() -> None:
+    """Off a terminal, the progress line is left without its newline: the error starts a line of its own."""
+    if not console.is_terminal:
+        console.line()
 
 
 def register(app: typer.Typer) -> None:

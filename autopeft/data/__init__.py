@@ -32,6 +32,7 @@ from autopeft.data.load import (
     detect_header,
     load,
     locate,
+    read_hub_split,
     read_table,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "pad_id",
     "RawData",
     "read_cache",
+    "read_hub_split",
     "read_table",
     "split_fingerprint",
     "SPLITS",

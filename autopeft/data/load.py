@@ -29,7 +29,7 @@ from autopeft.errors import DataError
 
 if TYPE_CHECKING:
 
-    from autopeft.config import DataConfig
+    from autopeft.config import DataConfig, HubSource
     from autopeft.tasks import TaskKind
 
 SPLITS = ("train", "validation", "test")
@@ -336,24 +336,28 @@ def _read_txt(text: str, path: Path, field_name: str, header: bool | None) -> pd
     return pd.DataFrame({"text": pd.Series([t for _, t, _ in rows], dtype=str), "label": labels})
 
 
-def _load_hub(cfg: DataConfig) -> dict[str, pd.DataFrame]:
-    assert cfg.hub is not None
+def read_hub_split(source: HubSource, split: str, field_name: str = "data.hub") -> pd.DataFrame:
+    """One split of a Hub dataset (or a local dataset folder ``datasets`` reads) as a frame."""
     try:
         # deferred: optional dependency (the 'hub' extra), imported only for Hub data
         import datasets
     except ImportError:
-        raise DataError("data.hub: loading from the Hub needs the 'datasets' package (pip install datasets)") from None
+        raise DataError(f"{field_name}: loading from the Hub needs the 'datasets' package "
+                        "(pip install 'autopeft[hub]')") from None
+    try:
+        ds = datasets.load_dataset(source.name, source.config, split=split)
+    except Exception as exc:  # network, missing dataset or split
+        raise DataError(f"{field_name}: cannot load {source.name!r} split {split!r}: "
+                        f"{' '.join(str(exc).split())[:200]}") from None
+    frame = ds.to_pandas()
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _load_hub(cfg: DataConfig) -> dict[str, pd.DataFrame]:
+    assert cfg.hub is not None
     wanted = {"train": cfg.hub.train_split, "validation": cfg.hub.validation_split, "test": cfg.hub.test_split}
-    frames: dict[str, pd.DataFrame] = {}
-    for split, hub_split in wanted.items():
-        if hub_split is None:
-            continue
-        try:
-            ds = datasets.load_dataset(cfg.hub.name, cfg.hub.config, split=hub_split)
-        except Exception as exc:  # network, missing dataset or split
-            raise DataError(f"data.hub: cannot load {cfg.hub.name!r} split {hub_split!r}: {' '.join(str(exc).split())[:200]}") from None
-        frames[split] = ds.to_pandas()
-    return frames
+    return {split: read_hub_split(cfg.hub, hub_split) for split, hub_split in wanted.items() if hub_split is not None}
 
 
 def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = None) -> RawData:

@@ -185,3 +185,24 @@ def test_init_writes_the_commented_config_it_would_run(minilm_path: str, tmp_pat
     assert written.config.budget.trials == 3 and written.config.data.label_column == "label"
     again = CliRunner().invoke(app, ["init", "--model", "minilm", "--train", "r.csv", "-o", "s.yaml"])
     assert again.exit_code == 2 and "--output: 's.yaml' exists" in again.stderr
+
+
+def test_hub_dataset(minilm_path: str, tmp_path: Path) -> None:
+    """`--train hub:NAME` goes through `datasets.load_dataset`, as for a Hub id; a local dataset
+    folder stands in for the Hub, which tests cannot reach."""
+    from autopeft.config import resolve_mapping
+    from autopeft.data import load
+    from autopeft.tasks import get_task
+
+    folder = tmp_path / "reviews-dataset"
+    folder.mkdir()
+    for split, n in (("train", 60), ("test", 20)):
+        pd.DataFrame({"text": [f"{split} review {i} with words" for i in range(n)],
+                      "label": ["good", "bad"] * (n // 2)}).to_csv(folder / f"{split}.csv", index=False)
+    inference = infer(Request(model="minilm", train=f"hub:{folder}", test="test"))
+    got = chosen(inference)
+    assert got["data.hub"] == {"name": str(folder), "train_split": "train", "test_split": "test"}
+    assert got["data.text_columns"] == ["text"] and got["tracking.experiment"] == "autopeft-reviews-dataset"
+    config = resolve_mapping(inference.raw_config()).config
+    raw = load(config.data, get_task(config.task.kind), seed=0)
+    assert raw.sizes == {"train": 54, "test": 20, "validation": 6}
