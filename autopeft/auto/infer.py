@@ -228,7 +228,7 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
         if not images:
             raise DataError(f"--task: image_classification needs a column of image file paths; none in "
                             f"{', '.join(names)}")
-        image = images[0].name if len(images) == 1 or not texts else texts[0]
+        image = texts[0] if texts else images[0].name
         label_name, label_reason = label_column(profiles, exclude={image}, given=label)
         return "image_classification", {"image_column": (image, "its values are image file paths"),
                                         "label_column": (label_name, label_reason)}, \
@@ -246,6 +246,11 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
         return "causal_lm", {"prompt_column": (pair[0], "the prompt (not trained on)"),
                              "response_column": (pair[1], "the response the model learns to write")}, reason
 
+    free_text = [p.name for p in profiles.values() if p.free_text]
+    if facts.causal and label is None and wanted is None and len(free_text) == 1 and len(profiles) == 1:
+        # causal_lm learns a response to a prompt; plain text (continued pre-training) has neither
+        raise DataError(f"--train: one text column ({free_text[0]!r}) and a causal LM: autopeft fine-tunes on "
+                        "prompt/response pairs; give a prompt and a response column (--text PROMPT --text RESPONSE)")
     label_name, label_reason = label_column(profiles, exclude=set(texts), given=label)
     target = profiles[label_name]
     if wanted is not None:

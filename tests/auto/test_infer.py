@@ -206,3 +206,10 @@ def test_hub_dataset(minilm_path: str, tmp_path: Path) -> None:
     config = resolve_mapping(inference.raw_config()).config
     raw = load(config.data, get_task(config.task.kind), seed=0)
     assert raw.sizes == {"train": 54, "test": 20, "validation": 6}
+
+
+def test_plain_text_for_a_causal_lm_says_what_is_needed(task_models: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "corpus.csv"
+    pd.DataFrame({"text": [f"say the fox number {i} is red" for i in range(30)]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"^--train: one text column \('text'\) and a causal LM: .*--text RESPONSE\)$"):
+        infer(Request(model=task_models["causal_lm"], train=str(path)))
