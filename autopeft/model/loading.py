@@ -83,6 +83,12 @@ def load_tokenizer(spec: ModelConfig, location: str) -> PreTrainedTokenizerBase:
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"model.name_or_path: cannot load a tokenizer from {location!r}: {_first_line(exc)}") from None
+    missing = _missing_files(location, getattr(type(tokenizer), "vocab_files_names", {}).values())
+    if missing:
+        # transformers builds a tokenizer of special tokens alone from config.json: every word
+        # would become [UNK], and trials would train on nothing
+        raise ModelError(f"model.name_or_path: {location!r} has no tokenizer (no {missing}); save the model's "
+                         "tokenizer into it with tokenizer.save_pretrained")
     if tokenizer.pad_token is None:  # decoder-only models often ship without one
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -93,12 +99,78 @@ def load_image_processor(spec: ModelConfig, location: str) -> Any:
     # deferred: transformers takes seconds to import; imported where a model is loaded
     from transformers import AutoImageProcessor
 
+    missing = _missing_files(location, [PREPROCESSOR_FILE])
+    if missing:
+        raise ModelError(f"model.name_or_path: {location!r} has no image processor (no {missing}); save the "
+                         "model's image processor into it with image_processor.save_pretrained")
     try:
         return AutoImageProcessor.from_pretrained(
             location, revision=spec.revision, trust_remote_code=spec.trust_remote_code
         )
     except (OSError, ValueError) as exc:
         raise ModelError(f"model.name_or_path: cannot load an image processor from {location!r}: {_first_line(exc)}") from None
+
+
+#: Where an image processor's settings are saved (``save_pretrained``).
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def _missing_files(location: str, names: Any) -> str | None:
+    """For a local folder holding none of ``names``: "a or b" (what it lacks); else None.
+    A Hub id is not looked into (its files are fetched, and a missing one fails the load)."""
+    folder = Path(location)
+    wanted = sorted({str(name) for name in names})
+    if not wanted or not folder.is_dir() or any((folder / name).is_file() for name in wanted):
+        return None
+    return " or ".join(wanted)
+
+
+def check_fits_model(spec: ModelConfig, location: str, preprocessor: Any, max_length: int, *,
+                     auto_class: str = "AutoModelForSequenceClassification") -> None:
+    """The tokenizer's ids fit the model's embeddings, and ``max_length`` its positions.
+
+    Read from config.json (and, only when ``max_length`` is beyond the configured positions, a
+    skeleton on the meta device): no weights are loaded.
+    """
+    # deferred: transformers takes seconds to import; imported where a model is loaded
+    from transformers import PreTrainedTokenizerBase
+
+    if not isinstance(preprocessor, PreTrainedTokenizerBase):  # image processors have no ids
+        return
+    config = load_auto_config(spec, location)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    rows = getattr(text, "vocab_size", None)
+    if isinstance(rows, int) and len(preprocessor) > rows:
+        # ids past the embedding table fail in the first batch that holds one, or (in some
+        # kernels) read memory that is not the token's: a tokenizer of another model
+        raise ModelError(
+            f"model.name_or_path: the tokenizer in {location!r} has {len(preprocessor)} tokens, but the model's "
+            f"embeddings have {rows} rows (config.json vocab_size); use the tokenizer the model was trained with"
+        )
+    positions = getattr(text, "max_position_embeddings", None)
+    if isinstance(positions, int) and max_length > positions:
+        limit = _learned_positions(spec, location, auto_class)
+        if limit is not None and max_length > limit:
+            raise ModelError(f"model.max_length: {max_length} is beyond the {limit} positions the model has "
+                             f"(config.json max_position_embeddings); lower it to at most {limit}")
+
+
+def _learned_positions(spec: ModelConfig, location: str, auto_class: str) -> int | None:
+    """How many positions a table of learned position embeddings holds (None: the model has
+    none, e.g. rotary or relative positions, which run past the trained length without failing)."""
+    from torch import nn
+
+    model = skeleton(spec, location, {}, auto_class=auto_class)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLES:
+            # RoBERTa-style tables start after the padding index; OPT/BART ones at an offset
+            skipped = module.padding_idx + 1 if module.padding_idx is not None else int(getattr(module, "offset", 0))
+            return int(module.num_embeddings) - skipped
+    return None
+
+
+#: Module names of learned absolute position tables (BERT family, GPT-2, OPT/BART).
+_POSITION_TABLES = frozenset({"position_embeddings", "wpe", "embed_positions"})
 
 
 def _auto_class(name: str) -> Any:

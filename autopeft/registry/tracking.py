@@ -7,16 +7,23 @@ the same code works against a remote tracking server.
 
 from __future__ import annotations
 
+import errno
+import os
+import posixpath
 import re
+import sqlite3
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from autopeft.errors import TrackingError
+from autopeft.errors import ConfigError, TrackingError, TrackingUnreachable
 from autopeft.registry.reachability import probe
 from autopeft.schema import (
     MAX_PARAM,
@@ -105,29 +112,152 @@ def connect(uri: str, experiment: str) -> tuple[MlflowClient, str]:
         ) from None
 
 
-def check_reachable(uri: str) -> None:
-    """Fail within seconds, before any compute, when the tracking store does not answer.
+def check_reachable(uri: str, experiment: str | None = None) -> None:
+    """Fail within seconds, before any compute, when the tracking store does not answer or
+    could not record the study: a SQLite file that cannot be created or written, or is not a
+    database; an ``experiment`` that is deleted, or whose artifact folder cannot be written.
 
-    Reads only, so a bad config leaves no trace in the store.
+    Reads only, so a bad config leaves no trace in the store (and creates no file).
     """
     from mlflow import MlflowClient
 
-    from autopeft.errors import TrackingUnreachable
-
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).resolve().parent
-        if not folder.is_dir():
-            raise TrackingUnreachable(f"tracking.uri: the folder of {uri!r} does not exist")
-        return  # created on first use; nothing to reach
     started = time.monotonic()
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):]).resolve()
+        if not path.parent.is_dir():
+            raise TrackingUnreachable(f"tracking.uri: the folder of {uri!r} does not exist")
+        problem = write_problem(path)
+        if problem:
+            raise TrackingUnreachable(f"tracking.uri: cannot write to {str(path)!r} ({uri!r}): {problem}")
+        if not _has_mlflow_tables(path, uri):
+            return  # created on first use: nothing recorded yet, no experiment to look at
+        failure = f"tracking.uri: cannot open the MLflow store {uri!r}"
+    else:
+        failure = f"tracking.uri: MLflow at {uri!r} does not answer"
     try:
-        probe(uri)
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        probe(uri)  # seconds, where the client would retry an unreachable server for minutes
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment) if experiment else None
+        if experiment is None:
+            client.search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingUnreachable(
-            f"tracking.uri: MLflow at {uri!r} does not answer ({time.monotonic() - started:.1f}s): "
-            f"{' '.join(str(exc).split())[:160]}"
+            f"{failure} ({time.monotonic() - started:.1f}s): {' '.join(str(exc).split())[:160]}"
         ) from None
+    if found is None:
+        return
+    if found.lifecycle_stage == "deleted":
+        # MLflow keeps a deleted experiment's name taken, and refuses new runs in it
+        raise ConfigError(
+            f"tracking.experiment: the experiment {experiment!r} is deleted in {uri}; restore it with "
+            f"'mlflow experiments restore --experiment-id {found.experiment_id}', or choose another name")
+    folder = _local_path(found.artifact_location or "")
+    problem = write_problem(folder, folder=True) if folder is not None else None
+    if problem:
+        raise ConfigError(f"tracking.experiment: cannot write the artifacts of {experiment!r} to "
+                          f"{str(folder)!r}: {problem}")
+
+
+def recorded_study(uri: str, experiment: str, registered_model: str, study: str) -> str | None:
+    """Where the tracking store already holds a study of this name (its parent run in
+    ``experiment``, or a version of ``registered_model`` registered for it), or None.
+
+    A new study of the same name would be confused with it: the report and ``autopeft models``
+    find a study's run by its name, and registration takes an existing version of the study for
+    its own (a resumed study registers once). Reads only; a store not created yet holds none.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if uri.startswith("sqlite:///") and not _has_mlflow_tables(Path(uri[len("sqlite:///"):]).resolve(), uri):
+        return None
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        runs = [] if found is None else client.search_runs(
+            [found.experiment_id], filter_string=StudyRunTags.search_filter(study), max_results=1)
+    except Exception as exc:
+        raise TrackingUnreachable(f"tracking.uri: cannot read the runs of {uri!r}: {' '.join(str(exc).split())[:160]}") from None
+    if runs:
+        return f"run {runs[0].info.run_id} in experiment {experiment!r}"
+    try:
+        versions = client.search_model_versions(f"name = '{registered_model}'")
+    except MlflowException:  # no such registered model
+        return None
+    for version in versions:
+        if VersionTags.from_tags(version.tags).study == study:
+            return f"version {version.version} of {registered_model!r}"
+    return None
+
+
+def write_problem(path: Path, *, folder: bool = False) -> str | None:
+    """Why the file (or with ``folder``, the folder) at ``path``, existing or not, could not be
+    written, or None.
+
+    Asks the file system rather than ``os.access``, which says yes to root on a read-only mount
+    or ``/proc``: an existing file is opened for writing (not changed); otherwise a temporary
+    file is made and removed in the nearest folder that exists. Nothing is left behind, and no
+    folder is created: folders are made once compute starts.
+    """
+    path = Path(os.path.abspath(path))
+    if path.exists() and path.is_dir() != folder:
+        return os.strerror(errno.EISDIR if path.is_dir() else errno.ENOTDIR)
+    if path.is_file():
+        try:
+            with path.open("r+b"):
+                return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return os.strerror(errno.ENOTDIR)
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".autopeft-write-test-"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _has_mlflow_tables(path: Path, uri: str) -> bool:
+    """Whether the SQLite file at ``path`` holds an MLflow store; TrackingUnreachable when it is
+    not a database. Read-only: MLflow's client would create its tables in any file it opens."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: {exc}") from None
+    return "experiments" in tables
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder of a local artifact location (``file://`` or a plain path); None for remote ones."""
+    if location.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(location).path))
+    if location and "://" not in location and ":" not in location.split("/", 1)[0]:
+        return Path(location)
+    return None
+
+
+#: What MLflow refuses in a registered model's name, and a quote, which breaks the name filters
+#: autopeft's registry commands query with.
+_MODEL_NAME_REFUSED = ("/", ":", "'")
+
+
+def check_registered_model_name(name: str) -> None:
+    """A name MLflow would refuse only when registering, after every trial ran: refused here."""
+    bad = [c for c in _MODEL_NAME_REFUSED if c in name]
+    if bad:
+        raise ConfigError(f"tracking.registered_model: {name!r} cannot name a registered model (it holds "
+                          f"{' and '.join(repr(c) for c in bad)}); use letters, digits, '.', '_', '-' or spaces")
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(".."):
+        # MLflow treats a model name as a path in places: it must not resolve to another name
+        raise ConfigError(f"tracking.registered_model: {name!r} cannot name a registered model (as a path it "
+                          f"is {norm!r}); use letters, digits, '.', '_', '-' or spaces")
 
 
 #: A key names a secret when one of its words (split at ``_``, ``-`` and ``.``) is one of these:

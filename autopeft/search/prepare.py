@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,13 +21,18 @@ from typing import Any
 import optuna
 
 from autopeft.adapters.fit import fit_to_model
-from autopeft.config import ResolvedConfig, from_dump
+from autopeft.config import MAX_STUDY_NAME, ResolvedConfig, from_dump
 from autopeft.data import RawData, load, locate
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import ConfigError
-from autopeft.model.loading import resolve_location
+from autopeft.model.loading import check_fits_model, resolve_location
 from autopeft.model.placement import ModelStructure
-from autopeft.registry.tracking import check_reachable
+from autopeft.registry.tracking import (
+    check_reachable,
+    check_registered_model_name,
+    recorded_study,
+    write_problem,
+)
 from autopeft.search.manifest import StudyManifest
 from autopeft.search.warmstart import collect
 from autopeft.tasks import get_task
@@ -83,8 +91,17 @@ def default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:
     return f"sqlite:///{output_dir.resolve() / 'optuna.db'}"
 
 
+def storage_field(resolved: ResolvedConfig) -> str:
+    """The key the user set that the Optuna storage comes from (errors name it, not a key never set)."""
+    tracking = resolved.config.tracking
+    if tracking.optuna_storage:
+        return "tracking.optuna_storage"
+    return "tracking.uri" if tracking.uri.startswith("sqlite:///") else "output_dir"
+
+
 def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     """All checks that need no compute: model, data, space against the model, study name, paths.
+    Nothing is written: no folder, no store, no study (they are made once compute starts).
 
     With ``manifest`` (a :class:`~autopeft.study.StudyManifest`), prepares to resume that study.
     """
@@ -98,38 +115,96 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         if given is not None:
             setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
     structure = task.structure(cfg.model, location, raw.label_names or ["0", "1"])
+    # the tokenizer (or image processor) is loaded again to tokenize: a folder without one, or
+    # with another model's, fails here rather than in every trial
+    preprocessor = task.load_preprocessor(cfg.model, location)
+    check_fits_model(cfg.model, location, preprocessor, cfg.model.max_length, auto_class=task.auto_class)
     validate_space(resolved, structure)
     check_ray_address(cfg.backend.address)
     check_local_resources(cfg.backend.address, cfg.budget.cpus_per_trial, cfg.budget.gpus_per_trial)
-    check_reachable(cfg.tracking.uri)
+    check_reachable(cfg.tracking.uri, cfg.tracking.experiment)
+    check_registered_model_name(cfg.tracking.registered_model)
 
     output_dir = Path(cfg.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output_dir: cannot write to {str(output_dir)!r}: {exc.strerror or exc}") from None
+    check_writable("output_dir", output_dir)
+    storage_path = cfg.backend.storage_path
+    if storage_path and "://" not in storage_path:  # a remote store (s3://...) is Ray's to reach
+        check_writable("backend.storage_path", Path(storage_path))
 
     if manifest is not None:
         return Prepared(resolved=resolved, study_name=manifest.study_name, location=location, structure=structure,
                         raw=raw, output_dir=output_dir, optuna_storage=manifest.optuna_storage, manifest=manifest,
                         faults=FaultPlan.from_env())
-    study_name = cfg.study_name or f"{cfg.tracking.experiment}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    study_name = cfg.study_name or default_study_name(cfg.tracking.experiment)
     storage = default_storage(resolved, output_dir)
-    try:
-        existing = optuna.study.get_all_study_names(storage=storage)
-    except Exception as exc:
-        raise ConfigError(f"tracking.optuna_storage: cannot open {storage!r}: {' '.join(str(exc).split())[:200]}") from None
+    existing = study_names(storage, storage_field(resolved))
     if study_name in existing:
         raise ConfigError(
             f"study_name: a study named {study_name!r} already exists in {storage}; continue it with "
             f"'autopeft resume {study_name} --output-dir {output_dir}' or choose another name"
         )
-    warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
+    recorded = recorded_study(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.registered_model, study_name)
+    if recorded:
+        # its Optuna study is elsewhere (another storage or output_dir), its MLflow record is here
+        raise ConfigError(f"study_name: a study named {study_name!r} is already recorded in {cfg.tracking.uri} "
+                          f"({recorded}); choose another name")
+    with _no_new_file(_sqlite_path(storage)):  # reading an earlier study must not create the database
+        warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
                     output_dir=output_dir, optuna_storage=storage, warm_start=warm, faults=FaultPlan.from_env())
+
+
+def default_study_name(experiment: str) -> str:
+    """``<experiment>-<UTC time>``, in the characters and length ``study_name`` allows: the name
+    becomes folder names and MLflow filter values (an experiment name may hold anything)."""
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment).strip("-._")
+    prefix = prefix[: MAX_STUDY_NAME - len(stamp) - 1].rstrip("-._")
+    return f"{prefix}-{stamp}" if prefix else f"study-{stamp}"
+
+
+def check_writable(field_name: str, path: Path) -> None:
+    """The folder ``path`` can be created and written, asked without creating it (or any above it)."""
+    problem = write_problem(path, folder=True)
+    if problem:
+        raise ConfigError(f"{field_name}: cannot write to {str(path)!r}: {problem}")
+
+
+def study_names(storage: str, field_name: str) -> list[str]:
+    """The studies in the Optuna ``storage``, read without creating it: a SQLite file that does
+    not exist yet holds none (its folder must take it)."""
+    path = _sqlite_path(storage)
+    if path is not None:
+        problem = write_problem(path)
+        if problem:
+            raise ConfigError(f"{field_name}: cannot write the Optuna storage {str(path)!r}: {problem}")
+        if not path.is_file():
+            return []
+    try:
+        return optuna.study.get_all_study_names(storage=storage)
+    except Exception as exc:
+        raise ConfigError(f"{field_name}: cannot open the Optuna storage {storage!r}: "
+                          f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def _sqlite_path(storage: str) -> Path | None:
+    """The file of a SQLite storage URL (``sqlite:///relative`` or ``sqlite:////absolute``); None otherwise."""
+    if not storage.startswith("sqlite:///"):
+        return None
+    path = storage[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path).resolve() if path and path != ":memory:" else None
+
+
+@contextmanager
+def _no_new_file(path: Path | None) -> Iterator[None]:
+    """Remove the SQLite file (and its journals) at ``path`` if the block created it."""
+    existed = path is None or path.exists()
+    try:
+        yield
+    finally:
+        if not existed and path is not None:
+            for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
 
 
 def prepare_resume(study_name: str, output_dir: Path) -> Prepared:

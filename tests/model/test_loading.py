@@ -4,7 +4,7 @@ import pytest
 
 from autopeft.config import ModelConfig
 from autopeft.errors import ModelError
-from autopeft.model.loading import resolve_location
+from autopeft.model.loading import check_fits_model, load_image_processor, load_tokenizer, resolve_location
 
 
 def test_remote_code_is_off_unless_asked():
@@ -26,3 +26,48 @@ def test_safetensors_model_dir_resolves(tmp_path, tiny_bert):
 def test_missing_model_dir():
     with pytest.raises(ModelError, match=r"model\.name_or_path: no model directory at '/no/such/dir'"):
         resolve_location("/no/such/dir")
+
+
+def test_a_folder_without_tokenizer_files_has_no_tokenizer(tmp_path, tiny_bert):
+    # transformers would build a BERT tokenizer of its 5 special tokens from config.json alone
+    tiny_bert.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"model\.name_or_path: '.*' has no tokenizer \(no tokenizer\.json or vocab\.txt\); "
+                                         r"save the model's tokenizer into it"):
+        load_tokenizer(ModelConfig(name_or_path=str(tmp_path)), str(tmp_path))
+
+
+def test_an_image_model_folder_without_its_processor_has_no_image_processor(tmp_path):
+    from tests.tiny_tasks import save_vit
+
+    folder = save_vit(tmp_path / "vit")
+    spec = ModelConfig(name_or_path=folder)
+    assert load_image_processor(spec, folder) is not None
+    (tmp_path / "vit" / "preprocessor_config.json").unlink()
+    with pytest.raises(ModelError, match=r"'.*vit' has no image processor \(no preprocessor_config\.json\)"):
+        load_image_processor(spec, folder)
+
+
+def test_the_tokenizer_must_fit_the_embeddings(tmp_path, tiny_bert):
+    from tests.tiny_tasks import tiny_tokenizer
+
+    tiny_bert.save_pretrained(tmp_path)  # 100 embedding rows
+    tokenizer = tiny_tokenizer(causal=False)  # 28 tokens: fits
+    spec = ModelConfig(name_or_path=str(tmp_path))
+    check_fits_model(spec, str(tmp_path), tokenizer, 32)
+    tokenizer.add_tokens([f"extra{i}" for i in range(80)])
+    with pytest.raises(ModelError, match=r"model\.name_or_path: the tokenizer in '.*' has 108 tokens, but the model's "
+                                         r"embeddings have 100 rows \(config\.json vocab_size\)"):
+        check_fits_model(spec, str(tmp_path), tokenizer, 32)
+
+
+def test_max_length_is_held_to_learned_positions_only(tmp_path, tiny_bert):
+    from tests.tiny_tasks import save_causal_lm, tiny_tokenizer
+
+    tiny_bert.save_pretrained(tmp_path / "bert")  # 64 learned positions
+    bert = str(tmp_path / "bert")
+    with pytest.raises(ModelError, match=r"model\.max_length: 65 is beyond the 64 positions the model has"):
+        check_fits_model(ModelConfig(name_or_path=bert), bert, tiny_tokenizer(causal=False), 65)
+    # rotary positions (Llama) run past the configured 64 without failing: not refused
+    llama = save_causal_lm(tmp_path / "llama", "llama")
+    check_fits_model(ModelConfig(name_or_path=llama), llama, tiny_tokenizer(causal=True), 256,
+                     auto_class="AutoModelForCausalLM")
