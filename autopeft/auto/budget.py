@@ -197,6 +197,8 @@ def probe(prepared: Prepared, data: TokenizedData) -> ProbeResult:
             del built
     finally:
         torch.set_num_threads(previous_threads)
+        if device.type == "cuda":  # the trials, not the driver, need the GPU's memory now
+            torch.cuda.empty_cache()
     result = ProbeResult(timings=timings, cost_s=time.monotonic() - started, device=name)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(result.to_json())
