@@ -22,5 +22,5 @@ def __getattr__(name: str) -> Any:
     # deferred (PEP 562): the API imports torch, Ray and MLflow, so `import autopeft` and the CLI's
     # --help stay light; by name, as the package root sits above every layer and imports none
     if name in ("search", "load"):
-        return getattr(importlib.import_module("autopeft.api"), name)
+        return getattr(importlib.import_module(".api", __name__), name)
     raise AttributeError(f"module 'autopeft' has no attribute {name!r}")

@@ -24,6 +24,10 @@ PROCESS_ENV: dict[str, str] = {
     # dies loses at most the trials started in that second (the driver cleans those up).
     "TUNE_GLOBAL_CHECKPOINT_S": "1",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Ctrl-C raises KeyboardInterrupt in the driver, which closes every run it opened (KILLED) and
+    # ends with exit code 130 (CLI) or the exception (Python). Tune's own SIGINT handler would end
+    # the trials quietly and return, and the search would go on to register a half-run study.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 _configured = False

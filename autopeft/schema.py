@@ -108,7 +108,7 @@ class RunTag:
     FINAL_TRAINING_NODE = "autopeft.final_training_node"  # S: the Ray node it ran on
     TRIAL_ID = "autopeft.trial_id"  # T: Ray's trial id
     OUTCOME = "autopeft.outcome"  # T: Outcome
-    ERROR = "autopeft.error"  # T: the last line of a failed trial's traceback
+    ERROR = "autopeft.error"  # T: the last line of a failed trial's traceback; S: why the study ended early
     WARM_START = "autopeft.warm_start"  # T: where an enqueued config came from
     SELECTED = "autopeft.selected"  # T: "true" on the trial whose adapter was registered
     WORKERS = "autopeft.workers"  # T: the worker processes (pids) the trial ran in, in order
@@ -470,6 +470,8 @@ class StudyRunTags(_TagRecord):
     report_error: Optional[str] = _tag(RunTag.REPORT_ERROR, limit=500)
     final_training_error: Optional[str] = _tag(RunTag.FINAL_TRAINING_ERROR, limit=500)
     final_training_node: Optional[str] = _tag(RunTag.FINAL_TRAINING_NODE)
+    #: Why a study ended before it registered an adapter (Ctrl-C, or the crash's type and message).
+    error: Optional[str] = _tag(RunTag.ERROR, limit=500)
     note: Optional[str] = _tag(RunTag.NOTE, limit=MAX_NOTE)
 
     @classmethod

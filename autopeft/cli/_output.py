@@ -18,3 +18,9 @@ def fail(exc: AutoPeftError) -> None:
     code = 2 if isinstance(exc, UserInputError) else 1
     console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def interrupted_before_compute() -> None:
+    """Ctrl-C during the checks or the time budget's probe: no run was opened; exit 130."""
+    console.print("[yellow]interrupted[/] before the study started: nothing was recorded in MLflow", highlight=False)
+    raise typer.Exit(130)

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from autopeft.cli import _inputs
-from autopeft.cli._output import console, fail, out
+from autopeft.cli._output import console, fail, interrupted_before_compute, out
 from autopeft.errors import AutoPeftError, ConfigError
 from autopeft.process import configure_process
 
@@ -52,6 +52,8 @@ def init(
     except AutoPeftError as exc:
         fail(exc)
         return
+    except KeyboardInterrupt:
+        interrupted_before_compute()
     command = shlex.join(["autopeft", *sys.argv[1:]]) if sys.argv else "autopeft init"
     header = (f"# Written by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n"
               f"# `autopeft search --config {output}` runs this study; a comment says why a field has its value.\n")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from autopeft.cli import _inputs
-from autopeft.cli._output import console, fail, out
+from autopeft.cli._output import console, fail, interrupted_before_compute, out
 from autopeft.errors import AutoPeftError
 from autopeft.process import configure_process
 
@@ -70,6 +69,8 @@ def search(
     except AutoPeftError as exc:
         fail(exc)
         return
+    except KeyboardInterrupt:
+        interrupted_before_compute()
     _run(prepared, verbose)
 
 
@@ -105,10 +106,6 @@ def _run(prepared: Any, verbose: bool) -> None:
                   f"{', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
                   f"({prepared.raw.sizes.get('train', 0)} train / {prepared.raw.sizes.get('validation', 0)} validation examples)")
     view = ProgressView(cfg.budget.trials, cfg.objective.metric, cfg.objective.mode, console=console)
-    # Ctrl-C raises KeyboardInterrupt in the driver, which closes every run it opened (KILLED)
-    # and ends here with exit code 130. Tune's own SIGINT handler would instead end the trials
-    # quietly and return, and the search would go on to select and register a half-run study.
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     try:
         with view:
             result = run_search(prepared, callbacks=[view], verbose=verbose)

@@ -50,12 +50,18 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     cfg = prepared.config
     started = time.monotonic()
     phases: dict[str, float] = {}
-    with phase(phases, "mlflow_setup"):
-        client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
-    with phase(phases, "tokenize"):
-        data = tokenize_study_data(prepared)
+    # Ray first: an address that answers but is no cluster fails here, before anything is written
     with phase(phases, "ray_start"):
         started_ray = init_ray(cfg.backend.address, verbose=verbose)
+    try:
+        with phase(phases, "mlflow_setup"):
+            client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
+        with phase(phases, "tokenize"):
+            data = tokenize_study_data(prepared)
+    except BaseException:
+        if started_ray:  # no study run is open yet: only the Ray this call started to stop
+            ray.shutdown()
+        raise
     model_ref = model_reference(cfg.model, prepared.location)
     ray_path = cfg.backend.storage_path or str((prepared.output_dir / "ray").resolve())
     with phase(phases, "mlflow_setup"):

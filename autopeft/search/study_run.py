@@ -31,7 +31,7 @@ from autopeft.registry.tracking import (
     set_tags,
 )
 from autopeft.report.study_report import write_report
-from autopeft.schema import RUN_STATUS, Artifact, Outcome, RunTag, StudyRunTags, TrialAttr
+from autopeft.schema import RUN_STATUS, Artifact, Outcome, StudyRunTags, TrialAttr
 from autopeft.search.manifest import StudyManifest
 from autopeft.search.results import SearchResult
 from autopeft.search.warmstart import tag_runs
@@ -155,9 +155,7 @@ def _record_cause(study: StudyRun, error: BaseException) -> None:
     else:
         cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
         note = f"Study failed before it registered an adapter: {cause}"
-    # cut to what the search keeps of errors elsewhere (StudyRunTags cuts report errors to 500)
-    set_tags(study.client, study.parent_id, {RunTag.ERROR: cause[:500]})
-    set_tags(study.client, study.parent_id, StudyRunTags(note=f"{note} The nested runs are its trials."))
+    set_tags(study.client, study.parent_id, StudyRunTags(error=cause, note=f"{note} The nested runs are its trials."))
 
 
 @contextmanager
