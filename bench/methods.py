@@ -17,6 +17,10 @@ used, its wall time and, where it ran several trials, each trial's steps and val
 - ``grid``: rank x LR x target modules, each point a full trial (training.py), best on validation.
 - ``hf-optuna``: ``transformers.Trainer.hyperparameter_search(backend="optuna")`` over LoRA
   r/alpha/LR through ``model_init``.
+- ``autopeft-zero-config``: ``autopeft.search`` given only the model, a training file, a test file
+  and a wall-clock budget (``time``): every other choice is the product's. Held to time, not
+  steps: the wall time ``autopeft-lora`` took on the same task and seed in this run, else
+  ``zero_config_time``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ class Context:
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
     metric: str = "accuracy"
+    #: ``autopeft-zero-config``'s time budget when ``autopeft-lora`` did not run before it on this task and seed
+    zero_config_time: str = "12m"
+    #: The records of the methods that already ran on this task and seed in this bench run, by method
+    earlier: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def full_trials(self) -> int:
@@ -248,14 +256,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         prepared = prepare(resolve(path))
         result = run_search(prepared, callbacks=[timeline])
     wall = time.perf_counter() - started
-    trials = []
-    for t in sorted(result.trials, key=lambda t: timeline.started.get(t.trial_id, math.inf)):
-        m = t.metrics
-        trials.append({"trial_id": t.trial_id, "outcome": t.outcome, "family": m.get("family"),
-                       "steps": int(m.get("step") or 0), "val": _f(m.get(ctx.metric)),
-                       "train_time_s": _f(m.get("train_time_s")), "eval_time_s": _f(m.get("eval_time_s")),
-                       "time_total_s": _f(m.get("time_total_s")), "trainable_params": m.get("trainable_params"),
-                       "config": {k: v for k, v in t.params.items()}})
+    trials = _trial_rows(sorted(result.trials, key=lambda t: timeline.started.get(t.trial_id, math.inf)), ctx.metric)
     best = result.best
     assert best is not None
     # the final training's steps count against the budget like the trials' (none if it diverged)
@@ -270,6 +271,19 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
     )
+
+
+def _trial_rows(trials: list[Any], metric: str) -> list[dict[str, Any]]:
+    """One row per trial of a search result (its ``TrialSummary``s), in the order given."""
+    rows = []
+    for t in trials:
+        m = t.metrics
+        rows.append({"trial_id": t.trial_id, "outcome": t.outcome, "family": m.get("family"),
+                     "steps": int(m.get("step") or 0), "val": _f(m.get(metric)),
+                     "train_time_s": _f(m.get("train_time_s")), "eval_time_s": _f(m.get("eval_time_s")),
+                     "time_total_s": _f(m.get("time_total_s")), "trainable_params": m.get("trainable_params"),
+                     "config": {k: v for k, v in t.params.items()}})
+    return rows
 
 
 def _f(value: Any) -> float:
@@ -313,6 +327,145 @@ def run_random_final(ctx: Context) -> dict[str, Any]:
     cfg = search_config(ctx, "random-final", space="lora-family", sampler="random", pruning=False,
                         trials=ctx.search_full_trials, prior=False, final_steps=ctx.final_steps)
     return run_autopeft(ctx, "random-final", cfg)
+
+
+# --------------------------------------------------------------------------- zero-config autopeft
+
+#: The hand-written search the zero-config search is held to: its wall time is the time budget.
+ZERO_CONFIG_REFERENCE = "autopeft-lora"
+
+
+def zero_config_budget(ctx: Context) -> tuple[float, str]:
+    """(seconds, where they come from): the wall time ``autopeft-lora`` took on this task and
+    seed earlier in this bench run, else the ``zero_config_time`` setting."""
+    from autopeft.config import parse_duration
+
+    reference = ctx.earlier.get(ZERO_CONFIG_REFERENCE)
+    if reference is not None and math.isfinite(_f(reference.get("wall_time_s"))):
+        # whole seconds, rounded down: the zero-config search never gets more than the reference took
+        return float(int(reference["wall_time_s"])), f"{ZERO_CONFIG_REFERENCE}'s wall time, seed {ctx.seed}"
+    return parse_duration(ctx.zero_config_time), f"zero_config_time {ctx.zero_config_time}"
+
+
+def write_zero_config_data(ctx: Context) -> tuple[Path, Path, int]:
+    """The context's rows as the CSV files a user has: (train, test, text cells read back as missing).
+
+    A zero-config user has one training file, and autopeft carves its validation out of it
+    (``data.validation_fraction``). So its train file holds the rows every other method trains
+    on AND the rows they select on (the bench's validation split): the same rows in all, split
+    by autopeft instead of by the bench. Test is the same test split as every method's.
+    """
+    import pandas as pd
+
+    columns = [*ctx.files.text_columns, ctx.files.label_column]
+    train = pd.concat([pd.read_parquet(ctx.files.train)[columns], pd.read_parquet(ctx.files.validation)[columns]],
+                      ignore_index=True)
+    test = pd.read_parquet(ctx.files.test)[columns]
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    paths = ctx.workdir / f"{ctx.files.task}-train.csv", ctx.workdir / f"{ctx.files.task}-test.csv"
+    missing = 0
+    for frame, path in zip((train, test), paths, strict=True):
+        frame.to_csv(path, index=False)
+        # a CSV reader turns a sentence such as "null" or "NA" into a missing value (the reason
+        # the bench's own splits are parquet); SST-2 and RTE hold none, but say so if one does
+        missing += int(pd.read_csv(path)[ctx.files.text_columns].isna().any(axis=1).sum())
+    return paths[0], paths[1], missing
+
+
+def registered_test_accuracy(ctx: Context, adapter_dir: Path, test: Path) -> tuple[float, int]:
+    """(accuracy, rows): the registered adapter, loaded with ``autopeft.load`` as a user would,
+    on every row of the test file. The study's own test evaluation can be on fewer rows: a time
+    budget's plan that subsamples validation (``data.max_eval_examples``) cuts test too."""
+    import pandas as pd
+
+    import autopeft
+
+    frame = pd.read_csv(test, keep_default_na=False)
+    predicted = autopeft.load(adapter_dir).predict(frame[ctx.files.text_columns], batch_size=ctx.eval_batch_size)
+    hits = predicted["label"].astype(str).to_numpy() == frame[ctx.files.label_column].astype(str).to_numpy()
+    return float(hits.mean()), len(frame)
+
+
+def _said(lines: list[str]) -> dict[str, str]:
+    """{field: value} of the lines a zero-config search says its choices in (``field = value: why``)."""
+    import re
+
+    return {m.group(1): m.group(2) for line in lines if (m := re.match(r"([\w.]+) = (.*?): ", line))}
+
+
+def run_zero_config(ctx: Context) -> dict[str, Any]:
+    """``autopeft.search(model, train, test, time)`` as a user calls it: the task, columns,
+    metric, space, max_length, trials, steps and final training are all the product's choices
+    (nothing of the bench's max_length, space or step budget reaches it). The settings only put
+    its MLflow/Optuna stores and output folder into this method's work folder and give it the
+    seed and a study name, as ``run_autopeft`` does for the hand-written searches."""
+    import json
+
+    import autopeft
+    from autopeft.schema import Artifact
+
+    train, test, missing = write_zero_config_data(ctx)
+    budget_s, budget_source = zero_config_budget(ctx)
+    tracking_uri = f"sqlite:///{ctx.workdir / 'mlflow.db'}"
+    study = f"zero-config-{ctx.files.task}-s{ctx.seed}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}"
+    settings = {"tracking.uri": tracking_uri, "output_dir": str(ctx.workdir / "autopeft-runs"),
+                "study_name": study, "seed": ctx.seed}
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(f"[bench]   zero-config: {line}", flush=True)
+
+    given = f"{budget_s:.0f}s"
+    print(f"[bench]   zero-config: time {given} ({budget_source})", flush=True)
+    started = time.perf_counter()
+    result = autopeft.search(model=ctx.model, train=train, test=test, time=given, settings=settings, on_line=say)
+    wall = time.perf_counter() - started
+    # outside the wall time: the same test rows as every other method's (see registered_test_accuracy)
+    assert result.adapter_dir is not None
+    test_accuracy, test_rows = registered_test_accuracy(ctx, result.adapter_dir, test)
+
+    # what ran, as the study logged it: the resolved config (the inferred choices and the planned
+    # budget) and the split sizes after the plan's subsampling
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    logged: dict[str, Any] = {}
+    for name in (Artifact.CONFIG, Artifact.LINEAGE):
+        local = client.download_artifacts(result.parent_run_id, name, str(ctx.workdir))
+        logged[name] = json.loads(Path(local).read_text())
+    config, sizes = logged[Artifact.CONFIG], logged[Artifact.LINEAGE].get("sizes") or {}
+    budget, objective = config.get("budget") or {}, config.get("objective") or {}
+    trials = _trial_rows(sorted(result.trials, key=lambda t: t.trial_id), ctx.metric)
+    best = result.best
+    assert best is not None
+    final_trained = int(result.final_history[-1]["step"]) if result.final_history else 0
+    return _record(
+        "autopeft-zero-config", ctx, test=test_accuracy,
+        # on its own validation split (carved from its train file): not the other methods' rows
+        val=_f(result.reloaded_val_metrics.get(ctx.metric)),
+        params=int(best.metrics.get("trainable_params") or 0),
+        steps=sum(t["steps"] for t in trials) + final_trained, wall=wall, trials=trials,
+        time_budget=given, time_budget_s=budget_s, time_budget_source=budget_source,
+        plan={key: budget.get(key) for key in ("trials", "max_steps", "eval_interval", "final_steps", "time_limit_s")},
+        inferred={"task": (config.get("task") or {}).get("kind"), "metric": objective.get("metric"),
+                  # the config holds the space expanded; its name is in the line that chose it
+                  "mode": objective.get("mode"), "space": _said(lines).get("space", config.get("space")),
+                  "max_length": (config.get("model") or {}).get("max_length"),
+                  "text_columns": (config.get("data") or {}).get("text_columns"),
+                  "label_column": (config.get("data") or {}).get("label_column"),
+                  "max_eval_examples": (config.get("data") or {}).get("max_eval_examples"),
+                  "cpus_per_trial": budget.get("cpus_per_trial")},
+        split_sizes=sizes, text_read_as_missing=missing, test_rows=test_rows,
+        # the study's own figures, on its test split (``split_sizes["test"]`` rows)
+        study_test_metric=_f(result.test_metrics.get(ctx.metric)),
+        objective_test_metric=_f(result.test_metrics.get(str(objective.get("metric")))),
+        test_metrics=dict(result.test_metrics), val_metrics=dict(result.reloaded_val_metrics),
+        final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
+        final_train_eval_s=result.final_train_time_s + result.final_eval_time_s,
+        search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s, best_config=best.params,
+        study=result.study_name, model_version=result.model_version, lines=lines,
+    )
 
 
 # --------------------------------------------------------------------------- transformers Trainer + Optuna
@@ -421,4 +574,6 @@ METHODS: dict[str, Callable[[Context], dict[str, Any]]] = {
     # with --final-steps only: random search, then the autopeft searches' final training
     "random-final": run_random_final,
     "grid": run_grid,
+    # autopeft.search given only model, train, test and time: held to autopeft-lora's wall time
+    "autopeft-zero-config": run_zero_config,
 }

@@ -60,6 +60,112 @@ def paired(records: list[dict[str, Any]], field: str = "test_metric") -> dict[st
     return dict(out)
 
 
+# --------------------------------------------------------------------------- zero-config vs hand-written
+
+ZERO_CONFIG, HAND_WRITTEN = "autopeft-zero-config", "autopeft-lora"
+#: A time-budgeted search ends within its time plus this share (autopeft's promise for budget.time).
+TIME_TOLERANCE = 0.05
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def zero_config_comparison(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{task: {"per_seed": rows, ...}}: per seed, the zero-config search's test metric minus
+    autopeft-lora's (the best hand-written config), each one's wall time, the zero-config
+    search's time budget and whether it ended within it (+5%), its planned budget and its
+    inferred choices; with the difference over seeds (median [min-max], ahead/level/behind) and
+    how many seeds ended in time. Empty when no record is the zero-config search's."""
+    by_key = {(r["task"], r["seed"], r["method"]): r for r in records}
+    out: dict[str, dict[str, Any]] = {}
+    for task in sorted({t for t, _, m in by_key if m == ZERO_CONFIG}):
+        rows = []
+        for seed in sorted(s for t, s, m in by_key if t == task and m == ZERO_CONFIG):
+            zero, hand = by_key[(task, seed, ZERO_CONFIG)], by_key.get((task, seed, HAND_WRITTEN))
+            zero_test = _finite(zero.get("test_metric"))
+            hand_test = _finite(hand.get("test_metric")) if hand else None
+            wall, budget = _finite(zero.get("wall_time_s")), _finite(zero.get("time_budget_s"))
+            rows.append({
+                "seed": seed, "zero_config_test": zero_test, "hand_written_test": hand_test,
+                "difference": zero_test - hand_test if zero_test is not None and hand_test is not None else None,
+                "zero_config_wall_s": wall, "hand_written_wall_s": _finite(hand.get("wall_time_s")) if hand else None,
+                "budget_s": budget, "budget_source": zero.get("time_budget_source"),
+                "wall_over_budget": wall / budget if wall is not None and budget else None,
+                "within_budget": wall <= budget * (1 + TIME_TOLERANCE) if wall is not None and budget else None,
+                "plan": zero.get("plan") or {}, "inferred": zero.get("inferred") or {},
+                # the study's own test evaluation, on the rows its plan left it
+                "study_test": _finite(zero.get("study_test_metric")),
+                "study_test_rows": (zero.get("split_sizes") or {}).get("test"), "test_rows": zero.get("test_rows"),
+            })
+        diffs = [r["difference"] for r in rows if r["difference"] is not None]
+        out[task] = {"reference": HAND_WRITTEN, "per_seed": rows, "difference": spread(diffs),
+                     "ahead": sum(d > 0 for d in diffs), "level": sum(d == 0 for d in diffs),
+                     "behind": sum(d < 0 for d in diffs),
+                     "within_budget": sum(r["within_budget"] is True for r in rows),
+                     "timed": sum(r["within_budget"] is not None for r in rows)}
+    return out
+
+
+def _points(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}"
+
+
+def _seconds_cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def zero_config_markdown(comparison: dict[str, dict[str, Any]], split_sizes: dict[str, Any]) -> list[str]:
+    """The zero-config section: one table per task, a row per seed."""
+    lines: list[str] = []
+    for task, c in comparison.items():
+        lines += [f"## Zero-config vs {c['reference']} ({task})", "",
+                  f"`autopeft.search` given only the model, a train file (the rows every other method trains and "
+                  f"selects on, in one file: it carves its own validation), the test file and a time: its test "
+                  f"accuracy minus {c['reference']}'s on the same seed, with {c['reference']}'s wall time as its time "
+                  f"budget. Its val accuracy above is on its own validation rows, not the other methods'.", "",
+                  f"| seed | {c['reference']} test (%) | zero-config test (%) | difference (points) | "
+                  f"{c['reference']} wall (s) | zero-config wall (s) | budget (s) | within budget +"
+                  f"{TIME_TOLERANCE:.0%} | planned: trials x max_steps + final | inferred: metric, space, max_length |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in c["per_seed"]:
+            plan, inferred = r["plan"], r["inferred"]
+            within = {True: "yes", False: "**no**", None: "n/a"}[r["within_budget"]]
+            if r["wall_over_budget"] is not None:
+                within += f" ({r['wall_over_budget']:.0%})"
+            planned = (f"{plan.get('trials')} x {plan.get('max_steps')} + {plan.get('final_steps') or 0}"
+                       if plan else "n/a")
+            chosen = (f"{inferred.get('metric')}, {inferred.get('space')}, {inferred.get('max_length')}"
+                      if inferred else "n/a")
+            budget = _seconds_cell(r["budget_s"])
+            if r["budget_source"] and not str(r["budget_source"]).startswith(c["reference"]):
+                budget += f" ({r['budget_source']})"
+            lines.append(f"| {r['seed']} | {_points(r['hand_written_test'])} | {_points(r['zero_config_test'])} | "
+                         f"{_points(r['difference'], signed=True)} | {_seconds_cell(r['hand_written_wall_s'])} | "
+                         f"{_seconds_cell(r['zero_config_wall_s'])} | {budget} | {within} | {planned} | {chosen} |")
+        lines.append("")
+        d = c["difference"]
+        if d["median"] is not None:
+            lines.append(f"Difference over {d['n']} seed(s): {_points(d['median'], True)} "
+                         f"[{_points(d['min'], True)} to {_points(d['max'], True)}] points; ahead / level / behind: "
+                         f"{c['ahead']} / {c['level']} / {c['behind']}. "
+                         f"Ended within its time +{TIME_TOLERANCE:.0%} in {c['within_budget']} of {c['timed']} seeds.")
+        else:
+            lines.append(f"Ended within its time +{TIME_TOLERANCE:.0%} in {c['within_budget']} of {c['timed']} seeds.")
+        test_rows = (split_sizes.get(task) or {}).get("test")
+        cut = [r for r in c["per_seed"] if r["study_test_rows"] is not None and test_rows
+               and r["study_test_rows"] != test_rows]
+        if cut:
+            own = "; ".join(f"seed {r['seed']}: {_points(r['study_test'])}% on {r['study_test_rows']}" for r in cut)
+            lines.append(f"Zero-config test accuracy here is its registered adapter, loaded with autopeft.load, on all "
+                         f"{test_rows} test examples. The study's own test evaluation used fewer (its plan's "
+                         f"data.max_eval_examples cuts test as well as validation): {own}.")
+        lines.append("")
+    return lines
+
+
 # --------------------------------------------------------------------------- early stopping
 
 
@@ -248,6 +354,9 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {d['median'] * 100:+.1f} [{d['min'] * 100:+.1f} to {d['max'] * 100:+.1f}] | "
                              f"{p['ahead']} / {p['level']} / {p['behind']} |")
             lines.append("")
+    zero_config = result.get("zero_config") or zero_config_comparison(result.get("records") or [])
+    if zero_config:
+        lines += zero_config_markdown(zero_config, meta.get("split_sizes") or {})
     es = result.get("early_stopping")
     if es and es.get("per_seed"):
         rows = es["per_seed"]

@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "overhead": {"step_time_steps": 30, "concurrency_trials": 4, "eval_padding": True, "tokenize_cache": True,
                  "thread_scaling_steps": 20},
     "keep_workdir": False,
+    # autopeft-zero-config's time budget where autopeft-lora did not run before it on the same task
+    # and seed in this run (otherwise it gets autopeft-lora's wall time)
+    "zero_config_time": "12m",
     "note": "",
 }
 
@@ -94,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--top-up-validation", action="store_const", const=True, dest="top_up_validation",
                    help="SST-2: add whole sentences of train.tsv to validation up to --max-validation rows")
     p.add_argument("--cpus", type=int)
+    p.add_argument("--zero-config-time", dest="zero_config_time",
+                   help="autopeft-zero-config's time budget (e.g. 12m) where autopeft-lora did not run before it "
+                        "on the same task and seed (default: autopeft-lora's wall time there, else 12m)")
     p.add_argument("--glue-dir", dest="glue_dir")
     p.add_argument("--out")
     p.add_argument("--no-overhead", action="store_true", help="skip the overhead/concurrency measures")
@@ -129,6 +135,13 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     if "random-final" in settings["methods"] and not settings["final_steps"]:
         p.error("--methods random-final needs --final-steps: it is random search with the autopeft searches' "
                 "final training")
+    if "autopeft-zero-config" in settings["methods"]:
+        from autopeft.config import parse_duration
+
+        try:
+            parse_duration(settings["zero_config_time"])
+        except ValueError as exc:
+            p.error(f"--zero-config-time: {exc}")
     if settings["first_seed"] < 0:
         p.error(f"--first-seed must be 0 or more, found {settings['first_seed']}")
     if settings["top_up_validation"] and not settings["max_validation"]:
@@ -145,7 +158,7 @@ def seed_range(settings: dict[str, Any]) -> range:
 
 def _method_names() -> list[str]:
     return ["autopeft-lora", "autopeft-all", "autopeft-lora-fifo", "autopeft-lora-noprior", "default", "hf-optuna",
-            "random", "random-final", "grid"]
+            "random", "random-final", "grid", "autopeft-zero-config"]
 
 
 def _quiet() -> None:
@@ -186,6 +199,8 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
             for seed in seed_range(settings):
                 for method in settings["methods"]:
                     ctx = _context(settings, files, seed, work / f"{task}-s{seed}-{method}")
+                    # what ran before on this task and seed (autopeft-zero-config's time budget)
+                    ctx.earlier = {r["method"]: r for r in records if r["task"] == task and r["seed"] == seed}
                     t0 = time.perf_counter()
                     print(f"[bench] {task} seed {seed} {method} ...", flush=True)
                     try:
@@ -215,7 +230,16 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
           sizes: dict[str, Any], records: list[dict[str, Any]], failures: list[dict[str, Any]],
           overhead: dict[str, Any], out: Path, *, partial: bool) -> dict[str, Path]:
     """Write the JSON, markdown and plot for the records so far (``partial`` while running)."""
-    from bench.report import early_stopping, markdown, overhead_summary, paired, plot, search_overhead, summarize
+    from bench.report import (
+        early_stopping,
+        markdown,
+        overhead_summary,
+        paired,
+        plot,
+        search_overhead,
+        summarize,
+        zero_config_comparison,
+    )
 
     searches = {f"{rec['task']}/{rec['method']}/s{rec['seed']}": o for rec in records
                 if (o := search_overhead(rec)) is not None}
@@ -235,6 +259,9 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
         "failures": failures,
         "records": records,
     }
+    zero_config = zero_config_comparison(records)
+    if zero_config:  # only runs with autopeft-zero-config have the section
+        result["zero_config"] = zero_config
     base = out / f"{stamp}-{settings['name']}"
     result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
     result["meta"]["total_wall_s"] = time.perf_counter() - started
@@ -251,7 +278,7 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
                    grace_period=settings["grace_period"], prune_metric=settings["prune_metric"],
                    prior_share=settings["prior_share"], final_steps=settings["final_steps"], cpus=settings["cpus"],
-                   grid=settings["grid"] or dict(DEFAULT_GRID))
+                   grid=settings["grid"] or dict(DEFAULT_GRID), zero_config_time=str(settings["zero_config_time"]))
 
 
 def _overhead(settings: dict[str, Any], ctx: Any, ov: Any) -> dict[str, Any]:
@@ -300,6 +327,10 @@ def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, lo
              f" / test ≤ {settings['max_test'] or 'all'} examples; max_length "
              f"{settings['max_length']}; {settings['cpus']} CPU threads; {os.cpu_count()} cores on the machine, load "
              f"average {load_start[0]:.1f} at start / {load_end[0]:.1f} at end")
+    if "autopeft-zero-config" in settings["methods"]:
+        scale += ("; autopeft-zero-config: autopeft.search given only the model, train (train + validation rows) "
+                  f"and test files and a time: autopeft-lora's wall time on the same seed (else "
+                  f"{settings['zero_config_time']})")
     if settings.get("note"):
         scale += f"; {settings['note']}"
     return {
