@@ -106,6 +106,9 @@ class _DataFields(_Strict):
     )
     max_train_examples: Optional[int] = Field(None, gt=0, description="Keep at most this many training rows.")
     max_eval_examples: Optional[int] = Field(None, gt=0, description="Keep at most this many validation/test rows.")
+    max_validation_examples: Optional[int] = Field(
+        None, gt=0, description="Keep at most this many validation rows; test keeps all of its own. A time budget's "
+        "plan sets it when evaluations would take over a quarter of a trial.")
 
     @field_validator("text_columns", mode="before")
     @classmethod

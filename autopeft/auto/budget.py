@@ -98,15 +98,15 @@ class BudgetPlan:
     budget: BudgetConfig
     #: The fields the plan set, with their reasons (the user's own fields are kept).
     reasons: dict[str, str] = field(default_factory=dict)
-    max_eval_examples: int | None = None
+    max_validation_examples: int | None = None
     estimated_s: float = 0.0
 
     def lines(self) -> list[str]:
         """One line per planned field: value and reason."""
         out = []
         for name, why in self.reasons.items():
-            value = self.max_eval_examples if name == "max_eval_examples" else getattr(self.budget, name)
-            section = "data" if name == "max_eval_examples" else "budget"
+            value = self.max_validation_examples if name == "max_validation_examples" else getattr(self.budget, name)
+            section = "data" if name == "max_validation_examples" else "budget"
             out.append(f"{section}.{name} = {value}: {why}")
         return out
 
@@ -238,7 +238,7 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
                           f"set-up and registration; give at least that")
 
     # validation: evaluations are at most MAX_EVAL_SHARE of a trial, else subsample it
-    max_eval_examples = config.data.max_eval_examples
+    max_validation_examples = config.data.max_validation_examples
     eval_rows = validation_rows
 
     # the final training: a longer run of the chosen config, when it can be longer than a trial
@@ -267,8 +267,8 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         eval_cost = eval_per_example * eval_rows
         if eval_cost * REPORTS > MAX_EVAL_SHARE * max_steps * step_s and eval_rows > MIN_EVAL_EXAMPLES:
             eval_rows = max(MIN_EVAL_EXAMPLES, int(MAX_EVAL_SHARE * max_steps * step_s / REPORTS / eval_per_example))
-            if eval_rows < validation_rows and max_eval_examples is None:
-                max_eval_examples = eval_rows
+            if eval_rows < validation_rows and max_validation_examples is None:
+                max_validation_examples = eval_rows
     if "trials" not in given:
         trial_cost = _trial_cost(max_steps, per_trial_s, step_s, eval_per_example * eval_rows)
         trials = max(MIN_TRIALS, min(MAX_TRIALS, int(trial_budget * concurrency / trial_cost)))
@@ -295,8 +295,8 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
                                  - final_cost), 0)
         reasons["time_limit_s"] = "trials stop by then, whatever ASHA decided, so the final training and " \
                                   "registration still fit"
-    if max_eval_examples != config.data.max_eval_examples:
-        reasons["max_eval_examples"] = (f"validation has {validation_rows} examples; {max_eval_examples} keep "
+    if max_validation_examples != config.data.max_validation_examples:
+        reasons["max_validation_examples"] = (f"validation has {validation_rows} examples; {max_validation_examples} keep "
                                         f"evaluations under {MAX_EVAL_SHARE:.0%} of a trial")
     planned = BudgetConfig.model_validate({
         **budget.model_dump(exclude_unset=True),
@@ -306,7 +306,7 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
     estimated = (measured.cost_s + FIXED_OVERHEAD_S + registration_s + (time_limit_s or 0.0)
                  + (_final_cost(final_steps, per_trial_s, slowest_step_s, eval_per_example * eval_rows)
                     if final_steps else 0.0))
-    return BudgetPlan(budget=planned, reasons=reasons, max_eval_examples=max_eval_examples, estimated_s=estimated)
+    return BudgetPlan(budget=planned, reasons=reasons, max_validation_examples=max_validation_examples, estimated_s=estimated)
 
 
 def _full_trial(steps: int, per_trial_s: float, step_s: float, eval_s: float) -> float:

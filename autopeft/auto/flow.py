@@ -47,15 +47,15 @@ def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line
     planned = plan(cfg, prepared.resolved.space, measured, train_rows=sizes.get("train", 0),
                    validation_rows=sizes.get("validation", 0), test_rows=sizes.get("test", 0))
     cfg.budget = planned.budget
-    if planned.max_eval_examples != cfg.data.max_eval_examples:
-        cfg.data.max_eval_examples = planned.max_eval_examples
+    if planned.max_validation_examples != cfg.data.max_validation_examples:
+        cfg.data.max_validation_examples = planned.max_validation_examples
         # the data paths are absolute by now (prepare), so no folder is needed to find them
         prepared.raw = load(cfg.data, get_task(cfg.task.kind), seed=cfg.seed)
     base_dir = prepared.resolved.source.parent if prepared.resolved.source else None
     prepared.warm_start = collect(cfg.warm_start, prepared.resolved.space, prepared.optuna_storage,
                                   trials=cfg.budget.trials, base_dir=base_dir)
     for name, why in planned.reasons.items():
-        section = "data" if name == "max_eval_examples" else "budget"
+        section = "data" if name == "max_validation_examples" else "budget"
         prepared.resolved.notes[f"{section}.{name}"] = why
     for line in planned.lines():
         say(line)

@@ -400,6 +400,8 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         for split in ("validation", "test"):
             if split in frames:
                 frames[split] = _head(frames[split], cfg.max_eval_examples, seed)
+    if cfg.max_validation_examples:  # trials evaluate on it at every report; test is scored once
+        frames["validation"] = _head(frames["validation"], cfg.max_validation_examples, seed)
 
     target = next((c for c in columns if c.kind in ("label", "value", "tags")), None)
     label_names: list[str] = []

@@ -63,8 +63,8 @@ def test_fields_the_user_gave_are_kept() -> None:
 
 def test_large_validation_is_subsampled_for_evaluation() -> None:
     result = planned("10m", validation_rows=50_000, test_rows=300)
-    assert result.max_eval_examples is not None and 500 <= result.max_eval_examples < 50_000
-    assert "max_eval_examples" in result.reasons
+    assert result.max_validation_examples is not None and 500 <= result.max_validation_examples < 50_000
+    assert "max_validation_examples" in result.reasons
 
 
 def test_too_little_time_is_a_one_line_error() -> None:

@@ -85,3 +85,13 @@ def test_tokenize_once_and_reuse_the_cache(tmp_path, minilm_path):
     batch = collate(first.splits["train"], [0, 1, 2], first.pad_token_id)
     assert batch["input_ids"].shape[0] == 3 and batch["attention_mask"].sum() == sum(
         len(first.splits["train"].input_ids[i]) for i in range(3))
+
+
+def test_max_validation_examples_cuts_validation_not_test(tmp_path):
+    frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(300)], "label": [i % 2 for i in range(300)]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.head(120).to_csv(tmp_path / "test.csv", index=False)
+    cfg = DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_columns=["sentence"],
+                     validation_fraction=0.5, max_validation_examples=40)
+    raw = load(cfg, get_task("sequence_classification"), seed=0)
+    assert raw.sizes == {"train": 150, "validation": 40, "test": 120}
