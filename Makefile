@@ -10,7 +10,7 @@ TRACKING_URI ?= sqlite:///mlflow.db
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit test-integration lint ui bench bench-sst2 bench-zero-config bench-full bench-smoke bench-family-lr clean
+.PHONY: install demo test test-slow test-unit test-integration lint ui bench bench-sst2 bench-zero-config bench-full bench-smoke bench-family-lr clean
 
 install: $(STAMP)
 
@@ -28,13 +28,17 @@ demo: install
 TEST_PATHS := tests bench/tests
 
 test: install
-	$(PY) -m pytest -q --durations=15 $(TEST_PATHS)
+	$(PY) -m pytest -q --durations=15 -m "not slow" $(TEST_PATHS)
+
+# the few tests of minutes whose path another test already covers (the bench's zero-config run)
+test-slow: install
+	$(PY) -m pytest -q -m slow $(TEST_PATHS)
 
 test-unit: install
 	$(PY) -m pytest -q $(TEST_PATHS) -m "not integration"
 
 test-integration: install
-	$(PY) -m pytest -q $(TEST_PATHS) -m integration
+	$(PY) -m pytest -q $(TEST_PATHS) -m "integration and not slow"
 
 # ruff, mypy, and the layer contracts (pyproject.toml [tool.importlinter]): an upward import or a cycle fails
 lint: install

@@ -115,7 +115,9 @@ def test_other_runs_have_no_zero_config_section() -> None:
     assert "Zero-config" not in text
 
 
+# slow: about 3 minutes; tests/integration/test_zero_config.py runs the same product path in make test
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_zero_config_search_runs_in_the_bench_within_its_time(tmp_path: Path, glue_dir: Path,
                                                                   minilm_path: str) -> None:
     """A tiny SST-2 slice, the zero-config method alone, the shortest time a study holds: the
