@@ -40,8 +40,9 @@ def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
 @pytest.fixture(scope="module")
 def zero_config(tmp_path_factory, glue_dir, minilm_path) -> dict:
     folder = tmp_path_factory.mktemp("zero-config")
-    data = write_sst2_slice(glue_dir, folder, train_rows=600, test_rows=200)
-    flags = ["--model", "minilm", "--train", str(data["train"].name), "--test", str(data["test"].name),
+    (folder / "sst2").mkdir()
+    write_sst2_slice(glue_dir, folder / "sst2", train_rows=600, test_rows=200)
+    flags = ["--model", "minilm", "--train", "sst2/train.csv", "--test", "sst2/test.csv",
              "--time", f"{TIME_S}s"]
     init, _ = run_cli("init", *flags, "-o", "search.yaml", cwd=folder)
     search, took = run_cli("search", *flags, cwd=folder)
@@ -58,7 +59,8 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
                  "space = lora-family:", "model.max_length = ", f"budget.time = {TIME_S}s: --time",
                  "budget.trials = ", "budget.max_steps = ", "budget.time_limit_s = "):
         assert line in printed, printed[-3000:]
-    assert "registered: models:/train-adapter/1 (alias 'candidate')" in search.stdout, search.stdout[-2000:]
+    # named after the data's folder, as its file is only 'train.csv'
+    assert "registered: models:/sst2-adapter/1 (alias 'candidate')" in search.stdout, search.stdout[-2000:]
     # the whole study, the process's start, inference, probe, trials and registration included
     assert zero_config["took"] <= TIME_S * 1.05, f"took {zero_config['took']:.0f}s of {TIME_S}s"
 
@@ -68,7 +70,7 @@ def test_init_writes_the_config_of_that_study(zero_config: dict) -> None:
     assert zero_config["init"].returncode == 0, zero_config["init"].stderr[-3000:]
     written = resolve(folder / "search.yaml")
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("autopeft-train")
+    experiment = client.get_experiment_by_name("autopeft-sst2")
     (study_run,) = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` IS NULL")
     logged_yaml = Path(client.download_artifacts(study_run.info.run_id, Artifact.CONFIG_YAML, str(folder)))
     logged = yaml.safe_load(logged_yaml.read_text())
@@ -83,8 +85,8 @@ def test_load_predicts_with_the_registered_adapter(zero_config: dict) -> None:
     import autopeft
 
     folder = zero_config["folder"]
-    predictor = autopeft.load("models:/train-adapter@candidate", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
-    test = pd.read_csv(folder / "test.csv")
+    predictor = autopeft.load("models:/sst2-adapter@candidate", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    test = pd.read_csv(folder / "sst2" / "test.csv")
     predicted = predictor.predict(test[["sentence"]])
     assert len(predicted) == len(test)
     assert set(predicted["label"]) <= {"0", "1"}
