@@ -374,8 +374,9 @@ def write_zero_config_data(ctx: Context) -> tuple[Path, Path, int]:
 
 def registered_test_accuracy(ctx: Context, adapter_dir: Path, test: Path) -> tuple[float, int]:
     """(accuracy, rows): the registered adapter, loaded with ``autopeft.load`` as a user would,
-    on every row of the test file. The study's own test evaluation can be on fewer rows: a time
-    budget's plan that subsamples validation (``data.max_eval_examples``) cuts test too."""
+    on every row of the test file, as a check on the study's own test evaluation (the same rows
+    since the plan subsamples validation alone, ``data.max_validation_examples``; before, its cap
+    cut test too)."""
     import pandas as pd
 
     import autopeft
@@ -454,7 +455,7 @@ def run_zero_config(ctx: Context) -> dict[str, Any]:
                   "max_length": (config.get("model") or {}).get("max_length"),
                   "text_columns": (config.get("data") or {}).get("text_columns"),
                   "label_column": (config.get("data") or {}).get("label_column"),
-                  "max_eval_examples": (config.get("data") or {}).get("max_eval_examples"),
+                  "max_validation_examples": (config.get("data") or {}).get("max_validation_examples"),
                   "cpus_per_trial": budget.get("cpus_per_trial")},
         split_sizes=sizes, text_read_as_missing=missing, test_rows=test_rows,
         # the study's own figures, on its test split (``split_sizes["test"]`` rows)

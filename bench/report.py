@@ -160,8 +160,7 @@ def zero_config_markdown(comparison: dict[str, dict[str, Any]], split_sizes: dic
         if cut:
             own = "; ".join(f"seed {r['seed']}: {_points(r['study_test'])}% on {r['study_test_rows']}" for r in cut)
             lines.append(f"Zero-config test accuracy here is its registered adapter, loaded with autopeft.load, on all "
-                         f"{test_rows} test examples. The study's own test evaluation used fewer (its plan's "
-                         f"data.max_eval_examples cuts test as well as validation): {own}.")
+                         f"{test_rows} test examples. The study's own test evaluation used fewer: {own}.")
         lines.append("")
     return lines
 
