@@ -25,7 +25,7 @@ from autopeft.errors import ConfigError, RegistryError
 from autopeft.process import configure_process
 from autopeft.registry.versions import mlflow_uris
 from autopeft.schema import Artifact
-from autopeft.search import SearchResult, run_search
+from autopeft.study import SearchResult, run_search
 
 
 def search(model: str | None = None, train: str | Path | None = None, *, test: str | Path | None = None,

@@ -48,7 +48,7 @@ def replay(curves: list[dict[str, Any]], metric: str, *, grace_period: int = 1, 
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
-    from autopeft.search.scheduler import BootstrappedASHA
+    from autopeft.study.scheduler import BootstrappedASHA
 
     steps = sorted({s for c in curves for s in c[metric]})
     scheduler = BootstrappedASHA(bootstrap_count=bootstrap_count, time_attr="training_iteration", metric=metric,

@@ -241,7 +241,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     import yaml
 
     from autopeft.config import resolve
-    from autopeft.search import prepare, run_search
+    from autopeft.study import prepare, run_search
     from bench.probes import Timeline, step_budget, timed_recorder
 
     ctx.workdir.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from autopeft.search.searcher import PruningAwareOptunaSearch
+from autopeft.study.searcher import PruningAwareOptunaSearch
 
 #: Report fields a timeline keeps.
 _KEEP = ("step", "final", "train_time_s", "eval_time_s", "setup_time_s", "time_total_s", "trainable_params",
@@ -92,7 +92,7 @@ class StepBudgetSearch(PruningAwareOptunaSearch):
 @contextlib.contextmanager
 def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
     """While active, ``run_search`` builds a :class:`StepBudgetSearch` instead of its searcher."""
-    import autopeft.search.driver as search
+    import autopeft.study.driver as search
 
     original = search.make_searcher
 

@@ -27,9 +27,9 @@ import optuna
 from autopeft.config import BudgetConfig, SearchConfig
 from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.errors import ConfigError
-from autopeft.search import Prepared
-from autopeft.search.define_by_run import compile_space
 from autopeft.space import ChoiceSpec, RangeSpec, SearchSpace
+from autopeft.study import Prepared
+from autopeft.study.define_by_run import compile_space
 
 #: Steps each family trains in the probe; the first half warms up and is not timed.
 PROBE_STEPS = 8

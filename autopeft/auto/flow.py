@@ -12,9 +12,9 @@ from autopeft.auto.budget import BudgetPlan, plan, probe
 from autopeft.auto.infer import Inference, Request, infer
 from autopeft.config import ResolvedConfig, resolve, resolve_mapping
 from autopeft.data import load
-from autopeft.search import Prepared, prepare
-from autopeft.search.driver import tokenize_study_data
-from autopeft.search.warmstart import collect
+from autopeft.study import Prepared, prepare
+from autopeft.study.driver import tokenize_study_data
+from autopeft.study.warmstart import collect
 from autopeft.tasks import get_task
 
 #: The budget fields a time budget plans when they are not given.

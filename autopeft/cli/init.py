@@ -40,7 +40,7 @@ def init(
                                                overrides)
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.auto.flow import plan_budget, resolve_request
-        from autopeft.search import prepare
+        from autopeft.study import prepare
 
         with console.status("reading the model and the data..."):
             inference, resolved = resolve_request(request, parsed)

@@ -48,8 +48,8 @@ def search(
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.auto.flow import plan_budget, resolve_request
         from autopeft.config import resolve
-        from autopeft.search import prepare, prepare_resume
-        from autopeft.search.manifest import StudyManifest
+        from autopeft.study import prepare, prepare_resume
+        from autopeft.study.manifest import StudyManifest
 
         if request is None:
             resolved = resolve(config, parsed)
@@ -82,7 +82,7 @@ def resume(
     """Continue a study whose driver died: finished trials are kept, unfinished ones continue."""
     configure_process()
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-    from autopeft.search import prepare_resume
+    from autopeft.study import prepare_resume
 
     try:
         with console.status("checking the recorded config, model and data..."):
@@ -99,7 +99,7 @@ def resume(
 def _run(prepared: Any, verbose: bool) -> None:
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.report.progress import ProgressView
-    from autopeft.search import run_search
+    from autopeft.study import run_search
 
     cfg = prepared.config
     console.print(f"study [bold]{prepared.study_name}[/]: {cfg.budget.trials} trials over "
@@ -116,7 +116,7 @@ def _run(prepared: Any, verbose: bool) -> None:
     except KeyboardInterrupt:
         _end_progress_line()
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-        from autopeft.search.manifest import StudyManifest
+        from autopeft.study.manifest import StudyManifest
 
         started = StudyManifest.path_for(prepared.output_dir, prepared.study_name).is_file()
         resume_hint = (f"; continue it with 'autopeft resume {prepared.study_name} --output-dir "

@@ -16,7 +16,7 @@ from autopeft.schema import Outcome
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-    from autopeft.search import SearchResult
+    from autopeft.study import SearchResult
 
 
 class ProgressView(Callback):

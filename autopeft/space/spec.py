@@ -1,4 +1,4 @@
-"""The search space as data (the define-by-run compiler is ``autopeft.search.define_by_run``).
+"""The search space as data (the define-by-run compiler is ``autopeft.study.define_by_run``).
 
 A space file names the adapter families to try, each with its own parameters, plus the
 placement, learning rate, batch size and warm-up ratio shared by all families. The compiled

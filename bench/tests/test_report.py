@@ -94,7 +94,7 @@ def test_the_bench_pruning_settings_reach_the_search_config_it_writes(tmp_path, 
 
 
 def test_the_bench_prior_share_reaches_the_search_config_and_autopeft_takes_that_many_prior_trials(tmp_path):
-    from autopeft.search.warmstart import WarmStartConfig, prior_slots
+    from autopeft.study.warmstart import WarmStartConfig, prior_slots
     from bench.methods import search_config
     from bench.run import parse_args
 

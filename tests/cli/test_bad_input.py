@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli.app import app
 from tests.conftest import make_config, new_mlflow_store
-from tests.search.test_prepare import bare_model, model_with_another_tokenizer
+from tests.study.test_prepare import bare_model, model_with_another_tokenizer
 
 
 def closed_port() -> int:

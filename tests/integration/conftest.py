@@ -22,7 +22,7 @@ from tests.conftest import make_config, new_mlflow_store, write_sst2_slice, writ
 
 
 def _start_local_ray() -> None:
-    from autopeft.search import init_ray
+    from autopeft.study import init_ray
 
     init_ray(None)  # a no-op when it is running
 
@@ -79,8 +79,8 @@ MAX_LENGTH = 32
 class FinishedStudy:
     """A study run once per session; tests read it and change nothing in it."""
 
-    prepared: Any  # autopeft.search.Prepared
-    result: Any  # autopeft.search.SearchResult
+    prepared: Any  # autopeft.study.Prepared
+    result: Any  # autopeft.study.SearchResult
     uri: str
     folder: Path
 
@@ -126,7 +126,7 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit) -> FinishedStudy:
     from autopeft.config import resolve
-    from autopeft.search import prepare, run_search
+    from autopeft.study import prepare, run_search
 
     folder = tmp_path_factory.mktemp("finished-study")
     new_mlflow_store(mlflow_db_template, folder / "mlflow.db")

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import write_config
 

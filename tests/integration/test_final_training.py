@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.registry.versions import Registry
-from autopeft.search import prepare
+from autopeft.study import prepare
 
 from ..conftest import write_config
 from .conftest import EVAL_INTERVAL, FINAL_STEPS, MAX_STEPS, MODEL
@@ -59,8 +59,8 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     # raises at its start instead.
     from autopeft.engine.training import StudySpec
     from autopeft.model.loading import load_tokenizer
-    from autopeft.search import SearchResult, TrialSummary
-    from autopeft.search.final_training import train_final_adapter
+    from autopeft.study import SearchResult, TrialSummary
+    from autopeft.study.final_training import train_final_adapter
     from autopeft.tasks import tokenize
 
     monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from autopeft.config import resolve
 from autopeft.errors import SearchError
 from autopeft.schema import RunKind, RunTag, TrialAttr
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import make_config, write_yaml
 

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from autopeft.cli.app import app
 from autopeft.config import resolve
 from autopeft.registry.versions import Registry
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import write_config
 from .mlflow_server import mlflow_server_uri, model_server  # noqa: F401 - the fixture is used by name

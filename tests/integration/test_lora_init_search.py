@@ -10,7 +10,7 @@ import pytest
 
 from autopeft.config import resolve
 from autopeft.engine.training import adapter_size_mb
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import write_config
 

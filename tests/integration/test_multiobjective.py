@@ -15,7 +15,7 @@ import pytest
 
 from autopeft.objectives import ATTR_PREFIX, SelectionConfig, knee_index, pareto_mask, select, within
 from autopeft.registry.versions import Registry
-from autopeft.search.warmstart import ATTR_SOURCE
+from autopeft.study.warmstart import ATTR_SOURCE
 
 from .conftest import LIMIT, MODEL, STUDY, TRIALS
 
@@ -238,7 +238,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 def test_warm_start_from_the_finished_study(study, tmp_path):
     """A second study (prepare only) seeded from the first by name takes its best configs."""
     from autopeft.config import WarmStartConfig
-    from autopeft.search.warmstart import collect
+    from autopeft.study.warmstart import collect
 
     prepared = study.prepared
     points = collect(WarmStartConfig(sources=[STUDY], prior=False, top_k=2), prepared.resolved.space,

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from autopeft.config import resolve
 from autopeft.schema import TrialAttr
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import make_config, write_yaml
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.config import resolve
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 
 from ..conftest import new_mlflow_store, write_config
 from .mlflow_server import _service, free_port

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from autopeft.registry.versions import mlflow_uris
-from autopeft.search import SEARCH_PHASES
+from autopeft.study import SEARCH_PHASES
 
 from .conftest import EVAL_INTERVAL, MAX_STEPS, MODEL, STUDY, TRIALS
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from autopeft.config import resolve
-from autopeft.search import prepare, run_search
+from autopeft.study import prepare, run_search
 from tests.tiny_tasks import (
     ner_frame,
     save_causal_lm,

@@ -1,6 +1,6 @@
 """Placement on every architecture autopeft knows, from tiny random models: roles detected from
 the module names, exactly the asked-for modules adapted, and rank patterns. (The space checked
-against these models: tests/adapters/test_fit.py; layer masks sampled: tests/search/test_define_by_run.py.)"""
+against these models: tests/adapters/test_fit.py; layer masks sampled: tests/study/test_define_by_run.py.)"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ REASON = "best accuracy (max) among 4 feasible COMPLETE trials"
 
 
 def lineage(study: str = "sst2-study", **changes: Any) -> VersionTags:
-    """The record the search passes (autopeft/search/registration.py), for a LoRA trial."""
+    """The record the search passes (autopeft/study/registration.py), for a LoRA trial."""
     record = VersionTags(
         study=study, trial_id="263c4fb2", trial_run_id="f62a1db83bec41dab993c4081203eddb", parent_run_id=None,
         family="lora",

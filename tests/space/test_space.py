@@ -1,5 +1,5 @@
 """Search-space specs: loading, per-family parameters and training settings, and their one-line
-errors. (How a space is sampled: tests/search/test_define_by_run.py.)"""
+errors. (How a space is sampled: tests/study/test_define_by_run.py.)"""
 
 from __future__ import annotations
 

@@ -15,12 +15,12 @@ from autopeft.data import TokenizedData
 from autopeft.engine.training import StudySpec
 from autopeft.registry.tracking import config_summary, log_history, log_metrics, log_params, set_tags
 from autopeft.schema import Metric, RunKind, StudyRunTags, TrialRunTags
-from autopeft.search.results import SearchResult
-from autopeft.search.trial import train_final
+from autopeft.study.results import SearchResult
+from autopeft.study.trial import train_final
 from autopeft.tasks import get_task
 
 if TYPE_CHECKING:
-    from autopeft.search.prepare import Prepared
+    from autopeft.study.prepare import Prepared
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from ray.tune.search.optuna import OptunaSearch
 from autopeft import _compat
 from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, record_measurements
 from autopeft.registry.tracking import outcome
-from autopeft.search.define_by_run import compile_space
-from autopeft.search.warmstart import enqueue
+from autopeft.study.define_by_run import compile_space
+from autopeft.study.warmstart import enqueue
 
 if TYPE_CHECKING:
-    from autopeft.search.prepare import Prepared
+    from autopeft.study.prepare import Prepared
 
 
 class PruningAwareOptunaSearch(OptunaSearch):

@@ -10,8 +10,9 @@ import yaml
 
 from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
-from autopeft.search.define_by_run import compile_space
-from autopeft.search.warmstart import (
+from autopeft.space import load_space
+from autopeft.study.define_by_run import compile_space
+from autopeft.study.warmstart import (
     ATTR_SOURCE,
     BUILTIN_PRIOR,
     WarmPoint,
@@ -20,7 +21,6 @@ from autopeft.search.warmstart import (
     fit_to_space,
     prior_slots,
 )
-from autopeft.space import load_space
 from tests.conftest import write_config
 
 SPACE = load_space({

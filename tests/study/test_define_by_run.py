@@ -8,8 +8,8 @@ import optuna
 
 from autopeft.adapters.fit import fit_to_model
 from autopeft.model.placement import resolve
-from autopeft.search.define_by_run import DefineByRun, compile_space
 from autopeft.space import ADAPTER_KEY, SearchSpace, load_space
+from autopeft.study.define_by_run import DefineByRun, compile_space
 from tests.space.test_space import SPACE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

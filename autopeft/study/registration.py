@@ -17,12 +17,12 @@ from autopeft.engine.training import StudySpec, evaluate, export_adapter
 from autopeft.registry.tracking import config_summary, log_metrics, set_tags
 from autopeft.registry.versions import register_adapter, signature
 from autopeft.schema import AdapterMetadata, Artifact, Metric, Outcome, RunTag, StudyRunTags, TrialRunTags, VersionTags
-from autopeft.search.final_training import train_final_adapter
-from autopeft.search.results import SearchResult, phase
+from autopeft.study.final_training import train_final_adapter
+from autopeft.study.results import SearchResult, phase
 from autopeft.tasks import get_task
 
 if TYPE_CHECKING:
-    from autopeft.search.prepare import Prepared
+    from autopeft.study.prepare import Prepared
 
 
 def finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedData, result: SearchResult,

@@ -32,14 +32,14 @@ from autopeft.registry.tracking import (
 )
 from autopeft.report.study_report import write_report
 from autopeft.schema import RUN_STATUS, Artifact, Outcome, StudyRunTags, TrialAttr
-from autopeft.search.manifest import StudyManifest
-from autopeft.search.results import SearchResult
-from autopeft.search.warmstart import tag_runs
+from autopeft.study.manifest import StudyManifest
+from autopeft.study.results import SearchResult
+from autopeft.study.warmstart import tag_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from autopeft.search.prepare import Prepared
+    from autopeft.study.prepare import Prepared
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import optuna
 
-from autopeft.search.define_by_run import compile_space
-from autopeft.search.searcher import PruningAwareOptunaSearch
 from autopeft.space import load_space
+from autopeft.study.define_by_run import compile_space
+from autopeft.study.searcher import PruningAwareOptunaSearch
 
 
 def make_searcher(storage):

@@ -33,8 +33,8 @@ from autopeft.registry.tracking import (
     recorded_study,
     write_problem,
 )
-from autopeft.search.manifest import StudyManifest
-from autopeft.search.warmstart import collect
+from autopeft.study.manifest import StudyManifest
+from autopeft.study.warmstart import collect
 from autopeft.tasks import get_task
 
 logger = logging.getLogger("autopeft")

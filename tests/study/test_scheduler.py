@@ -7,7 +7,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from autopeft.config import ObjectiveConfig, PruningConfig
-from autopeft.search.scheduler import BootstrappedASHA
+from autopeft.study.scheduler import BootstrappedASHA
 from tests.conftest import make_config
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
@@ -58,7 +58,7 @@ def test_rungs_compare_the_objective_unless_told_otherwise():
 
 def test_rungs_on_loss_tell_apart_trials_whose_accuracy_ties(tmp_path):
     from autopeft.config import SearchConfig
-    from autopeft.search.scheduler import make_scheduler
+    from autopeft.study.scheduler import make_scheduler
 
     cfg = SearchConfig.model_validate(make_config(tmp_path, budget={"trials": 4, "max_steps": 100, "eval_interval": 25},
                                                   pruning={"metric": "loss"}))

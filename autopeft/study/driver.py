@@ -1,10 +1,10 @@
 """The driver: a study from prepared input to registered adapter, as a list of steps.
 
-The three roles stay apart: the searcher (:mod:`autopeft.search.searcher`) decides what to try,
-the scheduler (:mod:`autopeft.search.scheduler`) when to stop a trial, the trial
-(:mod:`autopeft.search.trial`) only trains and reports. The driver records every trial in MLflow
+The three roles stay apart: the searcher (:mod:`autopeft.study.searcher`) decides what to try,
+the scheduler (:mod:`autopeft.study.scheduler`) when to stop a trial, the trial
+(:mod:`autopeft.study.trial`) only trains and reports. The driver records every trial in MLflow
 (one writer: :class:`~autopeft.registry.tracking.TrialRecorder`) and at the end registers the
-best adapter (:mod:`autopeft.search.registration`).
+best adapter (:mod:`autopeft.study.registration`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from autopeft.objectives import select
 from autopeft.process import is_configured
 from autopeft.registry.tracking import connect, log_metrics, trial_runs
 from autopeft.schema import RUN_STATUS, Metric, Outcome
-from autopeft.search.prepare import Prepared
-from autopeft.search.registration import finalize
-from autopeft.search.results import SearchResult, phase, summaries
-from autopeft.search.scheduler import make_scheduler
-from autopeft.search.searcher import make_searcher
-from autopeft.search.study_run import (
+from autopeft.study.prepare import Prepared
+from autopeft.study.registration import finalize
+from autopeft.study.results import SearchResult, phase, summaries
+from autopeft.study.scheduler import make_scheduler
+from autopeft.study.searcher import make_searcher
+from autopeft.study.study_run import (
     StudyRun,
     close_study_run,
     finish_study_run,
@@ -37,7 +37,7 @@ from autopeft.search.study_run import (
     open_study_run,
     write_study_report,
 )
-from autopeft.search.trial import run_trial
+from autopeft.study.trial import run_trial
 from autopeft.tasks import get_task, tokenize
 
 logger = logging.getLogger("autopeft")

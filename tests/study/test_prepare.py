@@ -11,8 +11,8 @@ import pytest
 
 from autopeft.config import resolve
 from autopeft.errors import ConfigError, DataError, ModelError, SpaceError, TrackingUnreachable, UserInputError
-from autopeft.search import prepare
-from autopeft.search.prepare import default_study_name
+from autopeft.study import prepare
+from autopeft.study.prepare import default_study_name
 from tests.conftest import new_mlflow_store, write_config
 
 
