@@ -98,14 +98,16 @@ def resume(
 
 def _run(prepared: Any, verbose: bool) -> None:
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-    from autopeft.report.progress import ProgressView
+    from autopeft.report.progress import ProgressLog, ProgressView
     from autopeft.study import run_search
 
     cfg = prepared.config
     console.print(f"study [bold]{prepared.study_name}[/]: {cfg.budget.trials} trials over "
                   f"{', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
                   f"({prepared.raw.sizes.get('train', 0)} train / {prepared.raw.sizes.get('validation', 0)} validation examples)")
-    view = ProgressView(cfg.budget.trials, cfg.objective.metric, cfg.objective.mode, console=console)
+    # a live line draws only on a terminal: a pod, CI or Ray job log gets one plain line per trial event
+    view = (ProgressView if console.is_terminal else ProgressLog)(cfg.budget.trials, cfg.objective.metric,
+                                                                  cfg.objective.mode, console=console)
     try:
         with view:
             result = run_search(prepared, callbacks=[view], verbose=verbose)

@@ -469,7 +469,7 @@ class TrialRecorder(Callback):
         run_id = self._run_for(trial)
         state = outcome(trial.last_result, error)
         self.outcomes[trial.trial_id] = state
-        summary = _error_summary(trial) if error else None
+        summary = error_summary(trial) if error else None
         note = describe_trial(trial.config, state, trial.last_result, getattr(self, "_metric", None),
                               getattr(trial, RUNG_STOP_ATTR, None), summary)
         set_tags(self._client, run_id, TrialRunTags(outcome=state, error=summary, note=note))
@@ -489,8 +489,9 @@ class TrialRecorder(Callback):
                 self._client.set_terminated(run_id, status=status)
 
 
-def _error_summary(trial: Trial) -> str:
-    """The last line of the trial's traceback (the exception and its message)."""
+def error_summary(trial: Trial) -> str:
+    """The last line of the trial's traceback (the exception and its message): the trial run's
+    error tag, and the plain progress log's line for a failed trial."""
     path = trial.error_file
     if path and Path(path).is_file():
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]

@@ -8,6 +8,7 @@ Real processes, real Ray, Optuna, MLflow (SQLite) and peft on the packaged MiniL
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -70,6 +71,25 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
     assert "registered: models:/sst2-adapter/1 (alias 'candidate')" in search.stdout, search.stdout[-2000:]
     # the whole study, the process's start, inference, probe, trials and registration included
     assert zero_config["took"] <= TIME_S * 1.05, f"took {zero_config['took']:.0f}s of {TIME_S}s"
+
+
+def test_search_through_a_pipe_logs_each_trial(zero_config: dict) -> None:
+    """Off a terminal (here a pipe, as in a pod or CI log) progress is plain lines on stderr, one
+    per trial event while the study runs, not a live line that shows nothing until the end."""
+    search = zero_config["search"]
+    assert search.returncode == 0, search.stderr[-3000:]
+    printed = search.stderr
+    # whole lines: no colour or cursor codes around them
+    for pattern in (r"^trial \S+ started: \S+ lr=\d\.\d\de[-+]\d+ \(\d+ of \d+\)$",
+                    r"^trial \S+ step \d+: accuracy \d\.\d{4} \(best \d\.\d{4} by trial \S+\)$",
+                    r"^trial \S+ (completed: accuracy \d\.\d{4} at step \d+|pruned (at rung|\().*)$",
+                    r"^progress: trials \d+/\d+ · running \d+ · completed \d+ · pruned \d+ · failed \d+ · "
+                    r"best accuracy \d\.\d{4} \(\S+\) · \S+ elapsed$"):
+        assert re.search(pattern, printed, re.MULTILINE), f"{pattern!r} not in:\n{printed[-3000:]}"
+    # the summary at exit: every trial ended
+    last = [line for line in printed.splitlines() if line.startswith("progress: ")][-1]
+    assert " · running 0 · " in last, last
+    assert "progress: " not in search.stdout  # results on stdout, progress on stderr
 
 
 def test_init_writes_the_config_of_that_study(zero_config: dict) -> None:
