@@ -93,3 +93,19 @@ def mlflow_globals_restored() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# --------------------------------------------------------------------------- Ray's state API
+
+
+def cluster_resource_total(address: str, name: str, headers: dict[str, str] | None) -> float:
+    """The total of resource ``name`` over the cluster's ALIVE nodes, through the dashboard at
+    ``address``. ``ray.util.state.list_nodes`` takes no headers (a token-authenticated cluster
+    needs them), so this uses its client, ``StateApiClient`` (a DeveloperAPI)."""
+    from ray.util.state.api import StateApiClient
+    from ray.util.state.common import ListApiOptions, StateResource
+
+    client = StateApiClient(address=address, headers={"Content-Type": "application/json", **(headers or {})})
+    nodes: list[Any] = client.list(StateResource.NODES, options=ListApiOptions(detail=True),
+                                   raise_on_missing_output=False)
+    return float(sum((node.resources_total or {}).get(name, 0.0) for node in nodes if node.state == "ALIVE"))

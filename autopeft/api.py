@@ -5,6 +5,9 @@
 >>> result.model_version                     # registered in MLflow, alias 'candidate'
 >>> predictor = autopeft.load("models:/reviews-adapter@candidate", tracking_uri="sqlite:///mlflow.db")
 >>> predictor.predict(pd.DataFrame({"sentence": ["a delight from start to finish"]}))
+>>> job = autopeft.submit(model="minilm", train="reviews.csv", time="1h", address="http://head:8265",
+...                       settings={"tracking.uri": "http://mlflow:5000"})   # a Ray job; returns at once
+>>> job.status(), job.wait()
 
 Bad input raises a :class:`~autopeft.errors.UserInputError` before any compute starts, as the
 CLI's exit code 2 does; a failed study raises another :class:`~autopeft.errors.AutoPeftError`.
@@ -25,6 +28,7 @@ from autopeft.errors import ConfigError, RegistryError
 from autopeft.process import configure_process
 from autopeft.registry.versions import mlflow_uris
 from autopeft.schema import Artifact
+from autopeft.service import StudyJob, connect, submit_study
 from autopeft.study import SearchResult, run_search
 
 
@@ -54,14 +58,20 @@ def search(model: str | None = None, train: str | Path | None = None, *, test: s
         overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
         prepared = prepare_request(config=config, overrides=overrides, say=on_line)
     else:
-        if model is None or train is None:
-            raise ConfigError(f"{'model' if model is None else 'train'}: expected a config file (config=...) or a "
-                              "model and a training file (model=..., train=...)")
-        request = Request(model=model, train=str(train), test=None if test is None else str(test),
-                          validation=None if validation is None else str(validation), label=label,
-                          text=tuple(text), task=task, time=None if time is None else str(time))
-        prepared = prepare_request(request, overrides=overrides, say=on_line)
+        prepared = prepare_request(_request(model, train, test, validation, time, label, text, task),
+                                   overrides=overrides, say=on_line)
     return run_search(prepared, verbose=verbose)
+
+
+def _request(model: str | None, train: str | Path | None, test: str | Path | None, validation: str | Path | None,
+             time: str | float | None, label: str | None, text: Sequence[str], task: str | None) -> Request:
+    """The zero-config request of ``search`` and ``submit``."""
+    if model is None or train is None:
+        raise ConfigError(f"{'model' if model is None else 'train'}: expected a config file (config=...) or a "
+                          "model and a training file (model=..., train=...)")
+    return Request(model=model, train=str(train), test=None if test is None else str(test),
+                   validation=None if validation is None else str(validation), label=label,
+                   text=tuple(text), task=task, time=None if time is None else str(time))
 
 
 def load(ref: str | Path, *, tracking_uri: str | None = None) -> AdapterPredictor:
@@ -86,3 +96,35 @@ def load(ref: str | Path, *, tracking_uri: str | None = None) -> AdapterPredicto
     if adapter is None:
         raise RegistryError(f"ref: {str(ref)!r} holds no autopeft adapter (no {Artifact.ADAPTER}/ folder)")
     return AdapterPredictor.load(adapter)
+
+
+def submit(model: str | None = None, train: str | Path | None = None, *, address: str | None = None,
+           test: str | Path | None = None, validation: str | Path | None = None, time: str | float | None = None,
+           label: str | None = None, text: Sequence[str] = (), task: str | None = None,
+           config: str | Path | None = None, settings: Mapping[str, Any] | None = None,
+           output_dir: str | None = None, token_file: str | Path | None = None) -> StudyJob:
+    """Submit a study to a Ray cluster as a Ray job and return at once: a handle with
+    ``status()``, ``logs()``, ``follow(write)``, ``cancel()``, ``wait()`` and ``figures()``.
+
+    The same inputs as :func:`search`, plus ``address`` (the Ray dashboard, ``http://HEAD:8265``;
+    default ``RAY_API_SERVER_ADDRESS``), ``output_dir`` (on the cluster) and ``token_file``. Local
+    files travel with the job; ``settings["tracking.uri"]`` (or the config's) must be an MLflow
+    the cluster reaches. Bad input raises a :class:`~autopeft.errors.UserInputError` before
+    anything reaches the cluster."""
+    if time is not None:
+        try:
+            parse_duration(time)
+        except ValueError as exc:
+            raise ConfigError(f"time: {exc}") from None
+    overrides = [(key.split("."), value) for key, value in (settings or {}).items()]
+    request = None
+    if config is not None:
+        given = {"model.name_or_path": model, "data.train": train, "data.test": test, "data.validation": validation,
+                 "budget.time": time}
+        overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
+    else:
+        request = _request(model, train, test, validation, time, label, text, task)
+    cluster = connect(address, token_file=token_file)
+    job, _staged = submit_study(cluster, config=None if config is None else Path(config), request=request,
+                                overrides=overrides, output_dir=output_dir)
+    return job

@@ -8,7 +8,9 @@ problem becomes a one-line :class:`~autopeft.errors.ConfigError` that names the 
 from __future__ import annotations
 
 import copy
+import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
@@ -344,6 +346,15 @@ class PromotionConfig(BaseModel):
 MAX_STUDY_NAME = 128
 
 
+def default_study_name(experiment: str) -> str:
+    """``<experiment>-<UTC time>``, in the characters and length ``study_name`` allows: the name
+    becomes folder names and MLflow filter values (an experiment name may hold anything)."""
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment).strip("-._")
+    prefix = prefix[: MAX_STUDY_NAME - len(stamp) - 1].rstrip("-._")
+    return f"{prefix}-{stamp}" if prefix else f"study-{stamp}"
+
+
 class SearchConfig(_Strict):
     """Everything one study needs."""
 
@@ -378,6 +389,12 @@ class SearchConfig(_Strict):
         description="Thresholds `autopeft promote --config` applies (min_metric, max_trainable_share, max_latency_ms).")
     output_dir: str = Field("autopeft-runs", description="Where checkpoints, caches and the best adapter go.")
     seed: int = Field(0, description="Seed of the sampler, data split and training.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _home(cls, value: str) -> str:
+        # '~/runs' means the home folder of whoever runs the study (on a cluster: the driver's)
+        return os.path.expanduser(value)
 
     @field_validator("study_name")
     @classmethod

@@ -51,3 +51,23 @@ class GateRefused(AutoPeftError):
 
 class TrackingUnreachable(UserInputError):
     """The configured MLflow tracking store does not answer (checked before any compute)."""
+
+
+class StudyCancelled(KeyboardInterrupt):
+    """The driver was told to stop (SIGTERM: ``autopeft cancel``, ``ray job stop``, a pod's
+    shutdown). A KeyboardInterrupt, so it ends a study the way Ctrl-C does: every run the study
+    opened is closed (KILLED), finished trials are kept, and ``autopeft resume`` continues it."""
+
+    def __init__(self, signal_name: str, at: str) -> None:
+        super().__init__(f"cancelled ({signal_name})")
+        self.signal_name = signal_name
+        self.at = at
+
+
+class ClusterError(UserInputError):
+    """The cluster's job service cannot be used as asked: no address, an address where nothing
+    answers, a missing or refused token, an unknown job, inputs that cannot travel."""
+
+
+class JobError(AutoPeftError):
+    """The cluster's job service failed a request it accepted (a server-side error)."""

@@ -112,6 +112,10 @@ class RunTag:
     WARM_START = "autopeft.warm_start"  # T: where an enqueued config came from
     SELECTED = "autopeft.selected"  # T: "true" on the trial whose adapter was registered
     WORKERS = "autopeft.workers"  # T: the worker processes (pids) the trial ran in, in order
+    SUBMITTER = "autopeft.submitter"  # S: who submitted the study as a Ray job (autopeft submit)
+    JOB_ID = "autopeft.job_id"  # S: the Ray job that last ran the study (its submission id)
+    CANCELLED_BY = "autopeft.cancelled_by"  # S: who ran autopeft cancel
+    CANCELLED_AT = "autopeft.cancelled_at"  # S: when the driver was told to stop (UTC, ISO 8601)
     NOTE = ExperimentTag.NOTE  # S, T: MLflow's run description, in plain words
 
 
@@ -472,6 +476,10 @@ class StudyRunTags(_TagRecord):
     final_training_node: Optional[str] = _tag(RunTag.FINAL_TRAINING_NODE)
     #: Why a study ended before it registered an adapter (Ctrl-C, or the crash's type and message).
     error: Optional[str] = _tag(RunTag.ERROR, limit=500)
+    submitter: Optional[str] = _tag(RunTag.SUBMITTER)
+    job_id: Optional[str] = _tag(RunTag.JOB_ID)
+    cancelled_by: Optional[str] = _tag(RunTag.CANCELLED_BY)
+    cancelled_at: Optional[str] = _tag(RunTag.CANCELLED_AT)
     note: Optional[str] = _tag(RunTag.NOTE, limit=MAX_NOTE)
 
     @classmethod
@@ -984,3 +992,43 @@ class AdapterMetadata:
         if not isinstance(data, dict):
             raise ValueError(f"{Artifact.METADATA_FILE}: expected a JSON object")
         return cls.from_dict(data)
+
+
+# --------------------------------------------------------------------------- Ray jobs
+
+
+class JobEnv:
+    """Environment variables ``autopeft submit`` sets for the study's driver on the cluster
+    (Ray's ``runtime_env``), read when the study run is opened."""
+
+    SUBMITTER = "AUTOPEFT_SUBMITTER"
+    JOB_ID = "AUTOPEFT_JOB_ID"
+
+
+#: The custom Ray resource that caps how many studies run at once on a cluster
+#: (``ray start --head --resources='{"autopeft_study": N}'``); each submitted study asks for one.
+STUDY_RESOURCE = "autopeft_study"
+
+
+@dataclass
+class JobMetadata(_TagRecord):
+    """What ``autopeft submit`` stores with a Ray job (its ``metadata``, string values), so that
+    ``jobs``, ``cancel`` and ``submit --resume`` find the study, its MLflow and its outputs."""
+
+    study: Optional[str] = _tag(RunTag.STUDY)
+    action: Optional[str] = _tag("autopeft.action")  # search | resume
+    submitter: Optional[str] = _tag(RunTag.SUBMITTER)
+    tracking_uri: Optional[str] = _tag("autopeft.tracking_uri")  # credentials redacted
+    experiment: Optional[str] = _tag("autopeft.experiment")  # unset: inferred on the cluster
+    output_dir: Optional[str] = _tag("autopeft.output_dir")  # on the cluster
+    trials: Optional[int] = _tag("autopeft.trials", _INT)  # unset: planned on the cluster
+    study_slot: Optional[bool] = _tag("autopeft.study_slot", _BOOL)  # asked for one STUDY_RESOURCE
+
+    def to_metadata(self) -> dict[str, str]:
+        return self.to_tags()
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str] | None) -> Optional[JobMetadata]:
+        """The record, or None for a job autopeft did not submit."""
+        record = cls.from_tags(metadata)
+        return record if record.study else None

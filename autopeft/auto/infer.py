@@ -149,14 +149,12 @@ def infer(request: Request) -> Inference:
     if request.train.startswith(HUB_PREFIX):
         hub = _hub_source(request)
         frame = read_hub_split(hub, hub.train_split, "--train")
-        data_name = hub.name.rstrip("/").rsplit("/", 1)[-1]
     else:
         train_path = locate(request.train, None)
         frame = read_table(train_path, "--train")
         if train_path.suffix.lower() in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
                                                    "named by position ('0', '1', ...)")
-        data_name = _study_stem(train_path)
     if frame.empty:
         raise DataError(f"--train: {request.train!r} has no rows")
     profiles = profile(frame)
@@ -191,10 +189,21 @@ def infer(request: Request) -> Inference:
     inference.choose("budget.time", request.time or DEFAULT_TIME,
                      "--time" if request.time else "no --time: a coffee break; trials and steps are planned to fit it")
     _resources(inference)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", data_name).strip("-.")[:60] or "data"
-    inference.choose("tracking.experiment", f"autopeft-{name}", f"named after the data ({request.train})")
-    inference.choose("tracking.registered_model", f"{name}-adapter", "the registered model the best adapter goes to")
+    experiment, registered_model = names_for(request.train)
+    inference.choose("tracking.experiment", experiment, f"named after the data ({request.train})")
+    inference.choose("tracking.registered_model", registered_model, "the registered model the best adapter goes to")
     return inference
+
+
+def names_for(train: str) -> tuple[str, str]:
+    """(experiment, registered model) named after the training data: a Hub dataset's name, or
+    the file's stem (its folder's where the stem says only 'train')."""
+    if train.startswith(HUB_PREFIX):
+        data_name = train[len(HUB_PREFIX):].partition(":")[0].rstrip("/").rsplit("/", 1)[-1]
+    else:
+        data_name = _study_stem(Path(train).expanduser())
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", data_name).strip("-.")[:60] or "data"
+    return f"autopeft-{name}", f"{name}-adapter"
 
 
 def _model_reason(facts: ModelFacts) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from autopeft import __version__
-from autopeft.cli import init, models, report, search, space, ui
+from autopeft.cli import init, jobs, models, report, search, space, ui
 from autopeft.cli._output import out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find the best PEFT configuration for a model and a task.")
@@ -21,7 +21,7 @@ def version() -> None:
 
 
 # one registration style: every command module adds its commands with register(app)
-for _module in (search, init, report, models, space, ui):
+for _module in (search, init, jobs, report, models, space, ui):
     _module.register(app)
 
 

@@ -9,7 +9,7 @@ import typer
 
 from autopeft.cli import _inputs
 from autopeft.cli._output import console, fail, interrupted_before_compute, out
-from autopeft.errors import AutoPeftError
+from autopeft.errors import AutoPeftError, StudyCancelled
 from autopeft.process import configure_process
 
 
@@ -112,20 +112,20 @@ def _run(prepared: Any, verbose: bool) -> None:
         with view:
             result = run_search(prepared, callbacks=[view], verbose=verbose)
     except AutoPeftError as exc:
-        _end_progress_line()
         fail(exc)
         return
-    except KeyboardInterrupt:
-        _end_progress_line()
+    except KeyboardInterrupt as stop:
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.study.manifest import StudyManifest
 
         started = StudyManifest.path_for(prepared.output_dir, prepared.study_name).is_file()
         resume_hint = (f"; continue it with 'autopeft resume {prepared.study_name} --output-dir "
                        f"{prepared.output_dir}'" if started else "")
-        console.print(f"[yellow]interrupted[/]: the study run and its running trials were recorded as KILLED"
-                      f"{resume_hint}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        cancelled = isinstance(stop, StudyCancelled)
+        console.print(f"[yellow]{stop if cancelled else 'interrupted'}[/]: the study run and its running trials "
+                      f"were recorded as KILLED{resume_hint}", highlight=False, soft_wrap=True)
+        # 143 = 128 + SIGTERM, as a shell reports a process a SIGTERM ended; 130 for Ctrl-C
+        raise typer.Exit(143 if cancelled else 130) from None
 
     out.print(view.table(result))
     best = result.best
@@ -150,12 +150,6 @@ def _run(prepared: Any, verbose: bool) -> None:
     if getattr(result, "report_path", None):
         lines.append(f"report: {result.report_path} (also in the MLflow run under report/)")
     out.print("\n".join(lines), highlight=False, soft_wrap=True)
-
-
-def _end_progress_line() -> None:
-    """Off a terminal, the progress line is left without its newline: the error starts a line of its own."""
-    if not console.is_terminal:
-        console.line()
 
 
 def register(app: typer.Typer) -> None:

@@ -539,3 +539,18 @@ class Registry:
         self.version(name, target)  # still exists (nothing is deleted, but someone may have)
         return self.move_alias(name, alias, target, action="rollback", reason=reason,
                                version_tags=PromotionTags(alias=alias, rolled_back_from=str(current.version)))
+
+
+def registered_for_study(client: Any, name: str, study: str) -> str | None:
+    """The version already registered for ``study`` (so a resumed study registers once)."""
+    # deferred: MLflow takes seconds to import; the module's other readers do not all need it
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if VersionTags.from_tags(version.tags).study == study:
+            return str(version.version)
+    return None

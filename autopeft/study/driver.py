@@ -10,7 +10,11 @@ best adapter (:mod:`autopeft.study.registration`).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
@@ -18,12 +22,12 @@ from ray import tune
 
 from autopeft.data import TokenizedData
 from autopeft.engine.training import StudySpec
-from autopeft.errors import ConfigError, SearchError
+from autopeft.errors import ConfigError, SearchError, StudyCancelled
 from autopeft.model.loading import model_reference
 from autopeft.objectives import select
 from autopeft.process import is_configured
 from autopeft.registry.tracking import connect, log_metrics, trial_runs
-from autopeft.schema import RUN_STATUS, Metric, Outcome
+from autopeft.schema import RUN_STATUS, Metric, Outcome, now_iso
 from autopeft.study.prepare import Prepared
 from autopeft.study.registration import finalize
 from autopeft.study.results import SearchResult, phase, summaries
@@ -44,7 +48,33 @@ logger = logging.getLogger("autopeft")
 
 
 def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbose: bool = False) -> SearchResult:
-    """Run the study; the parent MLflow run is FINISHED only when a version was registered."""
+    """Run the study; the parent MLflow run is FINISHED only when a version was registered.
+
+    A SIGTERM (``autopeft cancel``, ``ray job stop``, a pod's shutdown) ends the study as Ctrl-C
+    does, as :class:`~autopeft.errors.StudyCancelled`: every run it opened is closed."""
+    with cancel_on_sigterm():
+        return _run_search(prepared, callbacks=callbacks, verbose=verbose)
+
+
+@contextmanager
+def cancel_on_sigterm() -> Iterator[None]:
+    """Raise :class:`~autopeft.errors.StudyCancelled` in the driver on SIGTERM, inside the block.
+    (Python's default for SIGTERM ends the process at once, leaving every run RUNNING.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can be set only in the main thread; the caller owns the signals
+        return
+
+    def cancel(signum: int, frame: Any) -> None:
+        raise StudyCancelled(signal.Signals(signum).name, now_iso())
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_search(prepared: Prepared, *, callbacks: list[Any] | None, verbose: bool) -> SearchResult:
     if not is_configured():
         logger.warning("autopeft.process.configure_process() was not called: Tune snapshots its state less often")
     cfg = prepared.config

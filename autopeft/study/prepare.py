@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from autopeft.adapters.fit import fit_to_model
-from autopeft.config import MAX_STUDY_NAME, ResolvedConfig, from_dump
+from autopeft.config import ResolvedConfig, default_study_name, from_dump
 from autopeft.data import RawData, load, locate
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import ConfigError
@@ -154,15 +152,6 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
                     output_dir=output_dir, optuna_storage=storage, warm_start=warm, faults=FaultPlan.from_env())
 
 
-def default_study_name(experiment: str) -> str:
-    """``<experiment>-<UTC time>``, in the characters and length ``study_name`` allows: the name
-    becomes folder names and MLflow filter values (an experiment name may hold anything)."""
-    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    prefix = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment).strip("-._")
-    prefix = prefix[: MAX_STUDY_NAME - len(stamp) - 1].rstrip("-._")
-    return f"{prefix}-{stamp}" if prefix else f"study-{stamp}"
-
-
 def check_writable(field_name: str, path: Path) -> None:
     """The folder ``path`` can be created and written, asked without creating it (or any above it)."""
     problem = write_problem(path, folder=True)
@@ -232,8 +221,9 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
 
 def check_local_resources(address: str | None, cpus_per_trial: float, gpus_per_trial: float) -> None:
     """On local Ray, a trial asking for more CPUs or GPUs than this machine has would wait forever
-    for them: refuse it here. (A cluster's resources can grow with autoscaling: not checked.)"""
-    if address not in (None, "", "local"):
+    for them: refuse it here. (A cluster's resources can grow with autoscaling: not checked. A
+    driver run as a Ray job is given the cluster's address in ``RAY_ADDRESS``.)"""
+    if (address or os.environ.get("RAY_ADDRESS")) not in (None, "", "local"):
         return
     cpus = os.cpu_count() or 1
     if cpus_per_trial > cpus:

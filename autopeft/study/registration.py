@@ -8,14 +8,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.exceptions import MlflowException
-
 from autopeft import __version__
 from autopeft.data import TokenizedData, split_fingerprint
 from autopeft.engine.predictor import AdapterPredictor, write_metadata
 from autopeft.engine.training import StudySpec, evaluate, export_adapter
 from autopeft.registry.tracking import config_summary, log_metrics, set_tags
-from autopeft.registry.versions import register_adapter, signature
+from autopeft.registry.versions import register_adapter, registered_for_study, signature
 from autopeft.schema import AdapterMetadata, Artifact, Metric, Outcome, RunTag, StudyRunTags, TrialRunTags, VersionTags
 from autopeft.study.final_training import train_final_adapter
 from autopeft.study.results import SearchResult, phase
@@ -194,15 +192,3 @@ def _describe_selection(prepared: Prepared, client: Any, result: SearchResult, d
                      f"(the nested final-training run).")
     lines.append(f"Registered as {model_uri} (alias candidate); load it with mlflow.pyfunc.load_model(\"{model_uri}\").")
     set_tags(client, result.parent_run_id, StudyRunTags(note="\n\n".join(lines)))
-
-
-def registered_for_study(client: Any, name: str, study: str) -> str | None:
-    """The version already registered for ``study`` (so a resumed study registers once)."""
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    for version in versions:
-        if VersionTags.from_tags(version.tags).study == study:
-            return str(version.version)
-    return None

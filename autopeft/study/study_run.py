@@ -7,6 +7,7 @@ At the end the Pareto set and warm-start sources are recorded and the study repo
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ import optuna
 from autopeft import __version__, _compat
 from autopeft.config import render_yaml
 from autopeft.data import TokenizedData
+from autopeft.errors import StudyCancelled
 from autopeft.objectives import record_selection
 from autopeft.registry.tracking import (
     TrialRecorder,
@@ -31,7 +33,7 @@ from autopeft.registry.tracking import (
     set_tags,
 )
 from autopeft.report.study_report import write_report
-from autopeft.schema import RUN_STATUS, Artifact, Outcome, StudyRunTags, TrialAttr
+from autopeft.schema import RUN_STATUS, Artifact, JobEnv, Outcome, StudyRunTags, TrialAttr, now_iso
 from autopeft.study.manifest import StudyManifest
 from autopeft.study.results import SearchResult
 from autopeft.study.warmstart import tag_runs
@@ -48,6 +50,7 @@ ORPHAN_ATTR = TrialAttr.ORPHANED
 #: Why an Optuna trial was closed as FAIL without a result (its ``ORPHAN_ATTR``).
 ORPHANED_REASON = "asked for just before the driver died; never run to a result"
 INTERRUPTED_REASON = "running when the search was interrupted (Ctrl-C); never run to a result"
+CANCELLED_REASON = "running when the study was cancelled; never run to a result"
 
 
 @dataclass
@@ -90,10 +93,20 @@ def open_study_run(prepared: Prepared, client: MlflowClient, experiment_id: str,
         manifest.save(prepared.output_dir)
     else:  # resuming: the study keeps its parent run
         client.update_run(manifest.parent_run_id, status="RUNNING")
+    submitted = job_tags()
+    if submitted.to_tags():  # run as a Ray job (autopeft submit): who submitted it, which job runs it now
+        set_tags(client, manifest.parent_run_id, submitted)
     recorder = TrialRecorder(client, experiment_id, manifest.parent_run_id, prepared.study_name,
                              metric=cfg.objective.metric)
     return StudyRun(client=client, experiment_id=experiment_id, manifest=manifest, recorder=recorder,
                     resumed=prepared.manifest is not None)
+
+
+def job_tags() -> StudyRunTags:
+    """Who submitted the study and the Ray job running it, from the environment ``autopeft
+    submit`` gives the driver (nothing when the study was started by hand)."""
+    return StudyRunTags(submitter=os.environ.get(JobEnv.SUBMITTER) or None,
+                        job_id=os.environ.get(JobEnv.JOB_ID) or None)
 
 
 def log_study_inputs(study: StudyRun, prepared: Prepared, data: TokenizedData, model_ref: dict[str, str]) -> None:
@@ -127,7 +140,7 @@ def close_study_run(study: StudyRun, prepared: Prepared) -> None:
     fails (the store went away) does not keep the others from running.
     """
     error = sys.exc_info()[1]  # the exception leaving the driver's try block, if any
-    interrupted = isinstance(error, KeyboardInterrupt)
+    interrupted = isinstance(error, KeyboardInterrupt)  # Ctrl-C, or cancelled (StudyCancelled)
     if interrupted and study.status != "FINISHED":  # FINISHED: the version is registered; it stands
         study.status = RUN_STATUS[Outcome.INTERRUPTED]
     with _sigint_deferred(reraise=error is None):
@@ -136,7 +149,8 @@ def close_study_run(study: StudyRun, prepared: Prepared) -> None:
             ("close orphaned trial runs", lambda: close_orphan_runs(study.client, study.experiment_id, study.parent_id)),
             ("close the Optuna trials", lambda: fail_orphan_trials(
                 prepared.optuna_storage, prepared.study_name,
-                reason=INTERRUPTED_REASON if interrupted else ORPHANED_REASON)),
+                reason=CANCELLED_REASON if isinstance(error, StudyCancelled)
+                else INTERRUPTED_REASON if interrupted else ORPHANED_REASON)),
         ]
         if error is not None and study.status != "FINISHED":
             steps.append(("record the cause", lambda: _record_cause(study, error)))
@@ -150,7 +164,13 @@ def close_study_run(study: StudyRun, prepared: Prepared) -> None:
 
 def _record_cause(study: StudyRun, error: BaseException) -> None:
     """The cause on the parent run (``autopeft.error``), and a note that says the study ended."""
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, StudyCancelled):
+        # autopeft cancel tags who asked before it stops the job; the driver adds when it was told
+        by = StudyRunTags.from_tags(study.client.get_run(study.parent_id).data.tags).cancelled_by
+        cause = f"cancelled{f' by {by}' if by else ''} ({error.signal_name} at {error.at})"
+        note = f"Study {cause} before it registered an adapter; 'autopeft resume' continues it."
+        set_tags(study.client, study.parent_id, StudyRunTags(cancelled_at=error.at))
+    elif isinstance(error, KeyboardInterrupt):
         cause, note = "interrupted (Ctrl-C)", "Study interrupted (Ctrl-C) before it registered an adapter."
     else:
         cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
@@ -160,18 +180,22 @@ def _record_cause(study: StudyRun, error: BaseException) -> None:
 
 @contextmanager
 def _sigint_deferred(*, reraise: bool) -> Iterator[None]:
-    """Hold a Ctrl-C that arrives inside the block; raise it once the block is done if
-    ``reraise`` (with an exception already on its way out, that one goes on instead)."""
+    """Hold a Ctrl-C or a SIGTERM that arrives inside the block; raise it once the block is done
+    if ``reraise`` (with an exception already on its way out, that one goes on instead)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can be set only in the main thread
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received and reraise:
+        if received[0] == signal.SIGTERM:
+            raise StudyCancelled(signal.Signals.SIGTERM.name, now_iso())
         raise KeyboardInterrupt
 
 

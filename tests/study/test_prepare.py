@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.config import resolve
+from autopeft.config import default_study_name, resolve
 from autopeft.errors import ConfigError, DataError, ModelError, SpaceError, TrackingUnreachable, UserInputError
 from autopeft.study import prepare
-from autopeft.study.prepare import default_study_name
 from tests.conftest import new_mlflow_store, write_config
 
 
