@@ -17,6 +17,7 @@ from autopeft.schema import (
     AliasEvent,
     AliasField,
     Artifact,
+    JobMetadata,
     Metric,
     ModelTag,
     Outcome,
@@ -334,3 +335,47 @@ def test_adapter_metadata_tolerates_partial_files_and_keeps_unknown_keys():
         AdapterMetadata.from_dict({"task": "regression", "base_model": {"reference": {}}})
     with pytest.raises(ValueError):
         AdapterMetadata.from_json("[1, 2]")
+
+
+# --------------------------------------------------------------------------- Ray jobs
+
+
+def test_job_metadata_round_trips_as_strings():
+    record = JobMetadata(study="s1", action="search", submitter="alice", tracking_uri="http://mlflow:5000",
+                         experiment="reviews", output_dir="~/autopeft-runs", trials=8, study_slot=True)
+    metadata = record.to_metadata()
+    # Ray's job metadata is a mapping of str to str: anything else is refused at submit
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    assert metadata == {"autopeft.study": "s1", "autopeft.action": "search", "autopeft.submitter": "alice",
+                        "autopeft.tracking_uri": "http://mlflow:5000", "autopeft.experiment": "reviews",
+                        "autopeft.output_dir": "~/autopeft-runs", "autopeft.trials": "8", "autopeft.study_slot": "true"}
+    assert JobMetadata.from_metadata(metadata) == record
+    # what is left open (named or planned on the cluster) is not written, and reads back as open
+    open_ = JobMetadata(study="s2", action="resume", study_slot=False)
+    assert open_.to_metadata() == {"autopeft.study": "s2", "autopeft.action": "resume", "autopeft.study_slot": "false"}
+    assert JobMetadata.from_metadata(open_.to_metadata()) == open_
+    # Ray adds its own keys to a job's metadata (job_submission_id, ...): they are passed over
+    assert JobMetadata.from_metadata({**metadata, "job_submission_id": "autopeft-s1-abc"}) == record
+
+
+@pytest.mark.parametrize("metadata", [None, {}, {"owner": "someone", "job_submission_id": "raysubmit_1"},
+                                      {"autopeft.study": "", "autopeft.submitter": "alice"}])
+def test_job_metadata_of_a_job_autopeft_did_not_submit_is_none(metadata):
+    assert JobMetadata.from_metadata(metadata) is None
+
+
+def test_study_run_tags_of_a_submitted_study_round_trip():
+    tags = StudyRunTags(submitter="alice", job_id="autopeft-s1-abc", cancelled_by="bob",
+                        cancelled_at="2026-12-01T13:00:00+00:00")
+    assert tags.to_tags() == {"autopeft.submitter": "alice", "autopeft.job_id": "autopeft-s1-abc",
+                              "autopeft.cancelled_by": "bob", "autopeft.cancelled_at": "2026-12-01T13:00:00+00:00"}
+    created = StudyRunTags.created(study="s1", version="0.1.0", data_fingerprint="fp", base_model="minilm",
+                                   optuna_storage="sqlite:///o.db")
+    read = StudyRunTags.from_tags({**created.to_tags(), **tags.to_tags()})
+    assert (read.study, read.submitter, read.job_id, read.cancelled_by, read.cancelled_at) == (
+        "s1", "alice", "autopeft-s1-abc", "bob", "2026-12-01T13:00:00+00:00")
+    # the submitter is the same key on a study run and on a job
+    assert JobMetadata.keys()["submitter"] == StudyRunTags.keys()["submitter"] == RunTag.SUBMITTER
+    assert JobMetadata.keys()["study"] == StudyRunTags.keys()["study"] == RunTag.STUDY
+    # a study run from before Ray jobs reads these as unset
+    assert StudyRunTags.from_tags(created.to_tags()).job_id is None

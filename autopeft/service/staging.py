@@ -68,8 +68,9 @@ def by_reference(value: str) -> bool:
 def check_tracking_uri(uri: str, field_name: str = "tracking.uri") -> None:
     """A submitted study writes to MLflow from the cluster: a server or a database it reaches,
     not a file path relative to this machine's working folder."""
-    if uri.startswith(("sqlite:///", "file:///")):
-        path = uri.split(":///", 1)[1]
+    if uri.startswith(("sqlite:///", "file:")):
+        # sqlite:////abs holds the path after three slashes; file:///abs (and file:/abs) after "file:"
+        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:") else uri[len("file:"):].removeprefix("//")
         if path.startswith("/"):  # sqlite:////abs, file:///abs: a path on the cluster's driver node
             return
     elif "://" in uri or uri.startswith("databricks"):

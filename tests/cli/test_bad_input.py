@@ -157,3 +157,84 @@ def test_a_deleted_experiment_is_one_line_and_the_store_is_unchanged(workdir: Pa
     assert (f"tracking.experiment: the experiment 'gone' is deleted in {uri}; restore it with 'mlflow experiments "
             f"restore --experiment-id {experiment_id}', or choose another name") in " ".join(result.output.split())
     assert _files(workdir) == before
+
+
+# --------------------------------------------------------------------------- studies as Ray jobs
+
+#: Where ``submit``, ``jobs``, ``logs`` and ``cancel`` would otherwise find a cluster or a token.
+RAY_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")
+
+
+@pytest.fixture
+def job_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The working folder (the test's own), with no cluster address or token in the environment,
+    and a config that is valid for a submit (tracking to a server)."""
+    for name in RAY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = make_config(tmp_path, tracking={"uri": f"http://127.0.0.1:{closed_port()}"})
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def _relative_sqlite(folder: Path) -> list[str]:
+    config = yaml.safe_load((folder / "search.yaml").read_text())
+    config["tracking"] = {"uri": "sqlite:///mlflow.db"}
+    (folder / "search.yaml").write_text(yaml.safe_dump(config))
+    return ["submit", "--config", "search.yaml", "--address", f"http://127.0.0.1:{closed_port()}"]
+
+
+JOB_CASES = {
+    "submit without an address": (lambda w: ["submit", "--config", "search.yaml"],
+                                  ("--address: expected the Ray dashboard's address", "RAY_API_SERVER_ADDRESS",
+                                   "found neither")),
+    # the address is checked (and the service asked) before the config is staged
+    "submit of a relative sqlite store where no job service answers": (
+        _relative_sqlite, ("--address: no Ray job service answers at http://127.0.0.1:", "default 8265")),
+    "jobs with a Ray Client address": (lambda w: ["jobs", "--address", "ray://x:10001"],
+                                       ("--address: expected http://HOST:PORT", "'ray://x:10001'",
+                                        "a Ray Client address")),
+    "logs without an address": (lambda w: ["logs", "some-job"], ("--address: ", "found neither")),
+    "cancel where no job service answers": (
+        lambda w: ["cancel", "autopeft-s1-abc123", "--address", f"http://127.0.0.1:{closed_port()}"],
+        ("--address: no Ray job service answers at http://127.0.0.1:",)),
+    "an empty token file": (lambda w: (w.joinpath("token").write_text("\n"),
+                                       ["jobs", "--address", "http://head:8265", "--token-file", "token"])[1],
+                            ("--token-file: the token file '", "token' is empty")),
+}
+
+
+@pytest.mark.parametrize("case", list(JOB_CASES))
+def test_bad_input_of_a_job_command(job_workdir: Path, case: str):
+    args, message = JOB_CASES[case]
+    argv = args(job_workdir)
+    before = _files(job_workdir)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, argv)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    said = " ".join(result.output.split())
+    assert len(lines) == 1 and lines[0].startswith("error: ") and all(part in said for part in message), result.output
+    assert elapsed < 15, f"{case} took {elapsed:.1f}s to fail"
+    assert _files(job_workdir) == before  # no staged copy, no store, no output folder
+
+
+def test_submit_of_a_relative_sqlite_store_is_refused_before_anything_is_sent(job_workdir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    """With a job service that answers, the store on this machine is the one line (and no job is submitted)."""
+    from autopeft import service
+    from autopeft.service.connection import Cluster
+
+    submitted: list[dict] = []
+    client = type("Client", (), {"submit_job": lambda self, **kw: submitted.append(kw)})()
+    monkeypatch.setattr(service, "connect", lambda address, token_file=None: Cluster(address=address, client=client))
+    argv = _relative_sqlite(job_workdir)
+    before = _files(job_workdir)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [
+        "error: tracking.uri: a submitted study writes to MLflow from the cluster; expected a tracking server "
+        "(http://HOST:5000) or a database URL the cluster reaches, found 'sqlite:///mlflow.db' (a file on this "
+        "machine); set --tracking-uri"], result.output
+    assert submitted == [] and _files(job_workdir) == before
