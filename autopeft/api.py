@@ -124,7 +124,6 @@ def submit(model: str | None = None, train: str | Path | None = None, *, address
         overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
     else:
         request = _request(model, train, test, validation, time, label, text, task)
-    cluster = connect(address, token_file=token_file)
-    job, _staged = submit_study(cluster, config=None if config is None else Path(config), request=request,
+    job, _staged = submit_study(lambda: connect(address, token_file=token_file), config=None if config is None else Path(config), request=request,
                                 overrides=overrides, output_dir=output_dir)
     return job

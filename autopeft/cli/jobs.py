@@ -60,16 +60,17 @@ def submit(
         # deferred: the service imports Ray and MLflow; --help and bad flags answer without them
         from autopeft.service import connect, submit_resume, submit_study
 
-        cluster = connect(address, token_file=token_file)
         if resume is not None:
-            job = submit_resume(cluster, resume, output_dir=output_dir, on_note=_note)
-            out.print(f"submitted: resume of study {job.study} as job {job.job_id} on {cluster.address}",
+            job = submit_resume(connect(address, token_file=token_file), resume, output_dir=output_dir,
+                                on_note=_note)
+            out.print(f"submitted: resume of study {job.study} as job {job.job_id} on {job.cluster.address}",
                       highlight=False, soft_wrap=True)
-        else:
-            job, staged = submit_study(cluster, config=config, request=request, overrides=parsed,
-                                       output_dir=output_dir, study_name=study_name, on_note=_note)
-            travelled = ", ".join(f"{f.field} {f.source.name} ({f.size / 1024**2:.1f} MiB)" for f in staged.files)
-            out.print(f"submitted: study {job.study} as job {job.job_id} on {cluster.address}\n"
+        else:  # the inputs are checked and staged before the cluster is asked anything
+            job, staged = submit_study(lambda: connect(address, token_file=token_file), config=config,
+                                       request=request, overrides=parsed, output_dir=output_dir,
+                                       study_name=study_name, on_note=_note)
+            travelled = ", ".join(f"{f.field} {f.source.name} ({_mib(f.size)})" for f in staged.files)
+            out.print(f"submitted: study {job.study} as job {job.job_id} on {job.cluster.address}\n"
                       f"  travelled with it: {travelled or 'no local files'}", highlight=False, soft_wrap=True)
     except AutoPeftError as exc:
         fail(exc)
@@ -100,7 +101,7 @@ def jobs(
 
         cluster = connect(address, token_file=token_file)
         if not watch:
-            out.print(show_jobs(study_jobs(cluster)[:limit], tracking_uri), highlight=False, soft_wrap=True)
+            _show(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
             return
         if out.is_terminal:
             from rich.live import Live  # only for a terminal
@@ -110,7 +111,7 @@ def jobs(
                     sleep(interval)
                     live.update(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
         while True:  # a log: the rows again every interval
-            out.print(show_jobs(study_jobs(cluster)[:limit], tracking_uri), highlight=False, soft_wrap=True)
+            _show(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
             sleep(interval)
     except AutoPeftError as exc:
         fail(exc)
@@ -205,6 +206,17 @@ def cancel(
         return
     out.print(f"cancelled job {found.job_id} (study {found.study}); continue it with: "
               f"autopeft submit --resume {found.study}", highlight=False, soft_wrap=True)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size / 1024:.0f} KiB"
+
+
+def _show(shown: Any) -> None:
+    if isinstance(shown, str):  # plain lines, tabs kept (rich would expand them to spaces)
+        typer.echo(shown)
+    else:
+        out.print(shown)
 
 
 def _write(chunk: str) -> None:

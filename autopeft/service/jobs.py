@@ -245,12 +245,13 @@ def _redacted(uri: str) -> str:
 
 
 
-def submit_study(cluster: Cluster, *, config: Path | None = None, request: Any = None,
+def submit_study(cluster: Cluster | Callable[[], Cluster], *, config: Path | None = None, request: Any = None,
                  overrides: list[tuple[list[str], Any]] | None = None, output_dir: str | None = None,
                  study_name: str | None = None, submitter: str | None = None,
                  on_note: Callable[[str], None] = lambda _line: None) -> tuple[StudyJob, Staged]:
     """Stage a config file or a zero-config request, submit it, and remove the staged copy
-    (Ray has uploaded it by then). Bad input fails here, before anything reaches the cluster."""
+    (Ray has uploaded it by then). Bad input fails here, before anything reaches the cluster:
+    ``cluster`` may be a function that connects, called once the inputs are staged."""
     overrides = list(overrides or [])
     if study_name:
         overrides.append((["study_name"], study_name))
@@ -262,7 +263,8 @@ def submit_study(cluster: Cluster, *, config: Path | None = None, request: Any =
         else:
             out = output_dir or DEFAULT_OUTPUT_DIR
             staged = stage_request(request, overrides, directory / "job", output_dir=out, study_name=study_name)
-        job = submit(cluster, staged, output_dir=out, submitter=submitter, on_note=on_note)
+        connected = cluster if isinstance(cluster, Cluster) else cluster()
+        job = submit(connected, staged, output_dir=out, submitter=submitter, on_note=on_note)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return job, staged

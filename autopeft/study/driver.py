@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -52,45 +53,65 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
 
     A SIGTERM (``autopeft cancel``, ``ray job stop``, a pod's shutdown) ends the study as Ctrl-C
     does, as :class:`~autopeft.errors.StudyCancelled`: every run it opened is closed."""
-    with cancel_on_sigterm():
-        return _run_search(prepared, callbacks=callbacks, verbose=verbose)
-
-
-@contextmanager
-def cancel_on_sigterm() -> Iterator[None]:
-    """Raise :class:`~autopeft.errors.StudyCancelled` in the driver on SIGTERM, inside the block.
-    (Python's default for SIGTERM ends the process at once, leaving every run RUNNING.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can be set only in the main thread; the caller owns the signals
-        return
-
-    def cancel(signum: int, frame: Any) -> None:
-        raise StudyCancelled(signal.Signals(signum).name, now_iso())
-
-    previous = signal.signal(signal.SIGTERM, cancel)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_search(prepared: Prepared, *, callbacks: list[Any] | None, verbose: bool) -> SearchResult:
     if not is_configured():
         logger.warning("autopeft.process.configure_process() was not called: Tune snapshots its state less often")
-    cfg = prepared.config
     started = time.monotonic()
     phases: dict[str, float] = {}
     # Ray first: an address that answers but is no cluster fails here, before anything is written
     with phase(phases, "ray_start"):
-        started_ray = init_ray(cfg.backend.address, verbose=verbose)
+        started_ray = init_ray(prepared.config.backend.address, verbose=verbose)
+    # after ray.init, which sets a SIGTERM handler of its own (sys.exit: every run left RUNNING)
+    with cancel_on_sigterm() as sigterm:
+        return _run_study(prepared, started_ray, started, phases, sigterm, callbacks=callbacks)
+
+
+@dataclass
+class Sigterm:
+    """The cancellation a SIGTERM raised, once one arrived."""
+
+    received: StudyCancelled | None = None
+
+    def restore(self, stop: BaseException) -> BaseException:
+        """The cancellation, where Ray's core turned it into a plain KeyboardInterrupt (an
+        exception a signal handler raises inside ``ray.get`` comes back as one)."""
+        return self.received if self.received is not None and isinstance(stop, KeyboardInterrupt) else stop
+
+
+@contextmanager
+def cancel_on_sigterm() -> Iterator[Sigterm]:
+    """Raise :class:`~autopeft.errors.StudyCancelled` in the driver on SIGTERM, inside the block.
+    (Python's default ends the process at once and Ray's, set by ``ray.init``, exits it: either
+    leaves every run RUNNING.)"""
+    state = Sigterm()
+    if threading.current_thread() is not threading.main_thread():
+        yield state  # signal handlers can be set only in the main thread; the caller owns the signals
+        return
+
+    def cancel(signum: int, frame: Any) -> None:
+        state.received = StudyCancelled(signal.Signals(signum).name, now_iso())
+        raise state.received
+
+    previous = signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: dict[str, float], sigterm: Sigterm, *,
+               callbacks: list[Any] | None) -> SearchResult:
+    cfg = prepared.config
     try:
         with phase(phases, "mlflow_setup"):
             client, experiment_id = connect(cfg.tracking.uri, cfg.tracking.experiment)
         with phase(phases, "tokenize"):
             data = tokenize_study_data(prepared)
-    except BaseException:
+    except BaseException as stop:
         if started_ray:  # no study run is open yet: only the Ray this call started to stop
             ray.shutdown()
+        cancelled = sigterm.restore(stop)
+        if cancelled is not stop:
+            raise cancelled from None
         raise
     model_ref = model_reference(cfg.model, prepared.location)
     ray_path = cfg.backend.storage_path or str((prepared.output_dir / "ray").resolve())
@@ -120,8 +141,11 @@ def _run_search(prepared: Prepared, *, callbacks: list[Any] | None, verbose: boo
         log_metrics(client, study.parent_id, {Metric.SEARCH_WALL_TIME: result.wall_time_s,
                                               **{Metric.phase(name): seconds for name, seconds in phases.items()}})
         return result
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         study.status = RUN_STATUS[Outcome.INTERRUPTED]
+        cancelled = sigterm.restore(stop)
+        if cancelled is not stop:  # raised here, it is the exception close_study_run sees
+            raise cancelled from None
         raise
     finally:
         close_study_run(study, prepared)

@@ -188,9 +188,10 @@ JOB_CASES = {
     "submit without an address": (lambda w: ["submit", "--config", "search.yaml"],
                                   ("--address: expected the Ray dashboard's address", "RAY_API_SERVER_ADDRESS",
                                    "found neither")),
-    # the address is checked (and the service asked) before the config is staged
+    # the inputs are checked (and staged) before the cluster is asked anything
     "submit of a relative sqlite store where no job service answers": (
-        _relative_sqlite, ("--address: no Ray job service answers at http://127.0.0.1:", "default 8265")),
+        _relative_sqlite, ("tracking.uri: a submitted study writes to MLflow from the cluster",
+                           "found 'sqlite:///mlflow.db'")),
     "jobs with a Ray Client address": (lambda w: ["jobs", "--address", "ray://x:10001"],
                                        ("--address: expected http://HOST:PORT", "'ray://x:10001'",
                                         "a Ray Client address")),
