@@ -59,7 +59,7 @@ class StudyCancelled(KeyboardInterrupt):
     opened is closed (KILLED), finished trials are kept, and ``autopeft resume`` continues it."""
 
     def __init__(self, signal_name: str, at: str) -> None:
-        super().__init__(f"cancelled ({signal_name})")
+        super().__init__(f"cancelled ({signal_name} at {at})")
         self.signal_name = signal_name
         self.at = at
 

@@ -5,6 +5,7 @@ The laptop submits and may then go away: the study runs as ``autopeft search`` o
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from time import sleep
@@ -59,6 +60,9 @@ def submit(
                                                    task, overrides, flags)
         # deferred: the service imports Ray and MLflow; --help and bad flags answer without them
         from autopeft.service import connect, submit_resume, submit_study
+
+        # Ray's job SDK logs each step of the upload at INFO; the command says what travelled itself
+        logging.getLogger("ray").setLevel(logging.WARNING)
 
         if resume is not None:
             job = submit_resume(connect(address, token_file=token_file), resume, output_dir=output_dir,

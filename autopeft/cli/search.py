@@ -79,7 +79,8 @@ def resume(
     output_dir: Path = typer.Option(Path("autopeft-runs"), help="The study's output_dir."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray and trial logs."),
 ) -> None:
-    """Continue a study whose driver died: finished trials are kept, unfinished ones continue."""
+    """Continue a study whose driver died or that was cancelled: finished trials are kept,
+    unfinished ones continue."""
     configure_process()
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.study import prepare_resume

@@ -203,10 +203,13 @@ def _submit(cluster: Cluster, metadata: JobMetadata, entrypoint: str, *, working
 def _study_slots(cluster: Cluster, on_note: Callable[[str], None]) -> float | None:
     """The cluster's study limit (its ``autopeft_study`` resource), or None: no limit."""
     try:
-        return cluster.resource_total(STUDY_RESOURCE)
+        slots = cluster.resource_total(STUDY_RESOURCE)
     except ClusterError as exc:
         on_note(f"could not read the cluster's study limit ({exc}); submitting without one")
         return None
+    if slots is None:
+        on_note(f"the cluster has no '{STUDY_RESOURCE}' resource: no limit on the studies that run at once")
+    return slots
 
 
 def study_jobs(cluster: Cluster) -> list[StudyJob]:

@@ -30,6 +30,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+import autopeft
 from autopeft.schema import RunKind, RunTag, StudyRunTags, TrialAttr, current_user
 from tests.conftest import write_sst2_slice, write_yaml
 from tests.integration.conftest import _stop_ray
@@ -52,7 +53,11 @@ class Record:
     output_dir: Path
     laptop: Path
     submit_a: subprocess.CompletedProcess
+    job_b: Any = None  # autopeft.service.StudyJob
     jobs_while_a_runs: str = ""
+    b_status_while_a_runs: str = ""
+    b_state_after_cancel: str = ""
+    b_log_after_cancel: str = ""
     state_at_first_progress_line: str = ""
     follow_a: str = ""
     follow_a_code: int | None = None
@@ -139,11 +144,13 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
         record_start = time.monotonic() - started
         record = Record(uri=uri, head=head, output_dir=out, laptop=laptop, token=token,
                         submit_a=cli(["submit", "--config", "search.yaml", "--output-dir", str(out)], folders[A], env))
-        submit_b = cli(["submit", "--config", "search.yaml", "--output-dir", str(out), "--set", "pruning.enabled=false"],
-                       folders[B], env)
         record.marks["head and MLflow up"] = record_start
-        assert record.submit_a.returncode == 0 and submit_b.returncode == 0, \
-            record.submit_a.stderr[-2000:] + submit_b.stderr[-2000:]
+        assert record.submit_a.returncode == 0, record.submit_a.stderr[-2000:]
+        # B from Python, the token from a file
+        token_file = root / "ray-token"
+        token_file.write_text(token)
+        record.job_b = autopeft.submit(config=configs[B], address=head.dashboard, token_file=token_file,
+                                       output_dir=str(out), settings={"pruning.enabled": False})
         for folder in folders.values():  # what the jobs read has travelled: the laptop's copies go
             for csv in folder.glob("*.csv"):
                 csv.unlink()
@@ -152,6 +159,7 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
         # 1-2: A runs, B waits; A's log shows progress while A runs
         wait_for("job A running", lambda: job_state(head, A) == "RUNNING", 120)
         record.jobs_while_a_runs = cli(["jobs"], laptop, env).stdout
+        record.b_status_while_a_runs = record.job_b.status()
         follow = subprocess.Popen([AUTOPEFT, "logs", A, "--follow"], cwd=laptop, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
         lines = []
@@ -172,6 +180,7 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
             240, poll_s=0.5)
         record.cancel_b = cli(["cancel", B], laptop, env, timeout=180)
         record.b_runs_after_cancel = runs_of(uri, B)
+        record.b_state_after_cancel, record.b_log_after_cancel = record.job_b.wait(timeout_s=30), record.job_b.logs()
         storage = f"sqlite:///{out / 'optuna.db'}"
         record.b_optuna_after_cancel = optuna.load_study(study_name=B, storage=storage).trials
 
@@ -212,6 +221,15 @@ def test_the_study_limit_keeps_the_second_study_pending_while_the_first_runs(sce
     assert row(scenario.jobs_while_a_runs, A)["state"] == "running"
     assert row(scenario.jobs_while_a_runs, B)["state"] == "pending (waiting for a study slot)"
     assert row(scenario.jobs_while_a_runs, A)["submitter"] == current_user()
+    assert scenario.b_status_while_a_runs == "pending"  # the Python handle says the same
+
+
+def test_the_python_handle_follows_the_job_it_submitted(scenario: Record, no_shared_ray):
+    job = scenario.job_b
+    assert job.study == B and job.job_id.startswith(f"autopeft-{B}-") and job.metadata.study_slot
+    assert scenario.b_state_after_cancel == "cancelled"
+    assert "cancelled (SIGTERM at " in scenario.b_log_after_cancel
+    assert f"continue it with 'autopeft resume {B}" in scenario.b_log_after_cancel
 
 
 def test_logs_follow_shows_progress_while_the_study_runs(scenario: Record, no_shared_ray):
