@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from autopeft.auto.flow import prepare_request
+from autopeft.auto.flow import Overrides, prepare_request
 from autopeft.auto.infer import Request
 from autopeft.config import parse_duration
 from autopeft.engine.predictor import AdapterPredictor
@@ -46,21 +46,29 @@ def search(model: str | None = None, train: str | Path | None = None, *, test: s
     choice and the budget's plan go to ``on_line`` (``print`` by default).
     """
     configure_process()
+    request, overrides = _inputs(model, train, test, validation, time, label, text, task, config, settings)
+    if request is None:
+        prepared = prepare_request(config=config, overrides=overrides, say=on_line)
+    else:
+        prepared = prepare_request(request, overrides=overrides, say=on_line)
+    return run_search(prepared, verbose=verbose)
+
+
+def _inputs(model: str | None, train: str | Path | None, test: str | Path | None, validation: str | Path | None,
+            time: str | float | None, label: str | None, text: Sequence[str], task: str | None,
+            config: str | Path | None, settings: Mapping[str, Any] | None) -> tuple[Request | None, Overrides]:
+    """(the zero-config request, or None with a config file; the overrides) of ``search`` and ``submit``."""
     if time is not None:
         try:
             parse_duration(time)
         except ValueError as exc:
             raise ConfigError(f"time: {exc}") from None
-    overrides = [(key.split("."), value) for key, value in (settings or {}).items()]
-    if config is not None:
-        given = {"model.name_or_path": model, "data.train": train, "data.test": test, "data.validation": validation,
-                 "budget.time": time}
-        overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
-        prepared = prepare_request(config=config, overrides=overrides, say=on_line)
-    else:
-        prepared = prepare_request(_request(model, train, test, validation, time, label, text, task),
-                                   overrides=overrides, say=on_line)
-    return run_search(prepared, verbose=verbose)
+    overrides: Overrides = [(key.split("."), value) for key, value in (settings or {}).items()]
+    if config is None:
+        return _request(model, train, test, validation, time, label, text, task), overrides
+    given = {"model.name_or_path": model, "data.train": train, "data.test": test, "data.validation": validation,
+             "budget.time": time}
+    return None, overrides + [(key.split("."), str(value)) for key, value in given.items() if value is not None]
 
 
 def _request(model: str | None, train: str | Path | None, test: str | Path | None, validation: str | Path | None,
@@ -111,19 +119,8 @@ def submit(model: str | None = None, train: str | Path | None = None, *, address
     files travel with the job; ``settings["tracking.uri"]`` (or the config's) must be an MLflow
     the cluster reaches. Bad input raises a :class:`~autopeft.errors.UserInputError` before
     anything reaches the cluster."""
-    if time is not None:
-        try:
-            parse_duration(time)
-        except ValueError as exc:
-            raise ConfigError(f"time: {exc}") from None
-    overrides = [(key.split("."), value) for key, value in (settings or {}).items()]
-    request = None
-    if config is not None:
-        given = {"model.name_or_path": model, "data.train": train, "data.test": test, "data.validation": validation,
-                 "budget.time": time}
-        overrides += [(key.split("."), str(value)) for key, value in given.items() if value is not None]
-    else:
-        request = _request(model, train, test, validation, time, label, text, task)
-    job, _staged = submit_study(lambda: connect(address, token_file=token_file), config=None if config is None else Path(config), request=request,
+    request, overrides = _inputs(model, train, test, validation, time, label, text, task, config, settings)
+    job, _staged = submit_study(lambda: connect(address, token_file=token_file),
+                                config=None if config is None else Path(config), request=request,
                                 overrides=overrides, output_dir=output_dir)
     return job

@@ -84,6 +84,15 @@ class _Progress(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._done(trial, error=True)
 
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        # Trials still running when the search ends were stopped by the study's time limit: Tune
+        # tells no end of their own. The study's results count them as pruned; so do the views.
+        for trial in trials:
+            if trial.trial_id in self.running:
+                self.running.discard(trial.trial_id)
+                self.counts[Outcome.PRUNED] += 1
+                self._on_done(trial, Outcome.PRUNED)
+
     def _on_start(self, trial: Trial) -> None:
         pass
 

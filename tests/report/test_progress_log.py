@@ -137,6 +137,21 @@ def test_pruned_without_a_rung_stop() -> None:
     assert log.counts["PRUNED"] == 2
 
 
+def test_trials_still_running_when_the_search_ends_count_as_pruned() -> None:
+    # the study's time limit ends the search: Tune tells the running trial no end of its own
+    log, stream, _ = make_log()
+    done, cut = FakeTrial("a1"), FakeTrial("b2")
+    log.on_trial_start(0, [], done)
+    log.on_trial_start(0, [], cut)
+    report(log, done, 40, 0.6, final=True)
+    log.on_trial_complete(0, [], done)
+    report(log, cut, 20, 0.55)
+    log.on_experiment_end([done, cut])
+    log.summary()
+    assert "trial b2 pruned (stopped at step 20)" in lines(stream)
+    assert lines(stream)[-1].startswith("progress: trials 2/4 · running 0 · completed 1 · pruned 1 · failed 0 · ")
+
+
 def test_failed_says_the_last_line_of_the_traceback(tmp_path: Path) -> None:
     error = tmp_path / "error.txt"
     error.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
