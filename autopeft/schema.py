@@ -23,7 +23,8 @@ Where each name lives:
 - :class:`Metric`: metrics logged on the study's parent run.
 - :class:`Outcome`, :data:`RUN_STATUS`, :class:`RunKind`, :class:`Alias`.
 - :class:`Artifact`: artifact and file names (run artifacts, the logged model, the adapter's
-  ``autopeft.json`` (:class:`AdapterMetadata`), the study manifest ``study.json``).
+  ``autopeft.json`` (:class:`AdapterMetadata`, with a regression adapter's :class:`TargetScale`),
+  the study manifest ``study.json``).
 """
 
 from __future__ import annotations
@@ -913,14 +914,57 @@ def history_aliases(tags: Mapping[str, str]) -> list[str]:
 # --------------------------------------------------------------------------- adapter metadata
 
 
+@dataclass(frozen=True)
+class TargetScale:
+    """How a regression study standardised its targets: the model learns z = (y - mean) / std,
+    and every output is mapped back, y = z * std + mean, so users see their own units.
+
+    Computed once per study from its training split (``data.encode.fit_target_scale``); written in
+    ``autopeft.json`` as ``"target_scale": {"mean": ..., "std": ...}``. An adapter without it
+    (saved before standardisation, or of another kind) predicts its outputs as they are."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self) -> None:
+        # a zero or non-finite std would turn every target into inf or NaN
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"target_scale: expected a finite mean and a std > 0, got mean {self.mean}, std {self.std}")
+
+    def standardise(self, values: Any) -> Any:
+        """y → z (numbers or numpy arrays)."""
+        return (values - self.mean) / self.std
+
+    def restore(self, values: Any) -> Any:
+        """z → y (numbers or numpy arrays)."""
+        return values * self.std + self.mean
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Optional[TargetScale]:
+        """None for a missing value (no scaling); ValueError for one that is not a scale."""
+        if data is None:
+            return None
+        if isinstance(data, TargetScale):
+            return data
+        if not isinstance(data, Mapping) or not {"mean", "std"} <= set(data):
+            raise ValueError(f'target_scale: expected {{"mean": number, "std": number}}, got {data!r}')
+        try:
+            return cls(mean=float(data["mean"]), std=float(data["std"]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"target_scale: {exc}") from None
+
+
 @dataclass
 class AdapterMetadata:
-    """``autopeft.json`` beside an exported adapter: which base model to fetch (by reference)
-    and how to read inputs, plus where the adapter came from.
+    """``autopeft.json`` beside an exported adapter: which base model to fetch (by reference),
+    how to read inputs and how to read outputs (``target_scale``), plus where the adapter came from.
 
-    Written as JSON with sorted keys (indent 2); every field is written (``lineage`` only once
-    set), unknown keys of a file (a newer release) are kept in ``extra`` and written back.
-    Reading needs ``task`` and ``base_model.config``; the rest defaults when missing (older or
+    Written as JSON with sorted keys (indent 2); every field is written (``lineage`` and
+    ``target_scale`` only once set), unknown keys of a file (a newer release) are kept in
+    ``extra`` and written back. Reading needs ``task`` and ``base_model.config``; the rest defaults when missing (older or
     hand-written files).
     """
 
@@ -947,6 +991,9 @@ class AdapterMetadata:
     #: The registered version's full lineage (:meth:`VersionTags.to_dict`), written by the
     #: registration; None in an adapter that was not registered (or by an older release).
     lineage: Optional[dict[str, Any]] = None
+    #: Regression: the training split's target mean and std the model learnt in (written only
+    #: when set); a file without it (older, or another kind) means no scaling.
+    target_scale: Optional[TargetScale] = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -962,6 +1009,10 @@ class AdapterMetadata:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         if data["lineage"] is None:
             del data["lineage"]
+        if self.target_scale is None:  # files of other kinds stay as they were, byte for byte
+            del data["target_scale"]
+        else:
+            data["target_scale"] = self.target_scale.to_dict()
         return {**self.extra, **data}
 
     @property
@@ -971,7 +1022,8 @@ class AdapterMetadata:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdapterMetadata:
-        """KeyError naming the key when a required one is missing."""
+        """KeyError naming the key when a required one is missing; ValueError when
+        ``target_scale`` is there but is not a scale."""
         base = data.get("base_model")
         if "task" not in data:
             raise KeyError("task")
@@ -980,6 +1032,7 @@ class AdapterMetadata:
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in known}
         values["base_model"] = dict(base)
+        values["target_scale"] = TargetScale.from_dict(values.get("target_scale"))
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
     def to_json(self) -> str:

@@ -149,8 +149,9 @@ def task_models(tmp_path_factory) -> dict[str, str]:
     from tests.tiny_tasks import save_causal_lm, save_token_classifier, save_vit
 
     root = tmp_path_factory.mktemp("task-models")
+    bert = save_token_classifier(root / "bert")  # an encoder without a head: each kind adds its own
     return {"causal_lm": save_causal_lm(root / "gpt2"), "llama": save_causal_lm(root / "llama", "llama"),
-            "token_classification": save_token_classifier(root / "bert"), "image_classification": save_vit(root / "vit")}
+            "token_classification": bert, "regression": bert, "image_classification": save_vit(root / "vit")}
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from autopeft.schema import (
     RunKind,
     RunTag,
     StudyRunTags,
+    TargetScale,
     TrialAttr,
     TrialRunTags,
     VersionSummary,
@@ -335,6 +336,24 @@ def test_adapter_metadata_tolerates_partial_files_and_keeps_unknown_keys():
         AdapterMetadata.from_dict({"task": "regression", "base_model": {"reference": {}}})
     with pytest.raises(ValueError):
         AdapterMetadata.from_json("[1, 2]")
+
+
+def test_adapter_metadata_round_trips_the_target_scale():
+    meta = AdapterMetadata.from_dict({**LEGACY_METADATA, "task": "regression", "label_names": []})
+    assert meta.target_scale is None and "target_scale" not in meta.to_dict()  # older files: no scaling
+    meta.target_scale = TargetScale(mean=1137.5, std=86.25)
+    written = json.loads(meta.to_json())
+    assert written["target_scale"] == {"mean": 1137.5, "std": 86.25}
+    again = AdapterMetadata.from_json(meta.to_json())
+    assert again.target_scale == TargetScale(mean=1137.5, std=86.25) and again == meta
+    assert again.target_scale.restore(0.0) == 1137.5 and again.target_scale.standardise(1137.5 + 86.25) == 1.0
+
+
+@pytest.mark.parametrize("bad", [{"mean": 1.0}, {"mean": "x", "std": 1.0}, {"mean": 0.0, "std": 0.0},
+                                 {"mean": 0.0, "std": float("nan")}, [1.0, 2.0]])
+def test_adapter_metadata_refuses_a_target_scale_that_is_not_one(bad):
+    with pytest.raises(ValueError, match="target_scale"):
+        AdapterMetadata.from_dict({**LEGACY_METADATA, "target_scale": bad})
 
 
 # --------------------------------------------------------------------------- Ray jobs

@@ -97,6 +97,20 @@ def ner_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame({"tokens": tokens, "tags": tags})
 
 
+#: Regression targets far from unit scale (1000 + 50 * x, x in 0..5.5): what standardisation is for.
+TARGET_OFFSET, TARGET_SLOPE = 1000.0, 50.0
+
+
+def regression_frame(n: int) -> pd.DataFrame:
+    """'the <animal> is <colour>' → 1000 + 50 * (animal index + colour index / 10)."""
+    rows = []
+    for i in range(n):
+        animal, colour = i % 6, (i * 5 + i // 6) % 6
+        rows.append((f"the {ANIMALS[animal]} is {COLOURS[colour]}",
+                     TARGET_OFFSET + TARGET_SLOPE * (animal + colour / 10)))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
 def write_images(directory: Path, n: int) -> pd.DataFrame:
     """PNG files, dark ('night') or bright ('day'), with paths relative to ``directory``."""
     import numpy as np
@@ -130,6 +144,9 @@ def load_kind(kind: str, tmp_path: Path, n: int = 24):
         cfg = DataConfig(train=str(write_jsonl(sft_frame(n), tmp_path / "sft.jsonl")))
     elif kind == "token_classification":
         cfg = DataConfig(train=str(write_jsonl(ner_frame(n), tmp_path / "ner.jsonl")))
+    elif kind == "regression":
+        regression_frame(n).to_csv(tmp_path / "values.csv", index=False)
+        cfg = DataConfig(train=str(tmp_path / "values.csv"), text_columns=["text"])
     else:
         write_images(tmp_path, n).to_csv(tmp_path / "images.csv", index=False)
         cfg = DataConfig(train=str(tmp_path / "images.csv"))

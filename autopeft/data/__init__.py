@@ -6,6 +6,7 @@ from autopeft.data.encode import (
     TokenizedData,
     TokenizedSplit,
     as_words,
+    cache_key,
     collate_images,
     collate_texts,
     collate_token_labels,
@@ -14,6 +15,7 @@ from autopeft.data.encode import (
     encode_texts,
     encode_words,
     fingerprint,
+    fit_target_scale,
     pad_id,
     read_cache,
     split_fingerprint,
@@ -38,6 +40,7 @@ from autopeft.data.load import (
 
 __all__ = [
     "as_words",
+    "cache_key",
     "collate_images",
     "collate_texts",
     "collate_token_labels",
@@ -51,6 +54,7 @@ __all__ = [
     "encode_texts",
     "encode_words",
     "fingerprint",
+    "fit_target_scale",
     "IGNORE",
     "load",
     "locate",

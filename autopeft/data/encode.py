@@ -16,6 +16,7 @@ import pandas as pd
 
 from autopeft.data.load import IGNORE, RawData
 from autopeft.errors import DataError, ModelError
+from autopeft.schema import TargetScale
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,10 @@ class TokenizedSplit:
     token-level kinds one list per example aligned with its ``input_ids`` (``IGNORE`` where
     nothing is learnt). Image kinds keep ``pixel_values`` and no token ids. ``task`` names the
     kind whose collator pads the batches.
+
+    ``target_scale`` (regression) is the study's: ``labels`` stay in the data's units, the
+    collator hands the model standardised ones, and ``engine.training.predict`` maps the
+    model's outputs back, so metrics and predictions are in the data's units.
     """
 
     input_ids: list[list[int]]
@@ -37,6 +42,7 @@ class TokenizedSplit:
     labels: Union[np.ndarray, list[list[int]]]
     pixel_values: np.ndarray | None = None
     task: str = "sequence_classification"
+    target_scale: TargetScale | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,6 +62,12 @@ class TokenizedData:
     pad_token_id: int
     fingerprint: str
     sizes: dict[str, int]
+
+    @property
+    def target_scale(self) -> TargetScale | None:
+        """The targets' standardisation (regression), fitted on the training split; every split carries it."""
+        train = self.splits.get("train")
+        return train.target_scale if train is not None else None
 
 
 #: The task kinds whose fingerprints predate the others (kept unchanged so recorded
@@ -99,10 +111,32 @@ def tokenize_frame(frame: pd.DataFrame, text_columns: list[str], tokenizer: PreT
     return tokenizer(*texts, truncation=True, max_length=max_length)
 
 
-def read_cache(cache_dir: Path | None, fingerprint: str) -> TokenizedData | None:
-    """The tokenized data cached under ``fingerprint``, or None. A cache this release cannot read
-    (written by an older one whose classes moved) is a miss: the data is tokenized again."""
-    cache_file = _cache_file(cache_dir, fingerprint)
+def fit_target_scale(values: np.ndarray) -> TargetScale:
+    """The targets' mean and (population) standard deviation, from the training split.
+
+    With one row, or every target the same, there is no spread to divide by: the scale is 1 and
+    only the mean is taken off (the model then learns 0, predicted back as that value).
+    Non-finite targets are left out of both figures."""
+    finite = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return TargetScale()
+    mean, std = float(finite.mean()), float(finite.std())
+    return TargetScale(mean=mean, std=std if finite.size > 1 and std > 0 else 1.0)
+
+
+def cache_key(fingerprint: str, *, standardised: bool) -> str:
+    """The key the encoded splits are cached under: the data's fingerprint, marked for kinds whose
+    splits carry a target scale. A cache written before standardisation (no scale: it would train
+    on raw targets) and one written with it never read, nor overwrite, each other; the data's
+    fingerprint itself stays as it was, so recorded fingerprints still name the same data."""
+    return f"{fingerprint}-z" if standardised else fingerprint
+
+
+def read_cache(cache_dir: Path | None, key: str) -> TokenizedData | None:
+    """The tokenized data cached under ``key`` (:func:`cache_key`), or None. A cache this release
+    cannot read (written by an older one whose classes moved) is a miss: the data is tokenized again."""
+    cache_file = _cache_file(cache_dir, key)
     if cache_file is None or not cache_file.is_file():
         return None
     try:
@@ -113,8 +147,9 @@ def read_cache(cache_dir: Path | None, fingerprint: str) -> TokenizedData | None
     return cached if isinstance(cached, TokenizedData) else None
 
 
-def write_cache(cache_dir: Path | None, data: TokenizedData) -> None:
-    cache_file = _cache_file(cache_dir, data.fingerprint)
+def write_cache(cache_dir: Path | None, data: TokenizedData, key: str | None = None) -> None:
+    """Store ``data`` under ``key`` (default: its fingerprint)."""
+    cache_file = _cache_file(cache_dir, key or data.fingerprint)
     if cache_file is None:
         return
     cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +159,8 @@ def write_cache(cache_dir: Path | None, data: TokenizedData) -> None:
     tmp.replace(cache_file)  # atomic: a crash never leaves a half-written cache
 
 
-def _cache_file(cache_dir: Path | None, fingerprint: str) -> Path | None:
-    return cache_dir / f"tokenized-{fingerprint}.pkl" if cache_dir is not None else None
+def _cache_file(cache_dir: Path | None, key: str) -> Path | None:
+    return cache_dir / f"tokenized-{key}.pkl" if cache_dir is not None else None
 
 
 def pad_id(processor: Any) -> int:
@@ -285,12 +320,15 @@ def _pad_tokens(split: TokenizedSplit, indices: np.ndarray | list[int], pad_toke
 
 
 def collate_texts(split: TokenizedSplit, indices: np.ndarray | list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Token ids padded to the batch's longest example; one label per example."""
+    """Token ids padded to the batch's longest example; one label per example (a regression
+    target standardised with the split's ``target_scale``: the model learns z, not raw units)."""
     # deferred: torch takes seconds to import; config and data checks run without it
     import torch
 
     batch = _pad_tokens(split, indices, pad_token_id)
     labels = np.asarray(split.labels)[np.asarray(indices)]
+    if split.target_scale is not None:
+        labels = np.asarray(split.target_scale.standardise(labels), dtype=labels.dtype)
     batch["labels"] = torch.from_numpy(labels)
     return batch
 

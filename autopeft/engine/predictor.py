@@ -67,6 +67,9 @@ class AdapterPredictor:
                                                        self.tokenizer, int(self.metadata["max_length"]))
         if labels is not None:
             split.labels = labels
+        # the scale the adapter was trained with: outputs come back in the data's units (none in
+        # an adapter saved before standardisation, which predicts as it always did)
+        split.target_scale = self.info.target_scale
         return split
 
     def outputs(self, split: TokenizedSplit, batch_size: int = 64) -> tuple[np.ndarray, float]:
@@ -74,7 +77,8 @@ class AdapterPredictor:
                        device=self.device)
 
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
-        """Labels and scores for classification (text or images), values for regression, the
+        """Labels and scores for classification (text or images), values for regression (in the
+        units of the data it was trained on, mapped back from the standardised ones it learnt), the
         generated text for causal LM, a list of tags per row (one per word) for token
         classification."""
         return get_task(self.metadata["task"]).present(self, frame, batch_size)
@@ -94,8 +98,8 @@ def read_metadata(adapter_dir: str | Path) -> AdapterMetadata:
         return AdapterMetadata.from_json(meta_file.read_text())
     except KeyError as exc:
         raise ModelError(f"{meta_file}: no {exc.args[0]!r} (not an autopeft adapter's metadata)") from None
-    except ValueError as exc:
-        raise ModelError(f"{meta_file}: not readable as JSON ({exc})") from None
+    except ValueError as exc:  # not JSON, or a field that is not what it says (target_scale)
+        raise ModelError(f"{meta_file}: not readable ({exc})") from None
 
 
 def write_metadata(adapter_dir: Path, metadata: AdapterMetadata | Mapping[str, Any]) -> None:

@@ -136,7 +136,11 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 def predict(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, batch_size: int,
             device: torch.device, amp_dtype: torch.dtype | None = None) -> tuple[np.ndarray, float]:
     """Outputs for every example in order (logits or values; per-token or per-example rows for
-    other task kinds, as the kind's ``batch_outputs`` gives), and the mean loss."""
+    other task kinds, as the kind's ``batch_outputs`` gives), and the mean loss.
+
+    Where the split has a ``target_scale`` (regression) the outputs are mapped back to the data's
+    units; the loss is the model's own, on standardised targets (MSE in units of the training
+    split's variance: 1.0 is as good as always predicting the training mean)."""
     batch_outputs = get_task(split.task).batch_outputs
     was_training = model.training
     model.eval()
@@ -154,12 +158,15 @@ def predict(model: nn.Module, split: TokenizedSplit, pad_token_id: int, *, batch
     stacked = np.concatenate(outputs)
     result = np.empty_like(stacked)
     result[order] = stacked
+    if split.target_scale is not None:  # the model learnt z; metrics and users read y
+        result = np.asarray(split.target_scale.restore(result), dtype=result.dtype)
     return result, loss_sum / len(order)
 
 
 def evaluate(model: nn.Module, split: TokenizedSplit, pad_token_id: int, task: str, *, batch_size: int,
              device: torch.device, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """The task's metrics plus ``loss`` on one split."""
+    """The task's metrics plus ``loss`` on one split: the metrics in the data's units, the loss as
+    :func:`predict` gives it (on standardised targets for regression)."""
     outputs, loss = predict(model, split, pad_token_id, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
     metrics = get_task(task).compute_metrics(outputs, split.labels)
     metrics.setdefault("loss", loss)  # a kind may measure loss itself (causal LM: per token)

@@ -1,7 +1,9 @@
 """The MLflow pyfunc flavour of an autopeft adapter.
 
 ``mlflow.pyfunc.load_model("models:/NAME@ALIAS").predict(frame)`` loads the base model by
-reference, attaches the adapter stored with the model version and predicts.
+reference, attaches the adapter stored with the model version and predicts, through
+:class:`~autopeft.engine.predictor.AdapterPredictor`: a regression model's values come back in
+the units of its training data (its ``autopeft.json`` carries the ``target_scale``).
 
 Importing this module has no side effects. The file MLflow logs as the model's code is
 ``pyfunc_entry.py`` ("models from code"), which hands MLflow an :class:`AdapterPyfunc`.

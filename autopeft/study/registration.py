@@ -4,6 +4,7 @@ and register it in the MLflow Model Registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,7 @@ def export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result
                     if k in get_task(cfg.task.kind).metric_names},
         final_steps=cfg.budget.final_steps if result.final_history else None,
         data_fingerprint=data.fingerprint,
+        target_scale=data.target_scale,  # regression: the predictor maps outputs back with it
     ))
     return adapter_dir
 
@@ -90,10 +92,15 @@ def evaluate_reloaded(prepared: Prepared, data: TokenizedData, result: SearchRes
     cfg = prepared.config
     predictor = AdapterPredictor.load(adapter_dir)
     pad = data.pad_token_id
-    result.reloaded_val_metrics = evaluate(predictor.model, data.splits["validation"], pad, cfg.task.kind,
+    # with the target scale the saved file carries, not the study's: a scale lost on the way
+    # shows as a reloaded metric that differs from the trial's
+    saved_scale = predictor.info.target_scale
+    validation = dataclasses.replace(data.splits["validation"], target_scale=saved_scale)
+    result.reloaded_val_metrics = evaluate(predictor.model, validation, pad, cfg.task.kind,
                                            batch_size=cfg.budget.eval_batch_size, device=predictor.device)
     if "test" in data.splits:
-        result.test_metrics = evaluate(predictor.model, data.splits["test"], pad, cfg.task.kind,
+        test = dataclasses.replace(data.splits["test"], target_scale=saved_scale)
+        result.test_metrics = evaluate(predictor.model, test, pad, cfg.task.kind,
                                        batch_size=cfg.budget.eval_batch_size, device=predictor.device)
     del predictor
 

@@ -73,6 +73,10 @@ class TaskKind:
     takes_virtual_tokens: bool = True
     #: Extra ``from_pretrained`` arguments (e.g. replace a pretrained head of another size).
     load_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether real-valued targets are standardised for training with the training split's
+    #: mean and std (and outputs mapped back): a fresh head and a learning rate tuned for
+    #: unit-scale outputs do not reach targets on another scale within a trial's steps.
+    standardise_targets: bool = False
 
     def model_kwargs(self, label_names: Sequence[str]) -> dict[str, Any]:
         """Arguments for the Auto class's ``from_pretrained`` / the model config."""

@@ -7,7 +7,7 @@ touching the trial, the search or the predictor: they ask the kind.
 | kind | reads | model | peft task type | metrics |
 | --- | --- | --- | --- | --- |
 | sequence_classification | text_columns (1-2), label_column | AutoModelForSequenceClassification | SEQ_CLS | accuracy, f1, mcc |
-| regression | text_columns (1-2), label_column (numbers) | AutoModelForSequenceClassification | SEQ_CLS | mse, pearson, spearman |
+| regression | text_columns (1-2), label_column (numbers; learnt standardised) | AutoModelForSequenceClassification | SEQ_CLS | mse, pearson, spearman |
 | causal_lm | prompt_column, response_column | AutoModelForCausalLM | CAUSAL_LM | loss, perplexity (response tokens only) |
 | token_classification | tokens_column (word lists), tags_column (tag lists) | AutoModelForTokenClassification | TOKEN_CLS | accuracy, f1 (macro, per word) |
 | image_classification | image_column (file paths), label_column | AutoModelForImageClassification | none (head saved as modules_to_save) | accuracy, f1, mcc |
@@ -49,6 +49,8 @@ register_task(TaskKind(
     columns=(ColumnSpec("text_columns", None, "text"), ColumnSpec("label_column", "label", "value", target=True)),
     present=present_values,
     outputs=(("value", "double"),),
+    # issue #24, GLUE-style 0-5 targets, LoRA r16 at LR 1e-3 for 500 steps: Pearson 0.23 raw, 0.86 standardised
+    standardise_targets=True,
 ))
 
 register_task(TaskKind(

@@ -77,6 +77,8 @@ def test_tokenize_once_and_reuse_the_cache(tmp_path, minilm_path):
     first = tokenize(raw, tok, 16, tokenizer_id="m", cache_dir=tmp_path / "cache")
     cached = list((tmp_path / "cache").iterdir())
     assert len(cached) == 1
+    assert cached[0].name == f"tokenized-{first.fingerprint}.pkl"  # the key caches of earlier releases have
+    assert first.target_scale is None  # classes are not standardised
     second = tokenize(raw, tok, 16, tokenizer_id="m", cache_dir=tmp_path / "cache")
     assert second.fingerprint == first.fingerprint
     assert second.splits["train"].input_ids == first.splits["train"].input_ids

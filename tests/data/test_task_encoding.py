@@ -107,6 +107,84 @@ def test_images_become_pixel_batches(task_models, tmp_path):
 
 
 
+# --------------------------------------------------------------------------- regression
+
+
+def test_regression_targets_are_standardised_with_the_train_split(task_models, tmp_path):
+    """Targets on a large offset and scale (1000 + 50x): the splits keep them in the data's units,
+    and the collator hands the model z = (y - mean) / std with the training split's figures."""
+    raw, data = tokenized_kind("regression", task_models["regression"], tmp_path, n=40)
+    train_y = raw.frames["train"]["label"].to_numpy(dtype=np.float64)
+    scale = data.target_scale
+    assert scale is not None
+    assert scale.mean == pytest.approx(train_y.mean()) and scale.std == pytest.approx(train_y.std())
+    assert scale.mean > 1000 and scale.std > 40  # the toy set really is off unit scale
+    assert all(split.target_scale == scale for split in data.splits.values())  # one scale per study
+    np.testing.assert_allclose(data.splits["train"].labels, train_y, rtol=1e-6)  # stored as the data has them
+
+    train = data.splits["train"]
+    z = collate(train, list(range(len(train))), data.pad_token_id)["labels"].numpy().astype(np.float64)
+    assert abs(z.mean()) < 1e-4 and z.std() == pytest.approx(1.0, abs=1e-4)
+    # validation is standardised with train's figures, not its own
+    val = data.splits["validation"]
+    val_z = collate(val, list(range(len(val))), data.pad_token_id)["labels"].numpy()
+    val_y = raw.frames["validation"]["label"].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(val_z, (val_y - train_y.mean()) / train_y.std(), rtol=1e-4, atol=1e-5)
+
+
+def test_target_scale_without_spread_only_centres():
+    from autopeft.data import fit_target_scale
+    from autopeft.schema import TargetScale
+
+    assert fit_target_scale(np.array([3.0, 5.0])) == TargetScale(mean=4.0, std=1.0)
+    assert fit_target_scale(np.array([1010.0, 1010.0, 1010.0])) == TargetScale(mean=1010.0, std=1.0)  # std 0
+    assert fit_target_scale(np.array([7.5])) == TargetScale(mean=7.5, std=1.0)  # a single row
+    assert fit_target_scale(np.array([1.0, np.nan, 3.0])) == TargetScale(mean=2.0, std=1.0)
+    scale = fit_target_scale(np.array([990.0, 1010.0]))
+    assert (scale.mean, scale.std) == (1000.0, 10.0)
+    assert scale.restore(scale.standardise(np.array([1020.0]))) == pytest.approx([1020.0])
+
+
+def test_the_cache_keeps_standardised_and_unscaled_splits_apart(task_models, tmp_path):
+    """The data's fingerprint stays as it was (it names the data), but standardised splits are
+    cached under their own key: a cache an earlier release wrote (no scale: raw targets) is not
+    read as standardised, and the earlier release never reads (or overwrites) the new one."""
+    import dataclasses
+    import pickle
+
+    from autopeft.data import cache_key, fingerprint, write_cache
+    from autopeft.schema import TargetScale
+    from autopeft.tasks import tokenize
+
+    location = task_models["regression"]
+    raw, fresh = tokenized_kind("regression", location, tmp_path, n=40)
+    tok = get_task("regression").load_preprocessor(ModelConfig(name_or_path=location), location)
+    cache = tmp_path / "cache"
+    fp = fingerprint(raw, location, 32)
+    assert fresh.fingerprint == fp and cache_key(fp, standardised=True) != fp
+    # what an earlier release left: the same fingerprint, splits without a scale
+    earlier = dataclasses.replace(fresh, splits={k: dataclasses.replace(v, target_scale=None)
+                                                 for k, v in fresh.splits.items()})
+    write_cache(cache, earlier)
+    assert (cache / f"tokenized-{fp}.pkl").is_file()
+
+    data = tokenize(raw, tok, 32, tokenizer_id=location, cache_dir=cache)
+    assert data.target_scale == fresh.target_scale is not None  # not the unscaled cache
+    new_file = cache / f"tokenized-{cache_key(fp, standardised=True)}.pkl"
+    assert new_file.is_file()
+    with (cache / f"tokenized-{fp}.pkl").open("rb") as fh:  # the earlier release's file, as it was
+        assert pickle.load(fh).target_scale is None
+
+    # the standardised cache is read back (a planted scale shows it was a hit, not a re-encode)
+    with new_file.open("rb") as fh:
+        cached = pickle.load(fh)
+    for split in cached.splits.values():
+        split.target_scale = TargetScale(mean=7.0, std=3.0)
+    with new_file.open("wb") as fh:
+        pickle.dump(cached, fh)
+    assert tokenize(raw, tok, 32, tokenizer_id=location, cache_dir=cache).target_scale == TargetScale(7.0, 3.0)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

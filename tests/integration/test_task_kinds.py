@@ -1,6 +1,7 @@
 """One real search per new task kind (Ray Tune + Optuna + ASHA + MLflow + peft) on tiny random
 models saved to a temporary folder: the study finishes, the best adapter is registered as
-``candidate``, and the pyfunc model loaded by alias predicts in the kind's own shape."""
+``candidate``, and the pyfunc model loaded by alias predicts in the kind's own shape (for
+regression, in the units of the data: its targets are learnt standardised)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from autopeft.config import resolve
 from autopeft.study import prepare, run_search
 from tests.tiny_tasks import (
     ner_frame,
+    regression_frame,
     save_causal_lm,
     save_token_classifier,
     save_vit,
@@ -39,6 +41,11 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
         # whitespace-joined words: the pyfunc signature's input is a string column
         return save_token_classifier(tmp_path / "model"), {"train": str(write_jsonl(frame, tmp_path / "train.jsonl"))}, \
             pd.DataFrame({"tokens": [" ".join(w) for w in frame["tokens"].head(4)]})
+    if kind == "regression":  # targets 1000 + 50x, on the BERT encoder with a fresh one-output head
+        frame = regression_frame(48)
+        frame.to_csv(tmp_path / "train.csv", index=False)
+        return save_token_classifier(tmp_path / "model"), {"train": str(tmp_path / "train.csv"), "text_columns": ["text"]}, \
+            frame[["text"]].head(4)
     frame = write_images(tmp_path, 48)
     frame.to_csv(tmp_path / "train.csv", index=False)
     return save_vit(tmp_path / "model"), {"train": str(tmp_path / "train.csv")}, \
@@ -47,13 +54,13 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
 
 LAYER_ADAPTERS = {"lora": {"r": {"choices": [2, 4]}, "dropout": 0.0}, "ia3": {}}
 CASES = [("causal_lm", LAYER_ADAPTERS), ("token_classification", LAYER_ADAPTERS),
-         ("image_classification", LAYER_ADAPTERS),
+         ("image_classification", LAYER_ADAPTERS), ("regression", LAYER_ADAPTERS),
          # prefix tuning runs on decoders for causal-LM fine-tuning (peft passes the prefixes as a keyword)
          ("causal_lm", {"prefix_tuning": {"num_virtual_tokens": {"choices": [4, 8]}}})]
 
 
 @pytest.mark.parametrize("kind,adapters", CASES, ids=["causal_lm", "token_classification", "image_classification",
-                                                      "causal_lm-prefix_tuning"])
+                                                      "regression", "causal_lm-prefix_tuning"])
 def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tracking_uri, local_ray):
     location, data, probe = _setup(kind, tmp_path)
     config = write_config(
@@ -76,11 +83,14 @@ def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tra
     version = client.get_model_version_by_alias(f"kinds-{kind}", "candidate")
     assert str(version.version) == result.model_version
     metric = prepared.config.objective.metric
-    assert metric == {"causal_lm": "loss", "token_classification": "f1", "image_classification": "accuracy"}[kind]
+    assert metric == {"causal_lm": "loss", "token_classification": "f1", "image_classification": "accuracy",
+                      "regression": "pearson"}[kind]
     # the reloaded adapter reproduces the trial's validation metric
     assert result.reloaded_val_metrics[metric] == pytest.approx(result.best.metrics[metric], rel=1e-4, abs=1e-6)
     if kind == "causal_lm":
         assert "perplexity" in result.reloaded_val_metrics
+    if kind == "regression":  # pearson ignores the scale; mse shows the saved adapter kept it
+        assert result.reloaded_val_metrics["mse"] == pytest.approx(result.best.metrics["mse"], rel=1e-4)
 
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/kinds-{kind}@candidate")
@@ -96,5 +106,9 @@ def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tra
         assert list(out.columns) == ["text"] and all(isinstance(t, str) for t in out["text"])
     elif kind == "token_classification":
         assert [len(t) for t in out["tags"]] == [len(s.split()) for s in probe["tokens"]]
+    elif kind == "regression":  # in the data's units (about 1000-1275), not the standardised ones
+        targets = pd.read_csv(tmp_path / "train.csv")["label"]
+        assert list(out.columns) == ["value"]
+        assert abs(out["value"].mean() - targets.mean()) < 2 * targets.std()
     else:
         assert set(out["label"]) <= {"day", "night"}
