@@ -180,7 +180,7 @@ def _config_tasks(tasks: Any, folder: Path) -> list[str]:
 
     given = [tasks] if isinstance(tasks, str) else list(tasks or [])
     names = [x.strip() for v in given for x in str(v).split(",") if x.strip()]
-    return [str(folder / Path(t).expanduser()) if is_task_path(t) else t for t in names]
+    return [os.path.normpath(folder / Path(t).expanduser()) if is_task_path(t) else t for t in names]
 
 
 def _task_error(p: argparse.ArgumentParser, message: str) -> NoReturn:
