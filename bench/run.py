@@ -429,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data import TaskError, load_task
 
     try:
-        for path in _task_files(settings).values():  # files and columns, before anything starts
-            load_task(path, settings["glue_dir"])
+        for task_file in _task_files(settings).values():  # files and columns, before anything starts
+            load_task(task_file, settings["glue_dir"])
         paths = run(settings, command)
     except TaskError as exc:  # a task's files, columns or rows, found before any method trains
         print(f"python -m bench.run: error: {exc}", file=sys.stderr)
