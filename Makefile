@@ -51,10 +51,14 @@ ui: install
 
 # The benchmark (bench/, not part of the package): bench/results/<date>-glue-cpu.{json,md,png}, about
 # 1.5 h on 2 CPU cores; bench-full is the 8 x 200-step version for a GPU or a long quiet night.
-# BENCH_ARGS overrides settings, e.g. BENCH_ARGS="--task sst2 --seeds 1".
+# TASK runs other tasks instead of the config's: a task file (TASK=path/to/task.yaml: your own data,
+# bench/data.py says what it holds) or a shipped one's name (bench/tasks/<name>.yaml: sst2, rte,
+# qnli); comma-separated for several. BENCH_ARGS overrides settings, e.g. BENCH_ARGS="--seeds 1".
+TASK ?=
 BENCH_ARGS ?=
+TASK_ARG = $(if $(TASK),--task $(TASK))
 bench: install
-	$(PY) -m bench.run --config bench/configs/cpu.yaml $(BENCH_ARGS)
+	$(PY) -m bench.run --config bench/configs/cpu.yaml $(TASK_ARG) $(BENCH_ARGS)
 
 # The README's latest results table: SST-2 at 800 steps with the final training (about 4.5 h).
 bench-sst2: install
@@ -66,16 +70,17 @@ bench-zero-config: install
 	$(PY) -m bench.run --config bench/configs/zero-config.yaml $(BENCH_ARGS)
 
 bench-full: install
-	$(PY) -m bench.run --config bench/configs/full.yaml $(BENCH_ARGS)
+	$(PY) -m bench.run --config bench/configs/full.yaml $(TASK_ARG) $(BENCH_ARGS)
 
 # One 100-step trial per adapter family of all-adapters at 1e-3, 5e-3 and 2e-2 (about 70 min on
 # 2 CPU cores): the measurements behind that space's per-family learning-rate ranges.
 bench-family-lr: install
 	$(PY) -m bench.family_lr $(BENCH_ARGS)
 
-# Seconds-long smoke version (one seed, autopeft vs the default LoRA, a tiny budget); results in bench/results/tmp/.
+# Seconds-long smoke version (one seed, autopeft vs the default LoRA, a tiny budget, the task file
+# bench/tasks/sst2.yaml unless TASK says another); results in bench/results/tmp/.
 bench-smoke: install
-	$(PY) -m bench.run --config bench/configs/smoke.yaml --out bench/results/tmp/smoke $(BENCH_ARGS)
+	$(PY) -m bench.run --config bench/configs/smoke.yaml --out bench/results/tmp/smoke $(TASK_ARG) $(BENCH_ARGS)
 
 clean:
 	rm -rf autopeft-runs mlflow.db optuna.db mlartifacts .pytest_cache

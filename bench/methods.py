@@ -68,6 +68,7 @@ class Context:
     final_steps: int = 0  # of an autopeft search's budget: steps training its selected config again (0: off)
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
+    #: the task's metric (its task file's ``metric``; higher is better)
     metric: str = "accuracy"
     #: ``autopeft-zero-config``'s time budget when ``autopeft-lora`` did not run before it on this task and seed
     zero_config_time: str = "12m"
@@ -113,14 +114,14 @@ def tokenized(ctx: Context) -> tuple[Any, Any]:
         data_cfg = DataConfig(train=str(ctx.files.train), validation=str(ctx.files.validation),
                               test=str(ctx.files.test), text_columns=ctx.files.text_columns,
                               label_column=ctx.files.label_column)
-        raw = load(data_cfg, get_task("sequence_classification"), seed=0)
+        raw = load(data_cfg, get_task(ctx.files.kind), seed=0)
         tok = load_tokenizer(model_cfg, location)
         _TOKENIZED[key] = tokenize(raw, tok, ctx.max_length, tokenizer_id=location,
                                    cache_dir=ctx.workdir.parent / "cache")
     data = _TOKENIZED[key]
-    spec = StudySpec(model=model_cfg, location=location, task="sequence_classification",
+    spec = StudySpec(model=model_cfg, location=location, task=ctx.files.kind,
                      label_names=data.label_names, max_steps=ctx.trial_steps, eval_interval=ctx.eval_interval,
-                     eval_batch_size=ctx.eval_batch_size, seed=ctx.seed, metric=ctx.metric, mode="max")
+                     eval_batch_size=ctx.eval_batch_size, seed=ctx.seed, metric=ctx.metric, mode=ctx.files.mode)
     return spec, data
 
 
@@ -145,13 +146,14 @@ def test_metric(ctx: Context, model: Any) -> float:
     from autopeft.engine.training import evaluate
 
     _, data = tokenized(ctx)
-    return float(evaluate(model, data.splits["test"], data.pad_token_id, "sequence_classification",
+    return float(evaluate(model, data.splits["test"], data.pad_token_id, ctx.files.kind,
                           batch_size=ctx.eval_batch_size, device=torch.device("cpu"))[ctx.metric])
 
 
 def _record(method: str, ctx: Context, *, test: float, val: float, params: int, steps: int, wall: float,
             trials: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"method": method, "task": ctx.files.task, "seed": ctx.seed, "test_metric": test, "val_metric": val,
+    return {"method": method, "task": ctx.files.task, "seed": ctx.seed, "metric": ctx.metric, "test_metric": test,
+            "val_metric": val,
             "trainable_params": params, "total_steps": steps, "wall_time_s": wall, "trials": trials, **extra}
 
 
@@ -217,11 +219,11 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
     return {
         "study_name": study,
         "model": {"name_or_path": ctx.model, "max_length": ctx.max_length},
-        "task": {"kind": "sequence_classification"},
+        "task": {"kind": ctx.files.kind},
         "data": {"train": str(ctx.files.train), "validation": str(ctx.files.validation), "test": str(ctx.files.test),
                  "text_columns": ctx.files.text_columns, "label_column": ctx.files.label_column},
         "space": space,
-        "objective": {"metric": ctx.metric, "mode": "max"},
+        "objective": {"metric": ctx.metric, "mode": ctx.files.mode},
         "sampler": sampler,
         "warm_start": {"prior": prior, **({"prior_share": ctx.prior_share} if ctx.prior_share is not None else {})},
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
@@ -485,8 +487,11 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from autopeft.model.loading import load_classifier, load_tokenizer
+    from autopeft.tasks import get_task
 
     spec, data = tokenized(ctx)
+    kind = get_task(ctx.files.kind)
+    label_type = int if kind.categorical else float  # class ids, or the value to regress on
     tokenizer = load_tokenizer(spec.model, spec.location)
     torch.set_num_threads(max(1, ctx.cpus))
 
@@ -498,7 +503,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
             return len(self.split)
 
         def __getitem__(self, i: int) -> dict[str, Any]:
-            item = {"input_ids": self.split.input_ids[i], "labels": int(self.split.labels[i])}
+            item = {"input_ids": self.split.input_ids[i], "labels": label_type(self.split.labels[i])}
             if self.split.token_type_ids is not None:
                 item["token_type_ids"] = self.split.token_type_ids[i]
             return item
@@ -524,8 +529,8 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
                 "lora_r": trial.suggest_categorical("lora_r", HF_SPACE["r"]),
                 "lora_alpha": trial.suggest_categorical("lora_alpha", HF_SPACE["alpha"])}
 
-    def compute_metrics(pred: Any) -> dict[str, float]:
-        return {"accuracy": float((np.argmax(pred.predictions, axis=-1) == pred.label_ids).mean())}
+    def compute_metrics(pred: Any) -> dict[str, float]:  # the task kind's metrics, as autopeft computes them
+        return {ctx.metric: float(kind.compute_metrics(np.asarray(pred.predictions), np.asarray(pred.label_ids))[ctx.metric])}
 
     class TestScore(TrainerCallback):
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, model: Any = None,
@@ -535,7 +540,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
                 return
             t0 = time.perf_counter()
             row = per_trial.setdefault(trial.number, {})
-            row.update(val=float(metrics.get("eval_accuracy", float("nan"))), steps=int(state.global_step),
+            row.update(val=float(metrics.get(f"eval_{ctx.metric}", float("nan"))), steps=int(state.global_step),
                        test=test_metric(ctx, model))
             test_time[0] += time.perf_counter() - t0
 
@@ -552,8 +557,8 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
                       callbacks=[TestScore()])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best = trainer.hyperparameter_search(
-        hp_space=hp_space, compute_objective=lambda m: m["eval_accuracy"], n_trials=ctx.full_trials,
-        direction="maximize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
+        hp_space=hp_space, compute_objective=lambda m: m[f"eval_{ctx.metric}"], n_trials=ctx.full_trials,
+        direction="maximize" if ctx.files.mode == "max" else "minimize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
     wall = time.perf_counter() - started - test_time[0]
     chosen = per_trial[int(best.run_id)]
     trials = [{"trial": n, "steps": row.get("steps", 0), "val": row.get("val"), "test": row.get("test"),

@@ -99,7 +99,7 @@ def tokenize_cache(ctx: Context) -> dict[str, float]:
     location = resolve_location(ctx.model)
     cfg = DataConfig(train=str(ctx.files.train), validation=str(ctx.files.validation), test=str(ctx.files.test),
                      text_columns=ctx.files.text_columns, label_column=ctx.files.label_column)
-    raw = load(cfg, get_task("sequence_classification"), seed=0)
+    raw = load(cfg, get_task(ctx.files.kind), seed=0)
     tok = load_tokenizer(ModelConfig(name_or_path=ctx.model, max_length=ctx.max_length), location)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

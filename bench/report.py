@@ -307,6 +307,17 @@ def overhead_summary(searches: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
+def task_metric(records: list[dict[str, Any]], task: str) -> str:
+    """The metric a task's records were measured on (its task file's ``metric``; records written
+    before task files existed have none: accuracy)."""
+    return next((r["metric"] for r in records if r.get("task") == task and r.get("metric")), "accuracy")
+
+
+def metric_label(metric: str) -> str:
+    """How a table or axis names a metric reported x 100: 'accuracy (%)', 'pearson (x100)'."""
+    return f"{metric} (%)" if metric in ("accuracy", "f1") else f"{metric} (x100)"
+
+
 def _fmt(s: dict[str, Any], digits: int = 3, pct: bool = False) -> str:
     if s.get("median") is None:
         return "n/a"
@@ -326,8 +337,10 @@ def markdown(result: dict[str, Any]) -> str:
     # stored with the results since 1149962; computed for files written before
     pairs_by_task = result["paired"] if "paired" in result else paired(result.get("records") or [])
     for task, methods in result["summary"].items():
+        metric = task_metric(result.get("records") or [], task)
         lines += [f"## {task}", "",
-                  "| method | test accuracy (%) | val accuracy (%) | trainable params | total steps | wall time (s) |",
+                  f"| method | test {metric_label(metric)} | val {metric_label(metric)} | trainable params | total steps "
+                  "| wall time (s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         order = sorted(methods, key=lambda m: -(methods[m]["test_metric"]["median"] or -1))
         for m in order:
@@ -338,14 +351,14 @@ def markdown(result: dict[str, Any]) -> str:
         sizes = (meta.get("split_sizes") or {}).get(task) or {}
         best = max((s["test_metric"]["median"] for s in methods.values() if s["test_metric"]["median"] is not None),
                    default=None)
-        if best is not None and 0.0 < best < 1.0 and sizes.get("test") and sizes.get("validation"):
+        if metric == "accuracy" and best is not None and 0.0 < best < 1.0 and sizes.get("test") and sizes.get("validation"):
             lines += [f"Sampling noise, for scale: one standard error of an accuracy near {best * 100:.0f}% is "
                       f"{standard_error(best, sizes['test']) * 100:.1f} points on the {sizes['test']} test examples and "
                       f"{standard_error(best, sizes['validation']) * 100:.1f} on the {sizes['validation']} validation "
                       "examples every method selects on.", ""]
         pairs = pairs_by_task.get(task)
         if pairs:
-            lines += ["Paired by seed: test accuracy of each autopeft search minus the baseline's on the same seed "
+            lines += [f"Paired by seed: test {metric} of each autopeft search minus the baseline's on the same seed "
                       "(points), and in how many seeds it was ahead / level / behind.", "",
                       "| comparison | difference (points) | ahead / level / behind |", "| --- | --- | --- |"]
             for name, p in pairs.items():
@@ -408,13 +421,14 @@ def plot(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> P
     axes = np.atleast_1d(axes)
     for ax, task in zip(axes, tasks, strict=False):
         methods = result["summary"][task]
+        label = metric_label(task_metric(records, task))
         names = sorted(methods)
         med = [100 * (methods[m]["test_metric"]["median"] or 0) for m in names]
         lo = [m_ - 100 * (methods[m]["test_metric"]["min"] or 0) for m_, m in zip(med, names, strict=True)]
         hi = [100 * (methods[m]["test_metric"]["max"] or 0) - m_ for m_, m in zip(med, names, strict=True)]
         ax.bar(range(len(names)), med, yerr=[lo, hi], capsize=4, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(f"test {label}")
         ax.set_ylim(max(0, min(med) - 10), min(100, max(med) + 5))
         ax.set_title(f"{task}: test metric at equal step budget")
     ax = axes[-1]
@@ -424,7 +438,8 @@ def plot(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> P
             ax.step([c[0] for c in curve], [100 * c[1] for c in curve], where="post",
                     label=f"{rec['task']} {rec['method']} s{rec['seed']}")
     ax.set_xlabel("training steps used")
-    ax.set_ylabel("best validation accuracy so far (%)")
+    metrics = sorted({task_metric(records, task) for task in tasks}) or ["accuracy"]
+    ax.set_ylabel(f"best validation {metric_label(metrics[0]) if len(metrics) == 1 else 'metric (x100)'} so far")
     ax.set_title("search efficiency")
     ax.legend(fontsize=6)
     fig.tight_layout()

@@ -1,6 +1,12 @@
 """Run the benchmark: ``python -m bench.run --task sst2 --methods autopeft-lora,default --seeds 3
 --budget-steps 800 --glue-dir ../shared/data/glue`` or ``python -m bench.run --config bench/configs/full.yaml``.
 
+A task is a YAML file (``bench/data.py`` says what it holds): ``--task sst2`` reads the shipped
+``bench/tasks/sst2.yaml`` (also ``rte``, ``qnli``), ``--task path/to/task.yaml`` a user's own.
+Every task is checked before anything trains (its settings with the other settings, then its
+files and columns, then its rows as its splits are written); a task that cannot run is one line on
+stderr and exit status 2.
+
 Writes ``bench/results/<date>-<name>.json``, ``.md`` and ``.png`` (``--out`` to change where).
 Command-line flags override the YAML. Work files (MLflow/Optuna stores, Ray logs, data slices)
 go to ``<out>/tmp/<date>-<name>/`` and are kept out of git.
@@ -19,7 +25,7 @@ import time
 import traceback
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -73,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML with any of the settings below (flags override it)")
     p.add_argument("--name")
-    p.add_argument("--task", action="append", dest="tasks", help="sst2 or rte (repeatable, or comma-separated)")
+    p.add_argument("--task", action="append", dest="tasks",
+                   help="a task file (path/to/task.yaml) or a shipped task's name, which reads bench/tasks/<name>.yaml: "
+                        + ", ".join(_shipped_tasks()) + " (repeatable, or comma-separated)")
     p.add_argument("--methods", help="comma-separated; known: " + ", ".join(_method_names()))
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1, or from --first-seed)")
     p.add_argument("--first-seed", type=int, dest="first_seed",
@@ -111,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         unknown = set(loaded) - set(DEFAULTS)
         if unknown:
             p.error(f"--config: unknown settings {sorted(unknown)}")
+        if "tasks" in loaded:  # a task file's path in a config is relative to the config's folder
+            loaded["tasks"] = _config_tasks(loaded["tasks"], Path(args.config).parent)
         settings.update(loaded)
     for key, value in vars(args).items():
         if key in ("config", "no_overhead") or value is None:
@@ -146,10 +156,58 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
         p.error(f"--first-seed must be 0 or more, found {settings['first_seed']}")
     if settings["top_up_validation"] and not settings["max_validation"]:
         p.error("--top-up-validation needs --max-validation: it adds training sentences up to that many")
-    if settings["top_up_validation"] and "sst2" not in settings["tasks"]:
-        p.error("--top-up-validation applies to sst2 only (RTE's validation is carved from train already); "
+    tasks = _load_tasks(p, settings)
+    if settings["top_up_validation"] and not any(t.spec.splits.whole_sentence_validation for t in tasks):
+        p.error("--top-up-validation applies to tasks with splits.whole_sentence_validation (sst2) only; "
                 f"found tasks {settings['tasks']}")
+    if "autopeft-zero-config" in settings["methods"]:
+        for task in tasks:
+            if (task.spec.kind, task.spec.metric) != ("sequence_classification", "accuracy"):
+                _task_error(p, f"--methods autopeft-zero-config: compares test accuracy of a sequence_classification "
+                               f"task; expected that, found task {task.name} ({task.spec.kind}, {task.spec.metric})")
     return settings
+
+
+def _shipped_tasks() -> list[str]:
+    from bench.data import shipped_tasks
+
+    return shipped_tasks()
+
+
+def _config_tasks(tasks: Any, folder: Path) -> list[str]:
+    """A config's tasks with the paths among them made relative to the config's folder (names stay)."""
+    from bench.data import is_task_path
+
+    given = [tasks] if isinstance(tasks, str) else list(tasks or [])
+    names = [x.strip() for v in given for x in str(v).split(",") if x.strip()]
+    return [os.path.normpath(folder / Path(t).expanduser()) if is_task_path(t) else t for t in names]
+
+
+def _task_error(p: argparse.ArgumentParser, message: str) -> NoReturn:
+    """A task that cannot run: one line on stderr, exit status 2 (argparse's, without the usage)."""
+    p.exit(2, f"{p.prog}: error: {message}\n")
+
+
+def _load_tasks(p: argparse.ArgumentParser, settings: dict[str, Any]) -> list[Any]:
+    """Every task named, its file loaded and validated (its data files are checked when ``run``
+    writes the splits, before any method trains); ``settings["tasks"]`` becomes their names and
+    ``settings["task_files"]`` their files."""
+    from bench.data import TaskError, load_task
+
+    tasks = []
+    for given in settings["tasks"]:
+        try:
+            tasks.append(load_task(given, settings["glue_dir"], files=False))
+        except TaskError as exc:
+            _task_error(p, str(exc))
+    names = [t.name for t in tasks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        _task_error(p, f"--task: every task needs its own name (the results are keyed by it); found {twice[0]!r} "
+                       f"in {', '.join(str(t.source) for t in tasks if t.name == twice[0])}")
+    settings["tasks"] = names
+    settings["task_files"] = {t.name: str(t.source) for t in tasks}
+    return tasks
 
 
 def seed_range(settings: dict[str, Any]) -> range:
@@ -177,7 +235,7 @@ def _quiet() -> None:
 def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
     _quiet()
     from bench import overhead as ov
-    from bench.data import prepare_task
+    from bench.data import check_splits, load_task, prepare_task
     from bench.methods import METHODS
     stamp = datetime.now().strftime("%Y-%m-%d")
     name = settings["name"]
@@ -191,10 +249,16 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
     overhead: dict[str, Any] = {}
     sizes: dict[str, dict[str, int]] = {}
     try:
-        for task in settings["tasks"]:
-            files = prepare_task(task, Path(settings["glue_dir"]), work / "data", max_train=settings["max_train"],
-                                 max_validation=settings["max_validation"], max_test=settings["max_test"],
-                                 top_up_validation=settings["top_up_validation"])
+        # every task's files and columns checked, its splits written and checked as autopeft loads
+        # them, before any method trains (a TaskError: one line and exit status 2, from main)
+        prepared = {}
+        for task, path in _task_files(settings).items():
+            files = prepare_task(load_task(path, settings["glue_dir"]), settings["glue_dir"], work / "data",
+                                 max_train=settings["max_train"], max_validation=settings["max_validation"],
+                                 max_test=settings["max_test"], top_up_validation=settings["top_up_validation"])
+            check_splits(files)
+            prepared[task] = files
+        for task, files in prepared.items():
             sizes[task] = files.sizes
             for seed in seed_range(settings):
                 for method in settings["methods"]:
@@ -224,6 +288,11 @@ def run(settings: dict[str, Any], command: str) -> dict[str, Path]:
     finally:
         if not settings.get("keep_workdir"):
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _task_files(settings: dict[str, Any]) -> dict[str, str]:
+    """{task name: its task file} (parse_args resolves them; settings built by hand may hold names only)."""
+    return settings.get("task_files") or {task: task for task in settings["tasks"]}
 
 
 def write(settings: dict[str, Any], command: str, stamp: str, started: float, load_start: tuple,
@@ -278,7 +347,8 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
                    grace_period=settings["grace_period"], prune_metric=settings["prune_metric"],
                    prior_share=settings["prior_share"], final_steps=settings["final_steps"], cpus=settings["cpus"],
-                   grid=settings["grid"] or dict(DEFAULT_GRID), zero_config_time=str(settings["zero_config_time"]))
+                   grid=settings["grid"] or dict(DEFAULT_GRID), zero_config_time=str(settings["zero_config_time"]),
+                   metric=files.metric)
 
 
 def _overhead(settings: dict[str, Any], ctx: Any, ov: Any) -> dict[str, Any]:
@@ -356,7 +426,15 @@ def _json_default(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    paths = run(settings, command)
+    from bench.data import TaskError, load_task
+
+    try:
+        for task_file in _task_files(settings).values():  # files and columns, before anything starts
+            load_task(task_file, settings["glue_dir"])
+        paths = run(settings, command)
+    except TaskError as exc:  # a task's files, columns or rows, found before any method trains
+        print(f"python -m bench.run: error: {exc}", file=sys.stderr)
+        return 2
     for path in paths.values():
         print(f"[bench] wrote {path}")
     return 0

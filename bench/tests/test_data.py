@@ -74,7 +74,7 @@ def test_sst2_top_up_is_off_by_default(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("settings", "says"), [
     ({"tasks": ["sst2"], "max_validation": None}, "needs --max-validation"),
-    ({"tasks": ["rte"], "max_validation": 2000}, "applies to sst2 only"),
+    ({"tasks": ["rte"], "max_validation": 2000}, "applies to tasks with splits.whole_sentence_validation"),
 ])
 def test_a_top_up_that_would_do_nothing_is_refused_before_any_run(tmp_path: Path, settings, says, capsys) -> None:
     from bench.run import parse_args
