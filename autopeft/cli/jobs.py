@@ -59,7 +59,7 @@ def submit(
             request, parsed = _inputs.parse_inputs(config, model, train, test, validation, time, label, text,
                                                    task, overrides, flags)
         # deferred: the service imports Ray and MLflow; --help and bad flags answer without them
-        from autopeft.service import connect, submit_resume, submit_study
+        from autopeft.service import connect, experiment_url, submit_resume, submit_study
 
         # Ray's job SDK logs each step of the upload at INFO; the command says what travelled itself
         logging.getLogger("ray").setLevel(logging.WARNING)
@@ -80,8 +80,9 @@ def submit(
         fail(exc)
         return
     meta = job.metadata
-    lines = [f"  MLflow: {meta.tracking_uri}, experiment {meta.experiment or '(named on the cluster)'}, "
-             f"study run {job.study} (it appears when the job starts)",
+    link = experiment_url(meta.tracking_uri or "", meta.experiment) or meta.tracking_uri
+    lines = [f"  MLflow: {link} (experiment {meta.experiment or 'named on the cluster'}; the study run "
+             f"{job.study} appears there when the job starts)",
              f"  outputs on the cluster: {meta.output_dir}",
              f"  follow: autopeft logs {job.job_id} --follow · list: autopeft jobs · stop: autopeft cancel {job.job_id}"]
     if meta.study_slot:

@@ -5,8 +5,8 @@ them. :mod:`~autopeft.service.connection` finds the service and its token,
 the service, :mod:`~autopeft.service.figures` reads a study's figures from MLflow."""
 
 from autopeft.service.connection import Cluster, connect
-from autopeft.service.figures import StudyFigures, study_figures
+from autopeft.service.figures import StudyFigures, experiment_url, study_figures
 from autopeft.service.jobs import StudyJob, find_job, study_jobs, submit_resume, submit_study
 
-__all__ = ["Cluster", "StudyFigures", "StudyJob", "connect", "find_job", "study_figures", "study_jobs",
-           "submit_resume", "submit_study"]
+__all__ = ["Cluster", "StudyFigures", "StudyJob", "connect", "experiment_url", "find_job", "study_figures",
+           "study_jobs", "submit_resume", "submit_study"]

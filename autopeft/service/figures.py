@@ -95,3 +95,19 @@ def _int(text: Any) -> int | None:
         return int(str(text))
     except (TypeError, ValueError):
         return None
+
+
+def experiment_url(uri: str, experiment: str | None) -> str | None:
+    """The experiment's page in the MLflow UI, where ``uri`` is a tracking server this machine
+    reaches and the experiment exists already; None otherwise (never waits for long)."""
+    if not experiment or not is_http(uri):
+        return None
+    try:
+        probe(uri)
+        # deferred: MLflow takes seconds to import
+        from mlflow import MlflowClient
+
+        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    except Exception:  # noqa: BLE001 - a link is a convenience: without one, the URI is printed
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{found.experiment_id}" if found is not None else None
