@@ -75,7 +75,8 @@ def submit(
                                        study_name=study_name, on_note=_note)
             travelled = ", ".join(f"{f.field} {f.source.name} ({_mib(f.size)})" for f in staged.files)
             out.print(f"submitted: study {job.study} as job {job.job_id} on {job.cluster.address}\n"
-                      f"  travelled with it: {travelled or 'no local files'}", highlight=False, soft_wrap=True)
+                      f"  travelled with it ({_mib(staged.size)}): {travelled or 'no local files'}",
+                      highlight=False, soft_wrap=True)
     except AutoPeftError as exc:
         fail(exc)
         return

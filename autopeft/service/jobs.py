@@ -149,7 +149,7 @@ def submit(cluster: Cluster, staged: Staged, *, output_dir: str, submitter: str 
            on_note: Callable[[str], None] = lambda _line: None) -> StudyJob:
     """Submit ``staged`` as a job that runs ``autopeft search`` on the cluster; returns at once."""
     metadata = JobMetadata(study=staged.study_name, action="search", submitter=submitter or current_user(),
-                           tracking_uri=_redacted(staged.tracking_uri), experiment=staged.experiment,
+                           tracking_uri=str(redact(staged.tracking_uri)), experiment=staged.experiment,
                            output_dir=output_dir, trials=staged.trials)
     keep = inputs_dir(output_dir, staged.study_name)
     # the inputs are kept beside the outputs: a resume (a later job, without this upload) reads them
@@ -167,8 +167,9 @@ def submit_resume(cluster: Cluster, study: str, *, output_dir: str | None = None
         raise ClusterError(f"--resume: no job of study {study!r} on the cluster at {cluster.address}; give the "
                            "study's --output-dir on the cluster to resume one started another way")
     source = earlier.metadata if earlier is not None else JobMetadata(study=study)
-    if earlier is not None and earlier.status() in ("pending", "running"):
-        raise ClusterError(f"--resume: study {study!r} is still {earlier.status()} as job {earlier.job_id}")
+    state = earlier.status() if earlier is not None else None
+    if earlier is not None and state in ("pending", "running"):
+        raise ClusterError(f"--resume: study {study!r} is still {state} as job {earlier.job_id}")
     out = output_dir or source.output_dir or DEFAULT_OUTPUT_DIR
     metadata = JobMetadata(study=study, action="resume", submitter=submitter or current_user(),
                            tracking_uri=source.tracking_uri, experiment=source.experiment, output_dir=out,
@@ -242,9 +243,6 @@ def find_job(cluster: Cluster, ref: str) -> StudyJob:
     raise ClusterError(f"JOB: no autopeft job or study {ref!r} on the cluster at {cluster.address} "
                        f"(latest jobs: {known})")
 
-
-def _redacted(uri: str) -> str:
-    return str(redact(uri))
 
 
 
