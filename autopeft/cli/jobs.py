@@ -132,7 +132,7 @@ def job_rows(found: list[Any], tracking_uri: str | None) -> list[tuple[str, ...]
     """One row per job; MLflow's figures where this machine reaches it ('-' where not)."""
     rows: list[tuple[str, ...]] = []
     for job in found:
-        state = job.status()
+        state = job.listed_state or job.status()  # listed with the rest: no request per row
         trials, best, registered = "-", "-", "-"
         try:
             figures = job.figures(tracking_uri)

@@ -42,9 +42,9 @@ class StudyFigures:
         return f"{self.done}{of} ({self.pruned} pruned, {self.failed} failed)"
 
 
-def study_figures(uri: str, study: str, experiment: str | None = None) -> StudyFigures | None:
-    """The figures of ``study`` in the MLflow at ``uri``; None when it has no run there yet.
-    ConnectionError (within seconds) when a tracking server does not answer."""
+def study_run(uri: str, study: str, experiment: str | None = None) -> tuple[Any, Any] | None:
+    """(an MLflow client for ``uri``, the study's latest parent run), or None when it has no run
+    there yet. ConnectionError (within seconds) when a tracking server does not answer."""
     if is_http(uri):
         probe(uri)  # seconds, where the client would retry an unreachable server for minutes
     # deferred: MLflow takes seconds to import; the job commands that do not read it start without it
@@ -60,9 +60,16 @@ def study_figures(uri: str, study: str, experiment: str | None = None) -> StudyF
         return None
     runs = client.search_runs(experiment_ids, filter_string=StudyRunTags.search_filter(study),
                               order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
+    return (client, runs[0]) if runs else None
+
+
+def study_figures(uri: str, study: str, experiment: str | None = None) -> StudyFigures | None:
+    """The figures of ``study`` in the MLflow at ``uri``; None when it has no run there yet.
+    ConnectionError (within seconds) when a tracking server does not answer."""
+    found = study_run(uri, study, experiment)
+    if found is None:
         return None
-    parent = runs[0]
+    client, parent = found
     params = parent.data.params
     figures = StudyFigures(run_id=parent.info.run_id, run_status=parent.info.status, tags=StudyRunTags.from_tags(parent.data.tags),
                            metric=params.get(_METRIC), budget=_int(params.get(_TRIALS)))

@@ -32,7 +32,7 @@ from autopeft.errors import ClusterError, JobError
 from autopeft.registry.tracking import redact, set_tags
 from autopeft.schema import STUDY_RESOURCE, JobEnv, JobMetadata, StudyRunTags, current_user
 from autopeft.service.connection import Cluster, call
-from autopeft.service.figures import StudyFigures, study_figures
+from autopeft.service.figures import StudyFigures, study_figures, study_run
 from autopeft.service.staging import Staged, stage_config, stage_request
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ class StudyJob:
     cluster: Cluster
     job_id: str
     metadata: JobMetadata
+    #: The job's state when it was listed (``study_jobs``): a table of many jobs reads it rather
+    #: than asking the job service once more per row; ``status()`` always asks.
+    listed_state: str | None = None
 
     @property
     def study(self) -> str:
@@ -131,13 +134,11 @@ class StudyJob:
 def _tag_cancelled(uri: str | None, study: str, experiment: str | None, by: str) -> None:
     if not uri:
         return
-    figures = study_figures(uri, study, experiment)
-    if figures is None or figures.run_status != "RUNNING":
+    found = study_run(uri, study, experiment)
+    if found is None or found[1].info.status != "RUNNING":
         return  # not started yet (no run), or ended: nothing to tag
-    # deferred: MLflow takes seconds to import
-    from mlflow import MlflowClient
-
-    set_tags(MlflowClient(tracking_uri=uri), figures.run_id, StudyRunTags(cancelled_by=by))
+    client, run = found
+    set_tags(client, run.info.run_id, StudyRunTags(cancelled_by=by))
 
 
 def state_of(info: Any) -> str:
@@ -167,7 +168,7 @@ def submit_resume(cluster: Cluster, study: str, *, output_dir: str | None = None
         raise ClusterError(f"--resume: no job of study {study!r} on the cluster at {cluster.address}; give the "
                            "study's --output-dir on the cluster to resume one started another way")
     source = earlier.metadata if earlier is not None else JobMetadata(study=study)
-    state = earlier.status() if earlier is not None else None
+    state = earlier.listed_state if earlier is not None else None  # listed a moment ago by latest_job
     if earlier is not None and state in ("pending", "running"):
         raise ClusterError(f"--resume: study {study!r} is still {state} as job {earlier.job_id}")
     out = output_dir or source.output_dir or DEFAULT_OUTPUT_DIR
@@ -222,7 +223,8 @@ def study_jobs(cluster: Cluster) -> list[StudyJob]:
         if metadata is None or not info.submission_id:
             continue
         found.append((float(info.start_time or 0),
-                      StudyJob(cluster=cluster, job_id=str(info.submission_id), metadata=metadata)))
+                      StudyJob(cluster=cluster, job_id=str(info.submission_id), metadata=metadata,
+                               listed_state=state_of(info))))
     return [job for _, job in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
 

@@ -260,8 +260,9 @@ def test_bad_input_sends_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 # --------------------------------------------------------------------------- finding and stopping jobs
 
 
-def _listed(job_id: str | None, start: float, **metadata: Any) -> SimpleNamespace:
-    return SimpleNamespace(submission_id=job_id, start_time=start,
+def _listed(job_id: str | None, start: float, status: str = "SUCCEEDED", **metadata: Any) -> SimpleNamespace:
+    # as Ray's JobDetails: every listed job has its status
+    return SimpleNamespace(submission_id=job_id, start_time=start, status=status,
                            metadata=JobMetadata(**metadata).to_metadata() if metadata else {"owner": "someone"})
 
 
@@ -273,6 +274,7 @@ def test_study_jobs_are_autopeft_jobs_newest_first(tmp_path: Path, monkeypatch: 
     found = study_jobs(cluster)
     assert [j.job_id for j in found] == ["autopeft-a-2", "autopeft-b-1", "autopeft-a-1"]
     assert found[1].metadata.trials == 4
+    assert [j.listed_state for j in found] == ["succeeded"] * 3  # the listing's state, no request per job
     assert find_job(cluster, "autopeft-a-1").job_id == "autopeft-a-1"
     assert find_job(cluster, "a").job_id == "autopeft-a-2"  # a study's latest job
     with pytest.raises(ClusterError, match=r"^JOB: no autopeft job or study 'c' .*autopeft-a-2"):
