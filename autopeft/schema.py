@@ -113,6 +113,7 @@ class RunTag:
     WARM_START = "autopeft.warm_start"  # T: where an enqueued config came from
     SELECTED = "autopeft.selected"  # T: "true" on the trial whose adapter was registered
     WORKERS = "autopeft.workers"  # T: the worker processes (pids) the trial ran in, in order
+    TRIVIAL = "autopeft.trivial"  # T: "true" when its last evaluation was at the trivial predictor's level
     SUBMITTER = "autopeft.submitter"  # S: who submitted the study as a Ray job (autopeft submit)
     JOB_ID = "autopeft.job_id"  # S: the Ray job that last ran the study (its submission id)
     CANCELLED_BY = "autopeft.cancelled_by"  # S: who ran autopeft cancel
@@ -216,6 +217,9 @@ class TrialAttr:
     RAY_TRIAL_ID = "autopeft.ray_trial_id"  # joins an Optuna trial to its Ray trial and MLflow run
     WARM_START = RunTag.WARM_START  # set when the config was enqueued: its source
     ORPHANED = "autopeft.orphaned"  # asked for just before a driver crash; never run
+    #: Why a trial was told to Optuna as PRUNED though Tune ran it to its end (still at the
+    #: trivial level), or what level the rung stopped it at.
+    PRUNED_REASON = "autopeft.pruned_reason"
     #: Prefix of the cost measurements (``autopeft.<cost metric>``) the constraints read.
     MEASUREMENT_PREFIX = PREFIX
     FAMILY = MEASUREMENT_PREFIX + "family"  # the trial's adapter family
@@ -243,6 +247,16 @@ class Metric:
                        "num_target_modules")
     #: Reported by the trial for the driver, never logged as a metric (the worker is a tag).
     WORKER_PID = "worker_pid"
+    #: Reported with each evaluation (``tasks.trivial``): 1 while the objective's metric is at the
+    #: trivial predictor's level, else 0; and the score the rungs compare (higher is better).
+    AT_TRIVIAL = "at_trivial"
+    RUNG_SCORE = "rung_score"
+    TRIVIAL_PREFIX = "trivial_"
+
+    @staticmethod
+    def trivial(metric: str) -> str:
+        """The trivial predictor's validation ``metric``, on the study run."""
+        return f"{Metric.TRIVIAL_PREFIX}{metric}"
 
     @staticmethod
     def best_val(metric: str) -> str:
@@ -509,6 +523,7 @@ class TrialRunTags(_TagRecord):
     warm_start: Optional[str] = _tag(RunTag.WARM_START)
     selected: Optional[bool] = _tag(RunTag.SELECTED, _BOOL)
     workers: Optional[str] = _tag(RunTag.WORKERS)
+    trivial: Optional[bool] = _tag(RunTag.TRIVIAL, _BOOL)
     note: Optional[str] = _tag(RunTag.NOTE, limit=MAX_NOTE)
 
     @classmethod

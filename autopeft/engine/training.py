@@ -28,9 +28,9 @@ from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import AutoPeftError
 from autopeft.model.placement import parse_layers, resolve, scan
-from autopeft.schema import Artifact
+from autopeft.schema import Artifact, Metric
 from autopeft.space import family_params
-from autopeft.tasks import collate, get_task
+from autopeft.tasks import TrivialLevel, collate, get_task
 
 #: Name of the file beside the adapter that tells autopeft how to use it.
 METADATA_FILE = Artifact.METADATA_FILE  # kept importable here
@@ -60,6 +60,9 @@ class StudySpec:
     limits: Mapping[str, float] = field(default_factory=dict)
     #: Fault injection for reliability tests (``engine.faults``), read once when the study was prepared.
     faults: FaultPlan | None = None
+    #: The trivial predictor's validation metric (``tasks.trivial``): each evaluation reports
+    #: whether the trial is still at it, and the rung score judged against it.
+    trivial: TrivialLevel | None = None
 
     def model_kwargs(self) -> dict[str, Any]:
         return get_task(self.task).model_kwargs(self.label_names)
@@ -318,6 +321,10 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
                 "latency_ms": latency_ms,
                 "peak_memory_mb": memory.peak_mb(),
             }
+            judged = spec.trivial.judge(metrics) if spec.trivial is not None else None
+            if judged is not None:
+                report[Metric.AT_TRIVIAL] = 1.0 if judged.at_trivial else 0.0
+                report[Metric.RUNG_SCORE] = judged.score
             over = [k for k, limit in spec.limits.items()
                     if isinstance(report.get(k), (int, float)) and float(report[k]) > limit]
             if over:

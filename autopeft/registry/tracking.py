@@ -350,12 +350,28 @@ class RungStop:
     cutoff: float
     #: Trials recorded at the rung when the cutoff was computed.
     compared: int
+    #: Whether the trial was still at the trivial predictor's level (``tasks.trivial``).
+    at_trivial: bool = False
+    #: Set when the rung stopped the trial for being at the trivial level while this many of the
+    #: trials that reached the rung had left it (not for a quantile cutoff).
+    left_trivial: int | None = None
 
     def describe(self) -> str:
+        where = f"at rung {self.rung} (evaluation {self.report}, step {self.step})"
+        over = f"computed over the {self.compared} trials that had reached it"
+        if self.left_trivial:
+            return (f"stopped by ASHA {where} still at the trivial predictor's level, while {self.left_trivial} of the "
+                    f"{self.compared} other trials that had reached the rung had left it")
+        if self.metric == Metric.RUNG_SCORE:
+            if self.at_trivial:
+                return (f"stopped by ASHA {where} still at the trivial predictor's level: its rung score "
+                        f"{self.value:.4f} (minus its validation loss over the trivial predictor's) was below the "
+                        f"rung's cutoff {self.cutoff:.4f}, {over}")
+            return (f"stopped by ASHA {where}: its gain over the trivial predictor, {self.value:.4f}, was below the "
+                    f"rung's cutoff {self.cutoff:.4f}, {over}")
         side = "above" if self.mode == "min" else "below"
-        return (f"stopped by ASHA at rung {self.rung} (evaluation {self.report}, step {self.step}): {self.metric} "
-                f"{self.value:.4f} was {side} the rung's cutoff {self.cutoff:.4f}, computed over the {self.compared} "
-                f"trials that had reached it")
+        return (f"stopped by ASHA {where}: {self.metric} {self.value:.4f} was {side} the rung's cutoff "
+                f"{self.cutoff:.4f}, {over}")
 
 
 def config_summary(config: Mapping[str, Any]) -> str:
@@ -378,7 +394,10 @@ def describe_trial(config: Mapping[str, Any], state: str, last: Mapping[str, Any
     value = last.get(metric) if metric else None
     reached = f" after {int(step)} steps" if isinstance(step, (int, float)) else ""
     figure = f": {metric} {float(value):.4f}" if isinstance(value, (int, float)) else ""
-    if state == Outcome.COMPLETE:
+    if state == Outcome.COMPLETE and last.get(Metric.AT_TRIVIAL):
+        ending = (f"Completed{reached}{figure}, still at the trivial predictor's level (it learnt nothing the "
+                  f"majority class or mean would not give): told to the sampler as pruned.")
+    elif state == Outcome.COMPLETE:
         ending = f"Completed{reached}{figure}."
     elif state == Outcome.FAIL:
         ending = f"Failed{reached}: {error or 'no error recorded'}."
@@ -472,7 +491,9 @@ class TrialRecorder(Callback):
         summary = error_summary(trial) if error else None
         note = describe_trial(trial.config, state, trial.last_result, getattr(self, "_metric", None),
                               getattr(trial, RUNG_STOP_ATTR, None), summary)
-        set_tags(self._client, run_id, TrialRunTags(outcome=state, error=summary, note=note))
+        last = trial.last_result or {}
+        trivial = bool(last[Metric.AT_TRIVIAL]) if Metric.AT_TRIVIAL in last and state != Outcome.FAIL else None
+        set_tags(self._client, run_id, TrialRunTags(outcome=state, error=summary, note=note, trivial=trivial))
         self._client.set_terminated(run_id, status=RUN_STATUS[state])
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

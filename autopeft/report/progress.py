@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autopeft.registry.tracking import RUNG_STOP_ATTR, RungStop, error_summary, outcome
-from autopeft.schema import Outcome
+from autopeft.schema import Metric, Outcome
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -48,13 +48,17 @@ class _Progress(Callback):
         self.mode = mode
         self.running: set[str] = set()
         self.counts = dict.fromkeys(Outcome.FINISHED, 0)
+        #: Trials whose last evaluation was at the trivial predictor's level (``tasks.trivial``).
+        self.trivial = 0
+        self.judged = False  # whether trials report a judgement against the trivial level
         self.best: tuple[float, str] | None = None
 
     def _counts_text(self) -> str:
         done = sum(self.counts.values())
         best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"
         return (f"trials {done}/{self.total} · running {len(self.running)} · completed {self.counts[Outcome.COMPLETE]} · "
-                f"pruned {self.counts[Outcome.PRUNED]} · failed {self.counts[Outcome.FAIL]} · best {self.metric} {best}")
+                f"pruned {self.counts[Outcome.PRUNED]} · failed {self.counts[Outcome.FAIL]} · "
+                f"{f'at the trivial level {self.trivial} · ' if self.judged else ''}best {self.metric} {best}")
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -67,6 +71,7 @@ class _Progress(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any],
                         **info: Any) -> None:
+        self.judged = self.judged or Metric.AT_TRIVIAL in result
         value = _number(result.get(self.metric))
         if value is not None and self._better(value):
             self.best = (value, trial.trial_id)
@@ -76,6 +81,8 @@ class _Progress(Callback):
         self.running.discard(trial.trial_id)
         state = outcome(trial.last_result, error)
         self.counts[state] += 1
+        if not error and (trial.last_result or {}).get(Metric.AT_TRIVIAL):
+            self.trivial += 1
         self._on_done(trial, state)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -229,13 +236,16 @@ class ProgressLog(_Progress):
 
     def _on_result(self, trial: Trial, result: Mapping[str, Any]) -> None:
         best = f" (best {self.best[0]:.4f} by trial {self.best[1]})" if self.best else ""
-        self._say(f"trial {trial.trial_id} step {_step(result)}: {self.metric} {_figure(result.get(self.metric))}{best}")
+        trivial = " (at the trivial level)" if result.get(Metric.AT_TRIVIAL) else ""
+        self._say(f"trial {trial.trial_id} step {_step(result)}: {self.metric} {_figure(result.get(self.metric))}"
+                  f"{trivial}{best}")
 
     def _on_done(self, trial: Trial, state: str) -> None:
         last = trial.last_result or {}
         if state == Outcome.COMPLETE:
+            trivial = ", still at the trivial level (told to the sampler as pruned)" if last.get(Metric.AT_TRIVIAL) else ""
             self._say(f"trial {trial.trial_id} completed: {self.metric} {_figure(last.get(self.metric))} "
-                      f"at step {_step(last)}")
+                      f"at step {_step(last)}{trivial}")
         elif state == Outcome.FAIL:
             self._say(f"trial {trial.trial_id} failed: {error_summary(trial)}")
         else:
@@ -248,6 +258,13 @@ class ProgressLog(_Progress):
     @staticmethod
     def _pruned(trial: Trial, last: Mapping[str, Any]) -> str:
         stop = getattr(trial, RUNG_STOP_ATTR, None)
+        if isinstance(stop, RungStop) and stop.left_trivial:
+            return (f"pruned at rung {stop.rung} (step {stop.step}): still at the trivial level while "
+                    f"{stop.left_trivial} of the {stop.compared} other trials at the rung had left it")
+        if isinstance(stop, RungStop) and stop.metric == Metric.RUNG_SCORE:
+            what = "at the trivial level, rung score" if stop.at_trivial else "gain over the trivial level"
+            return (f"pruned at rung {stop.rung} (step {stop.step}): {what} {stop.value:.4f} below the rung's "
+                    f"cutoff {stop.cutoff:.4f} over {stop.compared} trials")
         if isinstance(stop, RungStop):
             side = "above" if stop.mode == "min" else "below"  # the side that loses
             return (f"pruned at rung {stop.rung} (step {stop.step}): {stop.metric} {stop.value:.4f} {side} the "

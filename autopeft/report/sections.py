@@ -166,10 +166,24 @@ def summary_html(data: StudyData) -> str:
         ("constraints", ", ".join(f"{k} <= {v:g}" for k, v in data.constraints.items()) or "none"),
         ("trials", ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))),
         ("families", ", ".join(sorted(str(f) for f in t["family"].unique()))),
-        ("MLflow study run", data.parent_run_id),
     ]
+    if data.trivial_value is not None:
+        rows.append(("trivial predictor", trivial_text(data)))
+    rows.append(("MLflow study run", data.parent_run_id))
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
     return _table(rows, "summary") + notes + registered_html(data)
+
+
+def trivial_count(data: StudyData) -> tuple[int, int]:
+    """(trials whose last evaluation was at the trivial level, trials judged against it)."""
+    judged = [bool(v) for v in data.trials.get("trivial", []) if v is not None and v == v]  # NaN: not judged
+    return sum(judged), len(judged)
+
+
+def trivial_text(data: StudyData) -> str:
+    at, judged = trivial_count(data)
+    return (f"{data.trivial_name}: validation {data.metric} {data.trivial_value:.4f}; {at} of {judged} trials "
+            f"ended at that level (told to the sampler as pruned)")
 
 
 def registered_html(data: StudyData) -> str:
@@ -239,7 +253,7 @@ def trials_html(data: StudyData) -> str:
             ("num", html.escape(fmt_lr(params.learning_rate))),
             ("", html.escape(params.family_text())),
             ("", html.escape(params.placement_text())),
-            (f"outcome {outcome.lower()}", html.escape(outcome)),
+            (f"outcome {outcome.lower()}", html.escape(outcome + (" (trivial)" if r.get("trivial") is True else ""))),
             ("num", "-" if r["_steps"] is None else str(r["_steps"])),
             ("num", fmt_metric(r["_value"])),
         ]

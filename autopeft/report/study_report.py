@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
 from autopeft.report.sections import importance_caveat, summary_html, trials_html
-from autopeft.schema import Artifact, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
+from autopeft.schema import Artifact, Metric, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,6 +98,26 @@ class StudyData:
     @property
     def metric(self) -> str:
         return self.objectives[0][0]
+
+    @property
+    def trivial_value(self) -> float | None:
+        """The trivial predictor's validation value of the objective's metric, where the study
+        measured it (``trivial_<metric>`` on the study run)."""
+        value = self.study_metrics.get(Metric.trivial(self.metric))
+        return float(value) if value is not None and math.isfinite(float(value)) else None
+
+    @property
+    def trivial_name(self) -> str:
+        """What the trivial predictor is for the study's task kind."""
+        # deferred: the task kinds import torch, which reading a finished study does without
+        from autopeft.tasks import get_task
+        from autopeft.tasks.trivial import predictor_name
+
+        kind = (self.config.get("task") or {}).get("kind")
+        try:
+            return predictor_name(get_task(str(kind)))
+        except ConfigError:
+            return "trivial predictor"
 
     @property
     def mode(self) -> str:
@@ -176,6 +196,7 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
             "number": ot.number if ot is not None else None,
             "family": run.data.params.get("adapter") or (ot.user_attrs.get(TrialAttr.FAMILY) if ot else None),
             "warm_start": tags.warm_start or (ot.user_attrs.get(TrialAttr.WARM_START) if ot else None),
+            "trivial": tags.trivial,
             "params": dict(run.data.params),
         }
         for key, value in run.data.metrics.items():
@@ -309,6 +330,7 @@ def fig_history(data: StudyData) -> go.Figure:
                                  marker={"symbol": "star", "size": 18, "color": "gold",
                                          "line": {"color": "black", "width": 1}},
                                  text=[f"trial {r.trial_id} {r.family} (registered)" for r in reg.itertuples()]))
+    _add_trivial_line(fig, data, float(t["number"].min()), float(t["number"].max()))
     return _layout(fig, FIGURES["history"], "trial (Optuna number)", metric)
 
 
@@ -369,7 +391,22 @@ def fig_curves(data: StudyData) -> go.Figure:
             shown.add(why)
     if not fig.data:
         return _empty(FIGURES["curves"], "no trial reported a curve")
+    reached = [step for curve in data.curves.values() for step, _ in curve]
+    _add_trivial_line(fig, data, min(reached), max(reached))
     return _layout(fig, FIGURES["curves"], "training step", data.metric)
+
+
+def _add_trivial_line(fig: go.Figure, data: StudyData, x0: float, x1: float) -> None:
+    """The trivial predictor's validation metric across ``x0..x1``: a trace (not a layout
+    shape), so the PNG drawn without kaleido has it too."""
+    import plotly.graph_objects as go
+
+    value = data.trivial_value
+    if value is None:
+        return
+    fig.add_trace(go.Scatter(x=[x0, x1], y=[value, value], mode="lines",
+                             name=f"trivial predictor ({data.trivial_name}): {value:.4f}",
+                             line={"color": "#555", "dash": "dash", "width": 1.5}, hoverinfo="name"))
 
 
 def fig_importance(data: StudyData) -> go.Figure:

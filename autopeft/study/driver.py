@@ -43,7 +43,7 @@ from autopeft.study.study_run import (
     write_study_report,
 )
 from autopeft.study.trial import run_trial
-from autopeft.tasks import get_task, tokenize
+from autopeft.tasks import TrivialLevel, get_task, tokenize, trivial_level
 
 logger = logging.getLogger("autopeft")
 
@@ -120,7 +120,10 @@ def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: di
     try:
         with phase(phases, "mlflow_setup"):
             log_study_inputs(study, prepared, data, model_ref)
-        spec = study_spec(prepared, data)
+        trivial, trivial_metrics = study_trivial_level(prepared, data)
+        if trivial_metrics:  # the line the report draws on every curve
+            log_metrics(client, study.parent_id, {Metric.trivial(k): v for k, v in trivial_metrics.items()})
+        spec = study_spec(prepared, data, trivial)
         tuner = make_tuner(prepared, study, spec, data, ray_path, callbacks or [])
         with phase(phases, "trials"):
             grid = tuner.fit()
@@ -161,13 +164,21 @@ def tokenize_study_data(prepared: Prepared) -> TokenizedData:
                     cache_dir=prepared.output_dir / "cache")
 
 
-def study_spec(prepared: Prepared, data: TokenizedData) -> StudySpec:
+def study_trivial_level(prepared: Prepared, data: TokenizedData) -> tuple[TrivialLevel | None, dict[str, float]]:
+    """The trivial predictor's level for the metric the rungs judge trials on (the objective's,
+    or with several objectives the first), and all its validation metrics."""
+    cfg = prepared.config
+    return trivial_level(get_task(cfg.task.kind), data, cfg.objective.metric, cfg.objective.mode)
+
+
+def study_spec(prepared: Prepared, data: TokenizedData, trivial: TrivialLevel | None = None) -> StudySpec:
     """What every trial of the study shares besides its sampled config."""
     cfg = prepared.config
     return StudySpec(model=cfg.model, location=prepared.location, task=cfg.task.kind, label_names=data.label_names,
                      max_steps=cfg.budget.max_steps, eval_interval=cfg.budget.eval_interval,
                      eval_batch_size=cfg.budget.eval_batch_size, seed=cfg.seed, metric=cfg.objective.metric,
-                     mode=cfg.objective.mode, limits=cfg.constraints.limits(), faults=prepared.faults)
+                     mode=cfg.objective.mode, limits=cfg.constraints.limits(), faults=prepared.faults,
+                     trivial=trivial)
 
 
 def make_tuner(prepared: Prepared, study: StudyRun, spec: StudySpec, data: TokenizedData, ray_path: str,
@@ -185,7 +196,7 @@ def make_tuner(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Token
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(prepared),
-            scheduler=make_scheduler(cfg),
+            scheduler=make_scheduler(cfg, judged=spec.trivial is not None),
             num_samples=cfg.budget.trials,
             max_concurrent_trials=cfg.budget.concurrent_trials,
             time_budget_s=cfg.budget.time_limit_s,

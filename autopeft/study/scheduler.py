@@ -17,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from autopeft import _compat
 from autopeft.registry.tracking import RUNG_STOP_ATTR, RungStop
+from autopeft.schema import Metric
 
 
 class _WaitingBracket(_compat.asha_bracket_class()):  # type: ignore[misc]
@@ -54,24 +55,48 @@ class BootstrappedASHA(ASHAScheduler):
         bracket = _compat.asha_trial_bracket(self, trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
         reports = int(result.get("training_iteration", 0))
-        if action == TrialScheduler.STOP and isinstance(bracket, _WaitingBracket) and bracket.last_cutoff is not None \
-                and (self._max_reports is None or reports < self._max_reports):
+        if not isinstance(bracket, _WaitingBracket) or (self._max_reports is not None and reports >= self._max_reports):
+            return action
+        milestones = sorted(m for m, _ in _compat.asha_rungs(bracket))
+        milestone = max((m for m in milestones if m <= reports), default=milestones[0])
+        at_trivial = bool(result.get(Metric.AT_TRIVIAL))
+        stop = dict(rung=milestones.index(milestone) + 1, report=reports, step=int(result.get("step", 0)),
+                    metric=str(self._stop_metric), mode=str(self._stop_mode), at_trivial=at_trivial)
+        if action == TrialScheduler.STOP and bracket.last_cutoff is not None:
             cutoff, compared = bracket.last_cutoff
-            milestones = sorted(m for m, _ in _compat.asha_rungs(bracket))
-            milestone = max((m for m in milestones if m <= reports), default=milestones[0])
             sign = -1.0 if self._stop_mode == "min" else 1.0
-            setattr(trial, RUNG_STOP_ATTR, RungStop(
-                rung=milestones.index(milestone) + 1, report=reports, step=int(result.get("step", 0)),
-                metric=str(self._stop_metric), mode=str(self._stop_mode), value=float(result[str(self._stop_metric)]),
-                cutoff=sign * cutoff, compared=compared))
+            setattr(trial, RUNG_STOP_ATTR, RungStop(**stop, value=float(result[str(self._stop_metric)]),  # type: ignore[arg-type]
+                                                    cutoff=sign * cutoff, compared=compared))
+        elif action == TrialScheduler.CONTINUE and at_trivial and self._stop_metric == Metric.RUNG_SCORE:
+            # A quantile can keep a trial at the trivial level when most of the rung is there too;
+            # once any trial at this rung has left it, none still there goes on past the rung.
+            recorded = dict(_compat.asha_rungs(bracket)).get(milestone, {})
+            left = sum(1 for trial_id, score in recorded.items() if trial_id != trial.trial_id and score > 0)
+            if trial.trial_id in recorded and left:
+                action = TrialScheduler.STOP
+                setattr(trial, RUNG_STOP_ATTR, RungStop(**stop, value=float(result[Metric.RUNG_SCORE]),  # type: ignore[arg-type]
+                                                        cutoff=0.0, compared=len(recorded) - 1, left_trivial=left))
         return action
 
 
-def make_scheduler(cfg: Any) -> TrialScheduler:
+def rung_target(cfg: Any, judged: bool) -> tuple[str, str]:
+    """(metric, mode) the rungs compare trials on: ``pruning.metric`` where the config names one,
+    else the rung score against the trivial level where trials report it (``judged``: the study
+    has a trivial level for its objective), else the objective.
+
+    The rung score ranks every trial that left the trivial predictor above every trial still at
+    it, and those by validation loss, so a rung never keeps a trial at the majority class over
+    one that left it, and where every trial ties on the metric the loss decides (``tasks.trivial``)."""
+    if cfg.pruning.metric is None and judged:
+        return Metric.RUNG_SCORE, "max"
+    return cfg.pruning.rung_target(cfg.objective)  # type: ignore[no-any-return]
+
+
+def make_scheduler(cfg: Any, *, judged: bool = False) -> TrialScheduler:
     """ASHA with bootstrapped rungs over the study's reports, or FIFO when pruning is off."""
     if not cfg.pruning.enabled:
         return FIFOScheduler()
-    metric, mode = cfg.pruning.rung_target(cfg.objective)
+    metric, mode = rung_target(cfg, judged)
     return BootstrappedASHA(
         bootstrap_count=cfg.pruning.bootstrap_count,
         time_attr="training_iteration",

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 from autopeft import _compat
 from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, record_measurements
 from autopeft.registry.tracking import outcome
+from autopeft.schema import Metric, Outcome, TrialAttr
 from autopeft.study.define_by_run import compile_space
 from autopeft.study.warmstart import enqueue
 
@@ -31,6 +33,14 @@ class PruningAwareOptunaSearch(OptunaSearch):
     intermediate values there, so a pruned trial is PRUNED without a curve in Optuna (MLflow has
     it). Before telling Optuna, the trial's cost measurements are stored as user attributes,
     which the sampler's constraints and the study report read.
+
+    A trial still at the trivial predictor's level (``tasks.trivial``) at its end learnt nothing
+    within its steps: it is PRUNED too, with the reason as a user attribute, not a COMPLETE value
+    that ties with every other such trial. Its intermediate values, like every trial's where the
+    study judges trials against the trivial level, are the rung score the scheduler compares
+    (oriented to the study's direction): trials that left the trivial level rank above those
+    that did not, and those by validation loss, so TPE, which ranks pruned trials by their last
+    intermediate value, learns which of them came closest.
     """
 
     @property
@@ -52,10 +62,25 @@ class PruningAwareOptunaSearch(OptunaSearch):
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
         return ot_trial is not None and ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).state.is_finished()
 
+    def _progress(self, result: dict[str, Any]) -> float | None:
+        """The intermediate value Optuna is told for ``result`` (single objective only)."""
+        if not isinstance(self.metric, str):
+            return None
+        if isinstance(result.get(Metric.RUNG_SCORE), (int, float)):
+            score = float(result[Metric.RUNG_SCORE])
+            return score if self.mode == "max" else -score
+        value = result.get(self.metric)
+        return float(value) if isinstance(value, (int, float)) else None
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if self._already_told(trial_id):
             return
-        super().on_trial_result(trial_id, result)
+        ot_trial = _compat.optuna_search_trials(self).get(trial_id)
+        value = self._progress(result)
+        if ot_trial is None or value is None or trial_id in _compat.optuna_search_completed(self):
+            super().on_trial_result(trial_id, result)
+            return
+        ot_trial.report(value, int(result[TRAINING_ITERATION]))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         completed, ot_trials = _compat.optuna_search_completed(self), _compat.optuna_search_trials(self)
@@ -67,20 +92,28 @@ class PruningAwareOptunaSearch(OptunaSearch):
         state = outcome(result, error)
         ot_trial = ot_trials[trial_id]
         record_measurements(ot_trial, trial_id, result)
-        single = isinstance(self.metric, str)
-        if result and single and self.metric in result and state != "FAIL":
+        progress = self._progress(result) if result else None
+        if progress is not None and state != Outcome.FAIL:
             # Tune does not pass the result that made the scheduler stop the trial to
             # on_trial_result; record it here so the pruned trial's curve is whole.
-            step = int(result.get("training_iteration", 0))
+            step = int(result.get(TRAINING_ITERATION, 0)) if result else 0
             if step not in ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).intermediate_values:
-                ot_trial.report(float(result[self.metric]), step)
-        if state == "COMPLETE":
+                ot_trial.report(progress, step)
+        trivial = bool(result and result.get(Metric.AT_TRIVIAL)) and state != Outcome.FAIL
+        if trivial:
+            ot_trial.set_user_attr(TrialAttr.PRUNED_REASON, _trivial_reason(result or {}, state))
+        if state == Outcome.COMPLETE and not trivial:
             super().on_trial_complete(trial_id, result=result, error=False)
             return
-        self.study.tell(
-            ot_trial, state=optuna.trial.TrialState.PRUNED if state == "PRUNED" else optuna.trial.TrialState.FAIL
-        )
+        self.study.tell(ot_trial, state=optuna.trial.TrialState.FAIL if state == Outcome.FAIL
+                        else optuna.trial.TrialState.PRUNED)
         completed.add(trial_id)
+
+
+def _trivial_reason(result: dict[str, Any], state: str) -> str:
+    step = int(result.get("step", result.get(TRAINING_ITERATION, 0)))
+    ended = "ran all its" if state == Outcome.COMPLETE else "was stopped at a rung after"
+    return f"still at the trivial predictor's level: {ended} {step} steps without leaving it"
 
 
 def make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:

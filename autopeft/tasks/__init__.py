@@ -17,6 +17,7 @@ from autopeft.tasks.encoding import (
     collate,
     tokenize,
 )
+from autopeft.tasks.trivial import Judgement, TrivialLevel, trivial_level
 
 __all__ = [
     "all_tasks",
@@ -24,9 +25,12 @@ __all__ = [
     "Collator",
     "Encoder",
     "get_task",
+    "Judgement",
     "MINIMISED_METRICS",
     "register_task",
     "task_names",
     "TaskKind",
     "tokenize",
+    "trivial_level",
+    "TrivialLevel",
 ]

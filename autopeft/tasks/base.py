@@ -15,6 +15,7 @@ from autopeft.errors import ConfigError
 from autopeft.model.loading import load_classifier, load_tokenizer, skeleton
 from autopeft.model.placement import scan
 from autopeft.tasks.outputs import logit_outputs, present_classes
+from autopeft.tasks.trivial import majority_class
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,6 +78,10 @@ class TaskKind:
     #: mean and std (and outputs mapped back): a fresh head and a learning rate tuned for
     #: unit-scale outputs do not reach targets on another scale within a trial's steps.
     standardise_targets: bool = False
+    #: (train split, validation split, number of labels) → the trivial predictor's outputs on
+    #: the validation split and its loss (``tasks.trivial``): majority class, training mean,
+    #: unigram. Every trial is judged against it.
+    trivial: Callable[[TokenizedSplit, TokenizedSplit, int], tuple[np.ndarray, float]] | None = majority_class
 
     def model_kwargs(self, label_names: Sequence[str]) -> dict[str, Any]:
         """Arguments for the Auto class's ``from_pretrained`` / the model config."""

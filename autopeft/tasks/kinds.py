@@ -27,6 +27,7 @@ from autopeft.model.loading import load_image_processor
 from autopeft.tasks.base import TaskKind, register_task
 from autopeft.tasks.metrics import classification_metrics, lm_metrics, regression_metrics, token_metrics
 from autopeft.tasks.outputs import lm_outputs, present_generation, present_tags, present_values, token_outputs
+from autopeft.tasks.trivial import majority_tag, training_mean, unigram
 
 register_task(TaskKind(
     name="sequence_classification",
@@ -51,6 +52,7 @@ register_task(TaskKind(
     outputs=(("value", "double"),),
     # issue #24, GLUE-style 0-5 targets, LoRA r16 at LR 1e-3 for 500 steps: Pearson 0.23 raw, 0.86 standardised
     standardise_targets=True,
+    trivial=training_mean,
 ))
 
 register_task(TaskKind(
@@ -69,6 +71,7 @@ register_task(TaskKind(
     batch_outputs=lm_outputs,
     present=present_generation,
     outputs=(("text", "string"),),
+    trivial=unigram,
 ))
 
 register_task(TaskKind(
@@ -88,6 +91,7 @@ register_task(TaskKind(
     outputs=(("tags", "string[]"),),
     load_kwargs={"ignore_mismatched_sizes": True},
     takes_virtual_tokens=False,
+    trivial=majority_tag,
 ))
 
 register_task(TaskKind(

@@ -300,3 +300,19 @@ def test_the_cli_logs_plain_lines_off_a_terminal(monkeypatch: pytest.MonkeyPatch
     printed = stream.getvalue()
     assert ("trial a1 started: lora lr=3.00e-04 (1 of 3)\n" in printed) is not terminal
     assert ("progress: trials 0/3 · running 1" in printed) is not terminal
+
+
+def test_trials_at_the_trivial_level_are_said_so_and_counted() -> None:
+    log, stream, clock = make_log(every=60.0)
+    with log:
+        a = FakeTrial("a1")
+        log.on_trial_start(0, [], a)
+        result = {"training_iteration": 1, "step": 10, "accuracy": 0.51, "at_trivial": 1.0, "rung_score": -0.98,
+                  "final": True}
+        a.last_result = result
+        log.on_trial_result(0, [], a, result)
+        log.on_trial_complete(0, [], a)
+    said = lines(stream)
+    assert "trial a1 step 10: accuracy 0.5100 (at the trivial level)" in said[1]
+    assert "still at the trivial level (told to the sampler as pruned)" in said[2]
+    assert "at the trivial level 1 ·" in said[-1]

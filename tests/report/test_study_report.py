@@ -372,3 +372,25 @@ def test_fallback_template_has_every_section(monkeypatch):
     assert "Registered adapter: trial a (lora)" in text and '<table class="trials">' in text
     assert 'id="fig-curves"' in text
     assert not {"$title", "$summary", "$trials", "$figures"} & set(re.findall(r"\$\w+", text))
+
+
+def _judged_data() -> StudyData:
+    data = _data()
+    data.config = {**data.config, "task": {"kind": "sequence_classification"}}
+    data.trials["trivial"] = [False, False, True, None]  # d: a trial that reported no judgement
+    data.study_metrics = {**data.study_metrics, "trivial_accuracy": 0.509}
+    return data
+
+
+def test_the_trivial_level_is_a_line_on_every_metric_curve_and_counted_in_the_summary():
+    figures = build_figures(_judged_data(), None)
+    for key in ("curves", "history"):
+        (line,) = [t for t in figures[key].data if t.name and t.name.startswith("trivial predictor")]
+        assert line.name == "trivial predictor (majority class): 0.5090" and list(line.y) == [0.509, 0.509]
+    text = _html(_judged_data())
+    summary = {k: v for _, (k, v) in _tables(text)["summary"]}
+    assert summary["trivial predictor"] == ("majority class: validation accuracy 0.5090; 1 of 3 trials ended at that "
+                                            "level (told to the sampler as pruned)")
+    assert "PRUNED (trivial)" in text
+    # a study that did not measure it draws no such line
+    assert not [t for t in build_figures(_data(), None)["curves"].data if (t.name or "").startswith("trivial")]

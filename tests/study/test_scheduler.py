@@ -93,3 +93,29 @@ def test_a_stopped_trial_carries_why_for_the_recorder():
         scheduler.on_trial_result(None, trial, {"training_iteration": 1, "step": 25, "acc": value})
     stop = getattr(trials[2], RUNG_STOP_ATTR)
     assert stop.cutoff == pytest.approx(0.7) and "above" in stop.describe()
+
+
+def test_rungs_judge_trials_against_the_trivial_level_where_trials_report_it(tmp_path):
+    from autopeft.config import SearchConfig
+    from autopeft.registry.tracking import RUNG_STOP_ATTR
+    from autopeft.study.scheduler import make_scheduler, rung_target
+
+    cfg = SearchConfig.model_validate(make_config(tmp_path, budget={"trials": 4, "max_steps": 100, "eval_interval": 25}))
+    assert rung_target(cfg, judged=True) == ("rung_score", "max")
+    assert rung_target(cfg, judged=False) == ("accuracy", "max")
+    told = SearchConfig.model_validate(make_config(tmp_path, pruning={"metric": "loss"}))
+    assert rung_target(told, judged=True) == ("loss", "min")  # the config's word wins
+
+    scheduler = make_scheduler(cfg, judged=True)
+    trials = [Trial("__fake", stub=True) for _ in range(4)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    # three trials tie at the majority class (their rung scores: minus loss over the trivial loss);
+    # one left it. The last trivial trial arrives after the one that learnt: stopped, whatever its loss.
+    results = [{"training_iteration": 1, "step": 25, "accuracy": acc, "at_trivial": float(trivial), "rung_score": score}
+               for acc, trivial, score in ((0.52, True, -0.97), (0.61, False, 0.09), (0.52, True, -0.95),
+                                           (0.52, True, -0.90))]
+    actions = [scheduler.on_trial_result(None, t, r) for t, r in zip(trials, results, strict=True)]
+    assert actions == [CONTINUE, CONTINUE, STOP, STOP]
+    stop = getattr(trials[3], RUNG_STOP_ATTR)
+    assert stop.at_trivial and "still at the trivial predictor's level" in stop.describe()

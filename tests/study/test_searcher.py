@@ -40,3 +40,44 @@ def test_outcomes_reach_optuna():
     assert trials[0].value == 0.8
     assert trials[1].intermediate_values == {1: 0.55}  # the stopping report is kept
     assert trials[2].value is None
+
+
+def judged(iteration, accuracy, at_trivial, rung_score, final=False):
+    return {"accuracy": accuracy, "training_iteration": iteration, "final": final, "step": iteration * 10,
+            "at_trivial": 1.0 if at_trivial else 0.0, "rung_score": rung_score}
+
+
+def test_a_trial_still_at_the_trivial_level_is_pruned_with_its_reason():
+    storage = optuna.storages.InMemoryStorage()
+    searcher = make_searcher(storage)
+    for tid in ("learnt", "tied-low-loss", "tied-high-loss"):
+        assert searcher.suggest(tid) is not None
+    searcher.on_trial_result("learnt", judged(1, 0.6, False, 0.1))
+    searcher.on_trial_complete("learnt", judged(2, 0.7, False, 0.2, final=True))
+    # both ran all their steps at the majority class: same accuracy, different validation loss
+    searcher.on_trial_result("tied-low-loss", judged(1, 0.5, True, -0.95))
+    searcher.on_trial_complete("tied-low-loss", judged(2, 0.5, True, -0.90, final=True))
+    searcher.on_trial_result("tied-high-loss", judged(1, 0.5, True, -1.02))
+    searcher.on_trial_complete("tied-high-loss", judged(2, 0.5, True, -1.05, final=True))
+
+    learnt, low, high = optuna.load_study(study_name="s", storage=storage).get_trials()
+    assert learnt.state == optuna.trial.TrialState.COMPLETE and learnt.value == 0.7
+    assert "autopeft.pruned_reason" not in learnt.user_attrs
+    for trial in (low, high):
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert trial.user_attrs["autopeft.pruned_reason"].startswith("still at the trivial predictor's level: ran all")
+    # the sampler ranks pruned trials by their last intermediate value: the rung score tells the tie apart
+    assert low.intermediate_values == {1: -0.95, 2: -0.90}
+    assert low.intermediate_values[2] > high.intermediate_values[2]
+
+
+def test_rung_scores_are_oriented_to_a_minimised_objective():
+    storage = optuna.storages.InMemoryStorage()
+    space = load_space({"adapters": ["lora"]})
+    searcher = PruningAwareOptunaSearch(space=compile_space(space), metric="loss", mode="min",
+                                        sampler=optuna.samplers.RandomSampler(seed=0), study_name="m", storage=storage)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", {"loss": 3.0, "training_iteration": 1, "at_trivial": 0.0, "rung_score": 1.0})
+    (trial,) = optuna.load_study(study_name="m", storage=storage).get_trials()
+    # a higher rung score is better; Optuna minimises, so it is told the score negated
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: -1.0}
