@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopeft.schema import Metric, TrialRunTags
 from bench.data import TaskFiles
 
 #: peft LoraConfig() defaults, in autopeft's trial-config form.
@@ -272,7 +273,20 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         timeline=timeline.as_dict(),
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
+        winner_source=winner_source(raw_config["tracking"]["uri"], best.run_id),
     )
+
+
+def winner_source(tracking_uri: str, run_id: str | None) -> str:
+    """Where the registered trial's config came from: the warm start's source (``prior:...``,
+    ``portfolio:...``, a file or an earlier study) as its trial run is tagged, else ``sampler``
+    (one of the sampler's own draws)."""
+    from mlflow import MlflowClient
+
+    if run_id is None:
+        return "unknown"
+    tags = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.tags
+    return TrialRunTags.from_tags(tags).warm_start or "sampler"
 
 
 def _trial_rows(trials: list[Any], metric: str) -> list[dict[str, Any]]:
@@ -284,6 +298,8 @@ def _trial_rows(trials: list[Any], metric: str) -> list[dict[str, Any]]:
                      "steps": int(m.get("step") or 0), "val": _f(m.get(metric)),
                      "train_time_s": _f(m.get("train_time_s")), "eval_time_s": _f(m.get("eval_time_s")),
                      "time_total_s": _f(m.get("time_total_s")), "trainable_params": m.get("trainable_params"),
+                     # whether its last evaluation was still at the trivial predictor's level (None: not judged)
+                     "trivial": bool(m[Metric.AT_TRIVIAL]) if Metric.AT_TRIVIAL in m else None,
                      "config": {k: v for k, v in t.params.items()}})
     return rows
 

@@ -67,6 +67,30 @@ ZERO_CONFIG, HAND_WRITTEN = "autopeft-zero-config", "autopeft-lora"
 TIME_TOLERANCE = 0.05
 
 
+def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{task: {autopeft method: ...}}: whether the search itself learnt anything. Per method, the
+    share of its trials that ended at the trivial predictor's level (median over seeds, and the
+    trials counted), and in how many seeds the registered trial was one of the sampler's own draws
+    rather than a warm-start config (the portfolio, the prior, a file): where the portfolio always
+    wins, the sampler adds nothing."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if str(r.get("method", "")).startswith("autopeft"):
+            groups[(r["task"], r["method"])].append(r)
+    for (task, method), rows in sorted(groups.items()):
+        shares, judged = [], 0
+        for r in rows:
+            flags = [t["trivial"] for t in r.get("trials") or [] if t.get("trivial") is not None]
+            judged += len(flags)
+            if flags:
+                shares.append(sum(flags) / len(flags))
+        sources = [r.get("winner_source") for r in rows if r.get("winner_source")]
+        out[task][method] = {"trivial_share": spread(shares), "trials_judged": judged,
+                             "sampler_wins": sum(s == "sampler" for s in sources), "seeds_with_source": len(sources)}
+    return dict(out)
+
+
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
@@ -366,6 +390,20 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {d['median'] * 100:+.1f} [{d['min'] * 100:+.1f} to {d['max'] * 100:+.1f}] | "
                              f"{p['ahead']} / {p['level']} / {p['behind']} |")
             lines.append("")
+    diagnostics = search_diagnostics(result.get("records") or [])
+    if any(m["trials_judged"] or m["seeds_with_source"] for t in diagnostics.values() for m in t.values()):
+        lines += ["## What the search learnt", "",
+                  "Share of each search's trials that ended at the trivial predictor's level (majority class, "
+                  "training mean), and in how many seeds the registered trial was one of the sampler's own draws "
+                  "rather than a warm-start (portfolio) config.", "",
+                  "| task | method | trials at the trivial level | winner from the sampler |", "| --- | --- | --- | --- |"]
+        for task, methods in diagnostics.items():
+            for m, d in methods.items():
+                trivial = (f"{_fmt(d['trivial_share'], 1, True)} of {d['trials_judged']} trials"
+                           if d["trials_judged"] else "not measured")
+                wins = f"{d['sampler_wins']} of {d['seeds_with_source']} seeds" if d["seeds_with_source"] else "not recorded"
+                lines.append(f"| {task} | {m} | {trivial} | {wins} |")
+        lines.append("")
     zero_config = result.get("zero_config") or zero_config_comparison(result.get("records") or [])
     if zero_config:
         lines += zero_config_markdown(zero_config, meta.get("split_sizes") or {})

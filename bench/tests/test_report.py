@@ -200,3 +200,30 @@ def test_every_committed_bench_config_passes_the_harness_checks(config):
 
     settings = parse_args(["--config", str(config)])
     assert settings["methods"] and settings["tasks"] and settings["seeds"] >= 1
+
+
+def test_the_report_says_how_many_trials_stayed_trivial_and_where_the_winners_came_from():
+    from bench.report import markdown, search_diagnostics
+
+    def trials(*flags):
+        return [{"trial_id": str(i), "trivial": f} for i, f in enumerate(flags)]
+
+    records = [
+        {"task": "rte", "method": "autopeft-lora", "seed": 0, "trials": trials(True, True, False, False),
+         "winner_source": "portfolio:lora-all-linear"},
+        {"task": "rte", "method": "autopeft-lora", "seed": 1, "trials": trials(True, False, False, False),
+         "winner_source": "sampler"},
+        # a baseline: not a search of ours, not counted; an older record without judgements: none counted
+        {"task": "rte", "method": "random", "seed": 0, "trials": trials(True, True)},
+        {"task": "rte", "method": "autopeft-all", "seed": 0, "trials": [{"trial_id": "0"}]},
+    ]
+    found = search_diagnostics(records)["rte"]
+    assert set(found) == {"autopeft-lora", "autopeft-all"}
+    lora = found["autopeft-lora"]
+    assert lora["trivial_share"]["median"] == pytest.approx(0.375) and lora["trials_judged"] == 8
+    assert (lora["sampler_wins"], lora["seeds_with_source"]) == (1, 2)
+    assert found["autopeft-all"]["trials_judged"] == 0
+    text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
+                     "summary": {"rte": {}}, "paired": {}})
+    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] of 8 trials | 1 of 2 seeds |" in text
+    assert "| rte | autopeft-all | not measured | not recorded |" in text
