@@ -257,6 +257,25 @@ class BudgetConfig(_Strict):
         return -(-self.max_steps // self.eval_interval)
 
 
+class CalibrationConfig(_Strict):
+    """A learning-rate range test per adapter family before the search (``autopeft.study.calibration``)."""
+
+    enabled: bool = Field(
+        True, description="Before the search, probe each adapter family on the task's own data with a learning "
+        "rate growing from lr_min to lr_max, and search that family's learning rate around where the training "
+        "loss fell fastest. A family that sets its own learning_rate in the space keeps it.")
+    steps: int = Field(50, ge=8, le=1000, description="Training steps of each family's probe (counted in the "
+                       "study's time; the probe stops early once the loss diverges).")
+    lr_min: float = Field(1e-6, gt=0, le=10.0, description="Learning rate of the probe's first step.")
+    lr_max: float = Field(1.0, gt=0, le=10.0, description="Learning rate of the probe's last step.")
+
+    @model_validator(mode="after")
+    def _ramp_grows(self) -> CalibrationConfig:
+        if self.lr_max <= self.lr_min:
+            raise ValueError(f"lr_max ({self.lr_max:g}) must be above lr_min ({self.lr_min:g})")
+        return self
+
+
 class PruningConfig(_Strict):
     enabled: bool = Field(True, description="Stop weak trials early with ASHA.")
     grace_period: int = Field(1, gt=0, description="Reports every trial makes before it can be stopped.")
@@ -382,6 +401,9 @@ class SearchConfig(_Strict):
     )
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig,
+        description="Per-family learning-rate calibration before the search (a short range test on the task's data).")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     promotion: PromotionConfig = Field(

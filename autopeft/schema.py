@@ -278,6 +278,60 @@ class Metric:
         return f"{Metric.FINAL_PREFIX}{metric}"
 
 
+class CalibrationRun:
+    """The learning-rate calibration before the search (``autopeft.study.calibration``): a run
+    nested under the study's run (tagged like a trial run, with this kind) holding each probed
+    family's curve and the range chosen for it; its wall time is also on the study run."""
+
+    KIND = "calibration"  # value of RunTag.KIND
+    #: Metric on the study's parent run: wall seconds of every family's probe, their Ray tasks included.
+    WALL_TIME = "calibration_wall_time_s"
+    #: Params of the calibration run: the probe's settings.
+    STEPS, LR_MIN, LR_MAX = "steps", "lr_min", "lr_max"
+    #: Value of :meth:`outcome` when the probe's loss never fell.
+    KEPT = "kept the space's range (loss never fell)"
+    CALIBRATED = "calibrated"
+
+    @staticmethod
+    def lr(family: str) -> str:
+        """Metric: the learning rate of the family's probe at each step (the MLflow step)."""
+        return f"{family}.lr"
+
+    @staticmethod
+    def loss(family: str) -> str:
+        """Metric: the training loss of the family's probe at each step (finite values only)."""
+        return f"{family}.loss"
+
+    @staticmethod
+    def outcome(family: str) -> str:
+        """Param: CALIBRATED or KEPT."""
+        return f"{family}.outcome"
+
+    @staticmethod
+    def low(family: str) -> str:
+        """Param: the lower end of the learning-rate range the family's trials sample from."""
+        return f"{family}.lr_low"
+
+    @staticmethod
+    def high(family: str) -> str:
+        return f"{family}.lr_high"
+
+    @staticmethod
+    def suggested(family: str) -> str:
+        """Param: the rate at the steepest fall of the probe's smoothed loss."""
+        return f"{family}.lr_suggested"
+
+    @staticmethod
+    def stopped(family: str) -> str:
+        """Param: why the family's probe ended: end, diverged or non-finite (``LrCurve.stopped``)."""
+        return f"{family}.stopped"
+
+    @staticmethod
+    def probe_time(family: str) -> str:
+        """Metric: seconds of the family's probe steps (its model's build and load not included)."""
+        return f"{family}.probe_time_s"
+
+
 class Alias:
     """Registry aliases autopeft moves."""
 

@@ -46,6 +46,9 @@ MINIMAL: dict[str, Any] = {
     "data": {"text_columns": ["sentence"], "label_column": "label"},
     "space": {"adapters": {"lora": {"r": {"choices": [4, 8]}}, "ia3": {}}, "batch_size": 16},
     "budget": {"trials": 2, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
+    # off: a probe of 50 steps per family would cost more than the 2 trials of 10 steps; the
+    # calibration's own tests turn it on (tests/study/test_calibration.py)
+    "calibration": {"enabled": False},
 }
 
 

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import optuna
 
-from autopeft.config import BudgetConfig, SearchConfig
+from autopeft.config import BudgetConfig, CalibrationConfig, SearchConfig
 from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.errors import ConfigError
 from autopeft.space import ChoiceSpec, RangeSpec, SearchSpace
 from autopeft.study import Prepared
+from autopeft.study.calibration import families_to_calibrate
 from autopeft.study.define_by_run import compile_space
 
 #: Steps each family trains in the probe; the first half warms up and is not timed.
@@ -100,15 +101,32 @@ class BudgetPlan:
     reasons: dict[str, str] = field(default_factory=dict)
     max_validation_examples: int | None = None
     estimated_s: float = 0.0
+    #: Seconds kept for the learning-rate calibration's probes before the trials (0: none run).
+    calibration_s: float = 0.0
+    #: The calibration settings, where the plan changed them (turned off: no room in the budget).
+    calibration: CalibrationConfig | None = None
 
     def lines(self) -> list[str]:
         """One line per planned field: value and reason."""
         out = []
         for name, why in self.reasons.items():
-            value = self.max_validation_examples if name == "max_validation_examples" else getattr(self.budget, name)
-            section = "data" if name == "max_validation_examples" else "budget"
-            out.append(f"{section}.{name} = {value}: {why}")
+            out.append(f"{self.field(name)} = {self.value(name)}: {why}")
         return out
+
+    @staticmethod
+    def field(name: str) -> str:
+        """The dotted config field of a planned ``name`` (a budget field unless named otherwise)."""
+        if name == "max_validation_examples":
+            return f"data.{name}"
+        return name if "." in name else f"budget.{name}"
+
+    def value(self, name: str) -> Any:
+        if name == "max_validation_examples":
+            return self.max_validation_examples
+        if name.startswith("calibration."):
+            assert self.calibration is not None
+            return getattr(self.calibration, name.split(".", 1)[1])
+        return getattr(self.budget, name)
 
 
 def _batch_sizes(space: SearchSpace, family: str) -> list[int]:
@@ -231,6 +249,19 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
     available = total * SAFETY - measured.cost_s - FIXED_OVERHEAD_S - registration_s
     per_trial_s = build_s + PER_TRIAL_OVERHEAD_S
     minimal = MIN_TRIALS * (per_trial_s + MIN_STEPS * step_s) / concurrency
+    # the learning-rate calibration probes its families before the trials, inside the budget;
+    # where it would leave too little for a minimal study it is turned off (the space's ranges
+    # are searched), which is better than refusing a budget that holds the study without it
+    calibration: CalibrationConfig | None = None
+    calibrating, _ = families_to_calibrate(space, config.calibration)
+    calibration_s = _calibration_cost(config, space, measured, calibrating)
+    if calibrating and available - calibration_s < minimal <= available:
+        calibration = config.calibration.model_copy(update={"enabled": False})
+        reasons["calibration.enabled"] = (f"off: the learning-rate probes of {', '.join(calibrating)} (about "
+                                          f"{calibration_s:.0f}s) leave too little for {MIN_TRIALS} trials of "
+                                          f"{MIN_STEPS} steps")
+        calibration_s = 0.0
+    available -= calibration_s
     if available < minimal:
         needed = (minimal + measured.cost_s + FIXED_OVERHEAD_S + registration_s) / SAFETY
         raise ConfigError(f"budget.time: {budget.time} cannot hold a study on this machine ({measured.device}): "
@@ -292,7 +323,7 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         final_cost = (_final_cost(final_steps, per_trial_s, slowest_step_s, eval_per_example * eval_rows)
                       if final_steps else 0.0)
         time_limit_s = round(max(60.0, total * SAFETY - measured.cost_s - FIXED_OVERHEAD_S - registration_s
-                                 - final_cost), 0)
+                                 - calibration_s - final_cost), 0)
         reasons["time_limit_s"] = "trials stop by then, whatever ASHA decided, so the final training and " \
                                   "registration still fit"
     if max_validation_examples != config.data.max_validation_examples:
@@ -303,10 +334,23 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         "trials": trials, "max_steps": max_steps, "eval_interval": eval_interval,
         "final_steps": final_steps, "time_limit_s": time_limit_s,
     })
-    estimated = (measured.cost_s + FIXED_OVERHEAD_S + registration_s + (time_limit_s or 0.0)
+    estimated = (measured.cost_s + FIXED_OVERHEAD_S + registration_s + calibration_s + (time_limit_s or 0.0)
                  + (_final_cost(final_steps, per_trial_s, slowest_step_s, eval_per_example * eval_rows)
                     if final_steps else 0.0))
-    return BudgetPlan(budget=planned, reasons=reasons, max_validation_examples=max_validation_examples, estimated_s=estimated)
+    return BudgetPlan(budget=planned, reasons=reasons, max_validation_examples=max_validation_examples,
+                      estimated_s=estimated, calibration_s=calibration_s, calibration=calibration)
+
+
+def _calibration_cost(config: SearchConfig, space: SearchSpace, measured: ProbeResult, families: list[str]) -> float:
+    """Seconds of the calibration's probes: each family's build and ``calibration.steps`` steps
+    (all of them, though a probe stops early once its loss diverges), side by side as far as
+    ``concurrent_trials`` allows."""
+    if not families:
+        return 0.0
+    steps = config.calibration.steps
+    each = [measured.timings[f].build_s + PER_TRIAL_OVERHEAD_S
+            + steps * measured.timings[f].step_at(float(np.mean(_batch_sizes(space, f)))) for f in families]
+    return math.ceil(len(each) / config.budget.concurrent_trials) * max(each)
 
 
 def _full_trial(steps: int, per_trial_s: float, step_s: float, eval_s: float) -> float:

@@ -54,11 +54,14 @@ def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line
     base_dir = prepared.resolved.source.parent if prepared.resolved.source else None
     prepared.warm_start = collect(cfg.warm_start, prepared.resolved.space, prepared.optuna_storage,
                                   trials=cfg.budget.trials, base_dir=base_dir)
+    if planned.calibration is not None:
+        cfg.calibration = planned.calibration
     for name, why in planned.reasons.items():
-        section = "data" if name == "max_validation_examples" else "budget"
-        prepared.resolved.notes[f"{section}.{name}"] = why
+        prepared.resolved.notes[planned.field(name)] = why
     for line in planned.lines():
         say(line)
+    if planned.calibration_s:
+        say(f"calibration: about {planned.calibration_s:.0f}s of it probes each family's learning rate first")
     say(f"planned to end in about {planned.estimated_s / 60:.1f} min of the {cfg.budget.time} given")
     return planned
 

@@ -262,3 +262,103 @@ def trials_html(data: StudyData) -> str:
                                                 for c, v in cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
+
+
+# --- learning-rate calibration ------------------------------------------------------------------
+
+#: Title of the calibration figure (a study calibrated before its search; none otherwise).
+CALIBRATION_TITLE = "Learning-rate calibration (probe loss by learning rate; the range searched shaded)"
+
+
+@dataclass
+class FamilyProbe:
+    """One family's probe as the calibration run recorded it."""
+
+    family: str
+    outcome: str
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float | None] = field(default_factory=list)  # None where the loss was not finite
+    low: float | None = None
+    high: float | None = None
+    suggested: float | None = None
+
+
+def calibration_probes(client: Any, data: StudyData) -> list[FamilyProbe]:
+    """Every family of the study's calibration run (its curves, its range); empty when the study
+    was not calibrated (off, nothing to calibrate, or a study of an older release)."""
+    from autopeft.schema import CalibrationRun, RunTag, TrialRunTags
+
+    parent = client.get_run(data.parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], max_results=1,
+                              filter_string=f"{TrialRunTags.children_filter(data.parent_run_id)} and "
+                                            f"tags.`{RunTag.KIND}` = '{CalibrationRun.KIND}'")
+    if not runs:
+        return []
+    run = runs[0]
+    params = run.data.params
+    suffix = CalibrationRun.outcome("")
+    probes = []
+    for key in sorted(params):
+        if not key.endswith(suffix):
+            continue
+        family = key[: -len(suffix)]
+        probe = FamilyProbe(family=family, outcome=params[key], low=number(params.get(CalibrationRun.low(family))),
+                            high=number(params.get(CalibrationRun.high(family))),
+                            suggested=number(params.get(CalibrationRun.suggested(family))))
+        lrs = {int(m.step): float(m.value) for m in client.get_metric_history(run.info.run_id, CalibrationRun.lr(family))}
+        losses = {int(m.step): float(m.value)
+                  for m in client.get_metric_history(run.info.run_id, CalibrationRun.loss(family))}
+        for step in sorted(lrs):
+            probe.lrs.append(lrs[step])
+            probe.losses.append(number(losses.get(step)))
+        probes.append(probe)
+    return probes
+
+
+def calibration_figures(client: Any, data: StudyData) -> dict[str, Any]:
+    """``{"calibration": figure}``: each probed family's training loss against the learning rate
+    (log axis; raw losses as points, the smoothed loss the range was read from as a line), the
+    range its trials searched shaded and its steepest point starred; families that kept the
+    space's range are named under the title. Empty when the study was not calibrated."""
+    import plotly.graph_objects as go
+
+    from autopeft.engine.calibration import smooth
+
+    probes = calibration_probes(client, data)
+    if not probes:
+        return {}
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    fig = go.Figure()
+    floor, ceiling = math.inf, 0.0
+    for i, probe in enumerate(p for p in probes if p.lrs):
+        color = palette[i % len(palette)]
+        points = [(lr, loss) for lr, loss in zip(probe.lrs, probe.losses, strict=True) if loss is not None]
+        if not points:
+            continue
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        smoothed = smooth(ys).tolist()
+        floor, ceiling = min(floor, min(ys)), max(ceiling, 2.0 * smoothed[0])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=f"{probe.family} loss", opacity=0.45,
+                                 marker={"color": color, "size": 5}, showlegend=False))
+        fig.add_trace(go.Scatter(x=xs, y=smoothed, mode="lines", name=f"{probe.family} (smoothed)",
+                                 line={"color": color, "width": 2}))
+        if probe.low is not None and probe.high is not None:
+            fig.add_vrect(x0=probe.low, x1=probe.high, fillcolor=color, opacity=0.12, line_width=0)
+            # the range again as a thick segment: shapes are not drawn by the PNG fallback (matplotlib)
+            fig.add_trace(go.Scatter(x=[probe.low, probe.high], y=[min(ys)] * 2, mode="lines",
+                                     name=f"{probe.family} range {probe.low:.1e}..{probe.high:.1e}",
+                                     line={"color": color, "width": 8}, opacity=0.5))
+        suggested = probe.suggested
+        if suggested is not None:
+            at = min(range(len(xs)), key=lambda j: abs(math.log(xs[j] / suggested)))
+            fig.add_trace(go.Scatter(x=[suggested], y=[smoothed[at]], mode="markers", showlegend=False,
+                                     name=f"{probe.family} steepest", marker={"symbol": "star", "size": 14,
+                                                                              "color": color}))
+    kept = [f"{p.family}: {p.outcome}" for p in probes if p.low is None]
+    title = CALIBRATION_TITLE + (f"<br><sup>{html.escape('; '.join(kept))}</sup>" if kept else "")
+    fig.update_layout(title=title, xaxis_title="learning rate", yaxis_title="training loss", template="plotly_white",
+                      height=460, margin={"l": 60, "r": 20, "t": 90 if kept else 50, "b": 50})
+    fig.update_xaxes(type="log")
+    if math.isfinite(floor) and ceiling > floor:  # a diverged tail would flatten the curves
+        fig.update_yaxes(range=[floor * 0.9, ceiling])
+    return {"calibration": fig}

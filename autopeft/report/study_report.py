@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
-from autopeft.report.sections import importance_caveat, summary_html, trials_html
+from autopeft.report.sections import calibration_figures, importance_caveat, summary_html, trials_html
 from autopeft.schema import Artifact, Metric, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
 
 if TYPE_CHECKING:
@@ -663,7 +663,8 @@ def render_html(data: StudyData, figures: dict[str, go.Figure]) -> str:
                           config={"displaylogo": False, "responsive": True})
         caveat = importance_caveat(data) if key == "importance" else None
         note = f'\n<p class="note caveat">{html.escape(caveat)}</p>' if caveat else ""
-        parts.append(f'<h2 id="{key}">{html.escape(FIGURES[key])}</h2>{note}\n<div class="figure">{div}</div>')
+        title = FIGURES.get(key) or re.sub(r"<[^>]+>.*", "", str(fig.layout.title.text))  # a figure of sections.py
+        parts.append(f'<h2 id="{key}">{html.escape(title)}</h2>{note}\n<div class="figure">{div}</div>')
     path = template_path()
     template = path.read_text() if path is not None else _FALLBACK_TEMPLATE
     return string.Template(template).substitute(
@@ -696,7 +697,7 @@ def write_report(study_name: str, *, tracking_uri: str, out_dir: Path, client: M
     data = load_study_data(client, study_name)
     if structure is None:
         structure = _structure_for(data)
-    figures = build_figures(data, structure)
+    figures = {**build_figures(data, structure), **calibration_figures(client, data)}
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / Artifact.REPORT_HTML
     html_path.write_text(render_html(data, figures), encoding="utf-8")

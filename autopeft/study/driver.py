@@ -29,6 +29,7 @@ from autopeft.objectives import select
 from autopeft.process import is_configured
 from autopeft.registry.tracking import connect, log_metrics, trial_runs
 from autopeft.schema import RUN_STATUS, Metric, Outcome, now_iso
+from autopeft.study.calibration import calibrate
 from autopeft.study.prepare import Prepared
 from autopeft.study.registration import finalize
 from autopeft.study.results import SearchResult, phase, summaries
@@ -124,6 +125,8 @@ def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: di
         if trivial_metrics:  # the line the report draws on every curve
             log_metrics(client, study.parent_id, {Metric.trivial(k): v for k, v in trivial_metrics.items()})
         spec = study_spec(prepared, data, trivial)
+        with phase(phases, "calibration"):  # before the searcher compiles the space: it searches the calibrated one
+            prepared = calibrate(prepared, study, spec, data)
         tuner = make_tuner(prepared, study, spec, data, ray_path, callbacks or [])
         with phase(phases, "trials"):
             grid = tuner.fit()

@@ -53,12 +53,13 @@ class SearchResult:
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the
-#: cache), start Ray, run the trials, train the selected config again for ``budget.final_steps``
+#: cache), start Ray, probe each family's learning rate (``calibration``, zero when off or
+#: resumed), run the trials, train the selected config again for ``budget.final_steps``
 #: (``final_training``, zero when off), export and register the best adapter (``finalize``) with
 #: its evaluation after reloading it, on validation and test (``final_eval``), write the report.
 #: Disjoint, so they add up to at most the wall time.
-SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "trials", "final_training", "final_eval", "finalize",
-                 "report")
+SEARCH_PHASES = ("mlflow_setup", "tokenize", "ray_start", "calibration", "trials", "final_training", "final_eval",
+                 "finalize", "report")
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ BASE = {
 
 
 def planned(time: str, *, step_s: float = 0.2, train_rows: int = 5000, validation_rows: int = 500,
-            test_rows: int = 500, budget: dict | None = None):
-    resolved = resolve_mapping({**BASE, "budget": {"time": time, **(budget or {})}})
+            test_rows: int = 500, budget: dict | None = None, calibration: dict | None = None):
+    resolved = resolve_mapping({**BASE, "budget": {"time": time, **(budget or {})}, "calibration": calibration or {}})
     probe = ProbeResult(timings={f: FamilyTiming(f, build_s=2.0, step_s=step_s, batch_size=32,
                                                  eval_s_per_example=0.002) for f in ("lora", "dora", "ia3")},
                         cost_s=20.0, device="cpu x2")
@@ -75,3 +75,21 @@ def test_too_little_time_is_a_one_line_error() -> None:
 
 def test_same_inputs_same_plan() -> None:
     assert planned("20m").budget == planned("20m").budget
+
+
+def test_the_calibration_probes_are_planned_before_the_trials() -> None:
+    on, off = planned("30m"), planned("30m", calibration={"enabled": False})
+    # lora and dora are probed (lora-family's ia3 sets its own rate): 2 x (build 2s + 3s + 50 steps
+    # of 0.2s at batch 32, scaled to the mean batch 24)
+    assert on.calibration_s == pytest.approx(2 * (2.0 + 3.0 + 50 * 0.2 * 24 / 32))
+    assert off.calibration_s == 0.0 and on.calibration is None  # left as configured
+    assert on.budget.time_limit_s == pytest.approx(off.budget.time_limit_s - on.calibration_s, abs=1.0)
+    assert on.estimated_s <= on.budget.time_s
+
+
+def test_a_budget_without_room_for_the_probes_turns_the_calibration_off() -> None:
+    result = planned("3m", step_s=0.35)  # a minimal study fits, the probes beside it do not
+    assert result.calibration is not None and result.calibration.enabled is False
+    assert result.calibration_s == 0.0
+    assert any(line.startswith("calibration.enabled = False: off: the learning-rate probes of lora, dora")
+               for line in result.lines())

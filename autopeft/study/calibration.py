@@ -1,0 +1,245 @@
+"""Per-family learning-rate calibration, before the search and inside its budget.
+
+For each adapter family whose learning rate the space does not set by hand in the family's own
+block, a learning-rate range test (:mod:`autopeft.engine.calibration`) runs as a Ray task with a
+trial's resources on the study's training data; the range it suggests replaces the shared
+learning-rate range for that family's trials (the family's own ``learning_rate``, a log range),
+so the searcher compiles a space in which every family samples rates that train on this task.
+
+Why before the search and not inside it: a short trial at a rate one or two orders of magnitude
+off never leaves the majority-class predictor, and the sampler learns nothing from it; one
+probe of a few dozen steps per family costs about one short trial and moves every trial of that
+family into the range where the loss falls.
+
+Only the driver writes MLflow: the tasks return their curves, and :func:`record` logs them on a
+run nested under the study's run (:class:`~autopeft.schema.CalibrationRun`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+
+from autopeft.config import CalibrationConfig
+from autopeft.data import TokenizedData
+from autopeft.engine.calibration import LrCurve, LrRange, probe_adapter, suggest_range
+from autopeft.engine.training import StudySpec, build_adapter, pick_device
+from autopeft.registry.tracking import log_history, log_metrics, log_params
+from autopeft.schema import Artifact, CalibrationRun, TrialRunTags
+from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, SearchSpace
+from autopeft.study.define_by_run import compile_space
+
+if TYPE_CHECKING:
+    from autopeft.study.prepare import Prepared
+    from autopeft.study.study_run import StudyRun
+
+logger = logging.getLogger("autopeft")
+
+#: Value of a family's outcome param when the space sets its learning rate itself.
+SET_BY_HAND = "set in the space (not probed)"
+
+
+@dataclass
+class FamilyCalibration:
+    """One family's probe: its curve (None when the probe failed), the range chosen (None: the
+    space's range is kept) and why."""
+
+    family: str
+    config: dict[str, Any]
+    curve: LrCurve | None
+    found: LrRange | None
+    outcome: str
+
+
+def families_to_calibrate(space: SearchSpace, settings: CalibrationConfig) -> tuple[list[str], str | None]:
+    """The families the calibration probes, and why it probes none where that is not obvious.
+
+    A family that sets ``learning_rate`` in its own block keeps it (a range fixed by hand). A
+    shared rate that is one value is fixed by hand for every family. Optuna samples one
+    parameter from one kind of distribution, and the calibrated ranges are log ranges: where
+    another sampled rate (the shared one, which a family whose probe learnt nothing keeps, or a
+    family's own) is choices or a linear range, the space is searched as given, and the
+    returned reason says so."""
+    if not settings.enabled or not isinstance(space.learning_rate, (RangeSpec, ChoiceSpec)):
+        return [], None
+    families = [name for name in space.adapters if "learning_rate" not in space.adapters[name]]
+    if not families:
+        return [], None
+    specs = {"space.learning_rate": space.learning_rate,
+             **{f"space.adapters.{name}.learning_rate": block["learning_rate"]
+                for name, block in space.adapters.items() if "learning_rate" in block}}
+    for where, spec in specs.items():
+        if isinstance(spec, ChoiceSpec) or (isinstance(spec, RangeSpec) and (not spec.log or spec.is_int)):
+            return [], (f"{where} is not a log range, and Optuna samples one parameter from one kind of "
+                        "distribution: no family is calibrated (give it a log range, or fix it)")
+    return families, None
+
+
+def calibrated_space(space: SearchSpace, ranges: dict[str, LrRange]) -> SearchSpace:
+    """``space`` with each family of ``ranges`` given its own learning-rate range (log scale)."""
+    adapters = {name: ({**block, "learning_rate": RangeSpec(low=ranges[name].low, high=ranges[name].high, log=True)}
+                       if name in ranges else dict(block))
+                for name, block in space.adapters.items()}
+    out = space.model_copy(update={"adapters": adapters})
+    if space.num_layers:  # a layer mask needs the model's layer count, bound once by prepare
+        out.bind_model(space.num_layers)
+    out.validate_shared()
+    return out
+
+
+class _MiddleSampler(optuna.samplers.BaseSampler):
+    """Draws the middle of every distribution: the centre of a range (geometric for a log
+    range), the middle choice (the first of two). The probe then measures the family as the
+    space centres it, the same for every run of the study, not a random corner of it."""
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return {}
+
+    def sample_relative(self, study: Any, trial: Any, search_space: Any) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        dist = param_distribution
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            return dist.choices[(len(dist.choices) - 1) // 2]
+        low, high = float(dist.low), float(dist.high)
+        middle = (low * high) ** 0.5 if dist.log else (low + high) / 2
+        if isinstance(dist, optuna.distributions.IntDistribution):
+            step = dist.step or 1
+            return int(dist.low + round((middle - dist.low) / step) * step)
+        if dist.step:
+            return low + round((middle - low) / dist.step) * dist.step
+        return middle
+
+
+def probe_config(space: SearchSpace, family: str) -> dict[str, Any]:
+    """The config ``family`` is probed with: the middle of its parameters and of the shared ones
+    (placement, batch size, weight decay) as the space gives them for that family."""
+    sub = space.model_copy(update={"adapters": {family: space.adapters[family]}})
+    if space.num_layers:
+        sub.bind_model(space.num_layers)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # an in-memory draw, not a study to announce
+    try:
+        trial = optuna.create_study(sampler=_MiddleSampler()).ask()
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return {**compile_space(sub)(trial), **trial.params, ADAPTER_KEY: family}
+
+
+def probe_family(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
+                 settings: CalibrationConfig) -> LrCurve:
+    """The range test of one family, in a Ray task that holds a trial's resources (so it runs
+    where and as a trial runs: the GPU worker on a cluster, with the trial's CPU share)."""
+    # deferred: Ray takes seconds to import; imported in the code that runs on it
+    import ray
+
+    context = ray.get_runtime_context()
+    torch.set_num_threads(max(1, int(context.get_assigned_resources().get("CPU", 1))))
+    device, amp_dtype = pick_device()
+    built = build_adapter(spec, config)
+    try:
+        return probe_adapter(built, spec, data, config, lr_min=settings.lr_min, lr_max=settings.lr_max,
+                             steps=settings.steps, device=device, amp_dtype=amp_dtype)
+    finally:
+        del built  # the worker may be reused: free the model before the next task
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: TokenizedData) -> Prepared:
+    """Probe each family to calibrate (:func:`families_to_calibrate`) and return ``prepared``
+    with the calibrated space (the one :func:`~autopeft.study.searcher.make_searcher` compiles);
+    record the probes in MLflow. ``prepared`` itself is not changed.
+
+    A resumed study is not calibrated again: the searcher Ray restores holds the space its first
+    run searched. A probe that fails (its worker lost past the retries, an error) keeps the
+    space's range for its family and says why; the study goes on."""
+    # deferred: Ray takes seconds to import; the driver has it loaded by now
+    import ray
+
+    cfg = prepared.config
+    settings: CalibrationConfig = cfg.calibration
+    space = prepared.resolved.space
+    families, reason = families_to_calibrate(space, settings)
+    if reason:
+        logger.warning("calibration: %s", reason)
+    if study.resumed or not families:
+        return prepared
+    started = time.monotonic()
+    task = ray.remote(probe_family).options(num_cpus=cfg.budget.cpus_per_trial, num_gpus=cfg.budget.gpus_per_trial,
+                                            max_retries=cfg.budget.max_failures)
+    train_only = ray.put(dataclasses.replace(data, splits={"train": data.splits["train"]}))
+    configs = {family: probe_config(space, family) for family in families}
+    # submitted together: they run side by side where the cluster holds more than one trial's resources
+    pending = {family: task.remote(spec, configs[family], train_only, settings) for family in families}
+    results: list[FamilyCalibration] = []
+    for family, ref in pending.items():
+        try:
+            curve: LrCurve | None = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc  # the task's own exception, without Ray's traceback
+            results.append(FamilyCalibration(family, configs[family], None, None, f"probe failed: "
+                                             f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"))
+            continue
+        assert curve is not None
+        found = suggest_range(curve)
+        results.append(FamilyCalibration(family, configs[family], curve, found,
+                                         CalibrationRun.CALIBRATED if found else CalibrationRun.KEPT))
+    wall_s = time.monotonic() - started
+    calibrated = calibrated_space(space, {r.family: r.found for r in results if r.found is not None})
+    for r in results:
+        logger.info("calibration: %s: %s", r.family, r.found.text() if r.found else r.outcome)
+    record(prepared, study, results, calibrated, wall_s)
+    return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}))
+
+
+def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration], calibrated: SearchSpace,
+           wall_s: float) -> str:
+    """The calibration as a run nested under the study's run: the probe's settings and, per
+    family, its curve (rate and loss at each step), the range chosen or why the space's was
+    kept; the wall time on the study run; the calibrated space as the study's ``space.json``
+    (the space as searched). Returns the calibration run's id."""
+    client, parent_id = study.client, study.parent_id
+    settings: CalibrationConfig = prepared.config.calibration
+    probed = {r.family for r in results}
+    chosen = "; ".join(f"{r.family} {r.found.text() if r.found else r.outcome}" for r in results)
+    run = client.create_run(
+        study.experiment_id, run_name=f"{prepared.study_name}-calibration",
+        tags=TrialRunTags(parent_run_id=parent_id, study=prepared.study_name, kind=CalibrationRun.KIND,
+                          note=f"Learning-rate range test per adapter family, {settings.steps} steps from "
+                               f"{settings.lr_min:g} to {settings.lr_max:g}: {chosen}.").to_tags())
+    run_id = str(run.info.run_id)
+    params: dict[str, Any] = {CalibrationRun.STEPS: settings.steps, CalibrationRun.LR_MIN: settings.lr_min,
+                              CalibrationRun.LR_MAX: settings.lr_max}
+    metrics: dict[str, float] = {}
+    for r in results:
+        params[CalibrationRun.outcome(r.family)] = r.outcome
+        if r.found is not None:
+            params.update({CalibrationRun.low(r.family): r.found.low, CalibrationRun.high(r.family): r.found.high,
+                           CalibrationRun.suggested(r.family): r.found.suggested})
+        if r.curve is not None:
+            params[CalibrationRun.stopped(r.family)] = r.curve.stopped
+            metrics[CalibrationRun.probe_time(r.family)] = r.curve.wall_s
+            log_history(client, run_id, [
+                {"step": i, CalibrationRun.lr(r.family): lr,
+                 **({CalibrationRun.loss(r.family): loss} if math.isfinite(loss) else {})}
+                for i, (lr, loss) in enumerate(zip(r.curve.lrs, r.curve.losses, strict=True))])
+    for family in calibrated.adapters:
+        if family not in probed:
+            params[CalibrationRun.outcome(family)] = SET_BY_HAND
+    log_params(client, run_id, params)
+    log_metrics(client, run_id, metrics)
+    client.set_terminated(run_id, status="FINISHED")
+    log_metrics(client, parent_id, {CalibrationRun.WALL_TIME: wall_s})
+    client.log_dict(parent_id, calibrated.model_dump(mode="json"), Artifact.SPACE)
+    return run_id

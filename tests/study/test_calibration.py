@@ -1,0 +1,133 @@
+"""The calibration's half in the study (no Ray): which families are probed, the space rewritten
+with their ranges (a family's hand-set rate kept), the config a family is probed with, and what
+the driver records in MLflow and the report draws from it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from autopeft.config import CalibrationConfig
+from autopeft.engine.calibration import LrCurve, LrRange, lr_schedule
+from autopeft.schema import Artifact, CalibrationRun, RunTag
+from autopeft.space import RangeSpec, load_space
+from autopeft.study.calibration import (
+    SET_BY_HAND,
+    FamilyCalibration,
+    calibrated_space,
+    families_to_calibrate,
+    probe_config,
+    record,
+)
+from autopeft.study.define_by_run import compile_space
+
+SPACE = {
+    "adapters": {"lora": {"r": {"choices": [4, 8, 16]}}, "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}},
+    "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+    "batch_size": {"choices": [16, 32]},
+}
+ON = CalibrationConfig()
+
+
+def test_a_family_that_sets_its_own_rate_is_not_probed() -> None:
+    assert families_to_calibrate(load_space(SPACE), ON) == (["lora"], None)
+    assert families_to_calibrate(load_space({**SPACE, "adapters": ["lora", "ia3"]}), ON) == (["lora", "ia3"], None)
+
+
+@pytest.mark.parametrize("change", [{"learning_rate": 3e-4}, {"calibration": False}])
+def test_nothing_is_probed_when_off_or_when_one_rate_is_fixed_for_all(change: dict) -> None:
+    space = load_space({**SPACE, **{k: v for k, v in change.items() if k != "calibration"}})
+    settings = CalibrationConfig(enabled=change.get("calibration", True))
+    assert families_to_calibrate(space, settings) == ([], None)
+
+
+@pytest.mark.parametrize("shared", [{"choices": [1e-3, 1e-2]}, {"low": 1e-4, "high": 1e-2}])
+def test_a_shared_rate_that_is_not_a_log_range_stops_the_calibration_with_a_reason(shared: dict) -> None:
+    # a family whose probe learnt nothing keeps the shared spec, and the calibrated log ranges
+    # could not sit beside it under Optuna's one parameter name
+    space = load_space({**SPACE, "learning_rate": shared, "adapters": {"lora": {}, "ia3": {"learning_rate": 1e-2}}})
+    families, reason = families_to_calibrate(space, ON)
+    assert families == [] and reason is not None and reason.startswith("space.learning_rate is not a log range")
+
+
+def test_the_calibrated_family_samples_its_range_and_the_hand_set_one_keeps_its_own() -> None:
+    space = load_space(SPACE)
+    out = calibrated_space(space, {"lora": LrRange(low=2e-4, high=6e-3, suggested=2e-3)})
+    assert out.adapters["lora"]["learning_rate"] == RangeSpec(low=2e-4, high=6e-3, log=True)
+    assert out.adapters["lora"]["r"] == space.adapters["lora"]["r"]  # the family's own parameters stay
+    assert out.adapters["ia3"] == space.adapters["ia3"]
+    assert "learning_rate" not in space.adapters["lora"]  # the space given is not changed
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled: dict[str, list[float]] = {"lora": [], "ia3": []}
+    for _ in range(40):
+        trial = study.ask()
+        config = {**compile_space(out)(trial), **trial.params}
+        sampled[config["adapter"]].append(config["learning_rate"])
+        study.tell(trial, 0.0)
+    assert sampled["lora"] and all(2e-4 <= lr <= 6e-3 for lr in sampled["lora"])
+    assert sampled["ia3"] and all(3e-3 <= lr <= 3e-2 for lr in sampled["ia3"])
+
+
+def test_a_family_is_probed_at_the_middle_of_the_space() -> None:
+    config = probe_config(load_space({**SPACE, "warmup_ratio": {"low": 0.0, "high": 0.1}}), "lora")
+    assert config["adapter"] == "lora" and config["lora.r"] == 8 and config["batch_size"] == 16
+    assert config["warmup_ratio"] == pytest.approx(0.05)
+
+
+def _results() -> list[FamilyCalibration]:
+    lrs = [float(v) for v in lr_schedule(1e-6, 1.0, 7)]
+    losses = [0.7, 0.7, 0.69, 0.6, 0.4, 0.5, float("nan")]
+    return [FamilyCalibration("lora", {}, LrCurve(lrs=lrs, losses=losses, stopped="non-finite", wall_s=1.5),
+                              LrRange(low=1e-3, high=1e-2, suggested=5e-3), CalibrationRun.CALIBRATED),
+            FamilyCalibration("dora", {}, LrCurve(lrs=lrs, losses=[0.7] * 7, wall_s=1.0), None, CalibrationRun.KEPT)]
+
+
+def test_the_probes_are_recorded_on_a_nested_run_and_drawn_in_the_report(tracking_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from autopeft.report.sections import calibration_figures, calibration_probes
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = client.create_experiment("calibration")
+    parent = client.create_run(experiment_id, run_name="study")
+    study = SimpleNamespace(client=client, parent_id=parent.info.run_id, experiment_id=experiment_id)
+    prepared = SimpleNamespace(study_name="study", config=SimpleNamespace(calibration=ON))
+    space = load_space({**SPACE, "adapters": {"lora": {}, "dora": {}, "ia3": SPACE["adapters"]["ia3"]}})
+    calibrated = calibrated_space(space, {"lora": LrRange(low=1e-3, high=1e-2, suggested=5e-3)})
+    run_id = record(prepared, study, _results(), calibrated, wall_s=4.0)  # type: ignore[arg-type]
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[RunTag.PARENT_RUN] == parent.info.run_id and run.data.tags[RunTag.KIND] == "calibration"
+    params = run.data.params
+    assert params["lora.outcome"] == "calibrated" and float(params["lora.lr_low"]) == 1e-3
+    assert params["dora.outcome"] == "kept the space's range (loss never fell)" and "dora.lr_low" not in params
+    assert params["ia3.outcome"] == SET_BY_HAND
+    assert params["lora.stopped"] == "non-finite" and params["steps"] == "50"
+    lrs = client.get_metric_history(run_id, CalibrationRun.lr("lora"))
+    losses = client.get_metric_history(run_id, CalibrationRun.loss("lora"))
+    assert [m.step for m in lrs] == list(range(7)) and [m.step for m in losses] == list(range(6))  # NaN left out
+    assert client.get_run(parent.info.run_id).data.metrics[CalibrationRun.WALL_TIME] == 4.0
+    searched = client.download_artifacts(parent.info.run_id, Artifact.SPACE, str(tracking_uri.rsplit("/", 1)[0][10:]))
+    assert "0.001" in open(searched).read()  # the study's space.json is the space searched
+
+    data = SimpleNamespace(parent_run_id=parent.info.run_id)
+    probes = {p.family: p for p in calibration_probes(client, data)}  # type: ignore[arg-type]
+    assert set(probes) == {"lora", "dora", "ia3"}
+    assert probes["lora"].low == 1e-3 and probes["lora"].losses[-1] is None and len(probes["lora"].lrs) == 7
+    figure = calibration_figures(client, data)["calibration"]  # type: ignore[arg-type]
+    assert figure.layout.xaxis.type == "log"
+    assert any(t.name == "lora range 1.0e-03..1.0e-02" for t in figure.data)
+    assert "ia3: set in the space" in figure.layout.title.text
+
+
+def test_a_study_without_calibration_has_no_figure(tracking_uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from autopeft.report.sections import calibration_figures
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = client.create_run(client.create_experiment("plain"), run_name="study")
+    assert calibration_figures(client, SimpleNamespace(parent_run_id=parent.info.run_id)) == {}  # type: ignore[arg-type]
