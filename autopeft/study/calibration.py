@@ -36,6 +36,7 @@ from autopeft.registry.tracking import log_history, log_metrics, log_params
 from autopeft.schema import Artifact, CalibrationRun, TrialRunTags
 from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, SearchSpace
 from autopeft.study.define_by_run import compile_space
+from autopeft.study.warmstart import WarmPoint
 
 if TYPE_CHECKING:
     from autopeft.study.prepare import Prepared
@@ -200,7 +201,42 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
     for r in results:
         logger.info("calibration: %s: %s", r.family, r.found.text() if r.found else r.outcome)
     record(prepared, study, results, calibrated, wall_s)
-    return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}))
+    found = {r.family: r.found for r in results if r.found is not None}
+    return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}),
+                               warm_start=fit_warm_start(prepared.warm_start, found, space))
+
+
+#: Warm-start sources autopeft ships (the built-in portfolio): their learning rates were measured
+#: on other tasks, so the calibration on this one moves them into its range.
+BUILT_IN_SOURCES = ("prior:", "portfolio:")
+
+
+def fit_warm_start(points: list[WarmPoint], ranges: dict[str, LrRange], space: SearchSpace) -> list[WarmPoint]:
+    """The warm-start points with learning rates fitted to the calibrated ranges.
+
+    A built-in config (:data:`BUILT_IN_SOURCES`) brings its structure (family, rank, placement)
+    and a rate that suited the tasks it was chosen on; where that rate lies outside its family's
+    calibrated range on this task, it moves to the nearest end of the range. A config the user
+    gave (a file, an earlier study) keeps its rate, with a warning: it may come from this very
+    task, and it is theirs to give."""
+    out = []
+    for point in points:
+        family = point.params.get(ADAPTER_KEY) or (next(iter(space.adapters)) if len(space.adapters) == 1 else None)
+        found = ranges.get(str(family))
+        lr = point.params.get("learning_rate")
+        if found is None or not isinstance(lr, (int, float)) or found.low <= float(lr) <= found.high:
+            out.append(point)
+            continue
+        if point.source.startswith(BUILT_IN_SOURCES):
+            moved = min(max(float(lr), found.low), found.high)
+            logger.info("calibration: warm start %s: learning rate %.2e -> %.2e (%s's calibrated range %s)",
+                        point.source, lr, moved, family, found.text())
+            out.append(dataclasses.replace(point, params={**point.params, "learning_rate": moved}))
+        else:
+            logger.warning("calibration: warm start %s keeps its learning rate %.2e, outside %s's calibrated range %s",
+                           point.source, lr, family, found.text())
+            out.append(point)
+    return out
 
 
 def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration], calibrated: SearchSpace,
