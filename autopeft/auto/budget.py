@@ -32,6 +32,9 @@ from autopeft.study import Prepared
 from autopeft.study.calibration import families_to_calibrate
 from autopeft.study.define_by_run import compile_space
 
+#: Most of the trials' time the learning-rate calibration may take; past it the probes would
+#: cost more trials than they could save, and the space's ranges are searched as given.
+CALIBRATION_MAX_SHARE = 0.25
 #: Steps each family trains in the probe; the first half warms up and is not timed.
 PROBE_STEPS = 8
 #: Validation examples the probe evaluates to time evaluation per example.
@@ -260,6 +263,12 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         reasons["calibration.enabled"] = (f"off: the learning-rate probes of {', '.join(calibrating)} (about "
                                           f"{calibration_s:.0f}s) leave too little for {MIN_TRIALS} trials of "
                                           f"{MIN_STEPS} steps")
+        calibration_s = 0.0
+    elif calibrating and calibration_s > CALIBRATION_MAX_SHARE * available:
+        calibration = config.calibration.model_copy(update={"enabled": False})
+        reasons["calibration.enabled"] = (f"off: the learning-rate probes of {', '.join(calibrating)} (about "
+                                          f"{calibration_s:.0f}s) would take more than "
+                                          f"{CALIBRATION_MAX_SHARE:.0%} of the time the trials have")
         calibration_s = 0.0
     available -= calibration_s
     if available < minimal:

@@ -93,3 +93,14 @@ def test_a_budget_without_room_for_the_probes_turns_the_calibration_off() -> Non
     assert result.calibration_s == 0.0
     assert any(line.startswith("calibration.enabled = False: off: the learning-rate probes of lora, dora")
                for line in result.lines())
+
+
+def test_probes_that_would_take_over_a_quarter_of_the_trials_time_are_left_out() -> None:
+    from autopeft.auto.budget import CALIBRATION_MAX_SHARE
+
+    # the probes fit beside a minimal study, but 400 steps per family (2 x 65 s) would eat half
+    # of the trials' time in 10 minutes
+    result = planned("10m", calibration={"steps": 400})
+    assert result.calibration is not None and result.calibration.enabled is False and result.calibration_s == 0.0
+    assert any(f"more than {CALIBRATION_MAX_SHARE:.0%} of the time the trials have" in line for line in result.lines())
+    assert planned("30m").calibration is None  # 50 steps in 30 minutes: kept as configured
