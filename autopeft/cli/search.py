@@ -11,6 +11,7 @@ from autopeft.cli import _inputs
 from autopeft.cli._output import console, fail, interrupted_before_compute, out
 from autopeft.errors import AutoPeftError, StudyCancelled
 from autopeft.process import configure_process
+from autopeft.schema import Metric
 
 
 def search(
@@ -138,6 +139,9 @@ def _run(prepared: Any, verbose: bool) -> None:
     ]
     if result.test_metrics:
         lines.append(f"test {metric}: {result.test_metrics.get(metric, float('nan')):.4f}")
+    warning = learnt_nothing(best.metrics)
+    if warning:
+        lines.append(f"[yellow]warning[/]: {warning}")
     lines += [
         f"registered: models:/{cfg.tracking.registered_model}/{result.model_version} (alias 'candidate')",
         f"adapter: {result.adapter_dir}",
@@ -151,6 +155,15 @@ def _run(prepared: Any, verbose: bool) -> None:
     if getattr(result, "report_path", None):
         lines.append(f"report: {result.report_path} (also in the MLflow run under report/)")
     out.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def learnt_nothing(metrics: dict[str, Any]) -> str | None:
+    """What to tell a user whose best trial ended at the trivial predictor's level, else None."""
+    if not metrics.get(Metric.AT_TRIVIAL):
+        return None
+    return ("the best trial ended at the trivial predictor's level (the majority class or the mean): nothing was "
+            "learnt within the trials' steps. Give them more steps (budget.max_steps or --time), more data, or a "
+            "space with other families or learning rates")
 
 
 def register(app: typer.Typer) -> None:
