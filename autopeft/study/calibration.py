@@ -201,9 +201,9 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
     for r in results:
         logger.info("calibration: %s: %s", r.family, r.found.text() if r.found else r.outcome)
     record(prepared, study, results, calibrated, wall_s)
-    found = {r.family: r.found for r in results if r.found is not None}
+    ranges = {r.family: r.found for r in results if r.found is not None}
     return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}),
-                               warm_start=fit_warm_start(prepared.warm_start, found, space))
+                               warm_start=fit_warm_start(prepared.warm_start, ranges, space))
 
 
 #: Warm-start sources autopeft ships (the built-in portfolio): their learning rates were measured
