@@ -396,7 +396,7 @@ def fig_curves(data: StudyData) -> go.Figure:
     return _layout(fig, FIGURES["curves"], "training step", data.metric)
 
 
-def _add_trivial_line(fig: go.Figure, data: StudyData, x0: float, x1: float) -> None:
+def _add_trivial_line(fig: go.Figure, data: StudyData, x0: Any, x1: Any) -> None:
     """The trivial predictor's validation metric across ``x0..x1``: a trace (not a layout
     shape), so the PNG drawn without kaleido has it too."""
     import plotly.graph_objects as go
@@ -456,6 +456,8 @@ def fig_family(data: StudyData) -> go.Figure:
             fig.add_trace(go.Scatter(x=[fam] * len(stopped), y=stopped[metric], mode="markers",
                                      name=f"{fam} (pruned, last value)",
                                      marker={"symbol": "circle-open", "color": colors[fam], "size": 8}))
+    families = sorted(str(f) for f in t["family"].unique())
+    _add_trivial_line(fig, data, families[0], families[-1])
     return _layout(fig, FIGURES["family"], "adapter family", metric)
 
 

@@ -384,7 +384,7 @@ def _judged_data() -> StudyData:
 
 def test_the_trivial_level_is_a_line_on_every_metric_curve_and_counted_in_the_summary():
     figures = build_figures(_judged_data(), None)
-    for key in ("curves", "history"):
+    for key in ("curves", "history", "family"):
         (line,) = [t for t in figures[key].data if t.name and t.name.startswith("trivial predictor")]
         assert line.name == "trivial predictor (majority class): 0.5090" and list(line.y) == [0.509, 0.509]
     text = _html(_judged_data())
