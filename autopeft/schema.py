@@ -286,6 +286,9 @@ class CalibrationRun:
     KIND = "calibration"  # value of RunTag.KIND
     #: Metric on the study's parent run: wall seconds of every family's probe, their Ray tasks included.
     WALL_TIME = "calibration_wall_time_s"
+    #: Metric on the study's parent run: training steps every family's probe took together (a
+    #: comparison at equal steps, such as the bench, counts them against the search).
+    STEPS_TAKEN = "calibration_steps"
     #: Params of the calibration run: the probe's settings.
     STEPS, LR_MIN, LR_MAX = "steps", "lr_min", "lr_max"
     #: Value of :meth:`outcome` when the probe's loss never fell.

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autopeft.schema import Metric, TrialRunTags
+from autopeft.schema import CalibrationRun, Metric, TrialRunTags
 from bench.data import TaskFiles
 
 #: peft LoraConfig() defaults, in autopeft's trial-config form.
@@ -262,11 +262,14 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     trials = _trial_rows(sorted(result.trials, key=lambda t: timeline.started.get(t.trial_id, math.inf)), ctx.metric)
     best = result.best
     assert best is not None
-    # the final training's steps count against the budget like the trials' (none if it diverged)
+    # the final training's steps count against the budget like the trials' (none if it diverged),
+    # and so do the learning-rate probes' before the search
     final_trained = int(result.final_history[-1]["step"]) if result.final_history else 0
+    calibration_steps = study_metric(raw_config["tracking"]["uri"], result.parent_run_id, CalibrationRun.STEPS_TAKEN)
     return _record(
         name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
-        params=int(best.metrics.get("trainable_params") or 0), steps=sum(t["steps"] for t in trials) + final_trained,
+        params=int(best.metrics.get("trainable_params") or 0),
+        steps=sum(t["steps"] for t in trials) + final_trained + calibration_steps, calibration_steps=calibration_steps,
         wall=wall, final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
         final_train_eval_s=result.final_train_time_s + result.final_eval_time_s,
         trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
@@ -275,6 +278,13 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
         winner_source=winner_source(raw_config["tracking"]["uri"], best.run_id),
     )
+
+
+def study_metric(tracking_uri: str, parent_run_id: str, name: str) -> int:
+    """A count the study logged on its parent run (0 where it logged none)."""
+    from mlflow import MlflowClient
+
+    return int(MlflowClient(tracking_uri=tracking_uri).get_run(parent_run_id).data.metrics.get(name, 0))
 
 
 def winner_source(tracking_uri: str, run_id: str | None) -> str:

@@ -99,7 +99,8 @@ def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
     def make(prepared: Any) -> Any:
         searcher = original(prepared)
         searcher.__class__ = StepBudgetSearch
-        searcher._budget_init(step_budget, trial_steps)
+        # the learning-rate probes trained before the search: their steps come out of its budget
+        searcher._budget_init(step_budget - prepared.calibration_steps, trial_steps)
         return searcher
 
     search.make_searcher = make

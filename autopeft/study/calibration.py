@@ -203,7 +203,8 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
     record(prepared, study, results, calibrated, wall_s)
     ranges = {r.family: r.found for r in results if r.found is not None}
     return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}),
-                               warm_start=fit_warm_start(prepared.warm_start, ranges, space))
+                               warm_start=fit_warm_start(prepared.warm_start, ranges, space),
+                               calibration_steps=sum(r.curve.steps for r in results if r.curve is not None))
 
 
 #: Warm-start sources autopeft ships (the built-in portfolio): their learning rates were measured
@@ -276,6 +277,7 @@ def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration]
     log_params(client, run_id, params)
     log_metrics(client, run_id, metrics)
     client.set_terminated(run_id, status="FINISHED")
-    log_metrics(client, parent_id, {CalibrationRun.WALL_TIME: wall_s})
+    log_metrics(client, parent_id, {CalibrationRun.WALL_TIME: wall_s,
+                                    CalibrationRun.STEPS_TAKEN: sum(r.curve.steps for r in results if r.curve)})
     client.log_dict(parent_id, calibrated.model_dump(mode="json"), Artifact.SPACE)
     return run_id

@@ -55,6 +55,8 @@ class Prepared:
     warm_start: list[Any] = field(default_factory=list)
     #: Fault injection for reliability tests, read once here (``engine.faults``); None: off.
     faults: FaultPlan | None = None
+    #: Training steps the learning-rate calibration took before the search (``study.calibration``).
+    calibration_steps: int = 0
 
     @property
     def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers

@@ -66,6 +66,7 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
     assert client.get_metric_history(run.info.run_id, CalibrationRun.loss("lora"))
     # the probe's cost is on the study run, and is a phase of the study's wall time
     assert parent.data.metrics[CalibrationRun.WALL_TIME] > 0
+    assert parent.data.metrics[CalibrationRun.STEPS_TAKEN] == len(curve)  # lora's only: ia3 was not probed
     assert 0 < result.phase_times_s["calibration"] < result.wall_time_s
 
     assert params[CalibrationRun.outcome("lora")] == CalibrationRun.CALIBRATED, params
