@@ -4,7 +4,7 @@
     python -m bench.portfolio --tasks sst2,rte,qnli --steps 150     # make bench-portfolio
 
 1. **Pool.** The former hand-set prior (``HANDSET``, the papers' and peft's recommended settings)
-   plus seeded random draws from ready spaces (``--draws all-adapters=4,lora-family=3``): Optuna's
+   and, alternating with it (a run cut short has measured some of each), seeded random draws from ready spaces (``--draws all-adapters=4,lora-family=3``): Optuna's
    ``RandomSampler(seed)`` over the space's define-by-run function, the families MiniLM cannot run
    excluded first, so the same seed draws the same pool. Every candidate trains at the budget's
    batch size (what it measured is what the portfolio enqueues).
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -167,11 +168,11 @@ def draw(space_name: str, n: int, seed: int, model: str = "minilm") -> list[Cand
 
 
 def candidate_pool(draws: Sequence[tuple[str, int]], seed: int, budget: Budget) -> list[Candidate]:
-    """The hand-set configs, then the draws; every one at the budget's batch size (and its warm-up
-    where the config sets none)."""
-    pool = [Candidate(name, dict(cfg), "handset") for name, cfg in HANDSET]
-    for space_name, n in draws:
-        pool += draw(space_name, n, seed, budget.model)
+    """The hand-set configs and the draws, alternating (a run cut short has measured some of each);
+    every one at the budget's batch size (and its warm-up where the config sets none)."""
+    handset = [Candidate(name, dict(cfg), "handset") for name, cfg in HANDSET]
+    drawn = [c for space_name, n in draws for c in draw(space_name, n, seed, budget.model)]
+    pool = [c for pair in itertools.zip_longest(handset, drawn) for c in pair if c is not None]
     return [Candidate(c.name, {**c.config, "batch_size": budget.batch_size,
                                "warmup_ratio": c.config.get("warmup_ratio", budget.warmup_ratio)}, c.origin)
             for c in pool]
@@ -211,7 +212,7 @@ def fingerprint_rows(paths: Sequence[Path]) -> str:
 
 def prepare(task: str, glue_dir: Path, work: Path, budget: Budget) -> TaskData:
     from bench.data import prepare_task
-    from bench.methods import Context, tokenized
+    from bench.methods import tokenized
 
     files = prepare_task(task, glue_dir, work / "data" / task, max_train=budget.max_train,
                          max_validation=budget.max_validation, max_test=1, data_seed=budget.seed)
@@ -250,11 +251,12 @@ def cache_key(task: TaskData, candidate: Candidate, budget: Budget) -> str:
 
 
 def measure(tasks: Sequence[TaskData], pool: Sequence[Candidate], budget: Budget, cache: Path, work: Path, *,
-            trainer: Trainer = train_candidate, log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+            trainer: Trainer = train_candidate, log: Callable[[str], None] = print,
+            train: bool = True) -> dict[str, dict[str, float]]:
     """task -> candidate -> validation metric; each result read from ``cache`` when its key (config,
-    budget, data) matches, else trained and written there at once (a stopped run keeps it).
-    Candidates run in the outer loop, so a run stopped part-way has whole columns, every task of
-    the first candidates."""
+    budget, data) matches, else trained and written there at once (a stopped run keeps it; without
+    ``train``, left out). Candidates run in the outer loop, so a run stopped part-way has whole
+    columns, every task of the first candidates."""
     cache.mkdir(parents=True, exist_ok=True)
     scores: dict[str, dict[str, float]] = {t.name: {} for t in tasks}
     for candidate in pool:
@@ -266,6 +268,8 @@ def measure(tasks: Sequence[TaskData], pool: Sequence[Candidate], budget: Budget
                 if record.get("key") == key:
                     scores[task.name][candidate.name] = float(record["metric"])
                     continue
+            if not train:
+                continue
             started = time.perf_counter()
             try:
                 result = dict(trainer(task, candidate, budget, work))
@@ -355,10 +359,12 @@ def select(scores: Mapping[str, Mapping[str, float]], trivial: Mapping[str, floa
     for space_name, space in (spaces if spaces is not None else ready_spaces()).items():
         if any(fit_to_space(by_name[c].config, space) is not None for c in chosen):
             continue
-        fitting = [c.name for c in pool if c.name not in chosen and fit_to_space(c.config, space) is not None
-                   and sum(gap[t].get(c.name, math.inf) <= delta for t in informative) >= min(min_tasks, len(informative))]
+        fits = [c.name for c in pool if c.name not in chosen and fit_to_space(c.config, space) is not None]
+        fitting = [c for c in fits
+                   if sum(gap[t].get(c, math.inf) <= delta for t in informative) >= min(min_tasks, len(informative))]
         if not fitting:
-            unfilled[space_name] = "no candidate of the pool that fits it is within delta on enough tasks"
+            unfilled[space_name] = (f"the candidates that fit it ({', '.join(fits)}) are within delta on fewer than "
+                                    f"{min_tasks} tasks" if fits else "no candidate of the pool fits it")
             continue
         pick = min(fitting, key=lambda c: (sum(min(gap[t][c], 1.0) for t in informative), c))
         chosen.append(pick)
@@ -371,10 +377,10 @@ def select(scores: Mapping[str, Mapping[str, float]], trivial: Mapping[str, floa
 
 def git_state() -> dict[str, Any]:
     from autopeft.registry.versions import git_commit
+    from autopeft.schema import VersionTag
 
     tags = git_commit(ROOT)
-    return {"commit": tags.get("autopeft.git_commit", tags.get("git_commit", "")) or next(iter(tags.values()), ""),
-            "dirty": any(v == "true" for k, v in tags.items() if "dirty" in k)}
+    return {"commit": tags.get(VersionTag.GIT_COMMIT, ""), "dirty": tags.get(VersionTag.GIT_DIRTY) == "true"}
 
 
 def portfolio_document(selection: Selection, pool: Sequence[Candidate], tasks: Sequence[TaskData],
@@ -468,12 +474,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train", type=int, default=Budget.max_train)
     p.add_argument("--max-validation", type=int, default=Budget.max_validation)
     p.add_argument("--seed", type=int, default=Budget.seed, help="training and data seed")
-    p.add_argument("--delta", type=float, default=0.1, help="a task is covered by a candidate within this gap")
+    p.add_argument("--delta", type=float, default=0.15, help="a task is covered by a candidate within this gap")
     p.add_argument("-k", type=int, default=4, help="most entries of the greedy cover")
     p.add_argument("--min-tasks", type=int, default=2, help="tasks an entry must be within delta on")
     p.add_argument("--cache", default=str(CACHE))
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--dry-run", action="store_true", help="print the pool and exit")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: choose among the candidates the cache holds on every task (a run cut short)")
     return p.parse_args(argv)
 
 
@@ -504,12 +512,20 @@ def main(argv: list[str] | None = None) -> int:
         for t in tasks:
             print(f"{t.name}: rows {t.files.sizes}, trivial {t.metric} {t.trivial:.4f}, data {t.fingerprint}", flush=True)
         scores = measure(tasks, pool, budget, Path(args.cache), work,
-                         log=lambda line: print(line, flush=True))
+                         log=lambda line: print(line, flush=True), train=not args.cached_only)
+    # a candidate not measured on every task (--cached-only after a cut run) is left out, and said so
+    unmeasured = [c.name for c in pool if any(c.name not in scores[t.name] for t in tasks)]
+    pool = [c for c in pool if c.name not in unmeasured]
+    scores = {t: {c: v for c, v in row.items() if c not in unmeasured} for t, row in scores.items()}
     selection = select(scores, {t.name: t.trivial for t in tasks}, pool, delta=args.delta, k=args.k,
                        min_tasks=args.min_tasks)
+    if not selection.entries:
+        raise SystemExit(f"no candidate is within --delta {args.delta:g} of the best on --min-tasks {args.min_tasks} "
+                         f"tasks: nothing to write (the scores are in {args.cache}; try a larger --delta or budget)")
     doc = portfolio_document(selection, pool, tasks, scores, budget, draws=draws, seed=args.pool_seed,
                              delta=args.delta, k=args.k, min_tasks=args.min_tasks, command=command,
                              git=git_state(), date=dt.date.today().isoformat())
+    doc["provenance"]["pool"]["not_measured"] = unmeasured
     out = Path(args.out)
     out.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, width=120))
     (Path(args.cache) / "summary.md").write_text(markdown(doc))
