@@ -116,6 +116,7 @@ class Selection:
     gaps: dict[str, dict[str, float]]  # task -> candidate -> gap
     informative: list[str]  # tasks where some candidate beat the trivial level
     unfilled: dict[str, str] = field(default_factory=dict)  # ready space -> why nothing fits it
+    variant_of: dict[str, str] = field(default_factory=dict)  # variant candidate -> the entry it respells
 
 
 # --------------------------------------------------------------------------- pool
@@ -347,16 +348,105 @@ def ready_spaces() -> dict[str, Any]:
     return {p.stem: load_space(p) for p in sorted(ready_spaces_dir().glob("*.yaml"))}
 
 
+def _nearest_layers(value: Any, choices: Sequence[Any]) -> Any:
+    """``last-N`` as the ``last-M`` choice with the nearest M (ties: the smaller), else None."""
+    def depth(v: Any) -> int | None:
+        text = str(v)
+        return int(text[5:]) if text.startswith("last-") and text[5:].isdigit() else None
+
+    n = depth(value)
+    options = [(abs(depth(c) - n), depth(c), c) for c in choices if n is not None and depth(c) is not None]  # type: ignore[operator]
+    return min(options)[2] if options else None
+
+
+def _same_roles(value: Any, choices: Sequence[Any]) -> Any:
+    """The choice naming the same roles once groups are expanded (``attention`` = q, k, v and the
+    attention output), else None."""
+    from autopeft.model.placement import ROLE_GROUPS
+    from autopeft.space import encode_choice
+
+    def expand(v: Any) -> frozenset[str]:
+        roles = str(encode_choice(v)).split(",")
+        return frozenset(r for role in roles for r in ROLE_GROUPS.get(role, (role,)) if r != "qkv")
+
+    return next((c for c in choices if expand(c) == expand(value)), None)
+
+
+def respell(config: Mapping[str, Any], space: Any) -> dict[str, Any] | None:
+    """``config`` moved to the nearest point of ``space`` where only its spelling or a bound keeps
+    it out: the same roles under another name, the nearest ``last-M`` layers, a number clipped into
+    a range or moved to the nearest numeric choice (on a log scale). None when the family is not in
+    the space or a value has no such neighbour. A respelled config is another config: it is
+    measured like any candidate before it may enter."""
+    from autopeft.space import ChoiceSpec, RangeSpec
+    from autopeft.study.warmstart import _sampled_specs, fit_to_space
+
+    family = config.get("adapter")
+    if family not in space.adapters:
+        return None
+    specs = _sampled_specs(space, str(family))
+    out = dict(config)
+    for key, value in config.items():
+        spec = specs.get(key)
+        if not isinstance(spec, (ChoiceSpec, RangeSpec)) or fit_to_space({"adapter": family, key: value}, space) is not None:
+            continue
+        new: Any = None
+        if isinstance(spec, RangeSpec) and isinstance(value, (int, float)):
+            new = min(max(value, spec.low), spec.high)
+        elif key == "placement.layers":
+            new = _nearest_layers(value, spec.choices)
+        elif key == "placement.roles":
+            new = _same_roles(value, spec.choices)
+        elif isinstance(value, (int, float)) and all(isinstance(c, (int, float)) and c > 0 for c in spec.choices):
+            new = min(spec.choices, key=lambda c: abs(math.log(c) - math.log(max(value, 1e-12))))
+        if new is None:
+            return None
+        out[key] = new
+    return out if fit_to_space(out, space) is not None else None
+
+
+Measurer = Callable[[Sequence[Candidate]], Mapping[str, Mapping[str, float]]]
+
+
 def select(scores: Mapping[str, Mapping[str, float]], trivial: Mapping[str, float], pool: Sequence[Candidate], *,
-           delta: float, k: int, min_tasks: int = 2, spaces: Mapping[str, Any] | None = None) -> Selection:
-    """Steps 3 to 5: gaps, the greedy cover, then a start for each ready space none of it fits."""
+           delta: float, k: int, min_tasks: int = 2, spaces: Mapping[str, Any] | None = None,
+           measure_variants: Measurer | None = None) -> Selection:
+    """Steps 3 to 5: gaps, the greedy cover, then a start for each ready space none of it fits: a
+    measured respelling of a chosen entry (``respell``, when ``measure_variants`` can measure it)
+    that is itself within ``delta`` on ``min_tasks`` tasks, else the best eligible candidate
+    that fits it."""
     from autopeft.study.warmstart import fit_to_space
 
     gap, informative = gaps(scores, trivial)
     chosen, reasons = greedy(gap, informative, delta=delta, k=k, min_tasks=min_tasks)
     by_name = {c.name: c for c in pool}
     unfilled: dict[str, str] = {}
+    variant_of: dict[str, str] = {}
+    best = {t: max((v for v in scores[t].values() if not math.isnan(v)), default=math.nan) for t in scores}
     for space_name, space in (spaces if spaces is not None else ready_spaces()).items():
+        if any(fit_to_space(by_name[c].config, space) is not None for c in chosen):
+            continue
+        for base in [c for c in chosen if c not in variant_of] if measure_variants is not None else []:
+            config = respell(by_name[base].config, space)
+            if config is None:
+                continue
+            variant = Candidate(f"{base}@{space_name}", config, f"variant of {base} for {space_name}")
+            measured = measure_variants([variant])
+            for t in scores:  # against the pool's best and trivial level: the same yardstick
+                value = measured[t].get(variant.name, math.nan)
+                span = best[t] - trivial[t]
+                gap[t][variant.name] = (math.inf if math.isnan(value) else (best[t] - value) / span) \
+                    if t in informative else math.nan
+            close = [t for t in informative if gap[t][variant.name] <= delta]
+            if len(close) < min(min_tasks, len(informative)):
+                continue
+            by_name[variant.name] = variant
+            variant_of[variant.name] = base
+            at = max(i for i, c in enumerate(chosen) if c == base or variant_of.get(c) == base) + 1
+            chosen.insert(at, variant.name)
+            reasons[variant.name] = (f"variant of {base} for {space_name} (which it does not fit): measured, within "
+                                     f"{delta:g} of the best on {', '.join(close)}")
+            break
         if any(fit_to_space(by_name[c].config, space) is not None for c in chosen):
             continue
         fits = [c.name for c in pool if c.name not in chosen and fit_to_space(c.config, space) is not None]
@@ -369,7 +459,8 @@ def select(scores: Mapping[str, Mapping[str, float]], trivial: Mapping[str, floa
         pick = min(fitting, key=lambda c: (sum(min(gap[t][c], 1.0) for t in informative), c))
         chosen.append(pick)
         reasons[pick] = f"fills {space_name} (no entry before fits it): the eligible candidate that fits it with the lowest mean gap"
-    return Selection(entries=chosen, reasons=reasons, gaps=gap, informative=informative, unfilled=unfilled)
+    return Selection(entries=chosen, reasons=reasons, gaps=gap, informative=informative, unfilled=unfilled,
+                     variant_of=variant_of)
 
 
 # --------------------------------------------------------------------------- write
@@ -386,12 +477,13 @@ def git_state() -> dict[str, Any]:
 def portfolio_document(selection: Selection, pool: Sequence[Candidate], tasks: Sequence[TaskData],
                        scores: Mapping[str, Mapping[str, float]], budget: Budget, *, draws: Sequence[tuple[str, int]],
                        seed: int, delta: float, k: int, min_tasks: int, command: str,
-                       git: Mapping[str, Any], date: str) -> dict[str, Any]:
+                       git: Mapping[str, Any], date: str, variants: Sequence[Candidate] = ()) -> dict[str, Any]:
     from autopeft.study.warmstart import fit_to_space
 
-    by_name = {c.name: c for c in pool}
+    by_name = {c.name: c for c in [*pool, *variants]}
     spaces = ready_spaces()
-    entries = [{"name": name, "config": by_name[name].config, "origin": by_name[name].origin,
+    entries = [{"name": selection.variant_of.get(name, name), "config": by_name[name].config,
+                "origin": by_name[name].origin,
                 "why": selection.reasons[name],
                 "gaps": {t.name: _round(selection.gaps[t.name].get(name)) for t in tasks}}
                for name in selection.entries]
@@ -420,8 +512,9 @@ def portfolio_document(selection: Selection, pool: Sequence[Candidate], tasks: S
             "selection": {"delta": delta, "k": k, "min_tasks": min_tasks,
                           "rule": "greedy cover of the tasks within delta of each task's best (gap relative to "
                                   "best - trivial), min_tasks per entry; then one entry per ready space none fits"},
-            "fits": {name: [e["name"] for e in entries if fit_to_space(e["config"], space) is not None]
+            "fits": {name: list(dict.fromkeys(e["name"] for e in entries if fit_to_space(e["config"], space) is not None))
                      for name, space in spaces.items()},
+            "variants": {v.name: {"origin": v.origin, "config": v.config} for v in variants},
             "unfilled": selection.unfilled,
             "scores": table,
         },
@@ -513,18 +606,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t.name}: rows {t.files.sizes}, trivial {t.metric} {t.trivial:.4f}, data {t.fingerprint}", flush=True)
         scores = measure(tasks, pool, budget, Path(args.cache), work,
                          log=lambda line: print(line, flush=True), train=not args.cached_only)
-    # a candidate not measured on every task (--cached-only after a cut run) is left out, and said so
-    unmeasured = [c.name for c in pool if any(c.name not in scores[t.name] for t in tasks)]
-    pool = [c for c in pool if c.name not in unmeasured]
-    scores = {t: {c: v for c, v in row.items() if c not in unmeasured} for t, row in scores.items()}
-    selection = select(scores, {t.name: t.trivial for t in tasks}, pool, delta=args.delta, k=args.k,
-                       min_tasks=args.min_tasks)
+        # a candidate not measured on every task (--cached-only after a cut run) is left out, and said so
+        unmeasured = [c.name for c in pool if any(c.name not in scores[t.name] for t in tasks)]
+        pool = [c for c in pool if c.name not in unmeasured]
+        scores = {t: {c: v for c, v in row.items() if c not in unmeasured} for t, row in scores.items()}
+        variants: list[Candidate] = []
+
+        def measure_variants(found: Sequence[Candidate]) -> dict[str, dict[str, float]]:
+            variants.extend(found)
+            more = measure(tasks, found, budget, Path(args.cache), work, log=lambda line: print(line, flush=True),
+                           train=not args.cached_only)
+            for t, row in more.items():
+                scores[t].update(row)
+            return more
+
+        selection = select(scores, {t.name: t.trivial for t in tasks}, pool, delta=args.delta, k=args.k,
+                           min_tasks=args.min_tasks, measure_variants=measure_variants)
     if not selection.entries:
         raise SystemExit(f"no candidate is within --delta {args.delta:g} of the best on --min-tasks {args.min_tasks} "
                          f"tasks: nothing to write (the scores are in {args.cache}; try a larger --delta or budget)")
     doc = portfolio_document(selection, pool, tasks, scores, budget, draws=draws, seed=args.pool_seed,
                              delta=args.delta, k=args.k, min_tasks=args.min_tasks, command=command,
-                             git=git_state(), date=dt.date.today().isoformat())
+                             git=git_state(), date=dt.date.today().isoformat(), variants=variants)
     doc["provenance"]["pool"]["not_measured"] = unmeasured
     out = Path(args.out)
     out.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, width=120))
