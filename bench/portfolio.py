@@ -482,7 +482,7 @@ def portfolio_document(selection: Selection, pool: Sequence[Candidate], tasks: S
 
     by_name = {c.name: c for c in [*pool, *variants]}
     spaces = ready_spaces()
-    entries = [{"name": selection.variant_of.get(name, name), "config": by_name[name].config,
+    entries = [{"name": selection.variant_of.get(name, name), "candidate": name, "config": by_name[name].config,
                 "origin": by_name[name].origin,
                 "why": selection.reasons[name],
                 "gaps": {t.name: _round(selection.gaps[t.name].get(name)) for t in tasks}}
@@ -532,6 +532,13 @@ def _rel(path: str | Path) -> str:
         return str(path)
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a config shared by an entry and the provenance twice, not as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 HEADER = ("# The warm-start portfolio: what a study enqueues first (autopeft/study/warmstart.py), in this order.\n"
           "# Built from data by `make bench-portfolio` (python -m bench.portfolio, its docstring is the procedure);\n"
           "# rebuild it rather than editing it: the provenance below says what it was measured on.\n")
@@ -542,12 +549,12 @@ def markdown(doc: Mapping[str, Any]) -> str:
     b = prov["budget"]
     lines = [f"Budget: {b['steps']} steps, batch {b['batch_size']}, train {b['max_train']} / validation "
              f"{b['max_validation']} rows, seed {b['seed']}; delta {prov['selection']['delta']}, k {prov['selection']['k']}.",
-             "", "| task | trivial | best (candidate) | " + " | ".join(e["name"] for e in doc["entries"]) + " |",
+             "", "| task | trivial | best (candidate) | " + " | ".join(e["candidate"] for e in doc["entries"]) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in doc["entries"]) + " |"]
     for task, row in prov["scores"].items():
         cells = []
         for e in doc["entries"]:
-            cell = row["candidates"].get(e["name"], {})
+            cell = row["candidates"].get(e["candidate"], {})
             cells.append(f"{cell.get('value')} (gap {cell.get('gap')})")
         lines.append(f"| {task} | {row['trivial']} | {row['best']} ({row['best_candidate']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -630,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                              git=git_state(), date=dt.date.today().isoformat(), variants=variants)
     doc["provenance"]["pool"]["not_measured"] = unmeasured
     out = Path(args.out)
-    out.write_text(HEADER + yaml.safe_dump(doc, sort_keys=False, width=120))
+    out.write_text(HEADER + yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, width=120))
     (Path(args.cache) / "summary.md").write_text(markdown(doc))
     print(markdown(doc))
     print(f"wrote {out}")

@@ -50,6 +50,7 @@ class PortfolioEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The entry's name (its source: portfolio:<name>).")
+    candidate: str = Field("", description="The pool candidate measured (its column in provenance.scores).")
     config: dict[str, Any] = Field(description="A trial config: adapter, its family's parameters, placement, training keys.")
     origin: str = Field("", description="Where the config came from (the hand-set prior, or a space's seeded draw).")
     why: str = Field("", description="Why the procedure chose it.")

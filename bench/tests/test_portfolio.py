@@ -9,7 +9,18 @@ import math
 
 import pytest
 
-from bench.portfolio import Budget, Candidate, TaskData, gaps, greedy, measure, parse_draws, select, trivial_level
+from bench.portfolio import (
+    Budget,
+    Candidate,
+    TaskData,
+    gaps,
+    greedy,
+    measure,
+    parse_draws,
+    respell,
+    select,
+    trivial_level,
+)
 
 
 def test_gap_is_relative_to_the_span_between_the_best_and_the_trivial_level():
@@ -129,3 +140,44 @@ def test_measure_resumes_from_the_cache_and_retrains_only_what_changed(tmp_path)
     measure([TaskData("a", None, "changed", 0.5, "accuracy")], pool[:1], Budget(steps=6), cache, tmp_path,
             trainer=fake, log=lambda _: None)
     assert calls == [("a", "c1"), ("a", "c1")]
+
+
+TOP = {"adapter": "lora", "lora.r": 16, "placement.layers": "last-4", "placement.roles": "query,key,value,attention_output",
+       "learning_rate": 2e-3}
+
+
+def _space(layers, roles, high=1e-2):
+    from autopeft.space import load_space
+
+    return load_space({"adapters": {"lora": {"r": {"choices": [8, 16]}}},
+                       "placement": {"layers": {"choices": layers}, "roles": {"choices": roles}},
+                       "learning_rate": {"low": 1e-4, "high": high, "log": True}})
+
+
+def test_respell_moves_a_config_to_the_nearest_point_of_a_space_or_gives_up():
+    assert respell(TOP, _space(["all", "last-2"], ["attention", "all-linear"])) == {
+        **TOP, "placement.layers": "last-2", "placement.roles": "attention"}  # the same modules on BERT
+    assert respell(TOP, _space(["all", "last-4"], ["all-linear", ["query", "key", "value", "attention_output"]],
+                               high=1e-3))["learning_rate"] == 1e-3  # clipped into the range
+    assert respell(TOP, _space(["all", "every-2"], ["attention"])) is None   # no last-M to move to
+    assert respell(TOP, _space(["last-4"], [["query", "value"]])) is None    # other roles: another config
+
+
+@pytest.mark.parametrize(("variant_score", "kept"), [(0.88, True), (0.55, False)])
+def test_a_space_the_cover_misses_gets_a_measured_variant_only_if_it_is_close_enough(variant_score, kept):
+    pool = [Candidate("top", TOP, "x"), Candidate("other", {**TOP, "learning_rate": 1e-4}, "x")]
+    scores = {"t1": {"top": 0.9, "other": 0.6}, "t2": {"top": 0.8, "other": 0.55}}
+    asked = []
+
+    def fake(found):
+        asked.extend(c.name for c in found)
+        return {t: {c.name: variant_score for c in found} for t in scores}
+
+    spaces = {"fits": _space(["last-4"], [["query", "key", "value", "attention_output"]]),
+              "spelled": _space(["all", "last-2"], ["attention"])}
+    sel = select(scores, {"t1": 0.5, "t2": 0.5}, pool, delta=0.15, k=2, spaces=spaces, measure_variants=fake)
+    assert asked == ["top@spelled"]  # only the space the cover does not fit, only its chosen entry
+    if kept:
+        assert sel.entries == ["top", "top@spelled"] and sel.variant_of == {"top@spelled": "top"}
+    else:
+        assert sel.entries == ["top"] and "spelled" in sel.unfilled
