@@ -326,17 +326,18 @@ class BackendConfig(_Strict):
 
 
 class WarmStartConfig(_Strict):
-    """Configs enqueued as the first trials: the built-in prior and earlier studies or files."""
+    """Configs enqueued as the first trials: the built-in portfolio and earlier studies or files."""
 
-    prior: bool = Field(True, description="Enqueue the built-in prior (good configs per family) first.")
+    prior: bool = Field(True, description="Enqueue the built-in portfolio first: configs chosen on several public "
+                                          "tasks (autopeft/study/portfolio.yaml, built by `make bench-portfolio`).")
     prior_share: float = Field(
         0.25, gt=0, le=1,
-        description="Most of the trials the built-in prior may take (at least one); the rest are the sampler's.",
+        description="Most of the trials the built-in portfolio may take (at least one); the rest are the sampler's.",
     )
     prior_max_trials: int = Field(
         2, ge=1,
-        description="Most trials the built-in prior takes, whatever the share: its first two configs cover "
-                    "two distinct regions; the later ones start slowly and early stopping cuts them.",
+        description="Most trials the built-in portfolio takes, whatever the share: its entries run in the "
+                    "order they were chosen (the first cover the most tasks); early stopping cuts later ones.",
     )
     sources: list[str] = Field(
         default_factory=list, description="Earlier Optuna study names or YAML/JSON files of configs."

@@ -1,8 +1,10 @@
 """Warm start: seed a study with configs known to be good, run as its first trials.
 
 Sources: the best trials of earlier Optuna studies (by name, in this search's Optuna storage),
-YAML/JSON files of configs, and a small built-in prior of well-known good configs per adapter
-family (on by default). Each config is fitted to the current space: keys the space does not
+YAML/JSON files of configs, and the built-in portfolio (on by default): a few configs chosen from
+data by a written procedure over several public tasks (``bench/portfolio.py``, ``make
+bench-portfolio``), shipped as package data with its provenance (``portfolio.yaml``), validated
+when loaded. Each config is fitted to the current space: keys the space does not
 sample are dropped, and a config whose sampled values fall outside the space is skipped, so only
 configs valid here are enqueued (``study.enqueue_trial``, which Optuna hands out before asking
 the sampler). The source is stored on the Optuna trial and tagged on the trial's MLflow run.
@@ -10,17 +12,19 @@ the sampler). The source is stored on the Optuna trial and tagged on the trial's
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autopeft.adapters import get_family
 from autopeft.config import WarmStartConfig
-from autopeft.errors import ConfigError
+from autopeft.errors import ConfigError, SpaceError
 from autopeft.objectives import ATTR_RAY_TRIAL
 from autopeft.schema import RunTag, TrialAttr
 from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
@@ -34,37 +38,126 @@ if TYPE_CHECKING:
 ATTR_SOURCE = TrialAttr.WARM_START
 TAG_SOURCE = RunTag.WARM_START
 
-#: Well-known starting points (source: the papers' and peft's recommended settings). Full
-#: fine-tuning of BERT-size encoders uses LR ~2e-5..5e-5; LoRA works best at ~10x that, IA3
-#: (rescaling vectors, few parameters) at ~100x. The first two differ in placement and learning
-#: rate, so that the sampler's model starts from two distinct regions: all layers at a cautious
-#: LR, and the top layers' attention at a high one (of the SST-2 benchmark's 93 full 100-step
-#: trials, the 10 best by validation all had LR >= 1e-3, and 6 of them tuned only the last 4
-#: layers, which 14 of the 93 did; bench/NOTES.md). Entries that share a source are variants of
-#: one config for spaces that spell placement differently: the first that fits the space is taken.
-BUILTIN_PRIOR: list[tuple[str, dict[str, Any]]] = [
-    # in the order they are enqueued: when the prior's share of the trials is small, only the
-    # first ones run, so the two that cover different regions come first
-    ("prior:lora-all-linear", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.05,
-                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
-    ("prior:lora-top-attention", {"adapter": "lora", "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.1,
-                                  "placement.layers": "last-4", "placement.roles": "query,key,value,attention_output",
-                                  "learning_rate": 2e-3}),
-    ("prior:lora-top-attention", {"adapter": "lora", "lora.r": 16, "lora.alpha": 32, "lora.dropout": 0.1,
-                                  "placement.layers": "last-2", "placement.roles": "attention",
-                                  "learning_rate": 2e-3}),
-    ("prior:dora-all-linear", {"adapter": "dora", "dora.r": 8, "dora.alpha": 16, "dora.dropout": 0.05,
-                               "placement.layers": "all", "placement.roles": "all-linear", "learning_rate": 5e-4}),
-    ("prior:lora-qv", {"adapter": "lora", "lora.r": 8, "lora.alpha": 16, "lora.dropout": 0.1,
-                       "placement.layers": "all", "placement.roles": "query,value", "learning_rate": 5e-4}),
-    # IA3 scales activations from 1 and needs a higher LR than LoRA: on SST-2 (MiniLM, 100 steps)
-    # it was still at the majority class at 3e-3 (59%) and learned at 1e-2 (76%) and 3e-2 (78%).
-    # The 3e-3 variant is for spaces whose learning rates stop below 1e-2.
-    ("prior:ia3-all-linear", {"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
-                              "learning_rate": 1e-2}),
-    ("prior:ia3-all-linear", {"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
-                              "learning_rate": 3e-3}),
-]
+#: Where the built-in portfolio's entries come from, as their sources name it (``portfolio:<name>``).
+PORTFOLIO_PREFIX = "portfolio:"
+#: The built-in portfolio: package data, written by ``bench/portfolio.py`` (``make bench-portfolio``).
+PORTFOLIO_FILE = Path(__file__).with_name("portfolio.yaml")
+
+
+class PortfolioEntry(BaseModel):
+    """One config of the portfolio, as the file states it. Entries that share a name are variants
+    of one config for spaces that spell placement differently: the first that fits is taken."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The entry's name (its source: portfolio:<name>).")
+    candidate: str = Field("", description="The pool candidate measured (its column in provenance.scores).")
+    config: dict[str, Any] = Field(description="A trial config: adapter, its family's parameters, placement, training keys.")
+    origin: str = Field("", description="Where the config came from (the hand-set prior, or a space's seeded draw).")
+    why: str = Field("", description="Why the procedure chose it.")
+    gaps: dict[str, float | None] = Field(default_factory=dict, description="Its gap to each task's best (0: the best).")
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> PortfolioEntry:
+        check_config(self.config)
+        return self
+
+
+class Portfolio(BaseModel):
+    """The portfolio file: entries in the order they are enqueued, and how they were chosen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: Literal[1] = 1
+    entries: list[PortfolioEntry] = Field(min_length=1)
+    provenance: dict[str, Any] = Field(default_factory=dict,
+                                       description="Tasks, budget, pool, selection rule, commit, date, score table.")
+
+    def points(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"{PORTFOLIO_PREFIX}{e.name}", dict(e.config)) for e in self.entries]
+
+
+#: Bounds of the training keys a config may set (as ``SearchSpace.validate_shared`` checks a space's).
+_TRAINING_BOUNDS: dict[str, tuple[float, float]] = {
+    "learning_rate": (1e-7, 1.0), "batch_size": (1, 4096), "warmup_ratio": (0.0, 1.0), "weight_decay": (0.0, 1.0)}
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """ValueError (one line) unless ``config`` is a trial config a study could run: a registered
+    family, only that family's parameters at values its rules allow, placement (for families that
+    place modules) and training keys within sensible bounds."""
+    family_name = config.get(ADAPTER_KEY)
+    if not isinstance(family_name, str):
+        raise ValueError(f"config: expected an {ADAPTER_KEY!r} naming an adapter family, found {family_name!r}")
+    try:
+        family = get_family(family_name)
+    except SpaceError as exc:
+        raise ValueError(str(exc).replace("space.adapters: ", "config.adapter: ")) from None
+    for key, value in config.items():
+        if key == ADAPTER_KEY:
+            continue
+        prefix, _, pname = key.partition(".")
+        if key in _TRAINING_BOUNDS:
+            low, high = _TRAINING_BOUNDS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"config.{key}: expected a number in [{low:g}, {high:g}], found {value!r}")
+        elif prefix == "placement" and pname in ("layers", "roles"):
+            if not family.uses_placement:
+                raise ValueError(f"config.{key}: {family_name} places no modules, so it takes no placement")
+            if not (isinstance(value, str) and value) and not (
+                    isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                raise ValueError(f"config.{key}: expected a selector (e.g. all, last-2, all-linear, query,value), "
+                                 f"found {value!r}")
+        elif prefix == family_name:
+            try:
+                family.validate({pname: value})
+            except SpaceError as exc:
+                raise ValueError(str(exc).replace("space.adapters.", "config.")) from None
+        else:
+            raise ValueError(f"config.{key}: not a parameter of a {family_name} trial (expected {family_name}.<param>, "
+                             f"placement.layers/roles or one of {', '.join(_TRAINING_BOUNDS)})")
+
+
+def load_portfolio(path: str | Path | None = None) -> Portfolio:
+    """The portfolio in ``path`` (default: the built-in one), validated; ConfigError naming the
+    file and the entry otherwise."""
+    path = Path(path) if path is not None else PORTFOLIO_FILE
+    if path == PORTFOLIO_FILE:
+        return _builtin()
+    return _read_portfolio(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> Portfolio:
+    return _read_portfolio(PORTFOLIO_FILE)
+
+
+def _read_portfolio(path: Path) -> Portfolio:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"portfolio: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
+    try:
+        return Portfolio.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"portfolio {str(path)!r}: {_entry_error(exc, raw)}") from None
+
+
+def _entry_error(exc: ValidationError, raw: Any) -> str:
+    """The first error in one line, naming the entry (by name where it has one)."""
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    where = ".".join(str(x) for x in loc)
+    if len(loc) >= 2 and loc[0] == "entries" and isinstance(loc[1], int):
+        entries = raw.get("entries") if isinstance(raw, Mapping) else None
+        item = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        name = item.get("name") if isinstance(item, Mapping) else None
+        where = f"entry {loc[1]}" + (f" ({name!r})" if name else "") + "".join(f".{x}" for x in loc[2:])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def builtin_points() -> list[tuple[str, dict[str, Any]]]:
+    """The built-in portfolio as (source, config) pairs, in the order they are enqueued."""
+    return load_portfolio().points()
 
 
 @dataclass(frozen=True)
@@ -170,7 +263,7 @@ def _points_from_study(name: str, storage: str, top_k: int, field: str) -> list[
 
 
 def prior_slots(config: WarmStartConfig, trials: int) -> int:
-    """How many built-in prior configs a study of ``trials`` trials enqueues.
+    """How many built-in portfolio configs a study of ``trials`` trials enqueues.
 
     Capped at a share of the trials: measured on SST-2 (bench/NOTES.md), a prior that fills most
     of a small study leaves the sampler almost nothing, and its fixed learning rates are not
@@ -184,10 +277,11 @@ def prior_slots(config: WarmStartConfig, trials: int) -> int:
 
 
 def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, trials: int,
-            base_dir: Path | None = None) -> list[WarmPoint]:
-    """All warm-start points valid in ``space``, sources first then the prior (at most
-    ``prior_slots`` of it), without repeats. Bad sources raise ConfigError naming
-    ``warm_start.sources`` before any compute. Sources are not capped: the user chose them."""
+            base_dir: Path | None = None, portfolio: Portfolio | None = None) -> list[WarmPoint]:
+    """All warm-start points valid in ``space``, sources first then the portfolio (``portfolio``,
+    default the built-in one; at most ``prior_slots`` of it, in its order), without repeats. Bad
+    sources raise ConfigError naming ``warm_start.sources`` before any compute. Sources are not
+    capped: the user chose them."""
     raw: list[tuple[str, dict[str, Any]]] = []
     for i, source in enumerate(config.sources):
         field = f"warm_start.sources.{i}"
@@ -207,12 +301,13 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, trials
     seen: set[str] = set()
     prior_left = prior_slots(config, trials)
     taken: set[str] = set()
-    for source, params in raw + BUILTIN_PRIOR:  # prior_slots is 0 with the prior off
-        from_prior = source.startswith("prior:")
+    prior = (portfolio or load_portfolio()).points() if prior_left else []
+    for source, params in raw + prior:
+        from_prior = source.startswith(PORTFOLIO_PREFIX)
         if from_prior and prior_left == 0:
             break
         point = fit_to_space(params, space)
-        if point is None or (from_prior and source in taken):  # a variant of a prior config already taken
+        if point is None or (from_prior and source in taken):  # a variant of an entry already taken
             continue
         taken.add(source)
         key = json.dumps(point, sort_keys=True, default=str)

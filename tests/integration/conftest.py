@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 
-from tests.conftest import make_config, new_mlflow_store, write_sst2_slice, write_yaml
+from tests.conftest import REPO, make_config, new_mlflow_store, write_sst2_slice, write_yaml
+
+HANDSET_PORTFOLIO = REPO / "tests" / "fixtures" / "handset-portfolio.yaml"
 
 # --------------------------------------------------------------------------- Ray
 
@@ -94,14 +97,14 @@ class FinishedStudy:
 def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> dict:
     """The shared study: a real search (Ray Tune + Optuna NSGA-II + ASHA on validation loss +
     MLflow + peft on MiniLM and an SST-2 slice) with two objectives (accuracy vs trainable
-    share), a sampler constraint, warm start from a file and the prior, knee selection, a test
+    share), a sampler constraint, warm start from a file and the (hand-set) portfolio, knee selection, a test
     set and a final training longer than the trials."""
     return make_config(
         folder, train=data["train"], test=data["test"], study_name=STUDY,
         model={"name_or_path": "minilm", "max_length": MAX_LENGTH},
         data__validation_fraction=0.25,
         space={
-            # IA3 with its own learning-rate range (the prior's IA3 config at 1e-2 fits it)
+            # IA3 with its own learning-rate range (the hand-set portfolio's IA3 config at 1e-2 fits it)
             "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}},
                          "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}},
             "placement": {"layers": {"choices": ["all", "last-2"]},
@@ -114,7 +117,7 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
         sampler={"name": "nsga2", "population_size": 4},
         selection={"policy": "knee"},
         warm_start={"sources": [str(warm)], "prior_share": 0.5,
-                    "prior_max_trials": 3},  # 3 of the 6 trials: all the prior that fits
+                    "prior_max_trials": 3},  # 3 of the 6 trials: all the portfolio that fits
         budget={"trials": TRIALS, "max_steps": MAX_STEPS, "eval_interval": EVAL_INTERVAL, "cpus_per_trial": 2,
                 "final_steps": FINAL_STEPS},
         # rungs compare validation loss (the objectives stay accuracy and share)
@@ -126,7 +129,7 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit) -> FinishedStudy:
     from autopeft.config import resolve
-    from autopeft.study import prepare, run_search
+    from autopeft.study import prepare, run_search, warmstart
 
     folder = tmp_path_factory.mktemp("finished-study")
     new_mlflow_store(mlflow_db_template, folder / "mlflow.db")
@@ -135,6 +138,9 @@ def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, 
     warm.write_text(yaml.safe_dump({"configs": [WARM_FILE_CONFIG, {"adapter": "vera"}]}))  # vera: not in this space
     config = finished_study_config(folder, data, warm)
     _start_local_ray()
-    prepared = prepare(resolve(write_yaml(folder / "search.yaml", config)))
+    # the portfolio fixed to the hand-set one (tests/fixtures/handset-portfolio.yaml), so the tests
+    # can name its entries whatever the learned portfolio holds; the driver collects it in prepare()
+    with mock.patch.object(warmstart, "_builtin", lambda: warmstart.load_portfolio(HANDSET_PORTFOLIO)):
+        prepared = prepare(resolve(write_yaml(folder / "search.yaml", config)))
     result = run_search(prepared)
     return FinishedStudy(prepared=prepared, result=result, uri=config["tracking"]["uri"], folder=folder)

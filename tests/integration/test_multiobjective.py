@@ -73,8 +73,8 @@ def test_constraints_reach_the_sampler_and_hold_for_complete_trials(study):
         assert len(t.values) == 2 and t.values[1] == pytest.approx(t.user_attrs[ATTR_PREFIX + "trainable_share"])
         assert t.values[1] <= LIMIT
         assert t.system_attrs["constraints"][0] <= 0
-    # the warm-started LoRA-all-linear prior is over the limit: it stopped itself, PRUNED, infeasible
-    over = [t for t in trials if t.user_attrs.get(ATTR_SOURCE) == "prior:lora-all-linear"]
+    # the warm-started LoRA-all-linear entry (hand-set portfolio) is over the limit: it stopped itself, PRUNED, infeasible
+    over = [t for t in trials if t.user_attrs.get(ATTR_SOURCE) == "portfolio:lora-all-linear"]
     assert len(over) == 1 and over[0].state == optuna.trial.TrialState.PRUNED
     assert over[0].system_attrs["constraints"][0] > 0
     # the other measured costs were recorded for every trial that reported
@@ -112,9 +112,9 @@ def test_selection_policies_pick_what_they_claim(study, tmp_path):
 def test_warm_start_configs_run_first_and_are_tagged(study):
     prepared, client, result = study.prepared, study.client, study.result
     sources = [p.source for p in prepared.warm_start]
-    # the file's LoRA config, then the prior that fits this space (no DoRA here; vera skipped)
+    # the file's LoRA config, then the (hand-set) portfolio entries that fit this space (no DoRA here; vera skipped)
     assert sources[0].startswith("file:warm.yaml#0")
-    assert "prior:lora-all-linear" in sources and "prior:ia3-all-linear" in sources
+    assert "portfolio:lora-all-linear" in sources and "portfolio:ia3-all-linear" in sources
     assert not any("dora" in s for s in sources)
     ostudy = optuna.load_study(study_name=STUDY, storage=prepared.optuna_storage)
     trials = sorted(ostudy.get_trials(), key=lambda t: t.number)

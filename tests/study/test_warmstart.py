@@ -14,14 +14,24 @@ from autopeft.space import load_space
 from autopeft.study.define_by_run import compile_space
 from autopeft.study.warmstart import (
     ATTR_SOURCE,
-    BUILTIN_PRIOR,
     WarmPoint,
-    collect,
     enqueue,
     fit_to_space,
+    load_portfolio,
     prior_slots,
 )
-from tests.conftest import write_config
+from autopeft.study.warmstart import collect as _collect
+from tests.conftest import REPO, write_config
+
+#: The mechanics (order, share, cap, variants) are tested on the hand-set prior the learned
+#: portfolio replaced, kept as a fixture: fixed entries, whatever the learned portfolio holds
+#: (tests/study/test_portfolio.py tests that one).
+HANDSET = load_portfolio(REPO / "tests" / "fixtures" / "handset-portfolio.yaml")
+BUILTIN_PRIOR = HANDSET.points()
+
+
+def collect(*args, **kwargs):
+    return _collect(*args, portfolio=HANDSET, **kwargs)
 
 SPACE = load_space({
     "adapters": {"lora": {"r": {"choices": [4, 8]}, "alpha": {"choices": [8, 16]}}, "ia3": {}},
@@ -60,7 +70,7 @@ def test_single_family_space_needs_no_adapter_key():
 def test_prior_keeps_only_configs_valid_here_and_can_be_switched_off():
     points = collect(WarmStartConfig(prior_max_trials=NO_CAP), SPACE, "sqlite://", trials=40)
     sources = [p.source for p in points]
-    assert sources == ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]  # no DoRA in this space
+    assert sources == ["portfolio:lora-all-linear", "portfolio:lora-qv", "portfolio:ia3-all-linear"]  # no DoRA in this space
     assert len({source for source, _ in BUILTIN_PRIOR}) == 5
     assert collect(WarmStartConfig(prior=False), SPACE, "sqlite://", trials=40) == []
 
@@ -83,17 +93,17 @@ def test_a_prior_config_takes_the_first_of_its_variants_that_fits_the_space(laye
                         "placement": {"layers": {"choices": layers}, "roles": {"choices": roles}},
                         "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
     points = collect(WarmStartConfig(prior_share=1.0, prior_max_trials=NO_CAP), space, "sqlite://", trials=8)
-    assert [p.source for p in points][:2] == ["prior:lora-all-linear", "prior:lora-top-attention"]
-    assert [p.source for p in points].count("prior:lora-top-attention") == 1
+    assert [p.source for p in points][:2] == ["portfolio:lora-all-linear", "portfolio:lora-top-attention"]
+    assert [p.source for p in points].count("portfolio:lora-top-attention") == 1
     top = points[1].params
     assert (top["placement.layers"], top["placement.roles"], top["learning_rate"]) == (*expected, 2e-3)
 
 
 @pytest.mark.parametrize(("trials", "share", "cap", "expected"), [
-    (8, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # the default: a quarter of 8 trials
-    (3, 0.25, 2, ["prior:lora-all-linear"]),                   # at least one
-    (16, 0.25, 2, ["prior:lora-all-linear", "prior:lora-qv"]),  # a quarter of 16 is 4, but the cap is 2
-    (8, 1.0, NO_CAP, ["prior:lora-all-linear", "prior:lora-qv", "prior:ia3-all-linear"]),  # all that fit the space
+    (8, 0.25, 2, ["portfolio:lora-all-linear", "portfolio:lora-qv"]),  # the default: a quarter of 8 trials
+    (3, 0.25, 2, ["portfolio:lora-all-linear"]),                   # at least one
+    (16, 0.25, 2, ["portfolio:lora-all-linear", "portfolio:lora-qv"]),  # a quarter of 16 is 4, but the cap is 2
+    (8, 1.0, NO_CAP, ["portfolio:lora-all-linear", "portfolio:lora-qv", "portfolio:ia3-all-linear"]),  # all that fit the space
 ])
 def test_prior_takes_at_most_its_share_and_its_cap_of_the_trials_strongest_first(trials, share, cap, expected):
     points = collect(WarmStartConfig(prior_share=share, prior_max_trials=cap), SPACE, "sqlite://", trials=trials)
@@ -111,7 +121,7 @@ def test_the_prior_share_does_not_cap_the_users_own_sources(tmp_path):
     path = tmp_path / "w.yaml"
     path.write_text(yaml.safe_dump([{"adapter": "lora", "lora.r": 4, "learning_rate": lr} for lr in (1e-4, 2e-4, 4e-4)]))
     points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://", trials=4)
-    assert [p.source for p in points] == ["file:w.yaml#0", "file:w.yaml#1", "file:w.yaml#2", "prior:lora-all-linear"]
+    assert [p.source for p in points] == ["file:w.yaml#0", "file:w.yaml#1", "file:w.yaml#2", "portfolio:lora-all-linear"]
 
 
 @pytest.mark.parametrize("share", [0, -0.1, 1.5])
@@ -131,7 +141,7 @@ def test_file_sources_come_first_and_repeats_are_dropped(tmp_path):
     path.write_text(json.dumps([{"adapter": "ia3", "placement.layers": "all", "placement.roles": "all-linear",
                                  "learning_rate": 3e-3}, {"params": {"adapter": "lora", "lora.r": 4}}]))
     points = collect(WarmStartConfig(sources=[str(path)]), SPACE, "sqlite://", trials=40)
-    assert [p.source for p in points] == ["file:w.json#0", "file:w.json#1", "prior:lora-all-linear", "prior:lora-qv"]
+    assert [p.source for p in points] == ["file:w.json#0", "file:w.json#1", "portfolio:lora-all-linear", "portfolio:lora-qv"]
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -172,7 +182,7 @@ def test_study_source_takes_its_best_complete_trials(tmp_path):
 
 def test_enqueued_points_are_asked_first_with_their_source():
     study = optuna.create_study(direction="maximize")
-    points = [WarmPoint({"adapter": "ia3", "learning_rate": 3e-3}, "prior:x"),
+    points = [WarmPoint({"adapter": "ia3", "learning_rate": 3e-3}, "portfolio:x"),
               WarmPoint({"adapter": "lora", "lora.r": 4}, "file:y#0")]
     enqueue(study, points)
     run = compile_space(SPACE)
@@ -182,7 +192,7 @@ def test_enqueued_points_are_asked_first_with_their_source():
         run(trial)
         asked.append((trial.params.get("adapter"), trial.user_attrs.get(ATTR_SOURCE)))
         study.tell(trial, 0.5)
-    assert asked[:2] == [("ia3", "prior:x"), ("lora", "file:y#0")]
+    assert asked[:2] == [("ia3", "portfolio:x"), ("lora", "file:y#0")]
     assert asked[2][1] is None
     assert study.trials[0].params["learning_rate"] == 3e-3
     assert study.trials[1].params["lora.r"] == 4
@@ -198,6 +208,6 @@ def test_warm_start_flag_reaches_the_config(tmp_path):
 def test_the_ia3_prior_takes_the_higher_learning_rate_where_the_space_reaches_it():
     wide = load_space({"adapters": {"ia3": {}}, "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
     (point,) = collect(WarmStartConfig(), wide, "sqlite://", trials=8)
-    assert (point.source, point.params["learning_rate"]) == ("prior:ia3-all-linear", 1e-2)
+    assert (point.source, point.params["learning_rate"]) == ("portfolio:ia3-all-linear", 1e-2)
     (narrow,) = collect(WarmStartConfig(prior_max_trials=NO_CAP), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
-    assert (narrow.source, narrow.params["learning_rate"]) == ("prior:ia3-all-linear", 3e-3)
+    assert (narrow.source, narrow.params["learning_rate"]) == ("portfolio:ia3-all-linear", 3e-3)
