@@ -36,7 +36,7 @@ from autopeft.registry.tracking import log_history, log_metrics, log_params
 from autopeft.schema import Artifact, CalibrationRun, TrialRunTags
 from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, SearchSpace
 from autopeft.study.define_by_run import compile_space
-from autopeft.study.warmstart import WarmPoint
+from autopeft.study.warmstart import PORTFOLIO_PREFIX, WarmPoint
 
 if TYPE_CHECKING:
     from autopeft.study.prepare import Prepared
@@ -207,15 +207,10 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
                                calibration_steps=sum(r.curve.steps for r in results if r.curve is not None))
 
 
-#: Warm-start sources autopeft ships (the built-in portfolio): their learning rates were measured
-#: on other tasks, so the calibration on this one moves them into its range.
-BUILT_IN_SOURCES = ("prior:", "portfolio:")
-
-
 def fit_warm_start(points: list[WarmPoint], ranges: dict[str, LrRange], space: SearchSpace) -> list[WarmPoint]:
     """The warm-start points with learning rates fitted to the calibrated ranges.
 
-    A built-in config (:data:`BUILT_IN_SOURCES`) brings its structure (family, rank, placement)
+    A config of the built-in portfolio (source ``portfolio:<name>``) brings its structure (family, rank, placement)
     and a rate that suited the tasks it was chosen on; where that rate lies outside its family's
     calibrated range on this task, it moves to the nearest end of the range. A config the user
     gave (a file, an earlier study) keeps its rate, with a warning: it may come from this very
@@ -228,7 +223,7 @@ def fit_warm_start(points: list[WarmPoint], ranges: dict[str, LrRange], space: S
         if found is None or not isinstance(lr, (int, float)) or found.low <= float(lr) <= found.high:
             out.append(point)
             continue
-        if point.source.startswith(BUILT_IN_SOURCES):
+        if point.source.startswith(PORTFOLIO_PREFIX):
             moved = min(max(float(lr), found.low), found.high)
             logger.info("calibration: warm start %s: learning rate %.2e -> %.2e (%s's calibrated range %s)",
                         point.source, lr, moved, family, found.text())

@@ -140,10 +140,10 @@ def test_built_in_warm_starts_move_into_the_calibrated_range_and_the_users_keep_
     space = load_space(SPACE)
     ranges = {"lora": LrRange(low=1e-3, high=1e-2, suggested=5e-3)}
     points = [WarmPoint({"adapter": "lora", "lora.r": 8, "learning_rate": 5e-4}, "portfolio:lora-all-linear"),
-              WarmPoint({"adapter": "lora", "lora.r": 16, "learning_rate": 3e-2}, "prior:lora-top-attention"),
-              WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-3}, "prior:lora-qv"),  # inside: kept
+              WarmPoint({"adapter": "lora", "lora.r": 16, "learning_rate": 3e-2}, "portfolio:lora-top-attention"),
+              WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-3}, "portfolio:lora-qv"),  # inside: kept
               WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-4}, "study:earlier"),  # the user's
-              WarmPoint({"adapter": "ia3", "learning_rate": 1e-2}, "prior:ia3-all-linear")]  # not calibrated
+              WarmPoint({"adapter": "ia3", "learning_rate": 1e-2}, "portfolio:ia3-all-linear")]  # not calibrated
     fitted = fit_warm_start(points, ranges, space)
     assert [p.params["learning_rate"] for p in fitted] == [1e-3, 1e-2, 2e-3, 2e-4, 1e-2]
     assert [p.source for p in fitted] == [p.source for p in points]
