@@ -78,10 +78,11 @@ class TaskKind:
     #: mean and std (and outputs mapped back): a fresh head and a learning rate tuned for
     #: unit-scale outputs do not reach targets on another scale within a trial's steps.
     standardise_targets: bool = False
-    #: (train split, validation split, number of labels) → the trivial predictor's outputs on
-    #: the validation split and its loss (``tasks.trivial``): majority class, training mean,
-    #: unigram. Every trial is judged against it.
-    trivial: Callable[[TokenizedSplit, TokenizedSplit, int], tuple[np.ndarray, float]] | None = majority_class
+    #: (train split, validation split, number of labels) → the trivial predictors' outputs on
+    #: the validation split (one per constant prediction: each class; the training mean; the
+    #: unigram) and the loss of the training prior (``tasks.trivial``). Every trial is judged
+    #: against the best of them on the objective.
+    trivial: Callable[[TokenizedSplit, TokenizedSplit, int], tuple[list[np.ndarray], float]] | None = majority_class
 
     def model_kwargs(self, label_names: Sequence[str]) -> dict[str, Any]:
         """Arguments for the Auto class's ``from_pretrained`` / the model config."""

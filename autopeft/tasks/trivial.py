@@ -88,7 +88,8 @@ class TrivialLevel:
 
 
 # ---------------------------------------------------------------- each kind's trivial outputs
-# (train split, validation split) -> (the outputs compute_metrics reads, the validation loss)
+# (train split, validation split, classes) -> (the outputs compute_metrics reads, for each
+# constant predictor the kind has; the validation loss of the training prior)
 
 
 def _class_counts(labels: Any, classes: int) -> np.ndarray:
@@ -96,17 +97,25 @@ def _class_counts(labels: Any, classes: int) -> np.ndarray:
     return counts + 0.5  # a class absent from training still gets a finite loss
 
 
-def majority_class(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[np.ndarray, float]:
-    """Every example gets the training split's class frequencies as its probabilities: the
-    majority class is the prediction, and the loss is the cross-entropy of that prior."""
+def majority_class(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[list[np.ndarray], float]:
+    """Every example gets one class, for each class in turn (the training majority first): a
+    model that predicts one class whatever the input is trivial, whichever class it is, and the
+    validation split's own majority (RTE's: the training split's minority) is the one whose
+    metric a trial must beat. The loss is the cross-entropy of the training split's prior."""
     prior = _class_counts(train.labels, classes)
     log_prior = np.log(prior / prior.sum())
     labels = np.asarray(validation.labels, dtype=np.int64)
-    outputs = np.tile(log_prior, (len(labels), 1))
-    return outputs, float(-log_prior[labels].mean()) if len(labels) else float("nan")
+    return ([_constant_logits(len(labels), classes, c) for c in np.argsort(-prior, kind="stable")],
+            float(-log_prior[labels].mean()) if len(labels) else float("nan"))
 
 
-def training_mean(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[np.ndarray, float]:
+def _constant_logits(rows: int, classes: int, chosen: int) -> np.ndarray:
+    logits = np.zeros((rows, classes))
+    logits[:, chosen] = 1.0
+    return logits
+
+
+def training_mean(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[list[np.ndarray], float]:
     """Every example gets the training targets' mean. The loss is in the units the model's
     loss is in: standardised targets where the study standardises them."""
     targets = np.asarray(train.labels, dtype=np.float64)
@@ -117,24 +126,25 @@ def training_mean(train: TokenizedSplit, validation: TokenizedSplit, classes: in
     scale = validation.target_scale
     if scale is not None:
         errors = errors / scale.std
-    return outputs, float(np.mean(errors**2)) if len(val) else float("nan")
+    return [outputs], float(np.mean(errors**2)) if len(val) else float("nan")
 
 
-def majority_tag(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[np.ndarray, float]:
-    """Every labelled token gets the training split's most frequent tag."""
+def majority_tag(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[list[np.ndarray], float]:
+    """Every labelled token gets one tag, for each tag in turn (the training majority first)."""
     train_tags = np.asarray([t for row in train.labels for t in row if t != IGNORE], dtype=np.int64)
     prior = _class_counts(train_tags, classes)
     log_prior = np.log(prior / prior.sum())
-    majority = int(prior.argmax())
-    rows = np.empty(len(validation.labels), dtype=object)
-    gold: list[int] = []
-    for i, row in enumerate(validation.labels):
-        rows[i] = np.full(len(row), majority, dtype=np.int64)
-        gold.extend(int(t) for t in row if t != IGNORE)
-    return rows, float(-log_prior[np.asarray(gold, dtype=np.int64)].mean()) if gold else float("nan")
+    gold = np.asarray([int(t) for row in validation.labels for t in row if t != IGNORE], dtype=np.int64)
+    candidates = []
+    for tag in np.argsort(-prior, kind="stable"):
+        rows = np.empty(len(validation.labels), dtype=object)
+        for i, row in enumerate(validation.labels):
+            rows[i] = np.full(len(row), tag, dtype=np.int64)
+        candidates.append(rows)
+    return candidates, float(-log_prior[gold].mean()) if len(gold) else float("nan")
 
 
-def unigram(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[np.ndarray, float]:
+def unigram(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> tuple[list[np.ndarray], float]:
     """Every response token gets the training responses' token frequencies (add-half smoothing
     over the tokens either split holds): the per-token loss a model that ignores the prompt and
     the previous tokens reaches. Rows as ``tasks.outputs.lm_outputs`` gives them: the summed
@@ -152,7 +162,7 @@ def unigram(train: TokenizedSplit, validation: TokenizedSplit, classes: int) -> 
     for i, row in enumerate(val_rows):
         outputs[i] = (-sum(math.log((counts.get(t, 0) + 0.5) / total) for t in row), len(row))
     tokens = outputs[:, 1].sum()
-    return outputs, float(outputs[:, 0].sum() / tokens) if tokens else float("nan")
+    return [outputs], float(outputs[:, 0].sum() / tokens) if tokens else float("nan")
 
 
 #: What each trivial predictor is, in the report's words.
@@ -172,11 +182,16 @@ def trivial_level(task: Any, data: TokenizedData, metric: str, mode: str) -> tup
     train, validation = data.splits.get("train"), data.splits.get("validation")
     if task.trivial is None or train is None or validation is None or len(validation) == 0 or len(train) == 0:
         return None, {}
-    outputs, loss = task.trivial(train, validation, len(data.label_names))
-    metrics = {k: float(v) for k, v in task.compute_metrics(outputs, validation.labels).items()}
+    candidates, loss = task.trivial(train, validation, len(data.label_names))
+    scored = [{k: float(v) for k, v in task.compute_metrics(outputs, validation.labels).items()}
+              for outputs in candidates]
+    sign = 1.0 if mode == "max" else -1.0
+    judged = [m for m in scored if isinstance(m.get(metric), float) and math.isfinite(m[metric])]
+    # the constant predictor that does best on the judged metric (the first of equals: the training majority)
+    metrics = max(judged, key=lambda m: sign * m[metric]) if judged else scored[0]
     metrics.setdefault("loss", loss)
-    value = metrics.get(metric)
-    if value is None or not math.isfinite(value):
+    if not judged:
         return None, metrics
     loss = metrics["loss"]
-    return TrivialLevel(metric=metric, mode=mode, value=value, loss=loss if math.isfinite(loss) else None), metrics
+    return TrivialLevel(metric=metric, mode=mode, value=metrics[metric],
+                        loss=loss if math.isfinite(loss) else None), metrics

@@ -93,3 +93,16 @@ def test_judgement_of_a_minimised_metric() -> None:
 
 def test_an_evaluation_without_the_metric_is_not_judged() -> None:
     assert TrivialLevel(metric="accuracy", mode="max", value=0.5).judge({"loss": 1.0}) is None
+
+
+def test_a_constant_class_is_trivial_whichever_class_it_is() -> None:
+    # the training majority (0) is the validation minority: always predicting 1 scores 0.7 and
+    # learns no more than always predicting 0; a trial must beat 0.7 to have learnt anything
+    data = _data("sequence_classification", np.array([0, 0, 0, 1]), np.array([1, 1, 1, 1, 1, 1, 1, 0, 0, 0]),
+                 ["a", "b"])
+    level, metrics = trivial_level(get_task("sequence_classification"), data, "accuracy", "max")
+    assert level is not None and level.value == pytest.approx(0.7)
+    assert metrics["f1"] == pytest.approx(2 * 0.7 / 1.7)  # the metrics of that same constant predictor
+    f1_level, _ = trivial_level(get_task("sequence_classification"), data, "f1", "max")
+    assert f1_level is not None and f1_level.value == pytest.approx(2 * 0.7 / 1.7)
+    assert level.judge({"accuracy": 0.7, "loss": 0.6}).at_trivial  # type: ignore[union-attr]
