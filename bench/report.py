@@ -396,10 +396,11 @@ def markdown(result: dict[str, Any]) -> str:
                   "Share of each search's trials that ended at the trivial predictor's level (majority class, "
                   "training mean), and in how many seeds the registered trial was one of the sampler's own draws "
                   "rather than a warm-start (portfolio) config.", "",
-                  "| task | method | trials at the trivial level | winner from the sampler |", "| --- | --- | --- | --- |"]
+                  "| task | method | trials at the trivial level (%) | winner from the sampler |",
+                  "| --- | --- | --- | --- |"]
         for task, methods in diagnostics.items():
             for m, d in methods.items():
-                trivial = (f"{_fmt(d['trivial_share'], 1, True)} of {d['trials_judged']} trials"
+                trivial = (f"{_fmt(d['trivial_share'], 1, True)} ({d['trials_judged']} trials)"
                            if d["trials_judged"] else "not measured")
                 wins = f"{d['sampler_wins']} of {d['seeds_with_source']} seeds" if d["seeds_with_source"] else "not recorded"
                 lines.append(f"| {task} | {m} | {trivial} | {wins} |")

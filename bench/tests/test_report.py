@@ -225,5 +225,5 @@ def test_the_report_says_how_many_trials_stayed_trivial_and_where_the_winners_ca
     assert found["autopeft-all"]["trials_judged"] == 0
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
                      "summary": {"rte": {}}, "paired": {}})
-    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] of 8 trials | 1 of 2 seeds |" in text
+    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 1 of 2 seeds |" in text
     assert "| rte | autopeft-all | not measured | not recorded |" in text
