@@ -66,6 +66,8 @@ class Context:
     grace_period: int = 1
     prune_metric: str | None = None  # None: the objective
     prior_share: float | None = None  # most of a search's trials the warm-start prior takes; None: autopeft's default
+    #: steps of each family's learning-rate probe (autopeft's calibration.steps); 0: off; None: autopeft's default
+    calibration_steps: int | None = None
     final_steps: int = 0  # of an autopeft search's budget: steps training its selected config again (0: off)
     cpus: int = 2
     grid: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_GRID))
@@ -227,6 +229,8 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
         "objective": {"metric": ctx.metric, "mode": ctx.files.mode},
         "sampler": sampler,
         "warm_start": {"prior": prior, **({"prior_share": ctx.prior_share} if ctx.prior_share is not None else {})},
+        "calibration": ({"enabled": False} if ctx.calibration_steps == 0 else
+                        {"steps": ctx.calibration_steps} if ctx.calibration_steps else {}),
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
                    "eval_batch_size": ctx.eval_batch_size, "final_steps": final_steps or None},
@@ -275,7 +279,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
         timeline=timeline.as_dict(),
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
-        config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start")},
+        config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start", "calibration")},
         winner_source=winner_source(raw_config["tracking"]["uri"], best.run_id),
     )
 

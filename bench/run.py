@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     # steps of each autopeft search's budget kept for training its selected config again from the
     # start (autopeft's budget.final_steps); the search itself gets the rest. 0: off
     "final_steps": 0,
+    # steps of each family's learning-rate probe before an autopeft search (autopeft's
+    # calibration.steps; counted in the search's budget); 0: no calibration; null: autopeft's default
+    "calibration_steps": None,
     "cpus": 2,
     "glue_dir": str(REPO.parent / "shared" / "data" / "glue"),
     "max_train": 8000,
@@ -93,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
                    help="reports before ASHA may stop a trial (autopeft's pruning.grace_period)")
     p.add_argument("--prune-metric", dest="prune_metric",
                    help="validation metric ASHA's rungs compare trials on (autopeft's pruning.metric, e.g. loss)")
+    p.add_argument("--calibration-steps", type=int, dest="calibration_steps",
+                   help="steps of each family's learning-rate probe before an autopeft search, counted in its "
+                        "budget (autopeft's calibration.steps; 0: no calibration)")
     p.add_argument("--prior-share", type=float, dest="prior_share",
                    help="most of an autopeft search's trials the warm-start prior takes (autopeft's warm_start.prior_share)")
     p.add_argument("--final-steps", type=int, dest="final_steps",
@@ -346,7 +352,8 @@ def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> 
                    trial_steps=settings["trial_steps"], budget_steps=settings["budget_steps"],
                    eval_interval=settings["eval_interval"], eval_batch_size=settings["eval_batch_size"],
                    grace_period=settings["grace_period"], prune_metric=settings["prune_metric"],
-                   prior_share=settings["prior_share"], final_steps=settings["final_steps"], cpus=settings["cpus"],
+                   prior_share=settings["prior_share"], calibration_steps=settings["calibration_steps"],
+                   final_steps=settings["final_steps"], cpus=settings["cpus"],
                    grid=settings["grid"] or dict(DEFAULT_GRID), zero_config_time=str(settings["zero_config_time"]),
                    metric=files.metric)
 

@@ -81,10 +81,12 @@ def test_search_through_a_pipe_logs_each_trial(zero_config: dict) -> None:
     printed = search.stderr
     # whole lines: no colour or cursor codes around them
     for pattern in (r"^trial \S+ started: \S+ lr=\d\.\d\de[-+]\d+ \(\d+ of \d+\)$",
-                    r"^trial \S+ step \d+: accuracy \d\.\d{4} \(best \d\.\d{4} by trial \S+\)$",
-                    r"^trial \S+ (completed: accuracy \d\.\d{4} at step \d+|pruned (at rung|\().*)$",
+                    r"^trial \S+ step \d+: accuracy \d\.\d{4}( \(at the trivial level\))? "
+                    r"\(best \d\.\d{4} by trial \S+\)$",
+                    r"^trial \S+ (completed: accuracy \d\.\d{4} at step \d+(, still at the trivial level .*)?"
+                    r"|pruned (at rung|\().*)$",
                     r"^progress: trials \d+/\d+ · running \d+ · completed \d+ · pruned \d+ · failed \d+ · "
-                    r"best accuracy \d\.\d{4} \(\S+\) · \S+ elapsed$"):
+                    r"at the trivial level \d+ · best accuracy \d\.\d{4} \(\S+\) · \S+ elapsed$"):
         assert re.search(pattern, printed, re.MULTILINE), f"{pattern!r} not in:\n{printed[-3000:]}"
     # the summary at exit: every trial ended
     last = [line for line in printed.splitlines() if line.startswith("progress: ")][-1]
