@@ -18,7 +18,6 @@ run nested under the study's run (:class:`~autopeft.schema.CalibrationRun`).
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ import torch
 from autopeft.config import CalibrationConfig
 from autopeft.data import TokenizedData
 from autopeft.engine.calibration import LrCurve, LrRange, probe_adapter, suggest_range
+from autopeft.engine.memory import release_memory
 from autopeft.engine.training import StudySpec, build_adapter, pick_device
 from autopeft.registry.tracking import log_history, log_metrics, log_params
 from autopeft.schema import Artifact, CalibrationRun, TrialRunTags
@@ -152,9 +152,7 @@ def probe_family(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
                              steps=settings.steps, device=device, amp_dtype=amp_dtype)
     finally:
         del built  # the worker may be reused: free the model before the next task
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
 
 
 def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: TokenizedData) -> Prepared:

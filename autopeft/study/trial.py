@@ -8,7 +8,6 @@ one, and the driver can register the adapter of the best trial without retrainin
 
 from __future__ import annotations
 
-import gc
 import os
 import tempfile
 import time
@@ -20,6 +19,7 @@ import psutil
 import torch
 
 from autopeft.data import TokenizedData
+from autopeft.engine.memory import release_memory
 from autopeft.engine.training import (
     StudySpec,
     TrainState,
@@ -38,11 +38,9 @@ def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -
     try:
         _train_and_report(config, spec, data)
     finally:
-        # Trials share worker processes (actor reuse): once the trial's frame is gone, collect
-        # the model and optimizer and drop cached GPU blocks so memory does not grow per trial.
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        # Trials share worker processes (actor reuse): once the trial's frame is gone, free its
+        # model and optimizer for good so memory does not grow per trial.
+        release_memory()
 
 
 def _train_and_report(config: dict[str, Any], spec: StudySpec, data: TokenizedData) -> None:

@@ -154,5 +154,7 @@ def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice,
     pids = {m["worker_pid"] for m in reports}
     assert len(result.trials) == 20 and len(pids) == 1  # every trial ran in the same reused worker
     rss = [m["worker_rss_mb"] for m in reports]
+    # freed memory goes back to the system after each trial (engine.memory): without that the
+    # worker grew 4-5 MiB a trial (65-69 MiB here); with it, about 15 MiB in all
     growth = max(rss[5:]) - rss[4]
-    assert growth < 64, f"worker memory grew by {growth:.0f} MiB over trials 5..20: {[round(r) for r in rss]}"
+    assert growth < 40, f"worker memory grew by {growth:.0f} MiB over trials 5..20: {[round(r) for r in rss]}"
