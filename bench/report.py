@@ -480,7 +480,8 @@ def plot(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> P
     metrics = sorted({task_metric(records, task) for task in tasks}) or ["accuracy"]
     ax.set_ylabel(f"best validation {metric_label(metrics[0]) if len(metrics) == 1 else 'metric (x100)'} so far")
     ax.set_title("search efficiency")
-    ax.legend(fontsize=6)
+    if ax.get_lines():  # runs without search curves (baselines only) have nothing to label
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
