@@ -62,28 +62,42 @@ def run_search(prepared: Prepared, *, callbacks: list[Any] | None = None, verbos
     with phase(phases, "ray_start"):
         started_ray = init_ray(prepared.config.backend.address, verbose=verbose)
     # after ray.init, which sets a SIGTERM handler of its own (sys.exit: every run left RUNNING)
-    with cancel_on_sigterm() as sigterm:
-        return _run_study(prepared, started_ray, started, phases, sigterm, callbacks=callbacks)
+    with study_signals() as signals:
+        return _run_study(prepared, started_ray, started, phases, signals, callbacks=callbacks)
 
 
 @dataclass
-class Sigterm:
-    """The cancellation a SIGTERM raised, once one arrived."""
+class StudySignals:
+    """The Ctrl-C (SIGINT) or cancellation (SIGTERM) the driver received, once one arrived."""
 
-    received: StudyCancelled | None = None
+    received: BaseException | None = None
 
     def restore(self, stop: BaseException) -> BaseException:
         """The cancellation, where Ray's core turned it into a plain KeyboardInterrupt (an
         exception a signal handler raises inside ``ray.get`` comes back as one)."""
-        return self.received if self.received is not None and isinstance(stop, KeyboardInterrupt) else stop
+        if isinstance(self.received, StudyCancelled) and isinstance(stop, KeyboardInterrupt):
+            return self.received
+        return stop
+
+
+#: The signals of the study running in this process (``study_signals``), for ``StopOnSignal``:
+#: a module global, not the callback's own state, as Tune pickles its callbacks with a study it
+#: can resume.
+_active: StudySignals | None = None
 
 
 @contextmanager
-def cancel_on_sigterm() -> Iterator[Sigterm]:
-    """Raise :class:`~autopeft.errors.StudyCancelled` in the driver on SIGTERM, inside the block.
-    (Python's default ends the process at once and Ray's, set by ``ray.init``, exits it: either
-    leaves every run RUNNING.)"""
-    state = Sigterm()
+def study_signals() -> Iterator[StudySignals]:
+    """Inside the block, SIGINT raises KeyboardInterrupt and SIGTERM
+    :class:`~autopeft.errors.StudyCancelled` in the driver, and each is recorded.
+
+    Python's default SIGTERM ends the process at once and Ray's (set by ``ray.init``) exits it:
+    either leaves every run RUNNING. SIGINT is set here too, whatever handler a library left, and
+    recorded so that ``StopOnSignal`` raises it again at Tune's next loop step if the first raise
+    was lost inside a library (one CI run's driver went on for a minute after a Ctrl-C with no
+    sign of it)."""
+    global _active
+    state = StudySignals()
     if threading.current_thread() is not threading.main_thread():
         yield state  # signal handlers can be set only in the main thread; the caller owns the signals
         return
@@ -92,14 +106,34 @@ def cancel_on_sigterm() -> Iterator[Sigterm]:
         state.received = StudyCancelled(signal.Signals(signum).name, now_iso())
         raise state.received
 
-    previous = signal.signal(signal.SIGTERM, cancel)
+    def interrupt(signum: int, frame: Any) -> None:
+        if state.received is None:
+            state.received = KeyboardInterrupt()
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, cancel),
+                signal.SIGINT: signal.signal(signal.SIGINT, interrupt)}
+    outer, _active = _active, state
     try:
         yield state
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _active = outer
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: dict[str, float], sigterm: Sigterm, *,
+class StopOnSignal(tune.Callback):
+    """Raises the signal the driver received at Tune's next loop step (at least every 0.1 s),
+    from the driver's own code, where nothing can swallow it."""
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if _active is not None and _active.received is not None:
+            received = _active.received
+            raise received if isinstance(received, StudyCancelled) else KeyboardInterrupt
+
+
+def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: dict[str, float],
+               signals: StudySignals, *,
                callbacks: list[Any] | None) -> SearchResult:
     cfg = prepared.config
     try:
@@ -110,7 +144,7 @@ def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: di
     except BaseException as stop:
         if started_ray:  # no study run is open yet: only the Ray this call started to stop
             ray.shutdown()
-        cancelled = sigterm.restore(stop)
+        cancelled = signals.restore(stop)
         if cancelled is not stop:
             raise cancelled from None
         raise
@@ -149,7 +183,7 @@ def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: di
         return result
     except KeyboardInterrupt as stop:
         study.status = RUN_STATUS[Outcome.INTERRUPTED]
-        cancelled = sigterm.restore(stop)
+        cancelled = signals.restore(stop)
         if cancelled is not stop:  # raised here, it is the exception close_study_run sees
             raise cancelled from None
         raise
@@ -209,7 +243,7 @@ def make_tuner(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Token
         run_config=tune.RunConfig(
             name=prepared.study_name,
             storage_path=ray_path,
-            callbacks=[study.recorder, *callbacks],
+            callbacks=[study.recorder, StopOnSignal(), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=cfg.budget.max_failures),
             verbose=0,
