@@ -41,17 +41,21 @@ def parse_methods(text: str) -> dict[str, str]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        name, _, alias = part.partition("=")
-        if not name.strip() or (_ and not alias.strip()):
+        name, renamed, alias = (piece.strip() for piece in part.partition("="))
+        if not name or (renamed and not alias):
             raise CombineError(f"--take: expected 'method' or 'method=new-name', found {part!r}")
-        out[name.strip()] = (alias or name).strip()
+        out[name] = alias or name
     if not out:
         raise CombineError(f"--take: no method named in {text!r}")
     return out
 
 
+def _meta(result: dict[str, Any]) -> dict[str, Any]:
+    return result.get("meta") or {}
+
+
 def _setting(result: dict[str, Any], key: str) -> Any:
-    return (result.get("meta") or {}).get("settings", {}).get(key)
+    return _meta(result).get("settings", {}).get(key)
 
 
 def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict]:
@@ -79,7 +83,7 @@ def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, An
                 if ours != theirs:
                     raise CombineError(f"{path}: {setting} is {ours!r}, but {theirs!r} in {first[0]}: "
                                        "the runs did not measure the same thing")
-        for task, split in (result.get("meta") or {}).get("split_sizes", {}).items():
+        for task, split in _meta(result).get("split_sizes", {}).items():
             if task in sizes and sizes[task] != split:
                 raise CombineError(f"{path}: {task}'s splits are {split}, but {sizes[task]} in an earlier file")
             sizes[task] = split
@@ -98,9 +102,9 @@ def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, An
             seen[key] = path
             records.append({**record, "method": name, "source": str(path)})
             taken.setdefault(name, []).append(int(record["seed"]))
-        sources.append({"file": str(path), "date": (result.get("meta") or {}).get("date"),
+        sources.append({"file": str(path), "date": _meta(result).get("date"),
                         "final_steps": _setting(result, "final_steps") or 0,
-                        "command": (result.get("meta") or {}).get("command"),
+                        "command": _meta(result).get("command"),
                         "methods": {name: sorted(seeds) for name, seeds in taken.items()}})
     return records, sources, sizes
 

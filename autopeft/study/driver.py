@@ -128,8 +128,7 @@ class StopOnSignal(tune.Callback):
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if _active is not None and _active.received is not None:
-            received = _active.received
-            raise received if isinstance(received, StudyCancelled) else KeyboardInterrupt
+            raise _active.received
 
 
 def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: dict[str, float],
