@@ -7,6 +7,7 @@ Real processes, real Ray, Optuna, MLflow (SQLite) and peft on the packaged MiniL
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -31,6 +32,10 @@ pytestmark = pytest.mark.integration
 #: The study's wall-clock budget: 150 s holds 4 trials of 40 steps on an idle 2-core machine; 180 s
 #: leaves room for a probe that measures a busy one (it asked for 162 s once).
 TIME_S = 180
+#: A slower machine (0.66 s a step in one CI run, 0.58 in another) is refused 180 s with the
+#: time it needs; the study then runs again with that time and this margin, as a user would.
+REFUSED = re.compile(r"cannot hold a study on this machine .*: .* need about (?P<minutes>[\d.]+) min")
+MARGIN = 1.2
 
 
 def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
@@ -46,15 +51,19 @@ def zero_config(tmp_path_factory, glue_dir, minilm_path) -> dict:
     folder = tmp_path_factory.mktemp("zero-config")
     (folder / "sst2").mkdir()
     write_sst2_slice(glue_dir, folder / "sst2", train_rows=600, test_rows=200)
-    flags = ["--model", "minilm", "--train", "sst2/train.csv", "--test", "sst2/test.csv",
-             "--time", f"{TIME_S}s"]
+    data = ["--model", "minilm", "--train", "sst2/train.csv", "--test", "sst2/test.csv"]
     # the search first, so its budget pays for its own probe; init then reads the probe's cache
     # (in this process: it starts no Ray and trains nothing more)
-    search, took = run_cli("search", *flags, cwd=folder)
+    time_s = TIME_S
+    search, took = run_cli("search", *data, "--time", f"{time_s}s", cwd=folder)
+    refused = REFUSED.search(search.stderr)
+    if search.returncode == 2 and refused:
+        time_s = math.ceil(float(refused["minutes"]) * 60 * MARGIN)
+        search, took = run_cli("search", *data, "--time", f"{time_s}s", cwd=folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        init = CliRunner().invoke(app, ["init", *flags, "-o", "search.yaml"])
-    return {"folder": folder, "init": init, "search": search, "took": took}
+        init = CliRunner().invoke(app, ["init", *data, "--time", f"{time_s}s", "-o", "search.yaml"])
+    return {"folder": folder, "init": init, "search": search, "took": took, "time_s": time_s}
 
 
 def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
@@ -64,13 +73,14 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
     for line in ("task.kind = sequence_classification: label 'label' holds 2 distinct values (classes)",
                  "data.text_columns = sentence: the only free-text column",
                  "objective.metric = accuracy: sequence_classification's default; the classes are balanced",
-                 "space = lora-family:", "model.max_length = ", f"budget.time = {TIME_S}s: --time",
+                 "space = lora-family:", "model.max_length = ", f"budget.time = {zero_config['time_s']}s: --time",
                  "budget.trials = ", "budget.max_steps = ", "budget.time_limit_s = "):
         assert line in printed, printed[-3000:]
     # named after the data's folder, as its file is only 'train.csv'
     assert "registered: models:/sst2-adapter/1 (alias 'candidate')" in search.stdout, search.stdout[-2000:]
     # the whole study, the process's start, inference, probe, trials and registration included
-    assert zero_config["took"] <= TIME_S * 1.05, f"took {zero_config['took']:.0f}s of {TIME_S}s"
+    time_s = zero_config["time_s"]
+    assert zero_config["took"] <= time_s * 1.05, f"took {zero_config['took']:.0f}s of {time_s}s"
 
 
 def test_search_through_a_pipe_logs_each_trial(zero_config: dict) -> None:
