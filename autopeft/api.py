@@ -94,16 +94,18 @@ def load(ref: str | Path, *, tracking_uri: str | None = None) -> AdapterPredicto
     # deferred: MLflow takes seconds to import; a local adapter folder loads without it
     import mlflow
 
-    target = Path(tempfile.mkdtemp(prefix="autopeft-load-"))
-    with mlflow_uris(tracking_uri or mlflow.get_tracking_uri()):
+    # the download lives only while the predictor loads (weights and tokenizer end up in memory):
+    # a service that loads versions for its lifetime must not fill /tmp with their copies
+    with tempfile.TemporaryDirectory(prefix="autopeft-load-") as target, \
+            mlflow_uris(tracking_uri or mlflow.get_tracking_uri()):
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(ref), dst_path=str(target)))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=str(ref), dst_path=target))
         except Exception as exc:  # MLflow raises several types for a missing model, version or alias
             raise RegistryError(f"ref: cannot load {str(ref)!r}: {' '.join(str(exc).split())[:200]}") from None
-    adapter = next((p for p in local.rglob(Artifact.ADAPTER) if p.is_dir()), None)
-    if adapter is None:
-        raise RegistryError(f"ref: {str(ref)!r} holds no autopeft adapter (no {Artifact.ADAPTER}/ folder)")
-    return AdapterPredictor.load(adapter)
+        adapter = next((p for p in local.rglob(Artifact.ADAPTER) if p.is_dir()), None)
+        if adapter is None:
+            raise RegistryError(f"ref: {str(ref)!r} holds no autopeft adapter (no {Artifact.ADAPTER}/ folder)")
+        return AdapterPredictor.load(adapter)
 
 
 def submit(model: str | None = None, train: str | Path | None = None, *, address: str | None = None,

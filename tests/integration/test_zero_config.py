@@ -121,11 +121,15 @@ def test_init_writes_the_config_of_that_study(zero_config: dict) -> None:
         written.config.budget.model_fields_set
 
 
-def test_load_predicts_with_the_registered_adapter(zero_config: dict) -> None:
+def test_load_predicts_with_the_registered_adapter(zero_config: dict, tmp_path, monkeypatch) -> None:
+    import tempfile
+
     import autopeft
 
     folder = zero_config["folder"]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     predictor = autopeft.load("models:/sst2-adapter@candidate", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    assert not list(tmp_path.glob("autopeft-load-*"))  # the downloaded version is gone once it is in memory
     test = pd.read_csv(folder / "sst2" / "test.csv")
     predicted = predictor.predict(test[["sentence"]])
     assert len(predicted) == len(test)

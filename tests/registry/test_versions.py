@@ -203,3 +203,14 @@ def test_refused_connection_fails_at_once():
     with pytest.raises(TrackingError, match="cannot reach MLflow"):
         Registry.open(f"http://127.0.0.1:{port}")
     assert time.monotonic() - started < 15
+
+
+def test_load_of_a_missing_version_is_a_registry_error_and_leaves_no_download(registry_store, tmp_path, monkeypatch):
+    import tempfile
+
+    import autopeft
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(RegistryError, match="ref: cannot load 'models:/nope@candidate'"):
+        autopeft.load("models:/nope@candidate", tracking_uri=registry_store)
+    assert not list(tmp_path.glob("autopeft-load-*"))
