@@ -22,7 +22,7 @@ from autopeft.data import TokenizedSplit, pad_id
 from autopeft.engine.training import pick_device, predict
 from autopeft.errors import ModelError
 from autopeft.model.loading import resolve_location
-from autopeft.schema import AdapterMetadata, Artifact
+from autopeft.schema import AdapterMetadata, Artifact, TargetScale
 from autopeft.tasks import get_task
 
 #: The metadata file's name (kept importable here; ``schema.Artifact.METADATA_FILE``).
@@ -114,7 +114,9 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     transformers model plus tokenizer that ``AutoModelForSequenceClassification`` loads alone.
 
     Merged on the CPU in float32: the exported weights then do not depend on the device the
-    export happened to run on, and the label names travel in ``config.json`` (``id2label``).
+    export happened to run on, and the label names travel in ``config.json`` (``id2label``). A
+    regression adapter's target scale is folded into the head (:func:`fold_target_scale`), so
+    the plain model outputs values in the units of its training data, as the adapter does.
     """
     out = Path(out_dir)
     predictor = AdapterPredictor.load(adapter_dir, device=torch.device("cpu"))
@@ -126,6 +128,42 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path) -> Path:
         merged = merge()
     except (ValueError, NotImplementedError, AttributeError) as exc:  # e.g. prompt-learning families
         raise ModelError(f"export: the {family} adapter cannot be merged ({exc}); export it without --merged") from None
+    if predictor.info.target_scale is not None:
+        fold_target_scale(merged, predictor.info.target_scale)
     merged.save_pretrained(str(out))
     predictor.tokenizer.save_pretrained(str(out))
     return out
+
+
+def _output_head(model: torch.nn.Module) -> torch.nn.Linear | None:
+    """The layer that writes a sequence model's outputs: the last linear layer with one output per
+    label (BERT's ``classifier``, RoBERTa's ``classifier.out_proj``, a decoder's ``score``)."""
+    outputs = getattr(model.config, "num_labels", None)
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == outputs]
+    return heads[-1] if heads else None
+
+
+def fold_target_scale(model: torch.nn.Module, scale: TargetScale) -> None:
+    """Make a merged regression model output y = z * std + mean itself: its head's weight is
+    scaled by std and its bias becomes bias * std + mean. Checked on one input: a head that is
+    not the model's last affine step, or has no bias to carry the mean, is a ModelError (the
+    adapter itself, exported without ``--merged``, predicts in the data's units)."""
+    head = _output_head(model)
+    arch = type(model).__name__
+    if head is None:
+        raise ModelError(f"export: no output layer found in {arch} to carry the regression targets' scale; "
+                         "export it without --merged")
+    if head.bias is None and scale.mean != 0.0:
+        raise ModelError(f"export: the output layer of {arch} has no bias to carry the regression targets' mean "
+                         f"({scale.mean:g}); export it without --merged")
+    probe = torch.tensor([[1, 2, 3, 4]]).clamp(max=max(1, int(getattr(model.config, "vocab_size", 5)) - 1))
+    model.eval()
+    with torch.no_grad():
+        before = model(input_ids=probe).logits
+        head.weight.mul_(scale.std)
+        if head.bias is not None:
+            head.bias.mul_(scale.std).add_(scale.mean)
+        after = model(input_ids=probe).logits
+    if not torch.allclose(after, before * scale.std + scale.mean, rtol=1e-4, atol=1e-4 * scale.std):
+        raise ModelError(f"export: the regression targets' scale cannot be folded into {arch} (its output is not "
+                         "an affine step of that layer); export it without --merged")

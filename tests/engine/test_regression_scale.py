@@ -92,6 +92,21 @@ def test_an_output_of_zero_is_the_train_mean(regression):
     assert metrics["loss"] == pytest.approx(metrics["mse"] / scale.std**2, rel=1e-4)
 
 
+def _saved_adapter(regression, out_dir) -> tuple[Any, AdapterMetadata]:
+    """(the built adapter, its metadata), saved to ``out_dir`` as a study saves its best adapter."""
+    from autopeft.engine.predictor import write_metadata
+
+    location, raw, data, spec = regression
+    built = build_adapter(spec, CONFIG)  # untrained: the random head gives varied outputs
+    built.model.save_pretrained(str(out_dir))
+    get_task("regression").load_preprocessor(spec.model, location).save_pretrained(str(out_dir))
+    meta = AdapterMetadata(task="regression", base_model={"config": spec.model.model_dump(mode="json")},
+                           text_columns=raw.text_columns, label_column=raw.label_column, max_length=32,
+                           target_scale=data.target_scale)
+    write_metadata(out_dir, meta)
+    return built, meta
+
+
 def test_a_saved_adapter_predicts_in_the_data_units_and_an_older_folder_unscaled(regression, tmp_path):
     from autopeft.engine.predictor import AdapterPredictor, read_metadata, write_metadata
     from autopeft.registry.promotion import evaluate_on
@@ -99,14 +114,8 @@ def test_a_saved_adapter_predicts_in_the_data_units_and_an_older_folder_unscaled
 
     location, raw, data, spec = regression
     scale = data.target_scale
-    built = build_adapter(spec, CONFIG)  # untrained: the random head gives varied outputs
     out_dir = tmp_path / "adapter"
-    built.model.save_pretrained(str(out_dir))
-    get_task("regression").load_preprocessor(spec.model, location).save_pretrained(str(out_dir))
-    meta = AdapterMetadata(task="regression", base_model={"config": spec.model.model_dump(mode="json")},
-                           text_columns=raw.text_columns, label_column=raw.label_column, max_length=32,
-                           target_scale=scale)
-    write_metadata(out_dir, meta)
+    built, meta = _saved_adapter(regression, out_dir)
     assert read_metadata(out_dir).target_scale == scale
 
     frame = raw.frames["validation"]
@@ -130,3 +139,44 @@ def test_a_saved_adapter_predicts_in_the_data_units_and_an_older_folder_unscaled
     assert "target_scale" not in json.loads((out_dir / Artifact.METADATA_FILE).read_text())
     older = AdapterPredictor.load(out_dir, device=CPU)
     np.testing.assert_allclose(older.predict(frame[raw.text_columns])["value"], z, rtol=1e-5, atol=1e-6)
+
+
+def test_a_merged_export_outputs_the_data_units(regression, tmp_path):
+    """``autopeft export --merged``: a plain transformers model that answers in the data's units,
+    as the adapter does (its head carries the scale)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from autopeft.engine.predictor import AdapterPredictor, export_merged
+
+    location, raw, data, spec = regression
+    out_dir = tmp_path / "adapter"
+    _saved_adapter(regression, out_dir)
+    frame = raw.frames["validation"]
+    expected = AdapterPredictor.load(out_dir, device=CPU).predict(frame[raw.text_columns])["value"].to_numpy()
+    assert abs(expected.mean()) > 100  # in the data's units (1000 + 50x), far from z
+
+    merged_dir = export_merged(out_dir, tmp_path / "merged")
+    model = AutoModelForSequenceClassification.from_pretrained(str(merged_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    columns = [frame[c].astype(str).tolist() for c in raw.text_columns]
+    encoded = tokenizer(*columns, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        values = model(**encoded).logits.reshape(-1).double().numpy()
+    np.testing.assert_allclose(values, expected, rtol=1e-4)
+
+
+def test_a_head_without_bias_cannot_carry_the_mean(regression):
+    from autopeft.engine.predictor import fold_target_scale
+    from autopeft.errors import ModelError
+    from autopeft.schema import TargetScale
+
+    location, raw, data, spec = regression
+    model = get_task("regression").load_model(spec.model, location, data.label_names)
+    model.classifier.bias = None  # as a decoder's `score` layer
+    with pytest.raises(ModelError, match="has no bias to carry the regression targets' mean"):
+        fold_target_scale(model, TargetScale(mean=5.0, std=2.0))
+    probe = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        before = model(input_ids=probe).logits
+        fold_target_scale(model, TargetScale(mean=0.0, std=2.0))  # a scale alone needs no bias
+        assert torch.allclose(model(input_ids=probe).logits, 2.0 * before, rtol=1e-5)
