@@ -111,7 +111,7 @@ def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, An
 
 def write(name: str, records: list[dict[str, Any]], sources: list[dict[str, Any]], sizes: dict[str, Any],
           out: Path, command: str) -> dict[str, Path]:
-    from bench.report import markdown, paired, plot, summarize
+    from bench.report import write_results
 
     stamp = datetime.now().strftime("%Y-%m-%d")
     seeds = sorted({int(r["seed"]) for r in records})
@@ -121,21 +121,15 @@ def write(name: str, records: list[dict[str, Any]], sources: list[dict[str, Any]
         "meta": {"date": stamp, "command": command, "split_sizes": sizes, "sources": sources,
                  "scale": (f"combined from {len(sources)} runs (below); tasks {', '.join(tasks)}; seeds "
                            f"{', '.join(map(str, seeds))}")},
-        "summary": summarize(records), "paired": paired(records), "early_stopping": None, "overhead": {},
-        "failures": [], "records": records,
+        "early_stopping": None, "overhead": {}, "failures": [],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    base = out / f"{stamp}-{name}"
-    result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
-    lines = [markdown(result).rstrip(), "", "## Where each method's figures come from", "",
+    lines = ["", "## Where each method's figures come from", "",
              "| method | seeds | file | date | final steps | command |", "| --- | --- | --- | --- | --- | --- |"]
     for source in sources:
         for method, method_seeds in source["methods"].items():
             lines.append(f"| {method} | {', '.join(map(str, method_seeds))} | `{source['file']}` | {source['date']} "
                          f"| {source['final_steps']} | `{source['command']}` |")
-    base.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    base.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md")}
+    return write_results(result, records, out / f"{stamp}-{name}", lines)
 
 
 def _fail(message: str) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -486,3 +487,25 @@ def plot(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> P
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def write_results(result: dict[str, Any], records: list[dict[str, Any]], base: Path,
+                  extra_markdown: list[str] = ()) -> dict[str, Path]:
+    """``result`` (name, partial, meta and the run's own sections) completed with the summary,
+    the seed-paired comparison and the plot of ``records``, written as ``base``.json, .md (plus
+    ``extra_markdown`` lines) and .png: what ``bench.run`` and ``bench.combine`` both write."""
+    result.update(summary=summarize(records), paired=paired(records), records=records)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
+    text = "\n".join([markdown(result).rstrip(), *extra_markdown]) + "\n"
+    base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_default))
+    base.with_suffix(".md").write_text(text)
+    return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "png": Path(result["plot"])}

@@ -15,7 +15,6 @@ go to ``<out>/tmp/<date>-<name>/`` and are kept out of git.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -305,16 +304,7 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
           sizes: dict[str, Any], records: list[dict[str, Any]], failures: list[dict[str, Any]],
           overhead: dict[str, Any], out: Path, *, partial: bool) -> dict[str, Path]:
     """Write the JSON, markdown and plot for the records so far (``partial`` while running)."""
-    from bench.report import (
-        early_stopping,
-        markdown,
-        overhead_summary,
-        paired,
-        plot,
-        search_overhead,
-        summarize,
-        zero_config_comparison,
-    )
+    from bench.report import early_stopping, overhead_summary, search_overhead, write_results, zero_config_comparison
 
     searches = {f"{rec['task']}/{rec['method']}/s{rec['seed']}": o for rec in records
                 if (o := search_overhead(rec)) is not None}
@@ -326,23 +316,16 @@ def write(settings: dict[str, Any], command: str, stamp: str, started: float, lo
         "name": settings["name"],
         "partial": partial,
         "meta": _meta(settings, command, stamp, started, load_start, sizes=sizes),
-        "summary": summarize(records),
-        "paired": paired(records),
         "early_stopping": early_stopping(records, settings["trial_steps"], es.get("asha", ""),
                                          es.get("reference", "")) if es else None,
         "overhead": overhead,
         "failures": failures,
-        "records": records,
     }
     zero_config = zero_config_comparison(records)
     if zero_config:  # only runs with autopeft-zero-config have the section
         result["zero_config"] = zero_config
-    base = out / f"{stamp}-{settings['name']}"
-    result["plot"] = str(plot(result, records, base.with_suffix(".png")) or "")
     result["meta"]["total_wall_s"] = time.perf_counter() - started
-    base.with_suffix(".json").write_text(json.dumps(result, indent=1, default=_json_default))
-    base.with_suffix(".md").write_text(markdown(result))
-    return {"json": base.with_suffix(".json"), "md": base.with_suffix(".md"), "png": Path(result["plot"])}
+    return write_results(result, records, out / f"{stamp}-{settings['name']}")
 
 
 def _context(settings: dict[str, Any], files: Any, seed: int, workdir: Path) -> Any:
@@ -418,16 +401,6 @@ def _meta(settings: dict[str, Any], command: str, stamp: str, started: float, lo
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
                      "ray": ray.__version__},
     }
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
