@@ -13,12 +13,14 @@ user sees at each point; each test asserts one capability on that record:
 4. ``submit --resume B`` continues B as a new job to exactly its planned trials, with one MLflow
    run per trial;
 5. a wrong or missing token is refused in one line, exit 2.
+6. ``jobs --watch`` off a terminal prints the table again every interval until Ctrl-C (exit 0).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ import pytest
 from mlflow import MlflowClient
 
 import autopeft
+from autopeft.cli.jobs import COLUMNS
 from autopeft.schema import RunKind, RunTag, StudyRunTags, TrialAttr, current_user
 from tests.conftest import write_sst2_slice, write_yaml
 from tests.integration.conftest import _stop_ray
@@ -69,6 +72,8 @@ class Record:
     resume_state: str = ""
     wrong_token: subprocess.CompletedProcess | None = None
     no_token: subprocess.CompletedProcess | None = None
+    watch: str = ""
+    watch_code: int | None = None
     token: str = ""
     failures: list[str] = field(default_factory=list)
     #: seconds from the start of the scenario at each step (printed with -s: where its minutes go)
@@ -198,6 +203,19 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
         no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
         record.no_token = cli(["jobs"], laptop, {**no_token, "RAY_AUTH_MODE": "disabled"})
         record.marks["tokens checked"] = time.monotonic() - started
+        # 6: `jobs --watch` off a terminal (a pod's log): the table again every interval until Ctrl-C
+        printed = root / "watch.txt"
+        with printed.open("w") as sink:
+            watch = subprocess.Popen([AUTOPEFT, "jobs", "--watch", "--interval", "1"], cwd=laptop, env=env,
+                                     stdout=sink, stderr=subprocess.STDOUT, text=True)
+            try:
+                wait_for("two tables from jobs --watch", lambda: printed.read_text().count("\t".join(COLUMNS)) >= 2, 90)
+            except TimeoutError:
+                pass  # the test says what it printed
+            watch.send_signal(signal.SIGINT)
+            record.watch_code = watch.wait(timeout=30)
+        record.watch = printed.read_text()
+        record.marks["jobs --watch"] = time.monotonic() - started
         print(f"service scenario: {record.marks}")
         yield record
 
@@ -295,3 +313,11 @@ def test_a_wrong_or_missing_token_is_refused_in_one_line(scenario: Record, no_sh
     assert "requires a token" in missing.stderr
     for result in (wrong, missing):
         assert scenario.token not in result.stdout + result.stderr
+
+
+def test_jobs_watch_prints_the_table_every_interval_until_ctrl_c(scenario: Record, no_shared_ray):
+    header = "\t".join(COLUMNS)
+    assert scenario.watch.count(header) >= 2, scenario.watch[-2000:]
+    for table in scenario.watch.split(header)[1:]:  # every refresh lists both studies
+        assert f"\t{A}\t" in table and f"\t{B}\t" in table, table
+    assert scenario.watch_code == 0, scenario.watch[-2000:]
