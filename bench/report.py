@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -498,7 +499,7 @@ def _json_default(value: Any) -> Any:
 
 
 def write_results(result: dict[str, Any], records: list[dict[str, Any]], base: Path,
-                  extra_markdown: list[str] = ()) -> dict[str, Path]:
+                  extra_markdown: Sequence[str] = ()) -> dict[str, Path]:
     """``result`` (name, partial, meta and the run's own sections) completed with the summary,
     the seed-paired comparison and the plot of ``records``, written as ``base``.json, .md (plus
     ``extra_markdown`` lines) and .png: what ``bench.run`` and ``bench.combine`` both write."""
