@@ -105,7 +105,7 @@ class RunTag:
     REPORT = "autopeft.report"  # S: the report's artifact path
     REPORT_PNG_RENDERER = "autopeft.report_png_renderer"  # S: kaleido | matplotlib
     REPORT_ERROR = "autopeft.report_error"  # S
-    FINAL_TRAINING_ERROR = "autopeft.final_training_error"  # S: why the trial's adapter was registered
+    FINAL_TRAINING_ERROR = "autopeft.final_training_error"  # S: why the trial's adapter was registered instead
     FINAL_TRAINING_NODE = "autopeft.final_training_node"  # S: the Ray node it ran on
     TRIAL_ID = "autopeft.trial_id"  # T: Ray's trial id
     OUTCOME = "autopeft.outcome"  # T: Outcome
@@ -237,6 +237,7 @@ class Metric:
     BEST_TRAINABLE_SHARE = "best_trainable_share"
     FINAL_TRAINING_TRAIN = "final_training_train_s"  # the final training's own training steps
     FINAL_TRAINING_EVAL = "final_training_eval_s"  # and its validation evaluations
+    FINAL_TRAINING_KEPT_STEP = "final_training_kept_step"  # the evaluation whose weights are registered
     PARETO_SET_SIZE = "pareto_set_size"
     FEASIBLE_TRIALS = "feasible_trials"
     #: Prefix of the final training's validation curve (one point per evaluation step).

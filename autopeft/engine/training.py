@@ -6,6 +6,7 @@ bare loop all use these functions, so what a trial measures is what a user gets.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import resource
@@ -337,6 +338,52 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
             if over:
                 break
     return state
+
+
+class BestWeights:
+    """The trained weights at the best evaluation so far, kept in host memory, so a training can
+    end on them rather than on its last step (``transformers``' ``load_best_model_at_end``).
+
+    Only what training changes is copied: the parameters that require a gradient (an adapter's
+    and its head's, a small share of the model), and the peft config, which some methods rewrite
+    while training (AdaLoRA's ``rank_pattern``, which its saved weights are cut to)."""
+
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric, self.mode = metric, mode
+        self.value: float | None = None
+        self.step: int | None = None
+        self._weights: dict[str, torch.Tensor] = {}
+        self._peft_config: Any = None
+
+    def improves(self, value: Any) -> bool:
+        """Whether ``value`` is finite and better than the kept one (the first finite one is)."""
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.value is None:
+            return True
+        return value > self.value if self.mode == "max" else value < self.value
+
+    def offer(self, model: nn.Module, metrics: Mapping[str, Any], step: int) -> bool:
+        """Keep ``model``'s weights if ``metrics`` improve on the kept evaluation; True if kept."""
+        value = metrics.get(self.metric)
+        if value is None or not self.improves(value):
+            return False
+        self.value, self.step = float(value), step
+        self._weights = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()
+                         if p.requires_grad}
+        self._peft_config = copy.deepcopy(getattr(model, "peft_config", None))
+        return True
+
+    def restore(self, model: nn.Module) -> None:
+        """Put the kept weights back into ``model`` (a no-op before the first kept evaluation)."""
+        if self.step is None:
+            return
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in self._weights:
+                    p.copy_(self._weights[name].to(p.device))
+        if self._peft_config is not None:
+            model.peft_config = copy.deepcopy(self._peft_config)
 
 
 def save_checkpoint(built: BuiltAdapter, state: TrainState, directory: Path) -> None:

@@ -216,8 +216,12 @@ def registered_html(data: StudyData) -> str:
         validation += f"; {reloaded:.4f} the registered adapter, reloaded"
     rows.append((f"validation {metric}", validation))
     final = number(data.study_metrics.get(Metric.final(metric)))
-    if final is not None:
-        rows.append(("final training", f"retrained before registration: validation {metric} {final:.4f} "
+    kept = number(data.study_metrics.get(Metric.FINAL_TRAINING_KEPT_STEP))
+    if data.final_training_error:
+        rows.append(("final training", f"not registered ({data.final_training_error}): the trial's own adapter is"))
+    elif final is not None:
+        at = f"the weights of its best evaluation (step {int(kept)}) are registered; " if kept else ""
+        rows.append(("final training", f"retrained before registration: {at}validation {metric} {final:.4f} "
                                        "at its last evaluation"))
     test = number(data.study_metrics.get(Metric.test(metric)))
     rows.append((f"test {metric}", f"{test:.4f}" if test is not None else "not measured (no test split)"))

@@ -76,8 +76,8 @@ def export_best(prepared: Prepared, spec: StudySpec, data: TokenizedData, result
         selection={"policy": cfg.selection.policy, "reason": result.selection.reason if result.selection else ""},
         costs={k: best.metrics[k] for k in ("trainable_share", "adapter_size_mb", "peak_memory_mb", "latency_ms")
                if k in best.metrics},
-        # the registered adapter's own: its final training's last evaluation where it had one
-        validation={k: v for k, v in (result.final_history[-1] if result.final_history else best.metrics).items()
+        # the registered adapter's own: its final training's kept (best) evaluation where it had one
+        validation={k: v for k, v in (result.final_kept or best.metrics).items()
                     if k in get_task(cfg.task.kind).metric_names},
         final_steps=cfg.budget.final_steps if result.final_history else None,
         data_fingerprint=data.fingerprint,
@@ -196,6 +196,7 @@ def _describe_selection(prepared: Prepared, client: Any, result: SearchResult, d
     lines.append(f"Chosen by policy {cfg.selection.policy}: {why}.")
     if result.final_history:
         lines.append(f"The registered adapter was trained again from its start for {cfg.budget.final_steps} steps "
-                     f"(the nested final-training run).")
+                     f"(the nested final-training run); the weights of its best evaluation, at step "
+                     f"{result.final_kept_step}, are registered.")
     lines.append(f"Registered as {model_uri} (alias candidate); load it with mlflow.pyfunc.load_model(\"{model_uri}\").")
     set_tags(client, result.parent_run_id, StudyRunTags(note="\n\n".join(lines)))

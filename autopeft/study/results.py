@@ -42,6 +42,9 @@ class SearchResult:
     #: With ``budget.final_steps``: the final training's evaluations (the registered adapter's
     #: validation curve); empty when it was off or diverged (then the trial's adapter is registered).
     final_history: list[dict[str, float]] = field(default_factory=list)
+    #: The step of the final training's evaluation whose weights are registered (its best by the
+    #: objective; ``final_history`` holds that evaluation's figures).
+    final_kept_step: int | None = None
     #: The Ray node the final training ran on (also the parent run's ``autopeft.final_training_node``).
     final_node_id: str = ""
     #: Seconds of the final training's own training steps and validation evaluations, without its
@@ -50,6 +53,11 @@ class SearchResult:
     final_eval_time_s: float = 0.0
     #: The final training's nested run (the registered adapter's source run), when it trained one.
     final_run_id: str | None = None
+
+    @property
+    def final_kept(self) -> dict[str, float]:
+        """The final training's evaluation whose weights are registered; empty without one."""
+        return next((h for h in self.final_history if h["step"] == self.final_kept_step), {})
 
 
 #: The phases of :func:`run_search`: record the study in MLflow, tokenize the data (or read the

@@ -21,6 +21,7 @@ import torch
 from autopeft.data import TokenizedData
 from autopeft.engine.memory import release_memory
 from autopeft.engine.training import (
+    BestWeights,
     StudySpec,
     TrainState,
     TrialDiverged,
@@ -88,6 +89,9 @@ class FinalTraining:
 
     history: list[dict[str, float]] = field(default_factory=list)
     adapter_files: dict[str, bytes] = field(default_factory=dict)
+    #: The evaluation whose weights ``adapter_files`` hold: the best by the study's objective
+    #: (``spec.metric``), not necessarily the last; None when no evaluation had a finite value.
+    kept_step: int | None = None
     error: str | None = None
     node_id: str = ""
     #: seconds inside the training loop: training steps, and its validation evaluations
@@ -99,7 +103,9 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
                 metric_names: tuple[str, ...]) -> FinalTraining:
     """Train ``config`` from its start for ``spec.max_steps`` steps, in a Ray task that holds a
     trial's resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU
-    worker, not the driver's host)."""
+    worker, not the driver's host). The adapter sent back holds the weights of its best
+    evaluation by ``spec.metric``: a long training at a rate chosen on short trials can peak
+    before its end, and the user gets that peak, not the later slide."""
     # deferred: Ray takes seconds to import; imported in the code that runs on it
     import ray
 
@@ -111,10 +117,12 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     def record(metrics: dict[str, Any], _state: TrainState) -> None:
         row = {k: float(metrics[k]) for k in (*metric_names, "train_loss") if isinstance(metrics.get(k), (int, float))}
         out.history.append({**row, "step": float(metrics["step"])})
+        best.offer(built.model, metrics, int(metrics["step"]))
 
     if spec.faults is not None:
         spec.faults.maybe_raise(config)
     built = build_adapter(spec, config)
+    best = BestWeights(spec.metric, spec.mode)
     state = TrainState()
     try:
         train(built, spec, data, config, on_eval=record, state=state, device=device, amp_dtype=amp_dtype)
@@ -123,6 +131,8 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
         return out
     finally:
         out.train_time_s, out.eval_time_s = state.train_time_s, state.eval_time_s
+    best.restore(built.model)
+    out.kept_step = best.step
     with tempfile.TemporaryDirectory(prefix="autopeft-final-") as directory:
         built.model.save_pretrained(directory)
         out.adapter_files = {str(p.relative_to(directory)): p.read_bytes()

@@ -1,6 +1,7 @@
 """``budget.final_steps``: after a real search (Ray Tune + Optuna + MLflow + peft on MiniLM), the
-selected config is trained again for longer, and that adapter, not the trial's, is registered;
-a final training that diverges or crashes leaves the trial's adapter to be registered."""
+selected config is trained again for longer, and that adapter (at its best evaluation), not the
+trial's, is registered; a final training that diverges, crashes or never reaches the trial's
+score leaves the trial's adapter to be registered."""
 
 from __future__ import annotations
 
@@ -39,9 +40,14 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     prepared = finished_study.prepared
     assert not (prepared.output_dir / prepared.study_name / "final-training").exists()  # exported, then removed
 
-    # the registered adapter is the final training's: reloaded, it scores what that training's
-    # last evaluation logged, and its metadata and version tags say so
-    final_accuracy = result.final_history[-1]["accuracy"]
+    # the registered adapter is the final training's, at its best evaluation (the first of the
+    # best, whatever its step): reloaded, it scores what that evaluation logged, and its metadata
+    # and version tags say so
+    accuracies = [h["accuracy"] for h in result.final_history]
+    kept_step = final_steps[accuracies.index(max(accuracies))]
+    assert result.final_kept_step == kept_step == parent.data.metrics["final_training_kept_step"]
+    final_accuracy = result.final_kept["accuracy"]
+    assert final_accuracy == max(accuracies)
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(final_accuracy, abs=1e-6)
     lineage = Registry.open(finished_study.uri).lineage(client.get_model_version(MODEL, result.model_version))
     meta = json.loads((result.adapter_dir / "autopeft.json").read_text())
@@ -51,7 +57,7 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     assert "test_accuracy" in parent.data.metrics
 
 
-def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registered(tmp_path, sst2_slice, tracking_uri,
+def test_a_final_training_that_diverges_or_ends_worse_leaves_the_trial_adapter(tmp_path, sst2_slice, tracking_uri,
                                                                                  minilm_path, monkeypatch, local_ray):
     # the final training on its own, as a Ray task on local Ray: real MiniLM, peft and MLflow; the
     # loss turns NaN at step 13, past every 12-step trial, inside the 24-step final training. The
@@ -101,7 +107,22 @@ def test_a_final_training_that_diverges_leaves_the_trial_adapter_to_be_registere
     error = client.get_run(parent).data.tags["autopeft.final_training_error"]
     assert error.startswith("final training failed: InjectedFault: injected failure") and "\n" not in error
 
+    parent = client.create_run(client.get_run(parent).info.experiment_id).info.run_id  # a run without those tags
     result = select(2.5e-3)
     folder = train_final_adapter(prepared, spec, client, data, result)
     assert folder is not None and (folder / "adapter_model.safetensors").is_file()
     assert [h["step"] for h in result.final_history] == [6, 12, 18, 24]
+    final_best, kept_step = result.final_kept["accuracy"], result.final_kept_step
+    assert "autopeft.final_training_error" not in client.get_run(parent).data.tags
+
+    # a final training whose best evaluation is worse than the selected trial's own leaves the
+    # trial's adapter: the longer training is no reason to register a worse adapter
+    parent = client.create_run(client.get_run(parent).info.experiment_id).info.run_id
+    result = select(2.5e-3)
+    result.best.metrics["accuracy"] = 1.0  # no 24-step training on this slice reaches it
+    assert final_best < 1.0
+    assert train_final_adapter(prepared, spec, client, data, result) is None and result.final_history == []
+    error = client.get_run(parent).data.tags["autopeft.final_training_error"]
+    # the same seed trains the same curve, so the message names the first run's best
+    assert error == (f"the final training's best validation accuracy {final_best:.4f} (step {kept_step}) is "
+                     "worse than the selected trial's 1.0000")

@@ -165,6 +165,19 @@ def test_summary_gives_the_registered_trial_its_hyperparameters_metrics_and_reas
     assert summary["trials"] == "2 COMPLETE, 2 PRUNED" and summary["MLflow study run"] == "p"
 
 
+def test_summary_says_which_final_training_evaluation_was_registered_or_why_none_was():
+    data = _data()
+    assert "final training" not in {k for _, (k, v) in _tables(_html(data))["summary registered"]}
+    data.study_metrics = {**data.study_metrics, "final_accuracy": 0.83, "final_training_kept_step": 350}
+    rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
+    assert rows["final training"] == ("retrained before registration: the weights of its best evaluation "
+                                      "(step 350) are registered; validation accuracy 0.8300 at its last evaluation")
+    data.final_training_error = "the final training's best validation accuracy 0.7870 (step 350) is worse than " \
+                                "the selected trial's 0.8060"
+    rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
+    assert rows["final training"] == f"not registered ({data.final_training_error}): the trial's own adapter is"
+
+
 def test_summary_without_a_test_split_or_a_registered_trial_says_so():
     data = _data()
     data.study_metrics = {}
