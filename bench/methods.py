@@ -216,8 +216,10 @@ def run_grid(ctx: Context) -> dict[str, Any]:
 
 def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning: bool, trials: int,
                   prior: bool = True, concurrent: int = 1, cpus_per_trial: float | None = None,
-                  final_steps: int = 0) -> dict[str, Any]:
-    """An autopeft search config (as a user writes it) for this context."""
+                  final_steps: int = 0, calibration: bool = True) -> dict[str, Any]:
+    """An autopeft search config (as a user writes it) for this context; ``calibration=False``
+    turns the learning-rate probes off whatever the bench's settings (the random-search
+    baselines: a hand-rolled search has none)."""
     study = f"{name}-{ctx.files.task}-s{ctx.seed}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}"
     return {
         "study_name": study,
@@ -229,7 +231,7 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
         "objective": {"metric": ctx.metric, "mode": ctx.files.mode},
         "sampler": sampler,
         "warm_start": {"prior": prior, **({"prior_share": ctx.prior_share} if ctx.prior_share is not None else {})},
-        "calibration": ({"enabled": False} if ctx.calibration_steps == 0 else
+        "calibration": ({"enabled": False} if ctx.calibration_steps == 0 or not calibration else
                         {"steps": ctx.calibration_steps} if ctx.calibration_steps else {}),
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
@@ -348,7 +350,7 @@ def run_autopeft_space(space: str, name: str, *, pruning: bool = True,
 
 def run_random(ctx: Context) -> dict[str, Any]:
     cfg = search_config(ctx, "random", space="lora-family", sampler="random", pruning=False,
-                        trials=ctx.full_trials, prior=False)
+                        trials=ctx.full_trials, prior=False, calibration=False)
     return run_autopeft(ctx, "random", cfg)
 
 
@@ -357,7 +359,7 @@ def run_random_final(ctx: Context) -> dict[str, Any]:
     budget, then the same final training of its best config. Set beside the autopeft searches,
     it says how much of their result is the final training and how much the search."""
     cfg = search_config(ctx, "random-final", space="lora-family", sampler="random", pruning=False,
-                        trials=ctx.search_full_trials, prior=False, final_steps=ctx.final_steps)
+                        trials=ctx.search_full_trials, prior=False, final_steps=ctx.final_steps, calibration=False)
     return run_autopeft(ctx, "random-final", cfg)
 
 

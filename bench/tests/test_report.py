@@ -183,6 +183,22 @@ def test_the_bench_final_steps_come_out_of_the_search_budget_and_reach_only_auto
         parse_args(["--methods", "random-final"])
 
 
+def test_the_random_search_baselines_run_without_the_learning_rate_probes(tmp_path, monkeypatch):
+    # the control is a hand-rolled random search: the probes are part of what autopeft adds
+    from autopeft.config import CalibrationConfig
+    from bench import methods
+
+    ctx = _bench_context(tmp_path, budget_steps=800, trial_steps=100, final_steps=400)
+    written = {}
+    monkeypatch.setattr(methods, "run_autopeft", lambda _ctx, name, cfg: written.setdefault(name, cfg))
+    methods.run_random(ctx)
+    methods.run_random_final(ctx)
+    methods.METHODS["autopeft-lora"](ctx)
+    assert not CalibrationConfig(**written["random"]["calibration"]).enabled
+    assert not CalibrationConfig(**written["random-final"]["calibration"]).enabled
+    assert CalibrationConfig(**written["autopeft-lora"]["calibration"]).enabled
+
+
 #: every committed bench config (bench/configs/*.yaml)
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
