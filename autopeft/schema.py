@@ -295,6 +295,8 @@ class CalibrationRun:
     #: Value of :meth:`outcome` when the probe's loss never fell.
     KEPT = "kept the space's range (loss never fell)"
     CALIBRATED = "calibrated"
+    #: Value of :meth:`outcome` when the space sets the family's learning rate itself (not probed).
+    SET_BY_HAND = "set in the space (not probed)"
 
     @staticmethod
     def lr(family: str) -> str:

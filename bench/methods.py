@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autopeft.schema import CalibrationRun, Metric, TrialRunTags
+from autopeft.schema import CalibrationRun, Metric, StudyRunTags, TrialRunTags
 from bench.data import TaskFiles
 
 #: peft LoraConfig() defaults, in autopeft's trial-config form.
@@ -283,6 +283,10 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         mlflow_hook_time_s=mlflow_time, best_config=best.params, study=result.study_name,
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start", "calibration")},
         winner_source=winner_source(raw_config["tracking"]["uri"], best.run_id),
+        calibration=calibration_outcomes(raw_config["tracking"]["uri"], result.parent_run_id),
+        # the final training's evaluation that was registered, or why the trial's adapter was
+        final_kept_step=result.final_kept_step,
+        final_training_error=study_tags(raw_config["tracking"]["uri"], result.parent_run_id).final_training_error,
     )
 
 
@@ -291,6 +295,24 @@ def study_metric(tracking_uri: str, parent_run_id: str, name: str) -> int:
     from mlflow import MlflowClient
 
     return int(MlflowClient(tracking_uri=tracking_uri).get_run(parent_run_id).data.metrics.get(name, 0))
+
+
+def calibration_outcomes(tracking_uri: str, parent_run_id: str) -> dict[str, dict[str, Any]]:
+    """{family: its probe's outcome and the range it set (None where it kept the space's)}, as the
+    study's calibration run records them; empty when the study ran no probe."""
+    from mlflow import MlflowClient
+
+    from autopeft.report.sections import calibration_probes
+
+    return {p.family: {"outcome": p.outcome, "low": p.low, "high": p.high}
+            for p in calibration_probes(MlflowClient(tracking_uri=tracking_uri), parent_run_id)}
+
+
+def study_tags(tracking_uri: str, parent_run_id: str) -> StudyRunTags:
+    """The study run's tags, read back into their record."""
+    from mlflow import MlflowClient
+
+    return StudyRunTags.from_tags(MlflowClient(tracking_uri=tracking_uri).get_run(parent_run_id).data.tags)
 
 
 def winner_source(tracking_uri: str, run_id: str | None) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from autopeft.schema import CalibrationRun
+
 FIELDS = ("test_metric", "val_metric", "trainable_params", "total_steps", "wall_time_s")
 
 
@@ -88,8 +90,17 @@ def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dic
             if flags:
                 shares.append(sum(flags) / len(flags))
         sources = [r.get("winner_source") for r in rows if r.get("winner_source")]
+        # each probed family of each seed: did its probe set a range (else the space's was kept)?
+        probes = [p.get("outcome") for r in rows for p in (r.get("calibration") or {}).values()
+                  if p.get("outcome") != CalibrationRun.SET_BY_HAND]
+        # seeds that ran a final training (records since it could be discarded): was its adapter
+        # registered, or the trial's (final_training_error says why)?
+        finals = [not r["final_training_error"] for r in rows
+                  if "final_training_error" in r and (r.get("final_steps") or r["final_training_error"])]
         out[task][method] = {"trivial_share": spread(shares), "trials_judged": judged,
-                             "sampler_wins": sum(s == "sampler" for s in sources), "seeds_with_source": len(sources)}
+                             "sampler_wins": sum(s == "sampler" for s in sources), "seeds_with_source": len(sources),
+                             "probes_calibrated": sum(o == CalibrationRun.CALIBRATED for o in probes),
+                             "probes": len(probes), "final_registered": sum(finals), "final_runs": len(finals)}
     return dict(out)
 
 
@@ -396,16 +407,21 @@ def markdown(result: dict[str, Any]) -> str:
     if any(m["trials_judged"] or m["seeds_with_source"] for t in diagnostics.values() for m in t.values()):
         lines += ["## What the search learnt", "",
                   "Share of each search's trials that ended at the trivial predictor's level (majority class, "
-                  "training mean), and in how many seeds the registered trial was one of the sampler's own draws "
-                  "rather than a warm-start (portfolio) config.", "",
-                  "| task | method | trials at the trivial level (%) | winner from the sampler |",
-                  "| --- | --- | --- | --- |"]
+                  "training mean); in how many seeds the registered trial was one of the sampler's own draws "
+                  "rather than a warm-start (portfolio) config; how many of the learning-rate probes (a family "
+                  "in a seed) set a range rather than keeping the space's; and in how many seeds the final "
+                  "training's adapter was registered rather than the trial's.", "",
+                  "| task | method | trials at the trivial level (%) | winner from the sampler | probes that set a "
+                  "range | final training registered |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for task, methods in diagnostics.items():
             for m, d in methods.items():
                 trivial = (f"{_fmt(d['trivial_share'], 1, True)} ({d['trials_judged']} trials)"
                            if d["trials_judged"] else "not measured")
                 wins = f"{d['sampler_wins']} of {d['seeds_with_source']} seeds" if d["seeds_with_source"] else "not recorded"
-                lines.append(f"| {task} | {m} | {trivial} | {wins} |")
+                probes = f"{d['probes_calibrated']} of {d['probes']}" if d["probes"] else "none recorded"
+                finals = f"{d['final_registered']} of {d['final_runs']} seeds" if d["final_runs"] else "not recorded"
+                lines.append(f"| {task} | {m} | {trivial} | {wins} | {probes} | {finals} |")
         lines.append("")
     zero_config = result.get("zero_config") or zero_config_comparison(result.get("records") or [])
     if zero_config:

@@ -287,14 +287,15 @@ class FamilyProbe:
     suggested: float | None = None
 
 
-def calibration_probes(client: Any, data: StudyData) -> list[FamilyProbe]:
-    """Every family of the study's calibration run (its curves, its range); empty when the study
-    was not calibrated (off, nothing to calibrate, or a study of an older release)."""
+def calibration_probes(client: Any, parent_run_id: str) -> list[FamilyProbe]:
+    """Every family of the calibration run of the study whose run is ``parent_run_id`` (its
+    curves, its range); empty when the study was not calibrated (off, nothing to calibrate, or a
+    study of an older release)."""
     from autopeft.schema import CalibrationRun, RunTag, TrialRunTags
 
-    parent = client.get_run(data.parent_run_id)
+    parent = client.get_run(parent_run_id)
     runs = client.search_runs([parent.info.experiment_id], max_results=1,
-                              filter_string=f"{TrialRunTags.children_filter(data.parent_run_id)} and "
+                              filter_string=f"{TrialRunTags.children_filter(parent_run_id)} and "
                                             f"tags.`{RunTag.KIND}` = '{CalibrationRun.KIND}'")
     if not runs:
         return []
@@ -328,7 +329,7 @@ def calibration_figures(client: Any, data: StudyData) -> dict[str, Any]:
 
     from autopeft.engine.calibration import smooth
 
-    probes = calibration_probes(client, data)
+    probes = calibration_probes(client, data.parent_run_id)
     if not probes:
         return {}
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]

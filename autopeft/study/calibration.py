@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("autopeft")
 
-#: Value of a family's outcome param when the space sets its learning rate itself.
-SET_BY_HAND = "set in the space (not probed)"
-
 
 @dataclass
 class FamilyCalibration:
@@ -266,7 +263,7 @@ def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration]
                 for i, (lr, loss) in enumerate(zip(r.curve.lrs, r.curve.losses, strict=True))])
     for family in calibrated.adapters:
         if family not in probed:
-            params[CalibrationRun.outcome(family)] = SET_BY_HAND
+            params[CalibrationRun.outcome(family)] = CalibrationRun.SET_BY_HAND
     log_params(client, run_id, params)
     log_metrics(client, run_id, metrics)
     client.set_terminated(run_id, status="FINISHED")

@@ -218,17 +218,24 @@ def test_every_committed_bench_config_passes_the_harness_checks(config):
     assert settings["methods"] and settings["tasks"] and settings["seeds"] >= 1
 
 
-def test_the_report_says_how_many_trials_stayed_trivial_and_where_the_winners_came_from():
+def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_and_what_probes_found():
+    from autopeft.schema import CalibrationRun
     from bench.report import markdown, search_diagnostics
 
     def trials(*flags):
         return [{"trial_id": str(i), "trivial": f} for i, f in enumerate(flags)]
 
+    kept, calibrated, by_hand = (CalibrationRun.KEPT, CalibrationRun.CALIBRATED, CalibrationRun.SET_BY_HAND)
     records = [
         {"task": "rte", "method": "autopeft-lora", "seed": 0, "trials": trials(True, True, False, False),
-         "winner_source": "portfolio:lora-all-linear"},
+         "winner_source": "portfolio:lora-all-linear",
+         "calibration": {"lora": {"outcome": calibrated}, "dora": {"outcome": kept}, "ia3": {"outcome": by_hand}},
+         "final_steps": 400, "final_training_error": None},
         {"task": "rte", "method": "autopeft-lora", "seed": 1, "trials": trials(True, False, False, False),
-         "winner_source": "sampler"},
+         "winner_source": "sampler",
+         "calibration": {"lora": {"outcome": kept}, "dora": {"outcome": kept}, "ia3": {"outcome": by_hand}},
+         # the trial's adapter was registered: the final training ended below it
+         "final_steps": 0, "final_training_error": "the final training's best validation accuracy 0.5 ..."},
         # a baseline: not a search of ours, not counted; an older record without judgements: none counted
         {"task": "rte", "method": "random", "seed": 0, "trials": trials(True, True)},
         {"task": "rte", "method": "autopeft-all", "seed": 0, "trials": [{"trial_id": "0"}]},
@@ -238,8 +245,11 @@ def test_the_report_says_how_many_trials_stayed_trivial_and_where_the_winners_ca
     lora = found["autopeft-lora"]
     assert lora["trivial_share"]["median"] == pytest.approx(0.375) and lora["trials_judged"] == 8
     assert (lora["sampler_wins"], lora["seeds_with_source"]) == (1, 2)
+    # of 4 probes (ia3's range is the space's, not probed), one set a range
+    assert (lora["probes_calibrated"], lora["probes"]) == (1, 4)
+    assert (lora["final_registered"], lora["final_runs"]) == (1, 2)
     assert found["autopeft-all"]["trials_judged"] == 0
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
                      "summary": {"rte": {}}, "paired": {}})
-    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 1 of 2 seeds |" in text
-    assert "| rte | autopeft-all | not measured | not recorded |" in text
+    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 1 of 2 seeds | 1 of 4 | 1 of 2 seeds |" in text
+    assert "| rte | autopeft-all | not measured | not recorded | none recorded | not recorded |" in text

@@ -11,7 +11,6 @@ import pytest
 from autopeft.config import resolve
 from autopeft.schema import CalibrationRun, RunTag
 from autopeft.study import prepare, run_search
-from autopeft.study.calibration import SET_BY_HAND
 
 from ..conftest import write_config
 
@@ -60,7 +59,7 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
     assert len(calibration) == 1 and calibration[0].info.status == "FINISHED"
     run = calibration[0]
     params = run.data.params
-    assert params[CalibrationRun.outcome("ia3")] == SET_BY_HAND
+    assert params[CalibrationRun.outcome("ia3")] == CalibrationRun.SET_BY_HAND
     curve = client.get_metric_history(run.info.run_id, CalibrationRun.lr("lora"))
     assert 3 < len(curve) <= STEPS and curve[0].value == pytest.approx(1e-4)
     assert client.get_metric_history(run.info.run_id, CalibrationRun.loss("lora"))

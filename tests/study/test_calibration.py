@@ -14,7 +14,6 @@ from autopeft.engine.calibration import LrCurve, LrRange, lr_schedule
 from autopeft.schema import Artifact, CalibrationRun, RunTag
 from autopeft.space import RangeSpec, load_space
 from autopeft.study.calibration import (
-    SET_BY_HAND,
     FamilyCalibration,
     calibrated_space,
     families_to_calibrate,
@@ -104,7 +103,7 @@ def test_the_probes_are_recorded_on_a_nested_run_and_drawn_in_the_report(trackin
     params = run.data.params
     assert params["lora.outcome"] == "calibrated" and float(params["lora.lr_low"]) == 1e-3
     assert params["dora.outcome"] == "kept the space's range (loss never fell)" and "dora.lr_low" not in params
-    assert params["ia3.outcome"] == SET_BY_HAND
+    assert params["ia3.outcome"] == CalibrationRun.SET_BY_HAND
     assert params["lora.stopped"] == "non-finite" and params["steps"] == "50"
     lrs = client.get_metric_history(run_id, CalibrationRun.lr("lora"))
     losses = client.get_metric_history(run_id, CalibrationRun.loss("lora"))
@@ -114,7 +113,7 @@ def test_the_probes_are_recorded_on_a_nested_run_and_drawn_in_the_report(trackin
     assert "0.001" in open(searched).read()  # the study's space.json is the space searched
 
     data = SimpleNamespace(parent_run_id=parent.info.run_id)
-    probes = {p.family: p for p in calibration_probes(client, data)}  # type: ignore[arg-type]
+    probes = {p.family: p for p in calibration_probes(client, parent.info.run_id)}
     assert set(probes) == {"lora", "dora", "ia3"}
     assert probes["lora"].low == 1e-3 and probes["lora"].losses[-1] is None and len(probes["lora"].lrs) == 7
     figure = calibration_figures(client, data)["calibration"]  # type: ignore[arg-type]
