@@ -74,7 +74,7 @@ MODEL = "finished-model"
 LIMIT = 0.005
 WARM_FILE_CONFIG = {"adapter": "lora", "lora.r": 4, "placement.layers": "last-2", "placement.roles": ["query", "value"],
                     "learning_rate": 2e-3}
-TRIALS, MAX_STEPS, EVAL_INTERVAL, FINAL_STEPS = 6, 20, 10, 30
+TRIALS, MAX_STEPS, EVAL_INTERVAL, FINAL_STEPS = 6, 20, 10, 60
 MAX_LENGTH = 32
 
 

@@ -96,4 +96,6 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
     assert result.final_node_id == replacement.node_id != head_id
     parent = MlflowClient(uri).get_run(result.parent_run_id)
     assert parent.data.tags["autopeft.final_training_node"] == replacement.node_id
-    assert [h["step"] for h in result.final_history] == [10]
+    # its curve is logged whether its adapter or (a 10-step training rarely beats a 30-step trial)
+    # the trial's was registered
+    assert [m.step for m in MlflowClient(uri).get_metric_history(result.parent_run_id, "final_accuracy")] == [10]
