@@ -115,8 +115,9 @@ def eval_padding(ctx: Context, repeats: int = 1) -> dict[str, float]:
     vs dynamic padding in file order vs every batch padded to max_length."""
     import torch
 
-    from autopeft.data import TokenizedSplit, collate
+    from autopeft.data import TokenizedSplit
     from autopeft.engine.training import build_adapter
+    from autopeft.tasks import collate
 
     spec, data = tokenized(ctx)
     torch.set_num_threads(ctx.cpus)
@@ -129,7 +130,8 @@ def eval_padding(ctx: Context, repeats: int = 1) -> dict[str, float]:
         if pad_to is not None:  # pad every example to max_length with the pad id, mask 0 there
             s = TokenizedSplit(input_ids=[x + [data.pad_token_id] * (pad_to - len(x)) for x in split.input_ids],
                                token_type_ids=[x + [0] * (pad_to - len(x)) for x in split.token_type_ids]
-                               if split.token_type_ids is not None else None, labels=split.labels)
+                               if split.token_type_ids is not None else None, labels=split.labels,
+                               task=split.task)
         t0 = time.perf_counter()
         with torch.no_grad():
             for _ in range(repeats):

@@ -56,6 +56,10 @@ def test_bench_smoke(tmp_path: Path, glue_dir: Path, minilm_path: str) -> None:
     assert summary["searches"] == 1 and summary["overhead_share"]["median"] == overhead["overhead_share"]
     assert result["overhead"]["step_time"]["bare_loop_step_s"] > 0
     assert result["overhead"]["tokenize_cache"]["cache_hit_s"] >= 0
+    # the default bench measures evaluation with and without padding; an import it lost once
+    # broke `make bench` at its end
+    padding = result["overhead"]["eval_padding"]
+    assert padding["examples"] == 16 and min(padding["sorted_dynamic_s"], padding["fixed_max_length_s"]) > 0
 
     markdown = json_path.with_suffix(".md").read_text()
     assert "| method | test accuracy (%)" in markdown and "| autopeft-lora |" in markdown and "| default |" in markdown
