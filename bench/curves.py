@@ -57,7 +57,7 @@ def replay(curves: list[dict[str, Any]], metric: str, *, grace_period: int = 1, 
     stopped: dict[int, int] = {}
     for index, curve in enumerate(curves):
         trial = Trial("__fake", stub=True)
-        scheduler.on_trial_add(None, trial)
+        scheduler.on_trial_add(None, trial)  # type: ignore[arg-type]  # ASHA never reads the controller
         for iteration, step in enumerate(steps, start=1):
             if step not in curve[metric]:
                 break

@@ -590,7 +590,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, model: Any = None,
                         **kw: Any) -> None:
             trial = trainer._trial
-            if trial is None or model is None:
+            if trial is None or isinstance(trial, dict) or model is None:  # optuna's backend sets a Trial
                 return
             t0 = time.perf_counter()
             row = per_trial.setdefault(trial.number, {})
@@ -614,6 +614,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
         hp_space=hp_space, compute_objective=lambda m: m[f"eval_{ctx.metric}"], n_trials=ctx.full_trials,
         direction="maximize" if ctx.files.mode == "max" else "minimize", backend="optuna", sampler=optuna.samplers.TPESampler(seed=ctx.seed))
     wall = time.perf_counter() - started - test_time[0]
+    assert not isinstance(best, list)  # one direction: one best run
     chosen = per_trial[int(best.run_id)]
     trials = [{"trial": n, "steps": row.get("steps", 0), "val": row.get("val"), "test": row.get("test"),
                "config": row.get("config"), "trainable_params": row.get("trainable_params")}

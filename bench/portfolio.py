@@ -398,6 +398,8 @@ def respell(config: Mapping[str, Any], space: Any) -> dict[str, Any] | None:
         new: Any = None
         if isinstance(spec, RangeSpec) and isinstance(value, (int, float)):
             new = min(max(value, spec.low), spec.high)
+        elif not isinstance(spec, ChoiceSpec):  # a range that a non-number cannot be fitted into
+            return None
         elif key == "placement.layers":
             new = _nearest_layers(value, spec.choices)
         elif key == "placement.roles":
@@ -436,6 +438,7 @@ def select(scores: Mapping[str, Mapping[str, float]], trivial: Mapping[str, floa
             if config is None:
                 continue
             variant = Candidate(f"{base}@{space_name}", config, f"variant of {base} for {space_name}")
+            assert measure_variants is not None  # the loop runs over nothing without it
             measured = measure_variants([variant])
             for t in scores:  # against the pool's best and trivial level: the same yardstick
                 value = measured[t].get(variant.name, math.nan)
@@ -487,7 +490,7 @@ def portfolio_document(selection: Selection, pool: Sequence[Candidate], tasks: S
 
     by_name = {c.name: c for c in [*pool, *variants]}
     spaces = ready_spaces()
-    entries = [{"name": selection.variant_of.get(name, name), "candidate": name, "config": by_name[name].config,
+    entries: list[dict[str, Any]] = [{"name": selection.variant_of.get(name, name), "candidate": name, "config": by_name[name].config,
                 "origin": by_name[name].origin,
                 "why": selection.reasons[name],
                 "gaps": {t.name: _round(selection.gaps[t.name].get(name)) for t in tasks}}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from ray.tune import Callback
 from ray.tune.search import Searcher
@@ -100,7 +100,7 @@ def step_budget(step_budget: int, trial_steps: int) -> Iterator[None]:
         searcher = original(prepared)
         searcher.__class__ = StepBudgetSearch
         # the learning-rate probes trained before the search: their steps come out of its budget
-        searcher._budget_init(step_budget - prepared.calibration_steps, trial_steps)
+        cast(StepBudgetSearch, searcher)._budget_init(step_budget - prepared.calibration_steps, trial_steps)
         return searcher
 
     search.make_searcher = make

@@ -16,7 +16,7 @@ from autopeft.schema import CalibrationRun
 FIELDS = ("test_metric", "val_metric", "trainable_params", "total_steps", "wall_time_s")
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
     """Median with min and max over seeds (NaN values left out; n says how many counted)."""
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not vals:
@@ -53,9 +53,10 @@ def paired(records: list[dict[str, Any]], field: str = "test_metric") -> dict[st
         methods = sorted({m for t, m, _ in values if t == task})
         for ours in (m for m in methods if m.startswith("autopeft")):
             for base in (m for m in methods if not m.startswith("autopeft")):
-                diffs = [float(v) - float(values[(task, base, seed)])
+                diffs = [float(v) - float(b)
                          for (t, m, seed), v in values.items()
-                         if t == task and m == ours and v is not None and values.get((task, base, seed)) is not None]
+                         if t == task and m == ours and v is not None
+                         and (b := values.get((task, base, seed))) is not None]
                 diffs = [d for d in diffs if not math.isnan(d)]
                 if diffs:
                     out[task][f"{ours} vs {base}"] = {
