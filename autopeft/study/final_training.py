@@ -53,6 +53,7 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
 
     def keep_trial_adapter(reason: str) -> None:
         logger.warning("%s; registering the trial's adapter", reason)
+        result.final_training_error = reason
         set_tags(client, result.parent_run_id, StudyRunTags(final_training_error=reason))
 
     try:

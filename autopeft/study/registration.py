@@ -198,5 +198,8 @@ def _describe_selection(prepared: Prepared, client: Any, result: SearchResult, d
         lines.append(f"The registered adapter was trained again from its start for {cfg.budget.final_steps} steps "
                      f"(the nested final-training run); the weights of its best evaluation, at step "
                      f"{result.final_kept_step}, are registered.")
+    elif result.final_training_error:
+        lines.append(f"A final training of {cfg.budget.final_steps} steps ran, but the selected trial's own adapter "
+                     f"is registered: {result.final_training_error}.")
     lines.append(f"Registered as {model_uri} (alias candidate); load it with mlflow.pyfunc.load_model(\"{model_uri}\").")
     set_tags(client, result.parent_run_id, StudyRunTags(note="\n\n".join(lines)))

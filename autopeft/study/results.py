@@ -53,6 +53,9 @@ class SearchResult:
     final_eval_time_s: float = 0.0
     #: The final training's nested run (the registered adapter's source run), when it trained one.
     final_run_id: str | None = None
+    #: Why the trial's adapter was registered although a final training was asked for (it diverged,
+    #: failed, or ended worse than the trial); the parent run's ``autopeft.final_training_error``.
+    final_training_error: str | None = None
 
     @property
     def final_kept(self) -> dict[str, float]:

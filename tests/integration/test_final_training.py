@@ -49,6 +49,9 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     final_accuracy = result.final_kept["accuracy"]
     assert final_accuracy == max(accuracies)
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(final_accuracy, abs=1e-6)
+    # and the study run's note says which of its evaluations that is
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"the weights of its best evaluation, at step {kept_step}, are registered" in note
     lineage = Registry.open(finished_study.uri).lineage(client.get_model_version(MODEL, result.model_version))
     meta = json.loads((result.adapter_dir / "autopeft.json").read_text())
     assert lineage.final_steps == FINAL_STEPS and lineage.trial_id == result.best.trial_id
@@ -123,6 +126,7 @@ def test_a_final_training_that_diverges_or_ends_worse_leaves_the_trial_adapter(t
     assert final_best < 1.0
     assert train_final_adapter(prepared, spec, client, data, result) is None and result.final_history == []
     error = client.get_run(parent).data.tags["autopeft.final_training_error"]
+    assert result.final_training_error == error  # for the study run's note
     # the same seed trains the same curve, so the message names the first run's best
     assert error == (f"the final training's best validation accuracy {final_best:.4f} (step {kept_step}) is "
                      "worse than the selected trial's 1.0000")
