@@ -268,15 +268,16 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     trials = _trial_rows(sorted(result.trials, key=lambda t: timeline.started.get(t.trial_id, math.inf)), ctx.metric)
     best = result.best
     assert best is not None
-    # the final training's steps count against the budget like the trials' (none if it diverged),
-    # and so do the learning-rate probes' before the search
-    final_trained = int(result.final_history[-1]["step"]) if result.final_history else 0
+    # the final training's steps count against the budget like the trials', whether its adapter or
+    # the trial's was registered, and so do the learning-rate probes' before the search
+    curve = final_curve(raw_config["tracking"]["uri"], result.parent_run_id, ctx.metric)
+    final_trained = curve[-1][0] if curve else 0
     calibration_steps = study_metric(raw_config["tracking"]["uri"], result.parent_run_id, CalibrationRun.STEPS_TAKEN)
     return _record(
         name, ctx, test=_f(result.test_metrics.get(ctx.metric)), val=_f(result.reloaded_val_metrics.get(ctx.metric)),
         params=int(best.metrics.get("trainable_params") or 0),
         steps=sum(t["steps"] for t in trials) + final_trained + calibration_steps, calibration_steps=calibration_steps,
-        wall=wall, final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
+        wall=wall, final_steps=final_trained, final_curve=curve,
         final_train_eval_s=result.final_train_time_s + result.final_eval_time_s,
         trials=trials, search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s,
         timeline=timeline.as_dict(),
@@ -295,6 +296,16 @@ def study_metric(tracking_uri: str, parent_run_id: str, name: str) -> int:
     from mlflow import MlflowClient
 
     return int(MlflowClient(tracking_uri=tracking_uri).get_run(parent_run_id).data.metrics.get(name, 0))
+
+
+def final_curve(tracking_uri: str, parent_run_id: str, metric: str) -> list[tuple[int, float]]:
+    """The final training's validation curve as the study run logged it, (step, value) in step
+    order; empty when it ran none. Logged before the study decides which adapter to register, so
+    a final training whose adapter lost to its trial's is here too: its steps were trained."""
+    from mlflow import MlflowClient
+
+    history = MlflowClient(tracking_uri=tracking_uri).get_metric_history(parent_run_id, Metric.final(metric))
+    return sorted((int(m.step), float(m.value)) for m in history)
 
 
 def calibration_outcomes(tracking_uri: str, parent_run_id: str) -> dict[str, dict[str, Any]]:
@@ -496,7 +507,8 @@ def run_zero_config(ctx: Context) -> dict[str, Any]:
     trials = _trial_rows(sorted(result.trials, key=lambda t: t.trial_id), ctx.metric)
     best = result.best
     assert best is not None
-    final_trained = int(result.final_history[-1]["step"]) if result.final_history else 0
+    curve = final_curve(tracking_uri, result.parent_run_id, ctx.metric)
+    final_trained = curve[-1][0] if curve else 0
     return _record(
         "autopeft-zero-config", ctx, test=test_accuracy,
         # on its own validation split (carved from its train file): not the other methods' rows
@@ -518,7 +530,7 @@ def run_zero_config(ctx: Context) -> dict[str, Any]:
         study_test_metric=_f(result.test_metrics.get(ctx.metric)),
         objective_test_metric=_f(result.test_metrics.get(str(objective.get("metric")))),
         test_metrics=dict(result.test_metrics), val_metrics=dict(result.reloaded_val_metrics),
-        final_steps=final_trained, final_curve=[(int(h["step"]), h.get(ctx.metric)) for h in result.final_history],
+        final_steps=final_trained, final_curve=curve,
         final_train_eval_s=result.final_train_time_s + result.final_eval_time_s,
         search_wall_time_s=result.wall_time_s, phase_times_s=result.phase_times_s, best_config=best.params,
         study=result.study_name, model_version=result.model_version, lines=lines,

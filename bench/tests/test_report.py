@@ -199,6 +199,24 @@ def test_the_random_search_baselines_run_without_the_learning_rate_probes(tmp_pa
     assert CalibrationConfig(**written["autopeft-lora"]["calibration"]).enabled
 
 
+def test_a_final_training_counts_its_steps_whichever_adapter_was_registered(tmp_path):
+    # the study logs the final training's curve before it decides to keep the trial's adapter;
+    # the bench reads the steps trained off that curve, so a discarded final training's steps
+    # still count against the budget (its result.final_history is empty)
+    from mlflow import MlflowClient
+
+    from bench.methods import final_curve
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("x")).info.run_id
+    assert final_curve(uri, run, "accuracy") == []  # no final training
+    for step, value in ((400, 0.80), (200, 0.78), (600, 0.79)):
+        client.log_metric(run, "final_accuracy", value, step=step)
+    client.log_metric(run, "final_loss", 0.5, step=800)  # another metric's curve is not read
+    assert final_curve(uri, run, "accuracy") == [(200, 0.78), (400, 0.80), (600, 0.79)]
+
+
 #: every committed bench config (bench/configs/*.yaml)
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
