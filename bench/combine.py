@@ -58,9 +58,25 @@ def _setting(result: dict[str, Any], key: str) -> Any:
     return _meta(result).get("settings", {}).get(key)
 
 
-def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict]:
+def parse_seeds(text: str) -> set[int]:
+    """``"0-3"`` or ``"0,2,4"`` (or both, ``"0-2,4"``) -> the seeds named."""
+    seeds: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        try:
+            seeds.update(range(int(low), int(high) + 1) if dash else [int(low)])
+        except ValueError:
+            raise CombineError(f"--seeds: expected seeds like '0-3' or '0,2,4', found {part!r}") from None
+    if not seeds:
+        raise CombineError(f"--seeds: no seed named in {text!r}")
+    return seeds
+
+
+def combine(takes: list[tuple[Path, dict[str, str]]],
+            seeds: set[int] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict]:
     """(records, sources, split sizes) of the methods taken from each results file, checked to
-    be comparable."""
+    be comparable; only ``seeds``' records where given (so that every method's median is over
+    the same seeds when some were run for fewer)."""
     records: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     first: tuple[Path, dict[str, Any]] | None = None
@@ -93,7 +109,7 @@ def combine(takes: list[tuple[Path, dict[str, str]]]) -> tuple[list[dict[str, An
             raise CombineError(f"{path}: no records of {', '.join(missing)} (it has {', '.join(sorted(found))})")
         taken: dict[str, list[int]] = {}
         for record in result["records"]:
-            if record["method"] not in methods:
+            if record["method"] not in methods or (seeds is not None and int(record["seed"]) not in seeds):
                 continue
             name = methods[record["method"]]
             key = (record["task"], name, int(record["seed"]))
@@ -142,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="the combined results' name (<date>-<name>.md)")
     p.add_argument("--take", nargs=2, action="append", required=True, metavar=("RESULTS_JSON", "METHODS"),
                    help="a results file and the comma-separated methods to take from it (method=new-name renames)")
+    p.add_argument("--seeds", help="take only these seeds' records ('0-3', '0,2,4'), from every file")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
     try:
         takes = [(Path(path), parse_methods(methods)) for path, methods in args.take]
-        records, sources, sizes = combine(takes)
+        records, sources, sizes = combine(takes, parse_seeds(args.seeds) if args.seeds else None)
     except CombineError as exc:
         _fail(str(exc))
     command = "python -m bench.combine " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.combine import CombineError, combine, main, parse_methods
+from bench.combine import CombineError, combine, main, parse_methods, parse_seeds
 
 SETTINGS = {"model": "minilm", "max_length": 64, "trial_steps": 100, "budget_steps": 800, "eval_interval": 25,
             "max_train": 8000, "max_validation": 2000, "top_up_validation": True, "max_test": None,
@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
     a = _results(tmp_path / "a.json", [_record("default", 0, 0.5)])
     out = tmp_path / "out"
     for argv in (["--take", str(a), "grid"], ["--take", str(tmp_path / "missing.json"), "default"],
-                 ["--take", str(a), "default=,"]):
+                 ["--take", str(a), "default=,"], ["--take", str(a), "default", "--seeds", "0-x"]):
         with pytest.raises(SystemExit) as exit_:
             main(["--name", "x", "--out", str(out), *argv])
         assert exit_.value.code == 2
@@ -85,3 +85,19 @@ def test_methods_parse_with_renames():
     assert parse_methods("a, b=c,") == {"a": "a", "b": "c"}
     with pytest.raises(CombineError):
         parse_methods(" , ")
+
+
+def test_seeds_keep_every_method_to_the_same_seeds(tmp_path):
+    # a search rerun on 4 seeds beside baselines run on 5: --seeds 0-3 compares them on those 4
+    new = _results(tmp_path / "new.json", [_record("autopeft-lora", s, 0.85) for s in range(4)])
+    old = _results(tmp_path / "old.json", [_record("hf-optuna", s, 0.80 + 0.1 * (s == 4)) for s in range(5)])
+    out = tmp_path / "out"
+    assert main(["--name", "four", "--out", str(out), "--seeds", "0-3", "--take", str(new), "autopeft-lora",
+                 "--take", str(old), "hf-optuna"]) == 0
+    result = json.loads(next(out.glob("*-four.json")).read_text())
+    assert result["summary"]["sst2"]["hf-optuna"]["seeds"] == [0, 1, 2, 3]
+    assert result["summary"]["sst2"]["hf-optuna"]["test_metric"]["max"] == pytest.approx(0.80)
+    assert "| hf-optuna | 0, 1, 2, 3 | `" in (out / next(out.glob("*-four.md")).name).read_text()
+    assert parse_seeds("0-2,4") == {0, 1, 2, 4} and parse_seeds("3") == {3}
+    with pytest.raises(CombineError, match="--seeds"):
+        parse_seeds("a")
