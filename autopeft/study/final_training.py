@@ -75,7 +75,8 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
     if worse is not None:
         keep_trial_adapter(worse)
         return None
-    log_metrics(client, result.parent_run_id, {Metric.FINAL_TRAINING_KEPT_STEP: float(trained.kept_step or 0)})
+    assert trained.kept_step is not None  # a training with no measured evaluation was refused just above
+    log_metrics(client, result.parent_run_id, {Metric.FINAL_TRAINING_KEPT_STEP: float(trained.kept_step)})
     result.final_history = trained.history
     result.final_kept_step = trained.kept_step
     result.final_run_id = _record_final_run(prepared, client, result, trained.history)
