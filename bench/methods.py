@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autopeft.schema import CalibrationRun, Metric, StudyRunTags, TrialRunTags
+from autopeft.schema import CalibrationRun, Metric, TrialRunTags
 from bench.data import TaskFiles
 
 #: peft LoraConfig() defaults, in autopeft's trial-config form.
@@ -287,7 +287,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         calibration=calibration_outcomes(raw_config["tracking"]["uri"], result.parent_run_id),
         # the final training's evaluation that was registered, or why the trial's adapter was
         final_kept_step=result.final_kept_step,
-        final_training_error=study_tags(raw_config["tracking"]["uri"], result.parent_run_id).final_training_error,
+        final_training_error=result.final_training_error,
     )
 
 
@@ -317,13 +317,6 @@ def calibration_outcomes(tracking_uri: str, parent_run_id: str) -> dict[str, dic
 
     return {p.family: {"outcome": p.outcome, "low": p.low, "high": p.high}
             for p in calibration_probes(MlflowClient(tracking_uri=tracking_uri), parent_run_id)}
-
-
-def study_tags(tracking_uri: str, parent_run_id: str) -> StudyRunTags:
-    """The study run's tags, read back into their record."""
-    from mlflow import MlflowClient
-
-    return StudyRunTags.from_tags(MlflowClient(tracking_uri=tracking_uri).get_run(parent_run_id).data.tags)
 
 
 def winner_source(tracking_uri: str, run_id: str | None) -> str:
