@@ -200,6 +200,11 @@ class BudgetConfig(_Strict):
         "('45m', '1h30m', '90s', or seconds). A short probe of step time on this machine then plans trials, "
         "max_steps, eval_interval and final_steps, unless they are given."
     )
+    search_steps: Optional[int] = Field(
+        None, gt=0, description="Training steps the search may take in all, the learning-rate probes' included and "
+        "the final training's not: a trial starts only while the steps taken plus a full trial for it and for each "
+        "running one fit, so trials stopped early leave room for more (trials stays the most there can be). The "
+        "probes step aside when they would leave fewer than 6 full trials.")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Stop the trials after this long.")
     concurrent_trials: int = Field(1, gt=0, description="Trials run at the same time.")
     cpus_per_trial: float = Field(1.0, gt=0, description="CPUs reserved per trial (sets torch threads).")
@@ -232,6 +237,9 @@ class BudgetConfig(_Strict):
             raise ValueError(
                 f"eval_interval ({self.eval_interval}) is larger than max_steps ({self.max_steps})"
             )
+        if self.search_steps is not None and self.search_steps < self.max_steps:
+            raise ValueError(f"search_steps ({self.search_steps}) is smaller than max_steps ({self.max_steps}): "
+                             "not one full trial fits")
         if self.final_eval_interval is not None:
             if self.final_steps is None:
                 raise ValueError("final_eval_interval is set but final_steps is not (there is no final training)")
@@ -242,10 +250,10 @@ class BudgetConfig(_Strict):
 
     @property
     def final_interval(self) -> int:
-        """Steps between the final training's evaluations. Its curve is for review only (the
-        adapter registered is its last step's), so by default it evaluates about 8 times; at the
-        trials' interval, 8 more evaluations cost 8% of a 400-step final training on SST-2
-        (bench/NOTES.md)."""
+        """Steps between the final training's evaluations. It registers its best evaluation's
+        weights, so each evaluation is a chance to keep; by default it evaluates about 8 times (at
+        the trials' interval, 8 more evaluations cost 8% of a 400-step final training on SST-2,
+        bench/NOTES.md)."""
         assert self.final_steps is not None
         if self.final_eval_interval is not None:
             return self.final_eval_interval

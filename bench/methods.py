@@ -216,10 +216,12 @@ def run_grid(ctx: Context) -> dict[str, Any]:
 
 def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning: bool, trials: int,
                   prior: bool = True, concurrent: int = 1, cpus_per_trial: float | None = None,
-                  final_steps: int = 0, calibration: bool = True) -> dict[str, Any]:
+                  final_steps: int = 0, calibration: bool = True, step_budget: bool = True) -> dict[str, Any]:
     """An autopeft search config (as a user writes it) for this context; ``calibration=False``
     turns the learning-rate probes off whatever the bench's settings (the random-search
-    baselines: a hand-rolled search has none)."""
+    baselines: a hand-rolled search has none). With ``step_budget`` the search may train the
+    bench's budget less the final training (``budget.search_steps``, the probes' steps
+    included), so no method trains more steps than another."""
     study = f"{name}-{ctx.files.task}-s{ctx.seed}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}"
     return {
         "study_name": study,
@@ -235,7 +237,8 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
                         {"steps": ctx.calibration_steps} if ctx.calibration_steps else {}),
         "budget": {"trials": trials, "max_steps": ctx.trial_steps, "eval_interval": ctx.eval_interval,
                    "concurrent_trials": concurrent, "cpus_per_trial": cpus_per_trial or ctx.cpus,
-                   "eval_batch_size": ctx.eval_batch_size, "final_steps": final_steps or None},
+                   "eval_batch_size": ctx.eval_batch_size, "final_steps": final_steps or None,
+                   "search_steps": ctx.budget_steps - final_steps if step_budget else None},
         "pruning": {"enabled": pruning, "grace_period": ctx.grace_period, "reduction_factor": 2,
                     "metric": ctx.prune_metric},
         "tracking": {"uri": f"sqlite:///{ctx.workdir / 'mlflow.db'}", "experiment": f"bench-{name}",
@@ -245,13 +248,13 @@ def search_config(ctx: Context, name: str, *, space: Any, sampler: str, pruning:
     }
 
 
-def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget: bool = True) -> dict[str, Any]:
+def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any]) -> dict[str, Any]:
     """``prepare`` + ``run_search`` on ``raw_config`` with the bench probes attached."""
     import yaml
 
     from autopeft.config import resolve
     from autopeft.study import prepare, run_search
-    from bench.probes import Timeline, step_budget, timed_recorder
+    from bench.probes import Timeline, timed_recorder
 
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     path = ctx.workdir / f"{raw_config['study_name']}.yaml"
@@ -259,9 +262,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
     timeline = Timeline(ctx.metric)
     mlflow_time: dict[str, float] = {}
     started = time.perf_counter()
-    final_steps = raw_config["budget"].get("final_steps") or 0
-    limiter = step_budget(ctx.budget_steps - final_steps, ctx.trial_steps) if budget else _null()
-    with limiter, timed_recorder(mlflow_time):
+    with timed_recorder(mlflow_time):
         prepared = prepare(resolve(path))
         result = run_search(prepared, callbacks=[timeline])
     wall = time.perf_counter() - started
@@ -285,6 +286,7 @@ def run_autopeft(ctx: Context, name: str, raw_config: dict[str, Any], *, budget:
         config={k: raw_config[k] for k in ("space", "sampler", "pruning", "budget", "warm_start", "calibration")},
         winner_source=winner_source(raw_config["tracking"]["uri"], best.run_id),
         calibration=calibration_outcomes(raw_config["tracking"]["uri"], result.parent_run_id),
+        calibration_skipped=result.calibration_skipped,
         # the final training's evaluation that was registered, or why the trial's adapter was
         final_kept_step=result.final_kept_step,
         final_training_error=result.final_training_error,
@@ -352,13 +354,6 @@ def _f(value: Any) -> float:
     except (TypeError, ValueError):
         return float("nan")
 
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def run_autopeft_space(space: str, name: str, *, pruning: bool = True,

@@ -73,8 +73,8 @@ def concurrency(ctx: Context, trials: int) -> dict[str, Any]:
     for concurrent in (1, 2):
         cpus = max(1, ctx.cpus // concurrent)
         cfg = search_config(ctx, f"conc{concurrent}", space=FIXED_SPACE, sampler="random", pruning=False,
-                            trials=trials, prior=False, concurrent=concurrent, cpus_per_trial=cpus)
-        rec = run_autopeft(ctx, f"conc{concurrent}", cfg, budget=False)
+                            trials=trials, prior=False, concurrent=concurrent, cpus_per_trial=cpus, step_budget=False)
+        rec = run_autopeft(ctx, f"conc{concurrent}", cfg)
         tl = rec["timeline"]
         span = max(tl["ended"].values()) - min(tl["started"].values())
         out[f"c{concurrent}"] = {

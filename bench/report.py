@@ -101,7 +101,9 @@ def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dic
         out[task][method] = {"trivial_share": spread(shares), "trials_judged": judged,
                              "sampler_wins": sum(s == "sampler" for s in sources), "seeds_with_source": len(sources),
                              "probes_calibrated": sum(o == CalibrationRun.CALIBRATED for o in probes),
-                             "probes": len(probes), "final_registered": sum(finals), "final_runs": len(finals)}
+                             "probes": len(probes), "final_registered": sum(finals), "final_runs": len(finals),
+                             # seeds whose calibration stepped aside (a step budget with no room for the probes)
+                             "probes_skipped": sum(bool(r.get("calibration_skipped")) for r in rows), "seeds": len(rows)}
     return dict(out)
 
 
@@ -421,6 +423,8 @@ def markdown(result: dict[str, Any]) -> str:
                            if d["trials_judged"] else "not measured")
                 wins = f"{d['sampler_wins']} of {d['seeds_with_source']} seeds" if d["seeds_with_source"] else "not recorded"
                 probes = f"{d['probes_calibrated']} of {d['probes']}" if d["probes"] else "none recorded"
+                if d.get("probes_skipped"):
+                    probes += f"; none run in {d['probes_skipped']} of {d['seeds']} seeds (calibration stepped aside)"
                 finals = f"{d['final_registered']} of {d['final_runs']} seeds" if d["final_runs"] else "not recorded"
                 lines.append(f"| {task} | {m} | {trivial} | {wins} | {probes} | {finals} |")
         lines.append("")

@@ -71,6 +71,15 @@ def test_the_final_training_evaluates_about_eight_times_unless_told(tmp_path):
         budget(final_eval_interval=10)
 
 
+def test_a_step_budget_must_hold_one_full_trial(tmp_path):
+    config = resolve_dict(tmp_path, make_config(tmp_path, budget__search_steps=400, budget__max_steps=100)).config
+    assert config.budget.search_steps == 400
+    assert resolve_dict(tmp_path, make_config(tmp_path)).config.budget.search_steps is None  # off unless asked
+    with pytest.raises(ConfigError, match=r"search_steps \(50\) is smaller than max_steps \(100\): not one full "
+                                          r"trial fits"):
+        resolve_dict(tmp_path, make_config(tmp_path, budget__search_steps=50, budget__max_steps=100))
+
+
 def test_eval_interval_above_max_steps(tmp_path):
     with pytest.raises(ConfigError, match=r"eval_interval \(50\) is larger than max_steps \(10\)"):
         resolve_dict(tmp_path, make_config(tmp_path, budget__eval_interval=50))

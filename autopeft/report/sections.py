@@ -169,6 +169,8 @@ def summary_html(data: StudyData) -> str:
     ]
     if data.trivial_value is not None:
         rows.append(("trivial predictor", trivial_text(data)))
+    if data.calibration_skipped:
+        rows.append(("learning-rate calibration", f"not run: {data.calibration_skipped}"))
     rows.append(("MLflow study run", data.parent_run_id))
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
     return _table(rows, "summary") + notes + registered_html(data)

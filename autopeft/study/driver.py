@@ -166,7 +166,8 @@ def _run_study(prepared: Prepared, started_ray: bool, started: float, phases: di
         trials = summaries(grid, trial_runs(client, experiment_id, study.parent_id))
         selection = select(trials, cfg.objective_list, cfg.constraints.limits(), cfg.selection)
         result = SearchResult(study_name=prepared.study_name, parent_run_id=study.parent_id, trials=trials,
-                              best=selection.best, selection=selection)
+                              best=selection.best, selection=selection,
+                              calibration_skipped=prepared.calibration_skipped)
         if result.best is None:
             raise SearchError("search: no trial produced a result (see the FAILED trial runs in MLflow for why)")
         checkpoint = next(grid[i].checkpoint for i in range(len(grid))

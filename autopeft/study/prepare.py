@@ -57,6 +57,8 @@ class Prepared:
     faults: FaultPlan | None = None
     #: Training steps the learning-rate calibration took before the search (``study.calibration``).
     calibration_steps: int = 0
+    #: Why no family was probed though the calibration was on (``study.calibration``); None otherwise.
+    calibration_skipped: str | None = None
 
     @property
     def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers

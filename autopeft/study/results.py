@@ -56,6 +56,9 @@ class SearchResult:
     #: Why the trial's adapter was registered although a final training was asked for (it diverged,
     #: failed, or ended worse than the trial); the parent run's ``autopeft.final_training_error``.
     final_training_error: str | None = None
+    #: Why no learning-rate probe ran though the calibration was on (a space whose rates are not log
+    #: ranges, or a step budget with no room for them); the parent run's ``autopeft.calibration_skipped``.
+    calibration_skipped: str | None = None
 
     @property
     def final_kept(self) -> dict[str, float]:

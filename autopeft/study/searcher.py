@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from autopeft import _compat
@@ -41,7 +42,27 @@ class PruningAwareOptunaSearch(OptunaSearch):
     (oriented to the study's direction): trials that left the trivial level rank above those
     that did not, and those by validation loss, so TPE, which ranks pruned trials by their last
     intermediate value, learns which of them came closest.
+
+    With a step budget (``budget.search_steps``) it finishes the search once another full
+    trial, beside a full one for each trial still running, would not fit the steps left: a
+    study never trains more than its budget, and each trial ASHA stops early leaves room for
+    another.
     """
+
+    def __init__(self, *args: Any, step_budget: int | None = None, trial_steps: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: ``budget.search_steps`` less the probes' steps (None: the trial count alone ends the
+        #: search). Plain attributes: Ray checkpoints the searcher's ``__dict__``, so a resumed
+        #: study goes on counting where it stopped.
+        self.step_budget, self.trial_steps = step_budget, trial_steps
+        self.steps_taken = 0
+        self._running_steps: dict[str, int] = {}  # running trial -> the last step it reported
+
+    def _budget_spent(self) -> bool:
+        """Whether another full trial, beside a full one for each running, would pass the step budget."""
+        if self.step_budget is None:
+            return False
+        return self.steps_taken + self.trial_steps * (len(self._running_steps) + 1) > self.step_budget
 
     @property
     def study(self) -> optuna.Study:
@@ -49,7 +70,11 @@ class PruningAwareOptunaSearch(OptunaSearch):
         return _compat.optuna_search_study(self)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._budget_spent():
+            return Searcher.FINISHED  # type: ignore[return-value]
         config = super().suggest(trial_id)
+        if config not in (None, Searcher.FINISHED):
+            self._running_steps[trial_id] = 0
         ot_trials = _compat.optuna_search_trials(self)
         if trial_id in ot_trials:  # joins Optuna trials to Ray trials (and their MLflow runs)
             ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
@@ -73,6 +98,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
         return float(value) if isinstance(value, (int, float)) else None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self._running_steps and isinstance(result.get("step"), (int, float)):
+            self._running_steps[trial_id] = int(result["step"])
         if self._already_told(trial_id):
             return
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
@@ -83,6 +110,11 @@ class PruningAwareOptunaSearch(OptunaSearch):
         ot_trial.report(value, int(result[TRAINING_ITERATION]))
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._running_steps:
+            step = self._running_steps.pop(trial_id)
+            if result and isinstance(result.get("step"), (int, float)):
+                step = max(step, int(result["step"]))
+            self.steps_taken += step
         completed, ot_trials = _compat.optuna_search_completed(self), _compat.optuna_search_trials(self)
         if trial_id in completed or trial_id not in ot_trials:
             return
@@ -129,6 +161,10 @@ def make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
         sampler=sampler,
         study_name=prepared.study_name,
         storage=optuna.storages.RDBStorage(prepared.optuna_storage),
+        # the probes before the search trained out of the same budget
+        step_budget=(None if cfg.budget.search_steps is None
+                     else cfg.budget.search_steps - prepared.calibration_steps),
+        trial_steps=cfg.budget.max_steps,
     )
     # enqueued directly (not points_to_evaluate) so each carries its source as a user attribute
     enqueue(searcher.study, prepared.warm_start)

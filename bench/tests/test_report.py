@@ -257,6 +257,9 @@ def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_
         # a baseline: not a search of ours, not counted; an older record without judgements: none counted
         {"task": "rte", "method": "random", "seed": 0, "trials": trials(True, True)},
         {"task": "rte", "method": "autopeft-all", "seed": 0, "trials": [{"trial_id": "0"}]},
+        # the calibration stepped aside: a step budget with no room for the probes
+        {"task": "rte", "method": "autopeft-all", "seed": 1, "trials": [{"trial_id": "0"}],
+         "calibration_skipped": "the probes of lora, dora (100 steps) would leave ..."},
     ]
     found = search_diagnostics(records)["rte"]
     assert set(found) == {"autopeft-lora", "autopeft-all"}
@@ -270,4 +273,5 @@ def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
                      "summary": {"rte": {}}, "paired": {}})
     assert "| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 1 of 2 seeds | 1 of 4 | 1 of 2 seeds |" in text
-    assert "| rte | autopeft-all | not measured | not recorded | none recorded | not recorded |" in text
+    assert ("| rte | autopeft-all | not measured | not recorded | none recorded; none run in 1 of 2 seeds "
+            "(calibration stepped aside) | not recorded |") in text

@@ -35,13 +35,18 @@ def test_bench_smoke(tmp_path: Path, glue_dir: Path, minilm_path: str) -> None:
         assert 0 < rec["total_steps"] <= settings["budget_steps"], rec["method"]
     search = next(r for r in result["records"] if r["method"] == "autopeft-lora")
     assert search["trials"] and search["timeline"]["reports"]
+    # budget.search_steps (the 4 steps less the final training's 2) holds one 2-step trial, though
+    # the config asks for 2 trials: the step budget ended the search
+    assert search["config"]["budget"]["search_steps"] == 2 and search["config"]["budget"]["trials"] == 2
+    assert len(search["trials"]) == 1
     # its final training's steps count against the budget with the trials'
     assert search["final_steps"] == settings["final_steps"] == 2 and [s for s, _ in search["final_curve"]] == [1, 2]
     assert search["total_steps"] == sum(t["steps"] for t in search["trials"]) + 2
     # the record says which evaluation of it was registered (the trial, same config and steps, ties
     # it, and a tie keeps the final training's) and what the probes found (the smoke runs none)
     assert search["final_kept_step"] in (1, 2) and search["final_training_error"] is None
-    assert search["calibration"] == {}
+    # the probes would not fit the search's step budget: the calibration stepped aside, saying why
+    assert search["calibration"] == {} and search["calibration_skipped"].startswith("the probes of lora, dora")
     assert all(t["train_time_s"] > 0 for t in search["trials"])
     overhead = result["overhead"]["searches"]["sst2/autopeft-lora/s0"]
     assert overhead["wall_over_in_trial"] > 1.0 and overhead["mlflow_s_per_trial"] is not None

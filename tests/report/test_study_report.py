@@ -178,6 +178,14 @@ def test_summary_says_which_final_training_evaluation_was_registered_or_why_none
     assert rows["final training"] == f"not registered ({data.final_training_error}): the trial's own adapter is"
 
 
+def test_summary_says_why_no_learning_rate_probe_ran():
+    data = _data()
+    assert "learning-rate calibration" not in {k for _, (k, v) in _tables(_html(data))["summary"]}
+    data.calibration_skipped = "the probes of lora, dora (100 steps) would leave budget.search_steps (400) room ..."
+    summary = {k: v for _, (k, v) in _tables(_html(data))["summary"]}
+    assert summary["learning-rate calibration"] == f"not run: {data.calibration_skipped}"
+
+
 def test_summary_without_a_test_split_or_a_registered_trial_says_so():
     data = _data()
     data.study_metrics = {}

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from autopeft.config import CalibrationConfig
+from autopeft.config import BudgetConfig, CalibrationConfig
 from autopeft.engine.calibration import LrCurve, LrRange, lr_schedule
 from autopeft.schema import Artifact, CalibrationRun, RunTag
 from autopeft.space import RangeSpec, load_space
@@ -19,6 +19,7 @@ from autopeft.study.calibration import (
     families_to_calibrate,
     probe_config,
     record,
+    step_aside_reason,
 )
 from autopeft.study.define_by_run import compile_space
 
@@ -49,6 +50,23 @@ def test_a_shared_rate_that_is_not_a_log_range_stops_the_calibration_with_a_reas
     space = load_space({**SPACE, "learning_rate": shared, "adapters": {"lora": {}, "ia3": {"learning_rate": 1e-2}}})
     families, reason = families_to_calibrate(space, ON)
     assert families == [] and reason is not None and reason.startswith("space.learning_rate is not a log range")
+
+
+def test_the_probes_step_aside_when_a_step_budget_would_keep_fewer_than_six_full_trials() -> None:
+    families = ["lora", "dora"]
+    # the bench's SST-2 search: 400 steps for trials of 100; 2 probes of 50 would leave 3 trials
+    reason = step_aside_reason(BudgetConfig(search_steps=400, max_steps=100), families, ON)
+    assert reason == ("the probes of lora, dora (100 steps) would leave budget.search_steps (400) room for 3 full "
+                      "trials of 100 steps, fewer than 6: the space's learning-rate ranges are searched as given")
+    assert step_aside_reason(BudgetConfig(search_steps=700, max_steps=100), families, ON) is None  # 6 trials left
+    assert step_aside_reason(BudgetConfig(search_steps=699, max_steps=100), families, ON) is not None
+    # shorter probes fit where longer ones do not
+    assert step_aside_reason(BudgetConfig(search_steps=650, max_steps=100), families, CalibrationConfig(steps=20)) is None
+    # probes longer than the whole budget: no trial would be left
+    assert "room for 0 full trials" in step_aside_reason(BudgetConfig(search_steps=100, max_steps=100), families, ON)
+    # no step budget: the probes' steps come on top of the trials; nothing to probe: nothing to say
+    assert step_aside_reason(BudgetConfig(max_steps=100), families, ON) is None
+    assert step_aside_reason(BudgetConfig(search_steps=400, max_steps=100), [], ON) is None
 
 
 def test_the_calibrated_family_samples_its_range_and_the_hand_set_one_keeps_its_own() -> None:

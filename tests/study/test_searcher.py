@@ -81,3 +81,38 @@ def test_rung_scores_are_oriented_to_a_minimised_objective():
     (trial,) = optuna.load_study(study_name="m", storage=storage).get_trials()
     # a higher rung score is better; Optuna minimises, so it is told the score negated
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: -1.0}
+
+
+def test_a_step_budget_ends_the_search_once_another_full_trial_would_not_fit(tmp_path):
+    from ray.tune.search import Searcher
+
+    storage = optuna.storages.InMemoryStorage()
+    space = load_space({"adapters": ["lora", "ia3"]})
+
+    def searcher_with(budget):
+        return PruningAwareOptunaSearch(space=compile_space(space), metric="accuracy", mode="max",
+                                        sampler=optuna.samplers.RandomSampler(seed=0), study_name="b", storage=storage,
+                                        step_budget=budget, trial_steps=100)
+
+    searcher = searcher_with(250)
+    # two trials of up to 100 steps fit 250; a third, with both running, would not
+    assert searcher.suggest("a") is not None and searcher.suggest("b") is not None
+    assert searcher.suggest("c") is Searcher.FINISHED
+    # ASHA stops a at step 25: its unused steps are room for another trial
+    searcher.on_trial_result("a", {"accuracy": 0.5, "training_iteration": 1, "step": 25})
+    searcher.on_trial_complete("a", {"accuracy": 0.5, "training_iteration": 1, "step": 25})
+    assert searcher.steps_taken == 25
+    assert searcher.suggest("c") is not None  # 25 taken + 100 for b + 100 for c <= 250
+    # b runs all its steps; the step of its last report counts, whether or not the result has one
+    searcher.on_trial_result("b", {"accuracy": 0.6, "training_iteration": 4, "step": 100})
+    searcher.on_trial_complete("b", {"accuracy": 0.6, "training_iteration": 4, "final": True})
+    assert searcher.steps_taken == 125
+    assert searcher.suggest("d") is Searcher.FINISHED  # 125 + 100 for c + 100 for d > 250
+
+    # a resumed study goes on counting: Ray checkpoints the searcher's state and restores it
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = searcher_with(250)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.steps_taken == 125 and restored.suggest("d") is Searcher.FINISHED
+    # without a step budget the trial count alone ends the search
+    assert searcher_with(None).suggest("e") is not None
