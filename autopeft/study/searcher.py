@@ -43,10 +43,10 @@ class PruningAwareOptunaSearch(OptunaSearch):
     that did not, and those by validation loss, so TPE, which ranks pruned trials by their last
     intermediate value, learns which of them came closest.
 
-    With a step budget (``budget.search_steps``) it finishes the search once another full
-    trial, beside a full one for each trial still running, would not fit the steps left: a
-    study never trains more than its budget, and each trial ASHA stops early leaves room for
-    another.
+    With a step budget (``budget.search_steps``) a trial starts only while it and each trial
+    still running fit the steps left at full length: a study never trains more than its budget,
+    and each trial ASHA stops early leaves room for another. While trials run, a trial that does
+    not fit waits for them (Tune asks again); with none running, the search is finished.
     """
 
     def __init__(self, *args: Any, step_budget: int | None = None, trial_steps: int = 0, **kwargs: Any) -> None:
@@ -71,7 +71,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self._budget_spent():
-            return Searcher.FINISHED  # type: ignore[return-value]
+            # a running trial that ASHA stops early gives back the steps reserved for it
+            return None if self._running_steps else Searcher.FINISHED  # type: ignore[return-value]
         config = super().suggest(trial_id)
         if config not in (None, Searcher.FINISHED):
             self._running_steps[trial_id] = 0

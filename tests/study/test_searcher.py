@@ -95,9 +95,10 @@ def test_a_step_budget_ends_the_search_once_another_full_trial_would_not_fit(tmp
                                         step_budget=budget, trial_steps=100)
 
     searcher = searcher_with(250)
-    # two trials of up to 100 steps fit 250; a third, with both running, would not
+    # two trials of up to 100 steps fit 250; a third, with both running, would not: it waits
+    # (None: Tune asks again), since a running trial may yet be stopped early
     assert searcher.suggest("a") is not None and searcher.suggest("b") is not None
-    assert searcher.suggest("c") is Searcher.FINISHED
+    assert searcher.suggest("c") is None
     # ASHA stops a at step 25: its unused steps are room for another trial
     searcher.on_trial_result("a", {"accuracy": 0.5, "training_iteration": 1, "step": 25})
     searcher.on_trial_complete("a", {"accuracy": 0.5, "training_iteration": 1, "step": 25})
@@ -107,12 +108,15 @@ def test_a_step_budget_ends_the_search_once_another_full_trial_would_not_fit(tmp
     searcher.on_trial_result("b", {"accuracy": 0.6, "training_iteration": 4, "step": 100})
     searcher.on_trial_complete("b", {"accuracy": 0.6, "training_iteration": 4, "final": True})
     assert searcher.steps_taken == 125
-    assert searcher.suggest("d") is Searcher.FINISHED  # 125 + 100 for c + 100 for d > 250
+    assert searcher.suggest("d") is None  # 125 + 100 for c + 100 for d > 250, and c still runs
 
     # a resumed study goes on counting: Ray checkpoints the searcher's state and restores it
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = searcher_with(250)
     restored.restore(str(tmp_path / "searcher.pkl"))
-    assert restored.steps_taken == 125 and restored.suggest("d") is Searcher.FINISHED
+    assert restored.steps_taken == 125 and restored.suggest("d") is None
+    # c runs all its steps: 225 taken, no room for another and nothing running: finished
+    restored.on_trial_complete("c", {"accuracy": 0.7, "training_iteration": 4, "step": 100, "final": True})
+    assert restored.steps_taken == 225 and restored.suggest("d") is Searcher.FINISHED
     # without a step budget the trial count alone ends the search
     assert searcher_with(None).suggest("e") is not None
