@@ -213,7 +213,14 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
             except TimeoutError:
                 pass  # the test says what it printed
             watch.send_signal(signal.SIGINT)
-            record.watch_code = watch.wait(timeout=30)
+            try:
+                record.watch_code = watch.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                # a watch that ignores Ctrl-C fails its own test (with what it printed), not the
+                # scenario's other steps, which are recorded by now
+                watch.kill()
+                watch.wait(timeout=30)
+                record.watch_code = None
         record.watch = printed.read_text()
         record.marks["jobs --watch"] = time.monotonic() - started
         print(f"service scenario: {record.marks}")
@@ -320,4 +327,5 @@ def test_jobs_watch_prints_the_table_every_interval_until_ctrl_c(scenario: Recor
     assert scenario.watch.count(header) >= 2, scenario.watch[-2000:]
     for table in scenario.watch.split(header)[1:]:  # every refresh lists both studies
         assert f"\t{A}\t" in table and f"\t{B}\t" in table, table
+    assert scenario.watch_code is not None, "still running 60 s after Ctrl-C; it printed: " + scenario.watch[-2000:]
     assert scenario.watch_code == 0, scenario.watch[-2000:]
