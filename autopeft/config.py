@@ -237,7 +237,9 @@ class BudgetConfig(_Strict):
             raise ValueError(
                 f"eval_interval ({self.eval_interval}) is larger than max_steps ({self.max_steps})"
             )
-        if self.search_steps is not None and self.search_steps < self.max_steps:
+        # with a time budget and no max_steps given, the plan sizes the trials to the step budget
+        planned = self.time is not None and "max_steps" not in self.model_fields_set
+        if self.search_steps is not None and self.search_steps < self.max_steps and not planned:
             raise ValueError(f"search_steps ({self.search_steps}) is smaller than max_steps ({self.max_steps}): "
                              "not one full trial fits")
         if self.final_eval_interval is not None:

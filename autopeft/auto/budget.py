@@ -29,7 +29,7 @@ from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.errors import ConfigError
 from autopeft.space import ChoiceSpec, RangeSpec, SearchSpace
 from autopeft.study import Prepared
-from autopeft.study.calibration import families_to_calibrate
+from autopeft.study.calibration import families_to_calibrate, step_aside_reason
 from autopeft.study.define_by_run import compile_space
 
 #: Most of the trials' time the learning-rate calibration may take; past it the probes would
@@ -292,6 +292,7 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
     max_steps_cap = max(MIN_STEPS, min(MAX_STEPS, int(MAX_EPOCHS * train_rows / mean_batch)))
     trials = budget.trials if "trials" in given else TARGET_TRIALS
     max_steps = budget.max_steps if "max_steps" in given else None
+    step_capped = False
     if max_steps is None:
         max_steps = MIN_STEPS
         for candidate in ([trials] if "trials" in given else range(TARGET_TRIALS, MIN_TRIALS - 1, -1)):
@@ -303,6 +304,10 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         max_steps = max(MIN_STEPS, min(max_steps_cap, max_steps))
         reasons["max_steps"] = (f"{step_s:.3f}s per step (mean over {', '.join(measured.timings)} at batch "
                                 f"{mean_batch:g}); at most {MAX_EPOCHS:g} epochs of {train_rows} examples")
+        if budget.search_steps is not None and max_steps > budget.search_steps // MIN_TRIALS:
+            # the step budget the user set holds a minimal study's full trials where it can
+            max_steps = max(budget.search_steps // MIN_TRIALS, min(MIN_STEPS, budget.search_steps))
+            step_capped = True
     if "max_steps" not in given or "trials" not in given:
         eval_cost = eval_per_example * eval_rows
         if eval_cost * REPORTS > MAX_EVAL_SHARE * max_steps * step_s and eval_rows > MIN_EVAL_EXAMPLES:
@@ -317,6 +322,12 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
     eval_interval = budget.eval_interval if "eval_interval" in given else max(1, max_steps // REPORTS)
     if "eval_interval" not in given:
         max_steps = eval_interval * max(1, round(max_steps / eval_interval))
+        if budget.search_steps is not None and max_steps > budget.search_steps:  # rounded up past it
+            max_steps = eval_interval * max(1, budget.search_steps // eval_interval)
+    if step_capped:
+        held = budget.search_steps // max_steps
+        reasons["max_steps"] += (f"; shortened so budget.search_steps ({budget.search_steps}) holds "
+                                 f"{held} full trial{'s' if held > 1 else ''}")
         reasons["eval_interval"] = (f"{REPORTS} evaluations per trial: ASHA compares trials at "
                                     f"{', '.join(str(eval_interval * r) for r in _rungs(config))} steps")
     if "final_steps" not in given:
@@ -327,6 +338,15 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         else:
             final_steps = None
             reasons["final_steps"] = "off: the budget has no room for a final training longer than a trial"
+    if calibrating and calibration is None:
+        # a step budget the user set (budget.search_steps) has its own rule for the probes, which
+        # needs the trial length just planned: where it would step aside, the plan says so now
+        # and gives the probes' seconds to the trials instead of keeping them for nothing
+        aside = step_aside_reason(budget.model_copy(update={"max_steps": max_steps}), calibrating, config.calibration)
+        if aside is not None:
+            calibration = config.calibration.model_copy(update={"enabled": False})
+            reasons["calibration.enabled"] = f"off: {aside}"
+            calibration_s = 0.0
     time_limit_s = budget.time_limit_s
     if "time_limit_s" not in given:
         final_cost = (_final_cost(final_steps, per_trial_s, slowest_step_s, eval_per_example * eval_rows)

@@ -189,8 +189,9 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
     settings: CalibrationConfig = cfg.calibration
     space = prepared.resolved.space
     families, reason = families_to_calibrate(space, settings)
-    if study.resumed:
-        return prepared
+    if study.resumed:  # what the first run decided, as its study run recorded it
+        recorded = StudyRunTags.from_tags(study.client.get_run(study.parent_id).data.tags).calibration_skipped
+        return dataclasses.replace(prepared, calibration_skipped=recorded)
     reason = reason or step_aside_reason(cfg.budget, families, settings)
     if reason:
         logger.warning("calibration: %s", reason)

@@ -104,3 +104,30 @@ def test_probes_that_would_take_over_a_quarter_of_the_trials_time_are_left_out()
     assert result.calibration is not None and result.calibration.enabled is False and result.calibration_s == 0.0
     assert any(f"more than {CALIBRATION_MAX_SHARE:.0%} of the time the trials have" in line for line in result.lines())
     assert planned("30m").calibration is None  # 50 steps in 30 minutes: kept as configured
+
+
+def test_a_step_budget_shortens_the_planned_trials_to_hold_a_minimal_study() -> None:
+    from autopeft.auto.budget import MIN_TRIALS
+
+    free = planned("30m")
+    result = planned("30m", budget={"search_steps": 300})
+    assert free.budget.max_steps > 300 // MIN_TRIALS  # without the step budget the trials are longer
+    assert result.budget.max_steps <= 300 // MIN_TRIALS and result.budget.search_steps == 300
+    assert result.budget.max_steps % result.budget.eval_interval == 0
+    assert result.reasons["max_steps"].endswith(f"budget.search_steps (300) holds {300 // result.budget.max_steps} "
+                                                "full trials")
+    # a step budget below a minimal trial: one trial of it, not a validation error
+    tiny = planned("30m", budget={"search_steps": 11})
+    assert tiny.budget.max_steps <= 11 and tiny.reasons["max_steps"].endswith("holds 1 full trial")
+
+
+def test_a_step_budget_without_room_for_the_probes_plans_no_time_for_them() -> None:
+    # 2,000 steps hold 3 trials of the planned length beside the probes, fewer than the 6 the
+    # step rule asks for: calibrate() would step aside, so the plan keeps no seconds for it
+    result, off = planned("30m", budget={"search_steps": 2000}), planned("30m", calibration={"enabled": False})
+    assert result.calibration is not None and result.calibration.enabled is False and result.calibration_s == 0.0
+    assert result.reasons["calibration.enabled"].startswith("off: the probes of lora, dora (100 steps) would leave "
+                                                            "budget.search_steps (2000) room for 3 full trials")
+    assert result.budget.time_limit_s == off.budget.time_limit_s
+    # a step budget with room for them keeps them as configured
+    assert planned("30m", budget={"search_steps": 20000}).calibration is None

@@ -165,3 +165,29 @@ def test_built_in_warm_starts_move_into_the_calibrated_range_and_the_users_keep_
     assert [p.params["learning_rate"] for p in fitted] == [1e-3, 1e-2, 2e-3, 2e-4, 1e-2]
     assert [p.source for p in fitted] == [p.source for p in points]
     assert fitted[0].params["lora.r"] == 8  # only the rate moves
+
+
+def test_a_resumed_study_reports_why_its_first_run_stepped_aside(tracking_uri: str) -> None:
+    import dataclasses
+
+    from mlflow import MlflowClient
+
+    from autopeft.study.calibration import calibrate
+
+    @dataclasses.dataclass
+    class _Prepared:  # the fields calibrate reads of a Prepared
+        config: SimpleNamespace
+        resolved: SimpleNamespace
+        calibration_skipped: str | None = None
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = client.create_run(client.create_experiment("resumed"), run_name="study")
+    config = SimpleNamespace(calibration=ON, budget=BudgetConfig(max_steps=100, search_steps=400))
+    prepared = _Prepared(config, SimpleNamespace(space=load_space(SPACE)))
+    first = calibrate(prepared, SimpleNamespace(client=client, parent_id=parent.info.run_id, resumed=False),  # type: ignore[arg-type]
+                      None, None)  # type: ignore[arg-type]  # steps aside before it needs the spec or the data
+    assert first.calibration_skipped is not None and first.calibration_skipped.startswith("the probes of lora")
+    again = calibrate(prepared, SimpleNamespace(client=client, parent_id=parent.info.run_id, resumed=True),  # type: ignore[arg-type]
+                      None, None)  # type: ignore[arg-type]
+    assert again.calibration_skipped == first.calibration_skipped
+    assert client.get_run(parent.info.run_id).data.tags[RunTag.CALIBRATION_SKIPPED] == first.calibration_skipped
