@@ -162,7 +162,11 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     if settings["top_up_validation"] and not settings["max_validation"]:
         p.error("--top-up-validation needs --max-validation: it adds training sentences up to that many")
     tasks = _load_tasks(p, settings)
-    if settings["top_up_validation"] and not any(t.spec.splits.whole_sentence_validation for t in tasks):
+    # it must apply to a task run, unless the tasks were picked with --task from a config that
+    # sets it for others of its tasks (glue-targets.yaml, run a task at a time)
+    picked_from_config = args.tasks is not None and not args.top_up_validation
+    if (settings["top_up_validation"] and not picked_from_config
+            and not any(t.spec.splits.whole_sentence_validation for t in tasks)):
         p.error("--top-up-validation applies to tasks with splits.whole_sentence_validation (sst2) only; "
                 f"found tasks {settings['tasks']}")
     if "autopeft-zero-config" in settings["methods"]:

@@ -88,6 +88,17 @@ def test_a_top_up_that_would_do_nothing_is_refused_before_any_run(tmp_path: Path
     assert parse_args(["--config", str(config), "--task", "sst2", "--max-validation", "2000"])["top_up_validation"]
 
 
+def test_a_task_picked_from_a_config_that_tops_up_another_of_its_tasks_runs(tmp_path: Path, capsys) -> None:
+    from bench.run import parse_args
+
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({"top_up_validation": True, "tasks": ["sst2", "qnli"], "max_validation": 2000}))
+    assert parse_args(["--config", str(config), "--task", "qnli"])["tasks"] == ["qnli"]  # QNLI carves its own
+    with pytest.raises(SystemExit):  # asked for on the command line for a task without such a split
+        parse_args(["--config", str(config), "--task", "qnli", "--top-up-validation"])
+    assert "applies to tasks with splits.whole_sentence_validation" in capsys.readouterr().err
+
+
 def test_first_seed_moves_the_seeds_run_so_an_earlier_run_can_be_extended(capsys) -> None:
     from bench.run import parse_args, seed_range
 
