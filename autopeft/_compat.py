@@ -1,4 +1,5 @@
-"""Every private API of Ray, Optuna and MLflow that autopeft relies on, in one place.
+"""Every private API of Ray, Optuna, MLflow and transformers that autopeft (its bench included)
+relies on, in one place.
 
 Each helper names the attribute it reaches into and the version it was checked against
 (``CHECKED``); an upgrade that moves one fails here, at a name that says what broke, instead
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     import optuna
 
 #: The versions these helpers were checked against.
-CHECKED = {"ray": "2.60.0", "optuna": "5.0.0", "mlflow": "3.17.2"}
+CHECKED = {"ray": "2.60.0", "optuna": "5.0.0", "mlflow": "3.17.2", "transformers": "5.24.0"}
 
 
 # --------------------------------------------------------------------------- Ray Tune
@@ -93,6 +94,16 @@ def mlflow_globals_restored() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+def trainer_search_trial(trainer: Any) -> Any:
+    """``Trainer._trial``: the hyperparameter-search trial a ``Trainer`` is training (an Optuna
+    trial under the optuna backend, None outside a search). The bench's ``hf-optuna`` baseline
+    scores each trial's model on test from a callback, which Trainer hands no trial."""
+    return trainer._trial
 
 
 # --------------------------------------------------------------------------- Ray's state API

@@ -540,6 +540,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
+    from autopeft._compat import trainer_search_trial
     from autopeft.model.loading import load_classifier, load_tokenizer
     from autopeft.tasks import get_task
 
@@ -589,7 +590,7 @@ def run_hf_optuna(ctx: Context) -> dict[str, Any]:
     class TestScore(TrainerCallback):
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, model: Any = None,
                         **kw: Any) -> None:
-            trial = trainer._trial
+            trial = trainer_search_trial(trainer)
             if trial is None or isinstance(trial, dict) or model is None:  # optuna's backend sets a Trial
                 return
             t0 = time.perf_counter()

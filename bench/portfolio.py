@@ -384,12 +384,12 @@ def respell(config: Mapping[str, Any], space: Any) -> dict[str, Any] | None:
     the space or a value has no such neighbour. A respelled config is another config: it is
     measured like any candidate before it may enter."""
     from autopeft.space import ChoiceSpec, RangeSpec
-    from autopeft.study.warmstart import _sampled_specs, fit_to_space
+    from autopeft.study.warmstart import fit_to_space, sampled_specs
 
     family = config.get("adapter")
     if family not in space.adapters:
         return None
-    specs = _sampled_specs(space, str(family))
+    specs = sampled_specs(space, str(family))
     out = dict(config)
     for key, value in config.items():
         spec = specs.get(key)

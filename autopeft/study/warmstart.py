@@ -166,7 +166,7 @@ class WarmPoint:
     source: str
 
 
-def _sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
+def sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
     """Optuna name → spec of what the compiled space samples (or fixes) for ``family``."""
 
     specs: dict[str, Any] = {}
@@ -206,7 +206,7 @@ def fit_to_space(params: Mapping[str, Any], space: SearchSpace) -> dict[str, Any
         family = next(iter(space.adapters))
     if family not in space.adapters:
         return None
-    specs = _sampled_specs(space, str(family))
+    specs = sampled_specs(space, str(family))
     out: dict[str, Any] = {}
     for key, value in params.items():
         spec = specs.get(key)
