@@ -58,6 +58,24 @@ def _setting(result: dict[str, Any], key: str) -> Any:
     return _meta(result).get("settings", {}).get(key)
 
 
+def _check_finished(path: Path, result: dict[str, Any], methods: dict[str, str]) -> None:
+    """CombineError unless each of ``methods`` has a record for every task and seed the partial
+    run ``result`` set out to run (a record is written once its method ends on that seed)."""
+    first = int(_setting(result, "first_seed") or 0)
+    seeds = range(first, first + int(_setting(result, "seeds") or 0))
+    tasks = _setting(result, "tasks") or []
+    if not tasks or not seeds:
+        raise CombineError(f"{path}: a partial run (cut short or still running) that does not say which tasks and "
+                           "seeds it set out to run; take a finished one")
+    done = {(r.get("method"), r.get("task"), r.get("seed")) for r in result.get("records", [])}
+    for method in methods:
+        for task in tasks:
+            missing = [seed for seed in seeds if (method, Path(str(task)).stem, seed) not in done]
+            if missing:
+                raise CombineError(f"{path}: a partial run (cut short or still running) without {method} on {task} "
+                                   f"seed {missing[0]}; take a finished run, or only methods it finished")
+
+
 def parse_seeds(text: str) -> set[int]:
     """``"0-3"`` or ``"0,2,4"`` (or both, ``"0-2,4"``) -> the seeds named."""
     seeds: set[int] = set()
@@ -89,8 +107,8 @@ def combine(takes: list[tuple[Path, dict[str, str]]],
             raise CombineError(f"{path}: not a readable benchmark results file ({exc})") from None
         if not isinstance(result, dict) or "records" not in result:
             raise CombineError(f"{path}: not a benchmark results file (no 'records')")
-        if result.get("partial"):
-            raise CombineError(f"{path}: a partial run (cut short or still running); take a finished one")
+        if result.get("partial"):  # cut short or still running: only methods it finished may be taken
+            _check_finished(path, result, methods)
         if first is None:
             first = (path, result)
         else:

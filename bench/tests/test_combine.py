@@ -61,6 +61,15 @@ def test_runs_that_measured_different_things_are_not_combined(tmp_path, change, 
         combine([(first, {"autopeft-lora": "autopeft-lora"}), (second, {"default": "default"})])
 
 
+def test_a_run_cut_short_gives_the_methods_it_finished_and_no_other(tmp_path):
+    cut = _results(tmp_path / "cut.json", [_record("autopeft-lora", 3, 0.85), _record("random-final", 3, 0.8)],
+                   partial=True, tasks=["sst2"], seeds=1, first_seed=3)
+    records, _, _ = combine([(cut, {"autopeft-lora": "autopeft-lora", "random-final": "random-final"})])
+    assert {(r["method"], r["seed"]) for r in records} == {("autopeft-lora", 3), ("random-final", 3)}
+    with pytest.raises(CombineError, match="a partial run .* without hf-optuna on sst2 seed 3"):
+        combine([(cut, {"hf-optuna": "hf-optuna"})])
+
+
 def test_the_same_method_and_seed_taken_twice_is_an_error(tmp_path):
     a = _results(tmp_path / "a.json", [_record("default", 0, 0.5)])
     b = _results(tmp_path / "b.json", [_record("default", 0, 0.5)])
