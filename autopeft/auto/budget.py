@@ -324,12 +324,13 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         max_steps = eval_interval * max(1, round(max_steps / eval_interval))
         if budget.search_steps is not None and max_steps > budget.search_steps:  # rounded up past it
             max_steps = eval_interval * max(1, budget.search_steps // eval_interval)
+        reasons["eval_interval"] = (f"{REPORTS} evaluations per trial: ASHA compares trials at "
+                                    f"{', '.join(str(eval_interval * r) for r in _rungs(config))} steps")
     if step_capped:
+        assert budget.search_steps is not None
         held = budget.search_steps // max_steps
         reasons["max_steps"] += (f"; shortened so budget.search_steps ({budget.search_steps}) holds "
                                  f"{held} full trial{'s' if held > 1 else ''}")
-        reasons["eval_interval"] = (f"{REPORTS} evaluations per trial: ASHA compares trials at "
-                                    f"{', '.join(str(eval_interval * r) for r in _rungs(config))} steps")
     if "final_steps" not in given:
         if final_steps is not None and final_steps >= 1.5 * max_steps:
             final_steps = min(final_steps, 4 * max_steps, int(2 * MAX_EPOCHS * train_rows / mean_batch))

@@ -113,7 +113,7 @@ def test_a_step_budget_shortens_the_planned_trials_to_hold_a_minimal_study() -> 
     result = planned("30m", budget={"search_steps": 300})
     assert free.budget.max_steps > 300 // MIN_TRIALS  # without the step budget the trials are longer
     assert result.budget.max_steps <= 300 // MIN_TRIALS and result.budget.search_steps == 300
-    assert result.budget.max_steps % result.budget.eval_interval == 0
+    assert result.budget.max_steps % result.budget.eval_interval == 0 and "eval_interval" in result.reasons
     assert result.reasons["max_steps"].endswith(f"budget.search_steps (300) holds {300 // result.budget.max_steps} "
                                                 "full trials")
     # a step budget below a minimal trial: one trial of it, not a validation error
