@@ -9,15 +9,16 @@ of deep inside a study. Nothing else in the package touches a dependency's priva
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import optuna
+# imported here, not deferred: the sampler below subclasses one of its classes
+import optuna
 
 #: The versions these helpers were checked against.
-CHECKED = {"ray": "2.60.0", "optuna": "5.0.0", "mlflow": "3.17.2", "transformers": "5.24.0"}
+CHECKED = {"ray": "2.60.0", "optuna": "5.1.0", "mlflow": "3.17.2", "transformers": "5.24.0"}
 
 
 # --------------------------------------------------------------------------- Ray Tune
@@ -68,6 +69,46 @@ def optuna_trial_id(trial: Any) -> int:
     """``Trial._trial_id`` / ``FrozenTrial._trial_id``: the storage's id of a trial (the public
     ``number`` is per study; the storage API takes this one)."""
     return int(trial._trial_id)
+
+
+#: The lock types a sampler may hold, by the name of the factory that makes a new one.
+_LOCKS: dict[type, str] = {type(threading.Lock()): "Lock", type(threading.RLock()): "RLock"}
+_DROPPED_LOCKS = "__autopeft_dropped_locks__"
+
+
+class LocksRecreatedOnUnpickle:
+    """Pickles without the locks an Optuna sampler holds, and makes new ones when unpickled.
+
+    Ray pickles the searcher with its sampler (the tuner's state when a study starts, the
+    searcher's snapshot as it runs); Optuna 5.1's GA samplers keep a ``threading.Lock``
+    (``BaseGASampler._thread_lock``, guarding a per-process cache of generations) and no
+    ``__getstate__``, so an NSGA-II study failed before its first trial. A lock carries no state
+    worth keeping across processes: a new one is what the sampler's own ``__init__`` makes."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        inherited: Any = super().__getstate__()  # object's: the instance's __dict__
+        state = dict(inherited or {})
+        dropped = {name: _LOCKS[type(value)] for name, value in state.items() if type(value) in _LOCKS}
+        for name in dropped:
+            del state[name]
+        state[_DROPPED_LOCKS] = dropped
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        dropped = state.pop(_DROPPED_LOCKS, {})
+        restore = getattr(super(), "__setstate__", None)
+        if restore is not None:
+            restore(state)
+        else:
+            self.__dict__.update(state)
+        for name, kind in dropped.items():
+            setattr(self, name, getattr(threading, kind)())
+
+
+class PicklableNSGAIISampler(LocksRecreatedOnUnpickle, optuna.samplers.NSGAIISampler):
+    """``optuna.samplers.NSGAIISampler`` that survives Ray's pickling (Ray's ``OptunaSearch.save``
+    uses plain pickle, so the class lives here, importable by name)."""
 
 
 # --------------------------------------------------------------------------- MLflow

@@ -183,6 +183,8 @@ def make_sampler(sampler: SamplerConfig, limits: Mapping[str, float], *, seed: i
                  concurrent: int, warm_started: int = 0) -> optuna.samplers.BaseSampler:
     import optuna
 
+    from autopeft._compat import PicklableNSGAIISampler
+
     constraints = ConstraintsFunc(limits) if limits else None
     if sampler.name == "tpe":
         # with concurrent trials, pretend running ones scored badly so TPE spreads out
@@ -190,7 +192,7 @@ def make_sampler(sampler: SamplerConfig, limits: Mapping[str, float], *, seed: i
                                           n_startup_trials=startup_trials(sampler, trials, warm_started))
     if sampler.name == "nsga2":
         population = sampler.population_size or min(50, max(4, trials // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population, constraints_func=constraints)
+        return PicklableNSGAIISampler(seed=seed, population_size=population, constraints_func=constraints)
     if sampler.name == "gp":
         return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints,
                                          n_startup_trials=startup_trials(sampler, trials, warm_started))
