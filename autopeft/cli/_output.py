@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
@@ -24,3 +29,19 @@ def interrupted_before_compute() -> None:
     """Ctrl-C during the checks or the time budget's probe: no run was opened; exit 130."""
     console.print("[yellow]interrupted[/] before the study started: nothing was recorded in MLflow", highlight=False)
     raise typer.Exit(130)
+
+
+@contextmanager
+def ctrl_c_stops() -> Iterator[None]:
+    """Inside the block, Ctrl-C (SIGINT) raises KeyboardInterrupt whatever the process inherited:
+    a command started in the background of a script (or by a test harness run that way) starts
+    with SIGINT ignored, and a ``--watch`` or ``--follow`` documented to stop on Ctrl-C would then
+    run on until killed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can be set only in the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from autopeft.cli import _inputs
-from autopeft.cli._output import console, fail, out
+from autopeft.cli._output import console, ctrl_c_stops, fail, out
 from autopeft.errors import AutoPeftError
 
 ADDRESS = typer.Option(None, "--address", "-a", help="The Ray dashboard, where Ray's job service listens "
@@ -109,16 +109,17 @@ def jobs(
         if not watch:
             _show(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
             return
-        if out.is_terminal:
-            from rich.live import Live  # only for a terminal
+        with ctrl_c_stops():
+            if out.is_terminal:
+                from rich.live import Live  # only for a terminal
 
-            with Live(show_jobs(study_jobs(cluster)[:limit], tracking_uri), console=out) as live:
-                while True:
-                    sleep(interval)
-                    live.update(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
-        while True:  # a log: the rows again every interval
-            _show(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
-            sleep(interval)
+                with Live(show_jobs(study_jobs(cluster)[:limit], tracking_uri), console=out) as live:
+                    while True:
+                        sleep(interval)
+                        live.update(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
+            while True:  # a log: the rows again every interval
+                _show(show_jobs(study_jobs(cluster)[:limit], tracking_uri))
+                sleep(interval)
     except AutoPeftError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -177,7 +178,8 @@ def logs(
 
         found = find_job(connect(address, token_file=token_file), job)
         if follow:
-            found.follow(_write)
+            with ctrl_c_stops():
+                found.follow(_write)
         else:
             sys.stdout.write(found.logs())
     except AutoPeftError as exc:
