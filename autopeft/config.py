@@ -212,8 +212,17 @@ class BudgetConfig(_Strict):
     max_failures: int = Field(0, ge=0, description="Retries of a trial that crashes (from its checkpoint).")
     eval_batch_size: int = Field(64, gt=0, description="Batch size for evaluation.")
     final_steps: Optional[int] = Field(
-        None, gt=0, description="After the search, train the selected config again from its start for this many "
-        "steps and register that adapter (none: register the selected trial's own adapter).")
+        None, gt=0, description="After the search, train the selected config for this many more steps and register "
+        "that adapter (none: register the selected trial's own adapter).")
+    final_from: Literal["trial", "init"] = Field(
+        "trial", description="Where the final training starts: 'trial' continues the selected trial's adapter with a "
+        "new learning-rate schedule over final_steps, at final_lr_scale times the trial's rate; 'init' trains the "
+        "config again from its initialisation at its own rate. AdaLoRA always starts from its initialisation (its "
+        "rank budget follows a schedule of its own).")
+    final_lr_scale: float = Field(
+        0.5, gt=0, le=1, description="The continued final training's peak learning rate as a share of the selected "
+        "trial's: the trial's schedule had decayed to zero, and a new one back at the trial's peak, held over many "
+        "more steps, can knock the adapter back to a constant prediction (bench/NOTES.md).")
     final_eval_interval: Optional[int] = Field(
         None, gt=0, description="Evaluate the final training every this many steps and at its end (default: about "
         "8 times over final_steps, never more often than eval_interval).")

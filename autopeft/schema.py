@@ -107,6 +107,7 @@ class RunTag:
     REPORT_ERROR = "autopeft.report_error"  # S
     FINAL_TRAINING_ERROR = "autopeft.final_training_error"  # S: why the trial's adapter was registered instead
     FINAL_TRAINING_NODE = "autopeft.final_training_node"  # S: the Ray node it ran on
+    FINAL_TRAINING_START = "autopeft.final_training_start"  # S: what it started from (the trial's adapter, or init)
     CALIBRATION_SKIPPED = "autopeft.calibration_skipped"  # S: why no learning-rate probe ran, calibration on
     TRIAL_ID = "autopeft.trial_id"  # T: Ray's trial id
     OUTCOME = "autopeft.outcome"  # T: Outcome
@@ -550,6 +551,7 @@ class StudyRunTags(_TagRecord):
     report_error: Optional[str] = _tag(RunTag.REPORT_ERROR, limit=500)
     final_training_error: Optional[str] = _tag(RunTag.FINAL_TRAINING_ERROR, limit=500)
     final_training_node: Optional[str] = _tag(RunTag.FINAL_TRAINING_NODE)
+    final_training_start: Optional[str] = _tag(RunTag.FINAL_TRAINING_START, limit=500)
     calibration_skipped: Optional[str] = _tag(RunTag.CALIBRATION_SKIPPED, limit=500)
     #: Why a study ended before it registered an adapter (Ctrl-C, or the crash's type and message).
     error: Optional[str] = _tag(RunTag.ERROR, limit=500)

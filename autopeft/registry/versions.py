@@ -286,7 +286,8 @@ def version_description(name: str, version: str, lineage: VersionTags,
         origin += f": {' '.join(str(reason).split())[:300]}" if reason else ""
     origin += "."
     if lineage.final_steps:
-        origin += f" Retrained for {lineage.final_steps} steps with the trial's configuration before registration."
+        origin += (f" Trained for {lineage.final_steps} more steps with the trial's configuration before registration "
+                   "(the source run says from what).")
     paragraphs.append(origin)
 
     metric = lineage.metric or "metric"

@@ -30,7 +30,8 @@ def finalize(prepared: Prepared, spec: StudySpec, client: Any, data: TokenizedDa
     final training (if any) is timed as ``final_training``, the evaluation as ``final_eval``, the
     rest as ``finalize``."""
     with phase(phases, "final_training"):
-        final_dir = train_final_adapter(prepared, spec, client, data, result) if prepared.config.budget.final_steps else None
+        final_dir = (train_final_adapter(prepared, spec, client, data, result, checkpoint)
+                     if prepared.config.budget.final_steps else None)
     with phase(phases, "finalize"):
         if final_dir is not None:
             adapter_dir = export_best(prepared, spec, data, result, final_dir, model_ref)
@@ -195,8 +196,8 @@ def _describe_selection(prepared: Prepared, client: Any, result: SearchResult, d
     lines[-1] += (f", test {metric} {test:.4f}." if isinstance(test, float) else " (no test set).")
     lines.append(f"Chosen by policy {cfg.selection.policy}: {why}.")
     if result.final_history:
-        lines.append(f"The registered adapter was trained again from its start for {cfg.budget.final_steps} steps "
-                     f"(the nested final-training run); the weights of its best evaluation, at step "
+        lines.append(f"The registered adapter was trained for {cfg.budget.final_steps} more steps from "
+                     f"{result.final_start} (the nested final-training run); the weights of its best evaluation, at step "
                      f"{result.final_kept_step}, are registered.")
     elif result.final_training_error:
         lines.append(f"A final training of {cfg.budget.final_steps} steps ran, but the selected trial's own adapter "

@@ -47,6 +47,9 @@ class SearchResult:
     final_kept_step: int | None = None
     #: The Ray node the final training ran on (also the parent run's ``autopeft.final_training_node``).
     final_node_id: str = ""
+    #: What the final training started from: the selected trial's adapter, or the config's
+    #: initialisation and why (the parent run's ``autopeft.final_training_start``).
+    final_start: str = ""
     #: Seconds of the final training's own training steps and validation evaluations, without its
     #: Ray task's start (``phase_times_s["final_training"]`` holds both); logged as ``final_training_*_s``.
     final_train_time_s: float = 0.0

@@ -100,12 +100,14 @@ class FinalTraining:
 
 
 def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
-                metric_names: tuple[str, ...]) -> FinalTraining:
-    """Train ``config`` from its start for ``spec.max_steps`` steps, in a Ray task that holds a
-    trial's resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU
-    worker, not the driver's host). The adapter sent back holds the weights of its best
-    evaluation by ``spec.metric``: a long training at a rate chosen on short trials can peak
-    before its end, and the user gets that peak, not the later slide."""
+                metric_names: tuple[str, ...], start: Any = None) -> FinalTraining:
+    """Train ``config`` for ``spec.max_steps`` steps, in a Ray task that holds a trial's
+    resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU worker, not
+    the driver's host). With ``start`` (a trial's Ray checkpoint) the training continues that
+    trial's adapter weights, with a new optimizer and a new learning-rate schedule over its
+    steps; without, it starts from the config's initialisation. The adapter sent back holds the
+    weights of its best evaluation by ``spec.metric``: a long training at a rate chosen on short
+    trials can peak before its end, and the user gets that peak, not the later slide."""
     # deferred: Ray takes seconds to import; imported in the code that runs on it
     import ray
 
@@ -122,6 +124,9 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     if spec.faults is not None:
         spec.faults.maybe_raise(config)
     built = build_adapter(spec, config)
+    if start is not None:
+        with start.as_directory() as directory:
+            restore_checkpoint(built, Path(directory))  # the weights; its optimizer and schedule were the trial's
     best = BestWeights(spec.metric, spec.mode)
     state = TrainState()
     try:

@@ -5,6 +5,7 @@ score leaves the trial's adapter to be registered."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -39,6 +40,9 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     assert parent.data.tags["autopeft.final_training_node"] == result.final_node_id != ""  # a Ray task's node
     prepared = finished_study.prepared
     assert not (prepared.output_dir / prepared.study_name / "final-training").exists()  # exported, then removed
+    # it continued the selected trial's adapter (budget.final_from's default), and says so
+    started = f"trial {result.best.trial_id}'s adapter, at 0.5 times its learning rate"  # budget.final_lr_scale
+    assert result.final_start == started == parent.data.tags["autopeft.final_training_start"]
 
     # the registered adapter is the final training's, at its best evaluation (the first of the
     # best, whatever its step): reloaded, it scores what that evaluation logged, and its metadata
@@ -52,6 +56,7 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     # and the study run's note says which of its evaluations that is
     note = parent.data.tags["mlflow.note.content"]
     assert f"the weights of its best evaluation, at step {kept_step}, are registered" in note
+    assert f"trained for {FINAL_STEPS} more steps from {started}" in note
     lineage = Registry.open(finished_study.uri).lineage(client.get_model_version(MODEL, result.model_version))
     meta = json.loads((result.adapter_dir / "autopeft.json").read_text())
     assert lineage.final_steps == FINAL_STEPS and lineage.trial_id == result.best.trial_id
@@ -60,27 +65,23 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     assert "test_accuracy" in parent.data.metrics
 
 
-def test_a_final_training_that_diverges_or_ends_worse_leaves_the_trial_adapter(tmp_path, sst2_slice, tracking_uri,
-                                                                                 minilm_path, monkeypatch, local_ray):
-    # the final training on its own, as a Ray task on local Ray: real MiniLM, peft and MLflow; the
-    # loss turns NaN at step 13, past every 12-step trial, inside the 24-step final training. The
-    # fault plan (read when the study is prepared) matches LR 2e-3 only; at LR 3e-3 the task
-    # raises at its start instead.
+PARAMS = {"adapter": "lora", "lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0, "placement.layers": "last-2",
+          "placement.roles": ["query", "value"], "learning_rate": 2e-3, "batch_size": 16}
+
+
+def _final_training_setup(tmp_path, sst2_slice, tracking_uri):
+    """A prepared 12-step study on an SST-2 slice with a 24-step final training, its tokenized
+    data, its trials' spec, a client and a parent run: what ``train_final_adapter`` takes."""
     from autopeft.engine.training import StudySpec
     from autopeft.model.loading import load_tokenizer
-    from autopeft.study import SearchResult, TrialSummary
-    from autopeft.study.final_training import train_final_adapter
     from autopeft.tasks import tokenize
 
-    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,
-                                                      "raise_when": {"learning_rate": 3e-3}}))
     prepared = prepare(resolve(write_config(
         tmp_path, train=sst2_slice["train"], study_name="final",
         space={"adapters": {"lora": {"r": 4}}, "placement": {"layers": "last-2", "roles": ["query", "value"]},
                "learning_rate": {"low": 1e-3, "high": 3e-3, "log": True}, "batch_size": 16},
         budget={"trials": 1, "max_steps": 12, "eval_interval": 6, "cpus_per_trial": 2, "final_steps": 24},
         tracking={"uri": tracking_uri, "experiment": "final", "registered_model": "final-model"})))
-    assert prepared.faults is not None
     cfg = prepared.config
     data = tokenize(prepared.raw, load_tokenizer(cfg.model, prepared.location), cfg.model.max_length,
                     tokenizer_id=prepared.location)
@@ -89,8 +90,77 @@ def test_a_final_training_that_diverges_or_ends_worse_leaves_the_trial_adapter(t
                      faults=prepared.faults)
     client = MlflowClient(tracking_uri)
     parent = client.create_run(client.create_experiment("final-unit")).info.run_id
-    params = {"adapter": "lora", "lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0, "placement.layers": "last-2",
-              "placement.roles": ["query", "value"], "learning_rate": 2e-3, "batch_size": 16}
+    return prepared, data, spec, client, parent
+
+
+def test_the_final_training_continues_the_trial_adapter_unless_told_to_start_over(tmp_path, sst2_slice, tracking_uri,
+                                                                                   minilm_path, local_ray):
+    # a real 12-step trial saved as a trial saves its checkpoint, then the final training as a Ray
+    # task at a rate too small to move any weight: continued, it registers the trial's weights
+    # (LoRA's B, zero at its initialisation, is the trial's); from the initialisation
+    # (budget.final_from: init), B is still zero
+    import torch
+    from ray import tune
+    from safetensors.torch import load_file
+
+    from autopeft.engine.training import build_adapter, save_checkpoint, train
+    from autopeft.study import SearchResult, TrialSummary
+    from autopeft.study.final_training import final_start, train_final_adapter
+
+    prepared, data, spec, client, parent = _final_training_setup(tmp_path, sst2_slice, tracking_uri)
+    built = build_adapter(spec, PARAMS)
+    state = train(built, spec, data, PARAMS, on_eval=lambda m, s: None, device=torch.device("cpu"))
+    save_checkpoint(built, state, tmp_path / "trial")
+    checkpoint = tune.Checkpoint.from_directory(tmp_path / "trial")
+    trial_b = {k: v for k, v in load_file(tmp_path / "trial" / "adapter_model.safetensors").items() if "lora_B" in k}
+    assert trial_b and all(v.abs().max() > 0 for v in trial_b.values())
+
+    def final_b(prepared, parent: str) -> dict[str, torch.Tensor]:
+        best = TrialSummary(trial_id="t0", outcome="COMPLETE", params={**PARAMS, "learning_rate": 1e-12}, metrics={},
+                            run_id=None)
+        result = SearchResult(study_name="final", parent_run_id=parent, trials=[], best=best)
+        folder = train_final_adapter(prepared, spec, client, data, result, checkpoint)
+        assert folder is not None
+        assert client.get_run(parent).data.tags["autopeft.final_training_start"] == result.final_start
+        weights = load_file(folder / "adapter_model.safetensors")
+        return {k: weights[k] for k in trial_b}
+
+    continued = final_b(prepared, parent)
+    assert all(torch.allclose(continued[k], trial_b[k], atol=1e-6) for k in trial_b)
+    assert client.get_run(parent).data.tags["autopeft.final_training_start"] == (
+        "trial t0's adapter, at 0.5 times its learning rate")
+
+    budget = prepared.config.budget.model_copy(update={"final_from": "init"})
+    resolved = prepared.resolved.model_copy(update={"config": prepared.config.model_copy(update={"budget": budget})})
+    restarted_prepared = dataclasses.replace(prepared, resolved=resolved)
+    other = client.create_run(client.get_run(parent).info.experiment_id).info.run_id
+    restarted = final_b(restarted_prepared, other)
+    assert all(v.abs().max() < 1e-6 for v in restarted.values())
+    assert client.get_run(other).data.tags["autopeft.final_training_start"] == (
+        "initialisation (budget.final_from: init)")
+
+    # AdaLoRA's rank budget runs on a schedule of its own: its final training starts over
+    adalora = SearchResult(study_name="final", parent_run_id=parent, trials=[], best=TrialSummary(
+        trial_id="t1", outcome="COMPLETE", params={"adapter": "adalora", "learning_rate": 1e-3}, metrics={},
+        run_id=None))
+    start, said = final_start(prepared, adalora, checkpoint)
+    assert start is None and said.startswith("initialisation (adalora's training follows a schedule of its own")
+
+
+def test_a_final_training_that_diverges_or_ends_worse_leaves_the_trial_adapter(tmp_path, sst2_slice, tracking_uri,
+                                                                                 minilm_path, monkeypatch, local_ray):
+    # the final training on its own, as a Ray task on local Ray: real MiniLM, peft and MLflow; the
+    # loss turns NaN at step 13, past every 12-step trial, inside the 24-step final training. The
+    # fault plan (read when the study is prepared) matches LR 2e-3 only; at LR 3e-3 the task
+    # raises at its start instead.
+    from autopeft.study import SearchResult, TrialSummary
+    from autopeft.study.final_training import train_final_adapter
+
+    monkeypatch.setenv("AUTOPEFT_FAULTS", json.dumps({"nan_when": {"learning_rate": 2e-3}, "nan_at_step": 13,
+                                                      "raise_when": {"learning_rate": 3e-3}}))
+    prepared, data, spec, client, parent = _final_training_setup(tmp_path, sst2_slice, tracking_uri)
+    assert prepared.faults is not None
+    params = PARAMS
 
     def select(learning_rate: float) -> SearchResult:
         best = TrialSummary(trial_id="t0", outcome="COMPLETE", params={**params, "learning_rate": learning_rate},
