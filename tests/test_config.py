@@ -57,6 +57,16 @@ def test_final_steps_must_be_positive(tmp_path):
     assert resolve_dict(tmp_path, make_config(tmp_path)).config.budget.final_steps is None  # off unless asked
 
 
+def test_the_final_training_continues_the_trial_at_half_its_rate_unless_told(tmp_path):
+    budget = resolve_dict(tmp_path, make_config(tmp_path, budget__final_steps=400)).config.budget
+    assert (budget.final_from, budget.final_lr_scale) == ("trial", 0.5)
+    with pytest.raises(ConfigError, match=r"budget\.final_from: Input should be 'trial' or 'init'.*found 'scratch'"):
+        resolve_dict(tmp_path, make_config(tmp_path, budget__final_from="scratch"))
+    for scale in (0, 1.5):
+        with pytest.raises(ConfigError, match=rf"budget\.final_lr_scale: .*found {scale}"):
+            resolve_dict(tmp_path, make_config(tmp_path, budget__final_lr_scale=scale))
+
+
 def test_the_final_training_evaluates_about_eight_times_unless_told(tmp_path):
     def budget(**fields):
         return resolve_dict(tmp_path, make_config(tmp_path, **{f"budget__{k}": v for k, v in fields.items()})).config.budget
