@@ -223,8 +223,10 @@ def registered_html(data: StudyData) -> str:
         rows.append(("final training", f"not registered ({data.final_training_error}): the trial's own adapter is"))
     elif final is not None:
         at = f"the weights of its best evaluation (step {int(kept)}) are registered; " if kept else ""
-        rows.append(("final training", f"retrained before registration: {at}validation {metric} {final:.4f} "
-                                       "at its last evaluation"))
+        # a study recorded before the tag existed trained the config again from its initialisation
+        start = data.final_training_start or "the initialisation"
+        rows.append(("final training", f"trained on from {start} before registration: {at}validation {metric} "
+                                       f"{final:.4f} at its last evaluation"))
     test = number(data.study_metrics.get(Metric.test(metric)))
     rows.append((f"test {metric}", f"{test:.4f}" if test is not None else "not measured (no test split)"))
     rows.append(("chosen by", chosen))

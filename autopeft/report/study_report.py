@@ -95,6 +95,7 @@ class StudyData:
     selection_reason: str | None = None  # why the policy chose the registered trial
     registered_version: str | None = None  # models:/<name>/<version> the registered trial became
     final_training_error: str | None = None  # why the final training's adapter was not registered
+    final_training_start: str | None = None  # what it started from (the trial's adapter, or the initialisation)
     calibration_skipped: str | None = None  # why no learning-rate probe ran though the calibration was on
 
     @property
@@ -228,6 +229,7 @@ def load_study_data(client: MlflowClient, study_name: str) -> StudyData:
                      selection_policy=parent_tags.selection_policy or (config.get("selection") or {}).get("policy"),
                      selection_reason=parent_tags.selection_reason,
                      final_training_error=parent_tags.final_training_error,
+                     final_training_start=parent_tags.final_training_start,
                      calibration_skipped=parent_tags.calibration_skipped,
                      registered_version=registered_version(client, config, study_name, parent_tags.best_trial_id))
 

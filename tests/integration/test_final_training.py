@@ -6,6 +6,7 @@ score leaves the trial's adapter to be registered."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 
 import pytest
@@ -57,6 +58,7 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     note = parent.data.tags["mlflow.note.content"]
     assert f"the weights of its best evaluation, at step {kept_step}, are registered" in note
     assert f"trained for {FINAL_STEPS} more steps from {started}" in note
+    assert html.escape(f"trained on from {started} before registration") in result.report_path.read_text()
     lineage = Registry.open(finished_study.uri).lineage(client.get_model_version(MODEL, result.model_version))
     meta = json.loads((result.adapter_dir / "autopeft.json").read_text())
     assert lineage.final_steps == FINAL_STEPS and lineage.trial_id == result.best.trial_id

@@ -170,8 +170,13 @@ def test_summary_says_which_final_training_evaluation_was_registered_or_why_none
     assert "final training" not in {k for _, (k, v) in _tables(_html(data))["summary registered"]}
     data.study_metrics = {**data.study_metrics, "final_accuracy": 0.83, "final_training_kept_step": 350}
     rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
-    assert rows["final training"] == ("retrained before registration: the weights of its best evaluation "
-                                      "(step 350) are registered; validation accuracy 0.8300 at its last evaluation")
+    assert rows["final training"] == ("trained on from the initialisation before registration: the weights of its "
+                                      "best evaluation (step 350) are registered; validation accuracy 0.8300 at its "
+                                      "last evaluation")  # a study recorded before the start was
+    data.final_training_start = "trial t1's adapter, at 0.5 times its learning rate"
+    rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
+    assert rows["final training"].startswith(
+        "trained on from trial t1's adapter, at 0.5 times its learning rate before registration: the weights")
     data.final_training_error = "the final training's best validation accuracy 0.7870 (step 350) is worse than " \
                                 "the selected trial's 0.8060"
     rows = {k: v for _, (k, v) in _tables(_html(data))["summary registered"]}
