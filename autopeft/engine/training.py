@@ -417,13 +417,18 @@ def adapter_size_mb(directory: Path) -> float:
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 
 
-def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
-    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+def restore_weights(built: BuiltAdapter, directory: Path) -> None:
+    """Load the adapter weights saved by :func:`save_checkpoint` (not its training state)."""
     # deferred: peft imports torch and transformers; imported where an adapter is built; imported with the checkpoint code that reads adapter weights
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(built.model, load_file(str(directory / "adapter_model.safetensors")))
+
+
+def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:
+    """Load adapter weights and training state saved by :func:`save_checkpoint`."""
+    restore_weights(built, directory)
     saved = torch.load(directory / TRAINING_STATE_FILE, weights_only=False)
     return TrainState(step=saved["step"], train_time_s=saved["train_time_s"], eval_time_s=saved["eval_time_s"],
                       optimizer=saved["optimizer"], scheduler=saved["scheduler"], history=saved["history"])

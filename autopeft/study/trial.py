@@ -29,6 +29,7 @@ from autopeft.engine.training import (
     build_adapter,
     pick_device,
     restore_checkpoint,
+    restore_weights,
     save_checkpoint,
     train,
 )
@@ -126,7 +127,7 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     built = build_adapter(spec, config)
     if start is not None:
         with start.as_directory() as directory:
-            restore_checkpoint(built, Path(directory))  # the weights; its optimizer and schedule were the trial's
+            restore_weights(built, Path(directory))  # not its optimizer and schedule: those were the trial's
     best = BestWeights(spec.metric, spec.mode)
     state = TrainState()
     try:
