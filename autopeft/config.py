@@ -432,7 +432,10 @@ class SearchConfig(_Strict):
         default_factory=PromotionConfig,
         description="Thresholds `autopeft promote --config` applies (min_metric, max_trainable_share, max_latency_ms).")
     output_dir: str = Field("autopeft-runs", description="Where checkpoints, caches and the best adapter go.")
-    seed: int = Field(0, description="Seed of the sampler, data split and training.")
+    # numpy's seeding (the data split, the batch order) takes 0 to 2**32 - 1; outside it the
+    # study would fail at its data split with a traceback
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the sampler, data split and training "
+                      "(0 to 4294967295).")
 
     @field_validator("output_dir")
     @classmethod

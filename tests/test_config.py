@@ -215,3 +215,13 @@ def test_objective_defaults_to_the_task_kinds_own(tmp_path):
     assert ppl.objective.metric == "perplexity"
     with pytest.raises(Exception, match=r"objective\.metric 'accuracy' is not a metric of causal_lm"):
         validated("causal_lm", objective={"metric": "accuracy"})
+
+
+@pytest.mark.parametrize("seed, message", [(-1, r"seed: Input should be greater than or equal to 0 \(found -1\)"),
+                                           (2**32, r"seed: Input should be less than or equal to 4294967295")])
+def test_a_seed_numpy_cannot_take_is_one_line(tmp_path, seed, message):
+    # numpy seeds the data split and the batch order with 0 to 2**32 - 1; other seeds used to
+    # pass the checks and fail at the split with a traceback
+    with pytest.raises(ConfigError, match=message):
+        resolve_dict(tmp_path, make_config(tmp_path, seed=seed))
+    assert resolve_dict(tmp_path, make_config(tmp_path, seed=2**32 - 1)).config.seed == 2**32 - 1
