@@ -361,7 +361,9 @@ def _metric(kind: str, frame: pd.DataFrame, columns: Columns) -> tuple[str, str,
     default = f"{kind}'s default"
     if kind not in ("sequence_classification", "image_classification"):
         return task.default_metric, task.default_mode, default
-    counts = frame[columns["label_column"][0]].astype(str).value_counts()
+    counts = frame[columns["label_column"][0]].dropna().astype(str).value_counts()
+    if counts.empty:  # no label at all: the data checks name the empty cells
+        return task.default_metric, task.default_mode, default
     ratio = float(counts.iloc[0] / counts.iloc[-1])
     share = f"{counts.iloc[0] / counts.sum():.0%} of train is {counts.index[0]!r}"
     if len(counts) == 2 and ratio >= IMBALANCE_BINARY:
@@ -388,12 +390,12 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
         lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True)["input_ids"]]
     elif kind == "causal_lm":
         prompt, response = columns["prompt_column"][0], columns["response_column"][0]
-        joined = (sample[prompt].astype(str) + sample[response].astype(str)).tolist()
+        joined = [p + r for p, r in zip(_texts(sample[prompt]), _texts(sample[response]), strict=True)]
         lengths = [len(ids) + 1 for ids in tokenizer(joined)["input_ids"]]
     else:
         texts = columns["text_columns"][0]
-        first = sample[texts[0]].astype(str).tolist()
-        second = sample[texts[1]].astype(str).tolist() if len(texts) == 2 else None
+        first = _texts(sample[texts[0]])
+        second = _texts(sample[texts[1]]) if len(texts) == 2 else None
         lengths = [len(ids) for ids in tokenizer(first, second)["input_ids"]]
     wanted = int(np.percentile(lengths, LENGTH_PERCENTILE))
     limits = [n for n in (facts.max_positions, getattr(tokenizer, "model_max_length", None)) if n and n < 1_000_000]
@@ -404,6 +406,12 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
     if chosen == cap and wanted > cap:
         reason += f", capped at the model's limit {cap}"
     return chosen, reason
+
+
+def _texts(values: pd.Series) -> list[str]:
+    """Cells as the tokenizer's strings, an empty cell as '' (pandas keeps it missing through
+    ``astype(str)``, and a tokenizer refuses it); the data checks then name the empty cells."""
+    return ["" if pd.api.types.is_scalar(cell) and pd.isna(cell) else str(cell) for cell in values]
 
 
 def _resources(inference: Inference) -> None:

@@ -213,3 +213,27 @@ def test_plain_text_for_a_causal_lm_says_what_is_needed(task_models: dict[str, s
     pd.DataFrame({"text": [f"say the fox number {i} is red" for i in range(30)]}).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"^--train: one text column \('text'\) and a causal LM: .*--text RESPONSE\)$"):
         infer(Request(model=task_models["causal_lm"], train=str(path)))
+
+
+def test_empty_cells_reach_the_data_checks_not_a_traceback(minilm_path: str, tmp_path: Path) -> None:
+    """A missing text or label cell (pandas keeps it missing through astype(str)) is the data
+    checks' one line, not the tokenizer's or the metric choice's traceback."""
+    from autopeft.data import load
+    from autopeft.tasks import get_task
+
+    rows = [f"a review with words {i} in it" for i in range(40)]
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"sentence": rows[:5] + [None] + rows[6:], "label": ["pos", "neg"] * 20}).to_csv(texts, index=False)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"sentence": rows, "label": [None] * 40}).to_csv(labels, index=False)
+    blank = tmp_path / "blank.csv"
+    pd.DataFrame({"sentence": [""] * 40, "label": ["pos", "neg"] * 20}).to_csv(blank, index=False)
+    for request, message in ((Request(model="minilm", train=str(texts)), r"^data\.text_columns: 'sentence' is empty "
+                              r"in train row \d+ \(1 empty in all\)$"),
+                             (Request(model="minilm", train=str(labels), label="label"),
+                              r"^data\.label_column: 'label' is empty in train row 0$"),
+                             (Request(model="minilm", train=str(blank), text=("sentence",)),
+                              r"^data\.text_columns: 'sentence' is empty in train row 0 \(40 empty in all\)$")):
+        config = resolve_mapping(infer(request).raw_config()).config
+        with pytest.raises(DataError, match=message):
+            load(config.data, get_task(config.task.kind), seed=0)
