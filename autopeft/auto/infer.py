@@ -169,7 +169,10 @@ def infer(request: Request) -> Inference:
         for split in ("validation", "test"):
             given = getattr(request, split)
             if given is not None:
-                inference.choose(f"data.{split}", str(locate(given, None).resolve()), f"--{split}")
+                path = locate(given, None)
+                if not path.is_file():  # before resolve(), which raises RuntimeError on a symlink loop
+                    raise DataError(f"--{split}: no such file {given!r}")
+                inference.choose(f"data.{split}", str(path.resolve()), f"--{split}")
     for column_field, (value, reason) in columns.items():
         inference.choose(f"data.{column_field}", value, reason)
     if request.validation is None:

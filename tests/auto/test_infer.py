@@ -237,3 +237,18 @@ def test_empty_cells_reach_the_data_checks_not_a_traceback(minilm_path: str, tmp
         config = resolve_mapping(infer(request).raw_config()).config
         with pytest.raises(DataError, match=message):
             load(config.data, get_task(config.task.kind), seed=0)
+
+
+def test_a_test_file_that_is_not_a_file_is_one_line(minilm_path: str, tmp_path: Path) -> None:
+    """--test (or --validation) naming a folder, nothing or a symlink loop: the flag and the path,
+    as for --train; a loop used to escape as pathlib's RuntimeError."""
+    train = tmp_path / "reviews.csv"
+    pd.DataFrame({"sentence": [f"a review with words {i} in it" for i in range(40)],
+                  "label": ["pos", "neg"] * 20}).to_csv(train, index=False)
+    (tmp_path / "loop.csv").symlink_to(tmp_path / "loop2.csv")
+    (tmp_path / "loop2.csv").symlink_to(tmp_path / "loop.csv")
+    (tmp_path / "folder.csv").mkdir()
+    for flag, given in (("test", "loop.csv"), ("validation", "folder.csv"), ("test", "missing.csv")):
+        path = str(tmp_path / given)
+        with pytest.raises(DataError, match=rf"^--{flag}: no such file '{path}'$"):
+            infer(Request(model="minilm", train=str(train), **{flag: path}))
