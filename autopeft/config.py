@@ -335,6 +335,19 @@ class TrackingConfig(_Strict):
             raise ValueError("expected a non-empty name")
         return value
 
+    @field_validator("uri")
+    @classmethod
+    def _a_store(cls, value: str) -> str:
+        # MLflow reads '' as its own default and creates ./mlflow.db while the checks look at it;
+        # an in-memory SQLite store is one per process: the trials' and the registration's
+        # records would vanish with them
+        if not value.strip():
+            raise ValueError("expected an MLflow tracking URI such as sqlite:///mlflow.db or http://host:5000")
+        if value.strip() in ("sqlite://", "sqlite:///:memory:"):
+            raise ValueError("expected a store the study's processes share (sqlite:///FILE or http://host:port), "
+                             "not an in-memory SQLite database")
+        return value
+
 
 class BackendConfig(_Strict):
     address: Optional[str] = Field(None, description="Ray cluster address (auto, ray://host:port); none: local Ray.")

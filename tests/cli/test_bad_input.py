@@ -141,6 +141,23 @@ def test_a_config_file_that_is_not_utf8_is_one_line(workdir: Path):
     assert not (workdir / "mlflow.db").exists() and not (workdir / "out").exists()
 
 
+@pytest.mark.parametrize("uri, message", [
+    ("", "tracking.uri: expected an MLflow tracking URI such as sqlite:///mlflow.db or http://host:5000 (found '')"),
+    ("sqlite://", "tracking.uri: expected a store the study's processes share (sqlite:///FILE or http://host:port), "
+                  "not an in-memory SQLite database (found 'sqlite://')")])
+def test_an_empty_or_in_memory_tracking_uri_is_one_line_and_writes_nothing(workdir: Path, uri: str, message: str,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    # MLflow reads '' as its default store and created ./mlflow.db while the checks looked at it
+    monkeypatch.chdir(workdir)
+    path = workdir / "search.yaml"
+    path.write_text(yaml.safe_dump(make_config(workdir, tracking__uri=uri)))
+    before = _files(workdir)
+    result = CliRunner().invoke(app, ["search", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.strip()] == [f"error: {message}"]
+    assert _files(workdir) == before
+
+
 def test_a_deleted_experiment_is_one_line_and_the_store_is_unchanged(workdir: Path, mlflow_db_template):
     from mlflow import MlflowClient
 
