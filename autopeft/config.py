@@ -8,6 +8,7 @@ problem becomes a one-line :class:`~autopeft.errors.ConfigError` that names the 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from datetime import datetime, timezone
@@ -34,7 +35,8 @@ from autopeft.tasks import MINIMISED_METRICS, all_tasks, get_task, task_names
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: YAML's .inf and .nan (or 'inf', 'nan') are no count, limit or share a study can use
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -183,6 +185,8 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"expected a duration such as 45m, 1h30m, 90s or a number of seconds, found {value!r}")
     if not seconds > 0:
         raise ValueError(f"expected a positive duration, found {value!r}")
+    if not math.isfinite(seconds):  # YAML's .inf: the plan would size an endless study
+        raise ValueError(f"expected a finite duration, found {value!r}")
     return seconds
 
 
@@ -386,7 +390,7 @@ class PromotionConfig(BaseModel):
     """Optional thresholds a version must meet to be promoted (the ``promotion:`` section of a
     config file, or ``autopeft promote`` flags, which win)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     min_metric: Optional[float] = Field(
         default=None, description="The test metric must be at least this good (>= when maximised, <= when minimised).")
     max_trainable_share: Optional[float] = Field(

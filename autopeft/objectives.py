@@ -50,7 +50,7 @@ PolicyName = Literal["best", "best-within", "knee"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _share(value: Any) -> Any:

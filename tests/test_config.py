@@ -225,3 +225,23 @@ def test_a_seed_numpy_cannot_take_is_one_line(tmp_path, seed, message):
     with pytest.raises(ConfigError, match=message):
         resolve_dict(tmp_path, make_config(tmp_path, seed=seed))
     assert resolve_dict(tmp_path, make_config(tmp_path, seed=2**32 - 1)).config.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("budget: {time: .inf}", r"^budget\.time: expected a finite duration, found inf \(found inf\)$"),
+    ("budget: {time_limit_s: .inf}", r"^budget\.time_limit_s: Input should be a finite number \(found inf\)$"),
+    ("budget: {cpus_per_trial: inf}", r"^budget\.cpus_per_trial: Input should be a finite number \(found 'inf'\)$"),
+    ("pruning: {reduction_factor: .inf}", r"^pruning\.reduction_factor: Input should be a finite number"),
+    ("promotion: {min_metric: .nan}", r"^promotion\.min_metric: Input should be a finite number \(found nan\)$"),
+    ("constraints: {max_trainable_share: .inf}", r"^constraints\.max_trainable_share: Input should be a finite"),
+])
+def test_infinite_or_nan_numbers_are_one_line(tmp_path, yaml_text, message):
+    """YAML's .inf and .nan passed `gt=0` (or any bound, for NaN in min_metric) and reached the
+    plan, Ray or the promotion gate; an endless time budget planned an endless study."""
+    import yaml
+
+    config = make_config(tmp_path)
+    for section, fields in yaml.safe_load(yaml_text).items():
+        config.setdefault(section, {}).update(fields)
+    with pytest.raises(ConfigError, match=message):
+        resolve_dict(tmp_path, config)
