@@ -245,3 +245,22 @@ def test_infinite_or_nan_numbers_are_one_line(tmp_path, yaml_text, message):
         config.setdefault(section, {}).update(fields)
     with pytest.raises(ConfigError, match=message):
         resolve_dict(tmp_path, config)
+
+
+def test_a_key_given_twice_is_one_line_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a second budget section dropped the
+    first one's fields. A merge (<<) may still be overridden."""
+    import yaml
+
+    text = yaml.safe_dump(make_config(tmp_path), sort_keys=False)
+    path = tmp_path / "search.yaml"
+    path.write_text(text + "budget: {trials: 3}\n")
+    first = 1 + text.splitlines().index("budget:")
+    last = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError, match=rf"^--config: {path} is not valid YAML at line {last}, column 1: key "
+                                          rf"'budget' appears twice in one mapping \(first at line {first}\)$"):
+        resolve(path)
+    config = make_config(tmp_path)
+    del config["model"]
+    path.write_text(yaml.safe_dump(config) + "model:\n  <<: {name_or_path: minilm, max_length: 16}\n  max_length: 32\n")
+    assert resolve(path).config.model.max_length == 32
