@@ -96,6 +96,13 @@ def columns_for(cfg: DataConfig, task: TaskKind) -> list[Column]:
             raise DataError(f"data.{spec.field}: {task.name} needs this column; name it in the config")
         names = [value] if isinstance(value, str) else list(value)
         out.extend(Column(spec.field, str(n), spec.kind, spec.target) for n in names)
+    # a column read twice: the label learnt from the text it is predicted from, or a pair of one text
+    for i, column in enumerate(out):
+        first = next((c for c in out[:i] if c.name == column.name), None)
+        if first is not None:
+            again = "named twice" if first.field == column.field else f"also named by data.{first.field}"
+            raise DataError(f"data.{column.field}: column {column.name!r} is {again}; each column the task reads "
+                            "must be another")
     return out
 
 
@@ -412,9 +419,12 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         for split, frame in frames.items():
             unexpected = sorted(_classes(frame[target.name], target.kind) - set(label_names))
             if unexpected:
+                shown = ", ".join(label_names[:_LABELS_SHOWN])
+                if len(label_names) > _LABELS_SHOWN:  # an error is one line, whatever the classes
+                    shown += f", ... ({len(label_names)} in all)"
                 raise DataError(
                     f"data.{target.field}: {split} has label {unexpected[0]!r} that train does not have "
-                    f"(train labels: {', '.join(label_names)})"
+                    f"(train labels: {shown})"
                 )
     elif target is not None and target.kind == "value":
         for split, frame in frames.items():
@@ -426,6 +436,10 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
     return RawData(frames=frames, label_names=label_names, text_columns=inputs,
                    label_column=next(c.name for c in columns if c.target), source=source, task=task.name,
                    file_columns=inputs if any(c.kind == "image" for c in columns if not c.target) else [])
+
+
+#: Train labels an error lists.
+_LABELS_SHOWN = 10
 
 
 def _did_you_mean(name: str, columns: list[str]) -> str:

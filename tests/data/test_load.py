@@ -60,6 +60,28 @@ def test_test_label_unknown_to_train(tmp_path):
         load(DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_columns=["sentence"]), CLS, seed=0)
 
 
+def test_a_column_read_twice_is_one_line(tmp_path):
+    """The label as its own input (a model that reads its answer) or a pair of one text: each
+    loaded as if fine, the first with an error listing every text as a train label."""
+    FRAME.to_csv(tmp_path / "train.csv", index=False)
+    train = str(tmp_path / "train.csv")
+    with pytest.raises(DataError, match=r"^data\.label_column: column 'sentence' is also named by data\.text_columns; "
+                                        r"each column the task reads must be another$"):
+        load(DataConfig(train=train, text_columns=["sentence"], label_column="sentence"), CLS, seed=0)
+    with pytest.raises(DataError, match=r"^data\.text_columns: column 'sentence' is named twice"):
+        load(DataConfig(train=train, text_columns=["sentence", "sentence"]), CLS, seed=0)
+
+
+def test_an_unknown_test_label_lists_ten_train_labels_at_most(tmp_path):
+    pd.DataFrame({"sentence": [f"text {i}" for i in range(60)], "label": [f"c{i:02d}" for i in range(30)] * 2}).to_csv(
+        tmp_path / "train.csv", index=False)
+    pd.DataFrame({"sentence": ["x"], "label": ["meh"]}).to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DataError, match=r"test has label 'meh' that train does not have \(train labels: c00, c01, "
+                                        r"c02, c03, c04, c05, c06, c07, c08, c09, \.\.\. \(30 in all\)\)$"):
+        load(DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_columns=["sentence"]),
+             CLS, seed=0)
+
+
 def test_empty_text(tmp_path):
     frame = FRAME.copy()
     frame.loc[3, "sentence"] = "  "
