@@ -163,12 +163,15 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
             elif suffix in (".jsonl", ".json"):
+                _check_records(text, suffix, path, field_name)
                 frame = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
             else:
                 sep, quoting = _dialect(text, suffix)
                 if header is None:
                     header = _delimited_verdict(text, sep, quoting) is not False
                 frame = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=0 if header else None)
+        except DataError:
+            raise
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
             raise DataError(f"{field_name}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
     frame.columns = [str(name) for name in frame.columns]
@@ -178,6 +181,46 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                             f"found {len(columns)}")
         frame.columns = [str(name) for name in columns]
     return frame
+
+
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_KINDS.get(type(value), "a number")
+
+
+def _check_records(text: str, suffix: str, path: Path, field_name: str) -> None:
+    """jsonl: every non-blank line is a JSON object; json: a list of objects (or a mapping, which
+    pandas reads by column). Where not, the line (or item) and what it holds, for pandas says
+    only 'cannot convert dictionary update sequence element #0'."""
+    where = str(path)
+    if suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                problem = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+                raise DataError(f"{field_name}: line {number} of {where!r} is not valid JSON ({problem})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{field_name}: expected a JSON object on each line of {where!r}, found "
+                                f"{_json_kind(record)} on line {number}")
+        return
+    try:
+        records = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        problem = (f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                   else "nested too deep")
+        raise DataError(f"{field_name}: {where!r} is not valid JSON ({problem})") from None
+    if isinstance(records, list):
+        odd = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
+        if odd is not None:
+            raise DataError(f"{field_name}: expected a list of JSON objects in {where!r}, found "
+                            f"{_json_kind(records[odd])} as item {odd}")
+    elif not isinstance(records, dict):
+        raise DataError(f"{field_name}: expected a list of JSON objects in {where!r}, found {_json_kind(records)}")
 
 
 def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:

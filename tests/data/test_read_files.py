@@ -291,6 +291,26 @@ def test_txt_line_without_a_tab(tmp_path):
     assert message(excinfo) == f"data.train: line 3 of {str(path)!r} has no tab-separated label"
 
 
+@pytest.mark.parametrize("name, text, problem", [
+    ("train.jsonl", '{"sentence": "good", "label": "pos"}\n\n[1, 2]\n', "expected a JSON object on each line of {path}, "
+     "found a list on line 3"),
+    ("train.jsonl", '{"sentence": "good", "label": "pos"}\n42\n', "expected a JSON object on each line of {path}, "
+     "found a number on line 2"),
+    ("train.jsonl", '{"sentence": "good", "label": "pos"}\n{"sentence": "bad",\n', "line 2 of {path} is not valid "
+     "JSON (Expecting property name enclosed in double quotes at column 20)"),
+    ("train.json", '[{"sentence": "good", "label": "pos"}, "bad"]', "expected a list of JSON objects in {path}, found "
+     "a string as item 1"),
+    ("train.json", "5", "expected a list of JSON objects in {path}, found a number"),
+])
+def test_json_that_holds_no_records_says_where(tmp_path, name, text, problem):
+    """pandas says 'cannot convert dictionary update sequence element #0 to a sequence' or
+    ''int' object is not iterable'; the line and what it holds tell a user what to fix."""
+    path = write(tmp_path / name, text)
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert message(excinfo) == "data.train: " + problem.format(path=repr(str(path)))
+
+
 def test_unknown_suffix_lists_txt(tmp_path):
     path = write(tmp_path / "train.xlsx", b"PK")
     with pytest.raises(DataError) as excinfo:
