@@ -170,6 +170,8 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                 if header is None:
                     header = _delimited_verdict(text, sep, quoting) is not False
                 frame = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=0 if header else None)
+                if header and columns is None:
+                    _check_unique_names(text, sep, quoting, path, field_name)
         except DataError:
             raise
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
@@ -221,6 +223,19 @@ def _check_records(text: str, suffix: str, path: Path, field_name: str) -> None:
                             f"{_json_kind(records[odd])} as item {odd}")
     elif not isinstance(records, dict):
         raise DataError(f"{field_name}: expected a list of JSON objects in {where!r}, found {_json_kind(records)}")
+
+
+def _check_unique_names(text: str, sep: str, quoting: int, path: Path, field_name: str) -> None:
+    """A header row names each column once: pandas renames a second 'label' to 'label.1', and the
+    study would read whichever of the two its field names."""
+    names = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=None, nrows=1, dtype=str,
+                        keep_default_na=False).iloc[0].tolist()
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{field_name}: column {name!r} appears twice in the header of {str(path)!r}; "
+                            "expected each column named once")
+        seen.add(name)
 
 
 def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:

@@ -311,6 +311,19 @@ def test_json_that_holds_no_records_says_where(tmp_path, name, text, problem):
     assert message(excinfo) == "data.train: " + problem.format(path=repr(str(path)))
 
 
+@pytest.mark.parametrize("suffix, sep", [("csv", ","), ("tsv", "\t")])
+def test_a_column_named_twice_in_the_header(tmp_path, suffix, sep):
+    """pandas renamed the second 'label' to 'label.1' and the study read the first, unsaid."""
+    path = write(tmp_path / f"train.{suffix}", sep.join(["sentence", "label", "label"]) + "\n"
+                 + "".join(sep.join([s, lab, lab]) + "\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert message(excinfo) == (f"data.train: column 'label' appears twice in the header of {str(path)!r}; expected "
+                                "each column named once")
+    # a headerless file's columns are named by position or by data.columns, not by its first row
+    assert list(read_table(path, "data.train", columns=["a", "b", "c"]).columns) == ["a", "b", "c"]
+
+
 def test_unknown_suffix_lists_txt(tmp_path):
     path = write(tmp_path / "train.xlsx", b"PK")
     with pytest.raises(DataError) as excinfo:
