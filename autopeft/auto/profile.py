@@ -24,7 +24,7 @@ SAMPLE_ROWS = 5000
 @dataclass(frozen=True)
 class ColumnProfile:
     name: str
-    #: number | text | list | image | empty
+    #: number | text | list | image | record (a mapping per cell: a struct or map column) | empty
     kind: str
     rows: int
     distinct: int
@@ -76,6 +76,8 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     if rows == 0:
         return ColumnProfile(name, "empty", 0, 0)
     named_id = normalised(name) in {normalised(n) for n in ID_NAMES}
+    if any(isinstance(v, dict) for v in values.head(200)):  # parquet structs and maps, nested JSON
+        return ColumnProfile(name, "record", rows, 0)
     lists = [as_list(v) for v in values.head(200)]
     if all(item is not None for item in lists):
         items = [as_list(v) or [] for v in values]

@@ -591,6 +591,10 @@ def _head(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 def _check_texts(frame: pd.DataFrame, columns: list[str], split: str, field_name: str = "text_columns") -> None:
     for column in columns:
         values = frame[column]
+        nested = next((row for row, v in enumerate(values) if isinstance(v, (dict, list, tuple, np.ndarray))), None)
+        if nested is not None:  # it would be read as its Python repr
+            raise DataError(f"data.{field_name}: expected text in {column!r} ({split} row {nested}), found "
+                            f"{type(values.iloc[nested]).__name__}")
         empty = values.isna() | (values.astype(str).str.strip() == "")
         if empty.any():
             row = int(empty.to_numpy().argmax())

@@ -252,3 +252,13 @@ def test_a_test_file_that_is_not_a_file_is_one_line(minilm_path: str, tmp_path: 
         path = str(tmp_path / given)
         with pytest.raises(DataError, match=rf"^--{flag}: no such file '{path}'$"):
             infer(Request(model="minilm", train=str(train), **{flag: path}))
+
+
+def test_a_column_of_records_is_no_text(minilm_path: str, tmp_path: Path) -> None:
+    """A parquet struct column was a free-text column (its Python repr has many distinct values),
+    so the data became a 'sentence pair' of the text and the struct."""
+    path = tmp_path / "reviews.parquet"
+    pd.DataFrame({"sentence": [f"a review with words {i} in it" for i in range(40)], "label": ["pos", "neg"] * 20,
+                  "meta": [{"source": "web", "n": i} for i in range(40)]}).to_parquet(path)
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert got["data.text_columns"] == ["sentence"] and got["data.label_column"] == "label"

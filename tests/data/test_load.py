@@ -82,6 +82,16 @@ def test_an_unknown_test_label_lists_ten_train_labels_at_most(tmp_path):
              CLS, seed=0)
 
 
+def test_a_text_column_of_records_or_lists_is_one_line(tmp_path):
+    """A parquet struct (or a list) named as text was read as its Python repr: "{'a': 1}"."""
+    frame = FRAME.assign(meta=[{"source": "web", "n": i} for i in range(40)], words=[["a", "b"]] * 40)
+    frame.to_parquet(tmp_path / "train.parquet")
+    for column, found in (("meta", "dict"), ("words", "ndarray")):
+        with pytest.raises(DataError, match=rf"^data\.text_columns: expected text in '{column}' \(train row 0\), "
+                                            rf"found {found}$"):
+            load(DataConfig(train=str(tmp_path / "train.parquet"), text_columns=[column]), CLS, seed=0)
+
+
 def test_empty_text(tmp_path):
     frame = FRAME.copy()
     frame.loc[3, "sentence"] = "  "
