@@ -63,7 +63,8 @@ def one_line(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
             msg = msg[len("Value error, ") :]
         found = err.get("input")
         message = f"{field}: {msg}"
-        if err["type"] not in {"missing"} and not isinstance(found, dict):
+        # our own checks' messages say what they found already ("expected ..., found 3")
+        if err["type"] not in {"missing"} and not isinstance(found, dict) and ", found " not in msg:
             message += f" (found {_short(found)})"
     if len(errors) > 1:
         message += f" [and {len(errors) - 1} more problem(s)]"
