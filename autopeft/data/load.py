@@ -281,8 +281,29 @@ def _text(path: Path, field_name: str) -> str:
 def _dialect(text: str, suffix: str) -> tuple[str, int]:
     """Separator and quoting of a csv or tsv."""
     if suffix == ".csv":
-        return ",", csv.QUOTE_MINIMAL
+        return _csv_separator(text), csv.QUOTE_MINIMAL
     return "\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE
+
+
+#: Lines of a .csv that decide its separator.
+_SEPARATOR_SAMPLE = 50
+
+
+def _csv_separator(text: str) -> str:
+    """',' unless the file is plainly ';'-separated, as spreadsheets in locales whose decimal mark
+    is a comma save their .csv: every sampled line splits into the same number (two or more) of
+    ';' fields, and the commas do not split them alike (a review may hold both)."""
+    lines = [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
+    if not lines or ";" not in lines[0]:
+        return ","
+
+    def widths(separator: str) -> set[int]:
+        return {len(row) for row in csv.reader(lines, delimiter=separator)}
+
+    by_semicolon, by_comma = widths(";"), widths(",")
+    if len(by_semicolon) == 1 and min(by_semicolon) >= 2 and not (len(by_comma) == 1 and min(by_comma) >= 2):
+        return ";"
+    return ","
 
 
 _QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"(?=[\t\r\n]|\Z)')

@@ -365,3 +365,14 @@ def test_dialect_is_kept_for_plain_tsv(tmp_path):
     """A tsv without any quote character reads exactly as with QUOTE_NONE (the GLUE reader)."""
     path = write(tmp_path / "train.tsv", "a\tb\n1\tx y\n2\tz\n")
     assert read_table(path, "data.train").equals(pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE))
+
+
+def test_a_semicolon_separated_csv_is_read_by_its_columns(tmp_path):
+    """Spreadsheets in locales whose decimal mark is a comma save .csv with ';': it read as one
+    column named 'sentence;label', and zero-config offered that as the label."""
+    texts = ["rated 3,5 of 5, fine", "poor", "a 4,5: good"]
+    path = write(tmp_path / "train.csv", "sentence;label\n" + "".join(f"{s};{lab}\n" for s, lab in zip(texts, LABELS[:3], strict=True)))
+    assert reads_as(path) == (["sentence", "label"], [[s, lab] for s, lab in zip(texts, LABELS[:3], strict=True)])
+    # a comma-separated file whose texts hold semicolons (as many per line as commas) stays comma-separated
+    path = write(tmp_path / "reviews.csv", "good; really,pos\nbad; very,neg\n")
+    assert reads_as(path, header=False) == (["0", "1"], [["good; really", "pos"], ["bad; very", "neg"]])
