@@ -1,8 +1,10 @@
-"""Turn pydantic validation errors into the one-line messages users read.
+"""Turn pydantic validation errors into the one-line messages users read, and read the YAML
+users write.
 
-Private helper shared by the config and the search-space models: a message names the field
-(dotted path), what was expected and what was found, and for an unknown key it suggests the
-closest valid one.
+Private helpers shared by the config, the search-space and the warm-start files: a message names
+the field (dotted path), what was expected and what was found, and for an unknown key it suggests
+the closest valid one; a key given twice in one mapping of a YAML file is an error, not the last
+one silently kept.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import difflib
 import typing
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 
@@ -69,3 +72,31 @@ def one_line(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
     if len(errors) > 1:
         message += f" [and {len(errors) - 1} more problem(s)]"
     return message
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, but a key given twice in one mapping is an error: PyYAML keeps the last
+    silently, so a second ``budget:`` section would drop the first one's fields unsaid. Keys that
+    a merge (``<<: *anchor``) brings in may be overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through :class:`UniqueKeyLoader`: a key given twice is a
+    ``yaml.YAMLError`` that names both lines, which the callers' YAML errors already report."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass

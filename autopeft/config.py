@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from autopeft._validation import one_line
+from autopeft._validation import load_yaml, one_line
 from autopeft.errors import ConfigError
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
 from autopeft.space import SearchSpace, load_space
@@ -607,28 +607,6 @@ def resolve_mapping(raw: dict[str, Any], overrides: Optional[list[tuple[list[str
     return ResolvedConfig(config=config, space=load_space(config.space), notes=kept)
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.safe_load``, but a key given twice in one mapping is an error: PyYAML keeps the last
-    silently, so a second ``budget:`` section would drop the first one's fields unsaid. Keys that
-    a merge (``<<: *anchor``) brings in may be overridden, as YAML intends."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:  # an unhashable key: construct_mapping reports it
-                continue
-            if first is not key_node:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping (first at line {first.start_mark.line + 1})",
-                    key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
-
-
 def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[str], Any]]] = None) -> ResolvedConfig:
     """Read, override and validate a config; ConfigError / SpaceError with one line otherwise."""
     raw: dict[str, Any] = {}
@@ -638,7 +616,7 @@ def resolve(path: Union[str, Path, None], overrides: Optional[list[tuple[list[st
         if not source.is_file():
             raise ConfigError(f"--config: no such file {str(source)!r}")
         try:
-            loaded = yaml.load(source.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+            loaded = load_yaml(source.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             raise ConfigError(f"--config: {source} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                               f"{exc.start}); save it as UTF-8") from None

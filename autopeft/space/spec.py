@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from autopeft._validation import one_line
+from autopeft._validation import load_yaml, one_line
 from autopeft.errors import SpaceError
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def load_space(source: str | Path | Mapping[str, Any], *, base_dir: Path | None 
     else:
         path = resolve_space_path(str(source), base_dir)
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = load_yaml(path.read_text())
         except yaml.YAMLError as exc:
             raise SpaceError(f"space: {path} is not valid YAML: {_first_line(exc)}") from None
         origin = "space"

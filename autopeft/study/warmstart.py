@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from autopeft._validation import load_yaml
 from autopeft.adapters import get_family
 from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError, SpaceError
@@ -132,7 +133,7 @@ def _builtin() -> Portfolio:
 
 def _read_portfolio(path: Path) -> Portfolio:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"portfolio: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
     try:
@@ -227,7 +228,7 @@ def fit_to_space(params: Mapping[str, Any], space: SearchSpace) -> dict[str, Any
 def _points_from_file(path: Path, field: str) -> list[tuple[str, dict[str, Any]]]:
     try:
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{field}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
     if isinstance(data, Mapping) and "configs" in data:

@@ -60,3 +60,13 @@ def test_the_space_names_training_parameters_a_family_sets_differently():
     space = load_space({**SPACE, "adapters": {**SPACE["adapters"],
                                               "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}})
     assert space.training_keys_set_per_family() == ["learning_rate"]
+
+
+def test_a_space_file_that_gives_a_key_twice_is_one_line(tmp_path):
+    """YAML keeps the last of two equal keys: the first 'adapters' block would vanish unsaid."""
+    path = tmp_path / "space.yaml"
+    path.write_text("adapters:\n  lora: {}\nlearning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n"
+                    "adapters:\n  ia3: {}\n")
+    with pytest.raises(SpaceError, match=r"^space: .*space\.yaml is not valid YAML: .*key 'adapters' appears twice in "
+                                         r"one mapping \(first at line 1\)"):
+        load_space(str(path))

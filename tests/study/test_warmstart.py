@@ -149,6 +149,8 @@ def test_file_sources_come_first_and_repeats_are_dropped(tmp_path):
     ("configs: {a: 1}\n", "expected a list of configs"),
     ("- {adapter: vera}\n", "none of the 1 configs"),
     ("- {adapter: lora\n", "cannot read"),
+    # YAML would keep the second learning rate silently
+    ("- {adapter: lora, learning_rate: 1e-3, learning_rate: 1e-1}\n", "key 'learning_rate' appears twice"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "w.yaml"
