@@ -18,6 +18,7 @@ are encoded as comma-joined strings because Optuna's categorical values must be 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
@@ -62,6 +63,10 @@ class RangeSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RangeSpec:
+        # YAML's .nan passes every comparison below, and .inf every upper bound
+        for end, value in (("low", self.low), ("high", self.high), ("step", self.step)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{end}: expected a finite number, found {value}")
         if self.high < self.low:
             raise ValueError(f"empty range: low {self.low} is above high {self.high}")
         if self.log and self.low <= 0:
@@ -100,6 +105,9 @@ class ChoiceSpec(BaseModel):
     def _non_empty(cls, value: list[Any]) -> list[Any]:
         if not value:
             raise ValueError("choices is empty")
+        odd = next((v for v in value if isinstance(v, float) and not math.isfinite(v)), None)
+        if odd is not None:  # YAML's .nan or .inf: a rank or rate no trial can train with
+            raise ValueError(f"expected finite numbers among the choices, found {odd}")
         return value
 
     def encoded(self) -> list[Scalar]:
@@ -111,6 +119,8 @@ class ChoiceSpec(BaseModel):
 
 def _parse_spec(value: Any) -> Any:
     """A mapping is a range or a choice, decided by its keys, so errors speak of the right one."""
+    if isinstance(value, float) and not math.isfinite(value):  # else each branch of the union says its own
+        raise ValueError(f"expected a finite number, found {value}")
     if isinstance(value, (RangeSpec, ChoiceSpec)) or not isinstance(value, Mapping):
         return value
     model: type[BaseModel] = ChoiceSpec if "choices" in value else RangeSpec
@@ -168,7 +178,7 @@ def check_bounds(spec: ParamSpec, field: str, *, minimum: float | None = None,
 class PlacementSpec(BaseModel):
     """Where adapters go: which transformer layers and which module roles."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .nan passes every bound
     layers: ParamSpec = Field(
         "all",
         description="Layer selector(s): all, first-K, last-K, every-K, A..B (a block), a list "
@@ -184,7 +194,7 @@ class PlacementSpec(BaseModel):
 class SearchSpace(BaseModel):
     """What the search tries, shared by every adapter family plus each family's own parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .nan passes every bound
     adapters: dict[str, dict[str, ParamSpec]] = Field(
         description="Adapter families to try, each mapped to its parameters (empty: defaults)."
     )

@@ -70,3 +70,20 @@ def test_a_space_file_that_gives_a_key_twice_is_one_line(tmp_path):
     with pytest.raises(SpaceError, match=r"^space: .*space\.yaml is not valid YAML: .*key 'adapters' appears twice in "
                                          r"one mapping \(first at line 1\)"):
         load_space(str(path))
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("learning_rate: {low: 1.0e-4, high: .nan, log: true}", r"space\.learning_rate: high: expected a finite number, "
+                                                            r"found nan$"),
+    ("learning_rate: {low: .nan, high: 1.0e-2}", r"space\.learning_rate: low: expected a finite number, found nan$"),
+    ("warmup_ratio: .nan", r"space\.warmup_ratio: expected a finite number, found nan$"),
+    ("adapters: {lora: {r: {choices: [4, .nan]}}}", r"space\.adapters\.lora\.r: choices: expected finite numbers "
+                                                     r"among the choices, found nan$"),
+])
+def test_nan_in_a_space_is_one_line(tmp_path, yaml_text, message):
+    """YAML's .nan passes every bound (low <= high, >= 0), so it reached Optuna or the adapter
+    after the study had started."""
+    path = tmp_path / "space.yaml"
+    path.write_text(("" if yaml_text.startswith("adapters") else "adapters: {lora: {}}\n") + yaml_text + "\n")
+    with pytest.raises(SpaceError, match=message):
+        load_space(str(path))
