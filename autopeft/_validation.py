@@ -14,7 +14,7 @@ import typing
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -40,6 +40,31 @@ def _first_model(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _numbers_only(annotation: Any) -> bool:
+    """Whether ``annotation`` takes numbers and nothing else but None (``int``, ``Optional[float]``,
+    ``Union[int, float]``): a field where ``true`` can only be a mistake."""
+    args = [a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
+class StrictModel(BaseModel):
+    """The base of every section users write: an unknown key is an error (with the closest valid
+    one, :func:`one_line`), and so are YAML's ``.nan`` and ``.inf``, which pass every bound.
+
+    And a YAML boolean where a number is expected: pydantic's lax mode reads ``true`` as 1, so
+    ``trials: yes`` or ``cpus_per_trial: on`` became one trial or one CPU unsaid."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _numbers_only(field.annotation):
+            raise ValueError(f"expected a number, found {str(value).lower()}")
+        return value
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -27,16 +27,15 @@ from pydantic import (
     model_validator,
 )
 
-from autopeft._validation import load_yaml, one_line
+from autopeft._validation import StrictModel, load_yaml, one_line
 from autopeft.errors import ConfigError
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
 from autopeft.space import SearchSpace, load_space
 from autopeft.tasks import MINIMISED_METRICS, all_tasks, get_task, task_names
 
 
-class _Strict(BaseModel):
-    # allow_inf_nan: YAML's .inf and .nan (or 'inf', 'nan') are no count, limit or share a study can use
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class _Strict(StrictModel):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 class ModelConfig(_Strict):
@@ -386,11 +385,10 @@ class WarmStartConfig(_Strict):
         return [value] if isinstance(value, str) else value
 
 
-class PromotionConfig(BaseModel):
+class PromotionConfig(StrictModel):
     """Optional thresholds a version must meet to be promoted (the ``promotion:`` section of a
     config file, or ``autopeft promote`` flags, which win)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     min_metric: Optional[float] = Field(
         default=None, description="The test metric must be at least this good (>= when maximised, <= when minimised).")
     max_trainable_share: Optional[float] = Field(
@@ -459,6 +457,14 @@ class SearchConfig(_Strict):
     def _home(cls, value: str) -> str:
         # '~/runs' means the home folder of whoever runs the study (on a cluster: the driver's)
         return os.path.expanduser(value)
+
+    @field_validator("objectives")
+    @classmethod
+    def _at_least_one(cls, value: Optional[list[ObjectiveConfig]]) -> Optional[list[ObjectiveConfig]]:
+        # an empty list read as "no objectives given" would search the default metric unsaid
+        if value is not None and not value:
+            raise ValueError("expected at least one objective (or leave objectives out), found []")
+        return value
 
     @field_validator("study_name")
     @classmethod

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from autopeft._validation import StrictModel
 from autopeft.schema import Artifact, Metric, Outcome, StudyRunTags, TrialAttr
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ SamplerName = Literal["tpe", "nsga2", "gp", "random"]
 PolicyName = Literal["best", "best-within", "knee"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+class _Strict(StrictModel):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 def _share(value: Any) -> Any:

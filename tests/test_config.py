@@ -247,6 +247,32 @@ def test_infinite_or_nan_numbers_are_one_line(tmp_path, yaml_text, message):
         resolve_dict(tmp_path, config)
 
 
+@pytest.mark.parametrize("yaml_text, message", [
+    ("budget: {trials: yes}", r"^budget\.trials: expected a number, found true$"),
+    ("budget: {cpus_per_trial: on}", r"^budget\.cpus_per_trial: expected a number, found true$"),
+    ("budget: {final_steps: false}", r"^budget\.final_steps: expected a number, found false$"),
+    ("promotion: {min_metric: true}", r"^promotion\.min_metric: expected a number, found true$"),
+    ("constraints: {max_trainable_share: true}", r"^constraints\.max_trainable_share: expected a number"),
+])
+def test_a_yaml_boolean_where_a_number_belongs_is_one_line(tmp_path, yaml_text, message):
+    """pydantic's lax mode reads true as 1: `trials: yes` searched one trial, `cpus_per_trial: on`
+    gave each trial one CPU, and nothing said so."""
+    import yaml
+
+    config = make_config(tmp_path)
+    for section, fields in yaml.safe_load(yaml_text).items():
+        config.setdefault(section, {}).update(fields)
+    with pytest.raises(ConfigError, match=message):
+        resolve_dict(tmp_path, config)
+
+
+def test_an_empty_objectives_list_is_one_line(tmp_path):
+    # read as "no objectives", it searched the task's default metric unsaid
+    with pytest.raises(ConfigError, match=r"^objectives: expected at least one objective \(or leave objectives "
+                                          r"out\), found \[\]$"):
+        resolve_dict(tmp_path, make_config(tmp_path, objectives=[]))
+
+
 def test_a_key_given_twice_is_one_line_naming_both_lines(tmp_path):
     """PyYAML keeps the last of two equal keys silently: a second budget section dropped the
     first one's fields. A merge (<<) may still be overridden."""
