@@ -7,6 +7,16 @@ first trial therefore becomes a bar every later trial must clear at every rung: 
 trial plus a row of half trials. Optuna's successive halving has ``bootstrap_count`` for this;
 here a rung decides only once ``bootstrap_count`` other trials have reported at it, and until
 then it records the trial and lets it go on. ``bootstrap_count=1`` is Ray's ASHA.
+
+Where trials are judged against the trivial level, a rung also waits for the task to show when
+learning starts. On sentence-pair tasks nearly every trial is still at the majority class at the
+first rung (25 steps), and the validation loss that breaks that tie does not tell a late learner
+from a config that never learns: QNLI's seed 0 (bench/NOTES.md) stopped there a LoRA next to the
+one that reached 0.66 by 100 steps. So a trial still at the trivial level goes on past a rung
+before the study's *onset*, the earliest report at which any trial has left that level, and is
+judged at the onset's rung and later ones. Until some trial has left the level, trivial trials
+go on, unless a trial has run to its end still there: then the task does not leave it within a
+trial, the metric ties, and the rungs decide on validation loss as before.
 """
 
 from __future__ import annotations
@@ -41,6 +51,11 @@ class BootstrappedASHA(ASHAScheduler):
     """ASHA with rungs that wait for company, and that say why they stopped a trial: the
     :class:`~autopeft.registry.tracking.RungStop` is left on Tune's trial for the recorder."""
 
+    #: The earliest report at which a trial has left the trivial level, once one has.
+    learning_onset: int | None = None
+    #: Whether a trial has reported its last result still at the trivial level.
+    ended_trivial: bool = False
+
     def __init__(self, *, bootstrap_count: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop_metric, self._stop_mode = kwargs.get("metric"), kwargs.get("mode")
@@ -55,11 +70,18 @@ class BootstrappedASHA(ASHAScheduler):
         bracket = _compat.asha_trial_bracket(self, trial.trial_id)
         action = super().on_trial_result(tune_controller, trial, result)
         reports = int(result.get("training_iteration", 0))
-        if not isinstance(bracket, _WaitingBracket) or (self._max_reports is not None and reports >= self._max_reports):
+        judged = self._stop_metric == Metric.RUNG_SCORE and Metric.AT_TRIVIAL in result
+        at_trivial = bool(result.get(Metric.AT_TRIVIAL))
+        final = self._max_reports is not None and reports >= self._max_reports
+        if judged and not at_trivial and (self.learning_onset is None or reports < self.learning_onset):
+            self.learning_onset = reports
+        self.ended_trivial = self.ended_trivial or (judged and at_trivial and final)
+        if not isinstance(bracket, _WaitingBracket) or final:
             return action
         milestones = sorted(m for m, _ in _compat.asha_rungs(bracket))
         milestone = max((m for m in milestones if m <= reports), default=milestones[0])
-        at_trivial = bool(result.get(Metric.AT_TRIVIAL))
+        if action == TrialScheduler.STOP and judged and at_trivial and self._before_onset(milestone):
+            return TrialScheduler.CONTINUE  # no trial has left the trivial level this early: not behind
         stop = dict(rung=milestones.index(milestone) + 1, report=reports, step=int(result.get("step", 0)),
                     metric=str(self._stop_metric), mode=str(self._stop_mode), at_trivial=at_trivial)
         if action == TrialScheduler.STOP and bracket.last_cutoff is not None:
@@ -77,6 +99,13 @@ class BootstrappedASHA(ASHAScheduler):
                 setattr(trial, RUNG_STOP_ATTR, RungStop(**stop, value=float(result[Metric.RUNG_SCORE]),  # type: ignore[arg-type]
                                                         cutoff=0.0, compared=len(recorded) - 1, left_trivial=left))
         return action
+
+    def _before_onset(self, milestone: float) -> bool:
+        """Whether a rung at ``milestone`` reports comes before the study has shown that any trial
+        leaves the trivial level that early (see the module's docstring)."""
+        if self.learning_onset is None:
+            return not self.ended_trivial
+        return milestone < self.learning_onset
 
 
 def rung_target(cfg: Any, judged: bool) -> tuple[str, str]:

@@ -119,3 +119,67 @@ def test_rungs_judge_trials_against_the_trivial_level_where_trials_report_it(tmp
     assert actions == [CONTINUE, CONTINUE, STOP, STOP]
     stop = getattr(trials[3], RUNG_STOP_ATTR)
     assert stop.at_trivial and "still at the trivial predictor's level" in stop.describe()
+
+
+def _judged_scheduler(tmp_path):
+    from autopeft.config import SearchConfig
+    from autopeft.study.scheduler import make_scheduler
+
+    cfg = SearchConfig.model_validate(make_config(tmp_path, budget={"trials": 6, "max_steps": 100, "eval_interval": 25}))
+    return make_scheduler(cfg, judged=True)
+
+
+def _report(scheduler, trial, iteration, *, trivial, score):
+    return scheduler.on_trial_result(None, trial, {"training_iteration": iteration, "step": 25 * iteration,
+                                                   "accuracy": 0.5 if trivial else 0.6,
+                                                   "at_trivial": float(trivial), "rung_score": score})
+
+
+def _new_trials(scheduler, count):
+    trials = [Trial("__fake", stub=True) for _ in range(count)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    return trials
+
+
+def test_before_any_trial_leaves_the_trivial_level_a_rung_stops_no_trivial_trial(tmp_path):
+    from autopeft.registry.tracking import RUNG_STOP_ATTR
+
+    scheduler = _judged_scheduler(tmp_path)
+    trials = _new_trials(scheduler, 4)
+    # all still at the majority class after 25 steps; the later two have the worse losses, which a
+    # plain quantile would stop, but nothing says yet that any trial learns this early
+    actions = [_report(scheduler, t, 1, trivial=True, score=s) for t, s in zip(trials, (-0.90, -0.92, -0.97, -0.99), strict=True)]
+    assert actions == [CONTINUE] * 4
+    assert not any(hasattr(t, RUNG_STOP_ATTR) for t in trials)
+
+
+def test_a_trivial_trial_is_judged_from_the_rung_where_the_first_trial_left_the_level(tmp_path):
+    from autopeft.registry.tracking import RUNG_STOP_ATTR
+
+    scheduler = _judged_scheduler(tmp_path)
+    first, second, late = _new_trials(scheduler, 3)
+    # the first trial leaves the trivial level at its second report (50 steps), not its first
+    assert _report(scheduler, first, 1, trivial=True, score=-0.90) == CONTINUE
+    assert _report(scheduler, first, 2, trivial=False, score=0.10) == CONTINUE
+    assert _report(scheduler, second, 1, trivial=True, score=-0.91) == CONTINUE
+    # the later trial: worst loss at 25 steps, yet not stopped there, since no trial had learnt by then
+    assert _report(scheduler, late, 1, trivial=True, score=-0.99) == CONTINUE
+    # at 50 steps, where the first trial had left the level, the one still at it is stopped
+    assert _report(scheduler, late, 2, trivial=True, score=-0.95) == STOP
+    stop = getattr(late, RUNG_STOP_ATTR)
+    assert (stop.rung, stop.at_trivial) == (2, True)
+
+
+def test_once_a_trial_ends_at_the_trivial_level_ties_are_decided_on_loss_from_the_first_rung(tmp_path):
+    from autopeft.registry.tracking import RUNG_STOP_ATTR
+
+    scheduler = _judged_scheduler(tmp_path)
+    first, second, third = _new_trials(scheduler, 3)
+    for report in (1, 2, 3):
+        _report(scheduler, first, report, trivial=True, score=-0.90)
+    _report(scheduler, first, 4, trivial=True, score=-0.90)  # its last report, still at the level
+    assert _report(scheduler, second, 1, trivial=True, score=-0.92) == CONTINUE
+    # the task does not leave the trivial level within a trial: the worse loss is stopped at 25 steps
+    assert _report(scheduler, third, 1, trivial=True, score=-0.99) == STOP
+    assert getattr(third, RUNG_STOP_ATTR).at_trivial
