@@ -250,8 +250,12 @@ OnEval = Callable[[dict[str, Any], TrainState], None]
 
 def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Mapping[str, Any], *,
           on_eval: OnEval, state: TrainState | None = None, device: torch.device | None = None,
-          amp_dtype: torch.dtype | None = None, setup_started: float | None = None) -> TrainState:
+          amp_dtype: torch.dtype | None = None, setup_started: float | None = None,
+          data_offset: int = 0) -> TrainState:
     """AdamW with linear warm-up and decay; evaluate every ``eval_interval`` steps and at the end.
+
+    ``data_offset``: training steps whose batches this training follows. A training that
+    continues a trial's adapter takes the batches after the trial's, not the trial's again.
 
     ``setup_started`` (a ``time.perf_counter()`` reading) is when this run of the trial began
     building; the time from it to the first step is reported as ``setup_time_s``."""
@@ -281,7 +285,7 @@ def train(built: BuiltAdapter, spec: StudySpec, data: TokenizedData, config: Map
     setup_time_s = None if setup_started is None else time.perf_counter() - setup_started
     while state.step < spec.max_steps:
         started = time.perf_counter()
-        idx = batch_indices(len(train_split), batch_size, state.step, spec.seed)
+        idx = batch_indices(len(train_split), batch_size, data_offset + state.step, spec.seed)
         batch = _to(collate(train_split, idx, data.pad_token_id), device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(**batch).loss
@@ -424,6 +428,11 @@ def restore_weights(built: BuiltAdapter, directory: Path) -> None:
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(built.model, load_file(str(directory / "adapter_model.safetensors")))
+
+
+def checkpoint_step(directory: Path) -> int:
+    """The training steps behind the checkpoint :func:`save_checkpoint` wrote to ``directory``."""
+    return int(torch.load(directory / TRAINING_STATE_FILE, weights_only=False)["step"])
 
 
 def restore_checkpoint(built: BuiltAdapter, directory: Path) -> TrainState:

@@ -111,7 +111,7 @@ def train_final_adapter(prepared: Prepared, spec: StudySpec, client: Any, data: 
     log_metrics(client, result.parent_run_id, {Metric.FINAL_TRAINING_KEPT_STEP: float(trained.kept_step)})
     result.final_history = trained.history
     result.final_kept_step = trained.kept_step
-    result.final_run_id = _record_final_run(prepared, client, result, trained.history)
+    result.final_run_id = _record_final_run(prepared, client, result, trained.history, config)
     directory = prepared.output_dir / prepared.study_name / "final-training"
     if directory.exists():  # left by a driver that died here; this run starts it again
         shutil.rmtree(directory)
@@ -138,10 +138,12 @@ def _worse_than_trial(spec: StudySpec, trained: FinalTraining, trial_value: Any)
             f"worse than the selected trial's {float(trial_value):.4f}")
 
 
-def _record_final_run(prepared: Prepared, client: Any, result: SearchResult, history: list[dict[str, float]]) -> str:
-    """The final training as a run nested under the study, with its config and its validation
-    curve under the trials' metric names: the registered adapter is logged on it, so the model
-    version's source run is the run that trained it."""
+def _record_final_run(prepared: Prepared, client: Any, result: SearchResult, history: list[dict[str, float]],
+                      config: dict[str, Any]) -> str:
+    """The final training as a run nested under the study, with the config it trained (the
+    trial's, at the learning rate it continued at) and its validation curve under the trials'
+    metric names: the registered adapter is logged on it, so the model version's source run is
+    the run that trained it."""
     best = result.best
     assert best is not None
     parent = client.get_run(result.parent_run_id)
@@ -151,7 +153,7 @@ def _record_final_run(prepared: Prepared, client: Any, result: SearchResult, his
                           note=f"Final training of trial {best.trial_id}'s config for "
                                f"{prepared.config.budget.final_steps} steps from {result.final_start}: "
                                f"{config_summary(best.params)}.").to_tags())
-    log_params(client, run.info.run_id, best.params)
+    log_params(client, run.info.run_id, config)
     log_history(client, run.info.run_id, history)
     client.set_terminated(run.info.run_id, status="FINISHED")
     return str(run.info.run_id)

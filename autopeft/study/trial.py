@@ -27,6 +27,7 @@ from autopeft.engine.training import (
     TrialDiverged,
     adapter_size_mb,
     build_adapter,
+    checkpoint_step,
     pick_device,
     restore_checkpoint,
     restore_weights,
@@ -106,7 +107,7 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     resources, so it gets the device and CPU share a trial gets (on a cluster: a GPU worker, not
     the driver's host). With ``start`` (a trial's Ray checkpoint) the training continues that
     trial's adapter weights, with a new optimizer and a new learning-rate schedule over its
-    steps; without, it starts from the config's initialisation. The adapter sent back holds the
+    steps, on the batches that follow the trial's; without, it starts from the config's initialisation. The adapter sent back holds the
     weights of its best evaluation by ``spec.metric``: a long training at a rate chosen on short
     trials can peak before its end, and the user gets that peak, not the later slide."""
     # deferred: Ray takes seconds to import; imported in the code that runs on it
@@ -125,13 +126,16 @@ def train_final(spec: StudySpec, config: dict[str, Any], data: TokenizedData,
     if spec.faults is not None:
         spec.faults.maybe_raise(config)
     built = build_adapter(spec, config)
+    trial_steps = 0
     if start is not None:
         with start.as_directory() as directory:
             restore_weights(built, Path(directory))  # not its optimizer and schedule: those were the trial's
+            trial_steps = checkpoint_step(Path(directory))
     best = BestWeights(spec.metric, spec.mode)
     state = TrainState()
     try:
-        train(built, spec, data, config, on_eval=record, state=state, device=device, amp_dtype=amp_dtype)
+        train(built, spec, data, config, on_eval=record, state=state, device=device, amp_dtype=amp_dtype,
+              data_offset=trial_steps)
     except TrialDiverged as exc:
         out.error = str(exc)
         return out

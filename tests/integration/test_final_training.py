@@ -44,6 +44,10 @@ def test_the_selected_config_is_trained_again_and_that_adapter_registered(finish
     # it continued the selected trial's adapter (budget.final_from's default), and says so
     started = f"trial {result.best.trial_id}'s adapter, at 0.5 times its learning rate"  # budget.final_lr_scale
     assert result.final_start == started == parent.data.tags["autopeft.final_training_start"]
+    # its run's parameters are what it trained with: the trial's config at half its learning rate
+    trained = client.get_run(result.final_run_id).data.params
+    assert float(trained["learning_rate"]) == pytest.approx(0.5 * result.best.params["learning_rate"])
+    assert trained["adapter"] == result.best.params["adapter"]
 
     # the registered adapter is the final training's, at its best evaluation (the first of the
     # best, whatever its step): reloaded, it scores what that evaluation logged, and its metadata
@@ -105,7 +109,7 @@ def test_the_final_training_continues_the_trial_adapter_unless_told_to_start_ove
     from ray import tune
     from safetensors.torch import load_file
 
-    from autopeft.engine.training import build_adapter, save_checkpoint, train
+    from autopeft.engine.training import build_adapter, checkpoint_step, save_checkpoint, train
     from autopeft.study import SearchResult, TrialSummary
     from autopeft.study.final_training import final_start, train_final_adapter
 
@@ -113,6 +117,7 @@ def test_the_final_training_continues_the_trial_adapter_unless_told_to_start_ove
     built = build_adapter(spec, PARAMS)
     state = train(built, spec, data, PARAMS, on_eval=lambda m, s: None, device=torch.device("cpu"))
     save_checkpoint(built, state, tmp_path / "trial")
+    assert checkpoint_step(tmp_path / "trial") == spec.max_steps  # the continued training's batches start there
     checkpoint = tune.Checkpoint.from_directory(tmp_path / "trial")
     trial_b = {k: v for k, v in load_file(tmp_path / "trial" / "adapter_model.safetensors").items() if "lora_B" in k}
     assert trial_b and all(v.abs().max() > 0 for v in trial_b.values())
