@@ -46,15 +46,17 @@ def search(
         request, parsed = _inputs.parse_inputs(config, model, train, test, validation, time, label, text, task,
                                                overrides, flags)
         parsed += [(["warm_start", "sources"], list(warm_start))] if warm_start else []
-        # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
-        from autopeft.auto.flow import plan_budget, resolve_request
+        # deferred: the command's code imports torch, peft, Ray and MLflow (seconds); --help and a
+        # config file's mistakes answer without them, so the config is read before they load
         from autopeft.config import resolve
-        from autopeft.study import prepare, prepare_resume
-        from autopeft.study.manifest import StudyManifest
 
         if request is None:
             resolved = resolve(config, parsed)
-        else:
+        from autopeft.auto.flow import plan_budget, resolve_request
+        from autopeft.study import prepare, prepare_resume
+        from autopeft.study.manifest import StudyManifest
+
+        if request is not None:
             with console.status("reading the model and the data..."):
                 inference, resolved = resolve_request(request, parsed)
             for choice in inference.choices:
