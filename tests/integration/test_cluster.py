@@ -32,7 +32,13 @@ def test_node_loss_retries_the_trial_from_its_checkpoint(tmp_path: Path, sst2_sl
 
     # The head runs no trials (0 CPUs), so trials land on the worker node we then remove;
     # a replacement node joins, as an autoscaler would bring one after a preemption.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    # The GCS checks each node every second and declares it dead after 3 missed checks (Ray's
+    # defaults: every 3 s, 5 misses, after 5 s): the test waits seconds, not tens of seconds, for
+    # what a cluster's GCS does the same way.
+    health = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 1000,
+              "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                            "_system_config": health})
     head_id = cluster.head_node.node_id
     worker = cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
