@@ -99,14 +99,16 @@ def _ours(process: psutil.Process, gcs: str, temp_dir: Path) -> bool:
 
 
 def _stop(proc: subprocess.Popen, gcs: str, temp_dir: Path) -> None:
-    # SIGINT, as Ctrl-C in its terminal: `ray start --block` stops its processes and exits in about
-    # 2 s; on SIGTERM it stayed up past 30 s, and every teardown waited out the timeout below
+    # SIGINT, as Ctrl-C in its terminal: an idle `ray start --block` stops its processes and exits in
+    # about 2 s (on SIGTERM it stayed up past 30 s). After Ray jobs have run it stayed up past 20 s
+    # even on SIGINT; nothing here needs it to stop gracefully (its temp dir goes below, the
+    # processes that left its group are found by what names the head), so it gets 5 s.
     try:
         os.killpg(proc.pid, signal.SIGINT)
     except ProcessLookupError:
         pass
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
