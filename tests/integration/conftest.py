@@ -162,3 +162,54 @@ def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, 
         prepared = prepare(resolve(write_yaml(folder / "search.yaml", config)))
     result = run_search(prepared)
     return FinishedStudy(prepared=prepared, result=result, uri=config["tracking"]["uri"], folder=folder)
+
+
+# --------------------------------------------------------------------------- twenty short trials
+
+TWENTY_TRIALS, TWENTY_MAX_STEPS, TWENTY_EVAL_INTERVAL = 20, 10, 5
+
+
+def tiny_bert_dir(directory: Path, tokenizer_from: str) -> Path:
+    """A 2-layer random BERT with MiniLM's tokenizer: its trials take well under a second."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(directory)
+    return directory
+
+
+@dataclass
+class TwentyTrials:
+    prepared: Any  # autopeft.study.Prepared
+    result: Any  # autopeft.study.SearchResult
+    uri: str
+
+
+@pytest.fixture(scope="session")
+def twenty_trials(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit,
+                  _warm_png_renderer) -> TwentyTrials:
+    """Twenty trials of a tiny random BERT on an SST-2 slice, one at a time: a single-objective
+    study (TPE, so Optuna keeps each trial's curve) with ASHA on validation loss (grace 1, factor
+    2; two reports a trial, so its one rung is at the first). Its tests read what the worker
+    reported of its memory and which trials ASHA stopped."""
+    from autopeft.config import resolve
+    from autopeft.study import prepare, run_search
+
+    folder = tmp_path_factory.mktemp("twenty-trials")
+    uri = new_mlflow_store(mlflow_db_template, folder / "mlflow.db")
+    data = write_sst2_slice(glue_dir, folder)
+    model = tiny_bert_dir(folder / "tiny-bert", minilm_path)
+    config = make_config(
+        folder, train=data["train"], study_name="twenty", model__name_or_path=str(model),
+        data__max_train_examples=240, data__max_eval_examples=80,
+        space__adapters={"lora": {"r": {"choices": [4, 8, 16]}}, "dora": {}, "ia3": {}},
+        objective={"metric": "accuracy", "mode": "max"},
+        budget={"trials": TWENTY_TRIALS, "max_steps": TWENTY_MAX_STEPS, "eval_interval": TWENTY_EVAL_INTERVAL,
+                "cpus_per_trial": 2},
+        pruning={"grace_period": 1, "reduction_factor": 2, "metric": "loss"},
+        tracking__experiment="twenty", tracking__registered_model="twenty-model")
+    _start_local_ray()
+    prepared = prepare(resolve(write_yaml(folder / "search.yaml", config)))
+    return TwentyTrials(prepared=prepared, result=run_search(prepared), uri=uri)

@@ -19,6 +19,7 @@ from autopeft.schema import TrialAttr
 from autopeft.study import prepare, run_search
 
 from ..conftest import make_config, write_yaml
+from .conftest import TWENTY_TRIALS
 
 pytestmark = pytest.mark.integration
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -129,30 +130,11 @@ def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_s
     assert len(client.search_model_versions("name = 'rel-model'")) == 1
 
 
-@pytest.fixture
-def tiny_model_dir(tmp_path, minilm_path) -> Path:
-    """A 2-layer random BERT with MiniLM's tokenizer: trials take well under a second."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    directory = tmp_path / "tiny-bert"
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64, num_labels=2)
-    BertForSequenceClassification(config).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(directory)
-    return directory
-
-
-def test_memory_does_not_grow_over_20_trials_in_one_worker(tmp_path, sst2_slice, tiny_model_dir, tracking_uri,
-                                                          local_ray):
-    config = small_config(tmp_path, sst2_slice, study_name="memory", model__name_or_path=str(tiny_model_dir),
-                          pruning={"enabled": False})
-    config["budget"].update(trials=20, max_steps=10, eval_interval=10)
-    config["space"]["adapters"] = {"lora": {"r": {"choices": [4, 8, 16]}}, "dora": {}, "ia3": {}}
-    prepared = prepare(resolve(write_yaml(tmp_path / "s.yaml", config)))
-    result = run_search(prepared)
+def test_memory_does_not_grow_over_20_trials_in_one_worker(twenty_trials):
+    result = twenty_trials.result
     reports = [t.metrics for t in result.trials]  # in the order the trials ran (one at a time)
     pids = {m["worker_pid"] for m in reports}
-    assert len(result.trials) == 20 and len(pids) == 1  # every trial ran in the same reused worker
+    assert len(result.trials) == TWENTY_TRIALS and len(pids) == 1  # every trial ran in the same reused worker
     rss = [m["worker_rss_mb"] for m in reports]
     # freed memory goes back to the system after each trial (engine.memory): without that the
     # worker grew 4-5 MiB a trial (65-69 MiB here); with it, about 15 MiB in all

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -15,7 +16,16 @@ import pytest
 from autopeft.registry.versions import mlflow_uris
 from autopeft.study import SEARCH_PHASES
 
-from .conftest import EVAL_INTERVAL, MAX_STEPS, MODEL, STUDY, TRIALS
+from .conftest import (
+    EVAL_INTERVAL,
+    MAX_STEPS,
+    MODEL,
+    STUDY,
+    TRIALS,
+    TWENTY_EVAL_INTERVAL,
+    TWENTY_MAX_STEPS,
+    TWENTY_TRIALS,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +50,7 @@ def test_one_nested_mlflow_run_per_trial_under_the_parent_run(finished_study):
 
 def test_trials_stopped_early_are_pruned_in_optuna_with_their_curve_in_mlflow(finished_study):
     # (ASHA's decisions on a single-objective study, where Optuna keeps the pruned trial's
-    # curve too: tests/integration/test_cli.py)
+    # curve too: the next test)
     client = finished_study.client
     study = optuna.load_study(study_name=STUDY, storage=finished_study.prepared.optuna_storage)
     assert len(study.trials) == TRIALS
@@ -57,6 +67,41 @@ def test_trials_stopped_early_are_pruned_in_optuna_with_their_curve_in_mlflow(fi
         curve = client.get_metric_history(runs[t.user_attrs["autopeft.ray_trial_id"]], "loss")
         assert curve and max(m.step for m in curve) < MAX_STEPS
         assert client.get_run(runs[t.user_attrs["autopeft.ray_trial_id"]]).data.tags["autopeft.outcome"] == "PRUNED"
+
+
+def test_asha_stops_trials_above_the_rung_median_loss_and_optuna_keeps_their_curve(twenty_trials):
+    """Single objective (TPE), ASHA on validation loss with reduction factor 2, deciding once two
+    other trials have reached the rung: a stopped trial's loss was above the median of the losses
+    recorded there before it, and Optuna has it as PRUNED with the curve it reported."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(twenty_trials.uri)
+    runs = client.search_runs([client.get_experiment_by_name("twenty").experiment_id])
+    children = [r for r in runs if r.data.tags.get("autopeft.run_kind") == "trial"]
+    assert len(children) == TWENTY_TRIALS
+    study = optuna.load_study(study_name="twenty", storage=twenty_trials.prepared.optuna_storage)
+    assert len(study.trials) == TWENTY_TRIALS
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    # a trial that ran all its steps still at the majority class is PRUNED in Optuna too, with why
+    ran_trivial = [t for t in pruned if "ran all" in t.user_attrs.get("autopeft.pruned_reason", "")]
+    stopped = [t for t in pruned if t not in ran_trivial]
+    assert stopped, [t.state for t in study.trials]
+    reports = TWENTY_MAX_STEPS // TWENTY_EVAL_INTERVAL
+    assert all(t.intermediate_values and max(t.intermediate_values) < reports for t in stopped)
+    pruned_runs = [r for r in children if r.data.tags["autopeft.outcome"] == "PRUNED"]
+    assert len(pruned_runs) == len(stopped)
+    by_ray_id = {r.data.tags["autopeft.trial_id"]: r for r in children}
+    for t in ran_trivial:
+        run = by_ray_id[t.user_attrs["autopeft.ray_trial_id"]]
+        assert run.data.tags["autopeft.outcome"] == "COMPLETE" and run.data.tags["autopeft.trivial"] == "true"
+    losses = {r.info.run_id: {m.step: (m.timestamp, m.value) for m in client.get_metric_history(r.info.run_id, "loss")}
+              for r in children}
+    for run in pruned_runs:
+        curve = losses[run.info.run_id]
+        step = max(curve)
+        at, value = curve[step]
+        before = [c[step][1] for rid, c in losses.items() if rid != run.info.run_id and step in c and c[step][0] < at]
+        assert len(before) >= 2 and value > float(np.median(before)), (step, value, before)
 
 
 def test_the_selected_adapter_is_registered_as_candidate_and_tested(finished_study):

@@ -36,10 +36,13 @@ TIME_S = 180
 #: time it needs; the study then runs again with that time and this margin, as a user would.
 REFUSED = re.compile(r"cannot hold a study on this machine .*: .* need about (?P<minutes>[\d.]+) min")
 MARGIN = 1.2
+#: Credentials planted in the search's environment; none may end up in what it records.
+PLANTED = {"HF_TOKEN": "hf_PLANTEDsecret0001", "AWS_SECRET_ACCESS_KEY": "PLANTEDsecret0002",
+           "MLFLOW_TRACKING_PASSWORD": "PLANTEDsecret0003"}
 
 
 def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **PLANTED}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "autopeft.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
@@ -81,6 +84,21 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
     # the whole study, the process's start, inference, probe, trials and registration included
     time_s = zero_config["time_s"]
     assert zero_config["took"] <= time_s * 1.05, f"took {zero_config['took']:.0f}s of {time_s}s"
+
+
+def test_nothing_the_search_recorded_holds_a_secret_of_its_environment(zero_config: dict) -> None:
+    """The MLflow store and artifacts, the Optuna storage, the outputs and caches: none holds a
+    credential planted in the environment of the search."""
+    assert zero_config["search"].returncode == 0, zero_config["search"].stderr[-3000:]
+    folder = zero_config["folder"]
+    version = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").get_model_version_by_alias("sst2-adapter", "candidate")
+    assert str(version.version) == "1"
+    recorded = [p for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "mlflow.db" for p in recorded) and any("mlartifacts" in p.parts for p in recorded)
+    assert any(p.name == "optuna.db" for p in recorded)
+    for path in recorded:
+        blob = path.read_bytes()
+        assert not any(secret.encode() in blob for secret in PLANTED.values()), path
 
 
 def test_search_through_a_pipe_logs_each_trial(zero_config: dict) -> None:
