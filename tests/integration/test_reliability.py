@@ -13,7 +13,9 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from autopeft.cli.app import app
 from autopeft.config import resolve
 from autopeft.schema import TrialAttr
 from autopeft.study import prepare, run_search
@@ -81,7 +83,8 @@ def _progress(storage: str, study: str) -> tuple[int, bool]:
     return sum(t.state.is_finished() for t in trials), bool(running)
 
 
-def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path, tracking_uri):
+def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_slice, minilm_path, tracking_uri,
+                                                                 monkeypatch):
     trials = 2
     config = small_config(tmp_path, sst2_slice, study_name="crash")
     config["budget"].update(trials=trials, max_steps=20, eval_interval=10)
@@ -124,9 +127,11 @@ def test_driver_killed_mid_search_resumes_to_a_consistent_study(tmp_path, sst2_s
               if r.data.tags.get("autopeft.run_kind") == "study"]
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
 
-    again = subprocess.run([*cli, "resume", "crash", "--output-dir", str(tmp_path / "out")], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "already finished" in again.stdout
+    # resumed again: it says so and runs nothing (in this process: a third interpreter would only
+    # import the same modules again)
+    monkeypatch.chdir(tmp_path)
+    again = CliRunner().invoke(app, ["resume", "crash", "--output-dir", str(tmp_path / "out")])
+    assert again.exit_code == 0 and "already finished" in again.stdout, again.output
     assert len(client.search_model_versions("name = 'rel-model'")) == 1
 
 

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 
 AUTOPEFT = str(Path(sys.executable).parent / "autopeft")
 A, B = "svc-a", "svc-b"
-B_TRIALS = 3
+B_TRIALS = 2
 
 
 @dataclass
