@@ -20,6 +20,21 @@ def test_demo_config_resolves():
     assert resolved.config.budget.num_reports == 4
 
 
+def test_reading_a_config_imports_no_torch_peft_or_transformers(tmp_path):
+    """A mistake in a config file is answered before the seconds those imports take (the CLI
+    reads the config first): resolving one, in a fresh interpreter, loads none of them."""
+    import subprocess
+    import sys
+
+    path = write_yaml(tmp_path / "search.yaml", make_config(tmp_path))
+    code = ("import sys; from autopeft.config import resolve; resolve(sys.argv[1]); "
+            "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_overrides_win_over_file(tmp_path):
     path = write_yaml(tmp_path / "s.yaml", make_config(tmp_path))
     resolved = resolve(path, [parse_override("budget.trials=7"), parse_override("tracking.uri=sqlite:///x.db")])

@@ -18,11 +18,12 @@ import inspect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import SpaceError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Role rules, first match wins; matched against the path inside a transformer block.
 _ROLE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -113,12 +114,16 @@ class ModelStructure:
 
 
 def _is_adapter_leaf(module: nn.Module) -> bool:
+    from torch import nn  # deferred: reading a config imports this module, and needs no torch
+
     if isinstance(module, nn.Linear):
         return True
     return type(module).__name__ == "Conv1D"  # transformers.pytorch_utils.Conv1D (GPT-2)
 
 
 def _features(module: nn.Module) -> tuple[int, int]:
+    from torch import nn
+
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     weight = getattr(module, "weight", None)  # Conv1D stores (in, out)
@@ -135,6 +140,8 @@ def _role_of(rest: str) -> str | None:
 def _is_norm(module: nn.Module) -> bool:
     # LayerNorm, T5LayerNorm, LlamaRMSNorm, GemmaRMSNorm, ...: matched by class name because
     # most architectures define their own norm class.
+    from torch import nn
+
     cls = type(module).__name__
     return isinstance(module, nn.LayerNorm) or cls.endswith(("LayerNorm", "RMSNorm"))
 
@@ -168,12 +175,16 @@ def _takes_past_key_values(model: nn.Module) -> bool:
         return True
     if type(model).__name__.endswith("ForCausalLM") or type(model).__name__ == "GPT2LMHeadModel":
         return _forward_takes_kwargs(model)
+    from torch import nn
+
     backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
     return isinstance(backbone, nn.Module) and _forward_takes(backbone, "past_key_values")
 
 
 def scan(model: nn.Module) -> ModelStructure:
     """Find the adapter-capable leaves, their layer indices and roles."""
+    from torch import nn
+
     leaves: list[Leaf] = []
     stacks: dict[str, int] = {}
     norms: list[str] = []

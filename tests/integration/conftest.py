@@ -1,5 +1,6 @@
-"""What the integration tests share: one local Ray, and one finished study that every test which
-only reads a study (end to end, multi-objective, report, final training, warm start) reads.
+"""What the integration tests share: one local Ray; one finished study that every test which
+only reads a study (end to end, multi-objective, report, final training, warm start) reads; and
+twenty short trials of a tiny model, read by the memory test and single-objective ASHA's.
 
 Ray starts once (``local_ray``) and stays up across the tests that use it; a test that needs
 its own Ray or cluster (``no_shared_ray``) shuts it down first, and the next user starts it
