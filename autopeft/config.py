@@ -285,7 +285,9 @@ class CalibrationConfig(_Strict):
     enabled: bool = Field(
         True, description="Before the search, probe each adapter family on the task's own data with a learning "
         "rate growing from lr_min to lr_max, and search that family's learning rate around where the training "
-        "loss fell fastest. A family that sets its own learning_rate in the space keeps it.")
+        "loss fell fastest. A family that sets its own learning_rate in the space keeps it. The probes step aside "
+        "where they would cost more than they can steer: with budget.search_steps, when they would leave fewer than 6 "
+        "full trials; otherwise when they would train more than 25% of the trials' steps (trials x max_steps).")
     steps: int = Field(50, ge=8, le=1000, description="Training steps of each family's probe (counted in the "
                        "study's time; the probe stops early once the loss diverges).")
     # 1e-5: below it no adapter family moved in 50 steps on SST-2 or RTE (MiniLM), so a sweep from

@@ -29,12 +29,9 @@ from autopeft.data import TokenizedData, TokenizedSplit
 from autopeft.errors import ConfigError
 from autopeft.space import ChoiceSpec, RangeSpec, SearchSpace
 from autopeft.study import Prepared
-from autopeft.study.calibration import families_to_calibrate, step_aside_reason
+from autopeft.study.calibration import CALIBRATION_MAX_SHARE, families_to_calibrate, step_aside_reason
 from autopeft.study.define_by_run import compile_space
 
-#: Most of the trials' time the learning-rate calibration may take; past it the probes would
-#: cost more trials than they could save, and the space's ranges are searched as given.
-CALIBRATION_MAX_SHARE = 0.25
 #: Steps each family trains in the probe; the first half warms up and is not timed.
 PROBE_STEPS = 8
 #: Validation examples the probe evaluates to time evaluation per example.
@@ -340,10 +337,11 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
             final_steps = None
             reasons["final_steps"] = "off: the budget has no room for a final training longer than a trial"
     if calibrating and calibration is None:
-        # a step budget the user set (budget.search_steps) has its own rule for the probes, which
-        # needs the trial length just planned: where it would step aside, the plan says so now
+        # the probes' rule in steps (against a step budget the user set, else against the trials'
+        # steps) needs the trials just planned: where it would step aside, the plan says so now
         # and gives the probes' seconds to the trials instead of keeping them for nothing
-        aside = step_aside_reason(budget.model_copy(update={"max_steps": max_steps}), calibrating, config.calibration)
+        aside = step_aside_reason(budget.model_copy(update={"max_steps": max_steps, "trials": trials}), calibrating,
+                                  config.calibration)
         if aside is not None:
             calibration = config.calibration.model_copy(update={"enabled": False})
             reasons["calibration.enabled"] = f"off: {aside}"

@@ -51,6 +51,10 @@ logger = logging.getLogger("autopeft")
 #: registered 82.4% test (median, 4 seeds, one seed at 79.0), without them 82.2% (5 seeds, none
 #: below 80.8) (README, Benchmark #24).
 MIN_TRIALS_AFTER_PROBES = 6
+#: Most of the trials' cost the probes may take, where they come on top of the trials (a count
+#: of trials, or a time budget's planned trials); past it they cost more trials than they could
+#: save. A 2-trial study of 8 steps, say, would spend six trials' worth on one 50-step probe.
+CALIBRATION_MAX_SHARE = 0.25
 
 
 @dataclass
@@ -90,11 +94,22 @@ def families_to_calibrate(space: SearchSpace, settings: CalibrationConfig) -> tu
 
 
 def step_aside_reason(budget: BudgetConfig, families: list[str], settings: CalibrationConfig) -> str | None:
-    """Why the probes of ``families`` do not run within ``budget``'s step budget (None: they
-    run, or there is no step budget; without one the probes' steps come on top of the trials)."""
-    if budget.search_steps is None or not families:
+    """Why the probes of ``families`` do not run within ``budget`` (None: they run).
+
+    With a step budget (``budget.search_steps``) the probes' steps come out of it, and they must
+    leave ``MIN_TRIALS_AFTER_PROBES`` full trials. Without one they come on top of the trials,
+    and may take at most ``CALIBRATION_MAX_SHARE`` of the trials' steps (``trials`` full trials of
+    ``max_steps``; ASHA's early stops only make the trials cheaper)."""
+    if not families:
         return None
     probe_steps = len(families) * settings.steps
+    if budget.search_steps is None:
+        trial_steps = budget.trials * budget.max_steps
+        if probe_steps <= CALIBRATION_MAX_SHARE * trial_steps:
+            return None
+        return (f"the probes of {', '.join(families)} ({probe_steps} steps) would take more than "
+                f"{CALIBRATION_MAX_SHARE:.0%} of the trials' {trial_steps} steps ({budget.trials} trials of "
+                f"{budget.max_steps}): the space's learning-rate ranges are searched as given")
     full_trials = max(budget.search_steps - probe_steps, 0) // budget.max_steps
     if full_trials >= MIN_TRIALS_AFTER_PROBES:
         return None

@@ -44,7 +44,8 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
                "placement": {"layers": "all", "roles": ["query", "value"]},
                "learning_rate": {"low": SHARED_RANGE[0], "high": SHARED_RANGE[1], "log": True}, "batch_size": 16},
         calibration={"enabled": True, "steps": STEPS, "lr_min": 1e-4, "lr_max": 1.0},
-        budget={"trials": 4, "max_steps": 4, "eval_interval": 2, "cpus_per_trial": 2, "eval_batch_size": 96},
+        # LoRA's one probe (16 steps) is a quarter of the trials' 64 steps: the most it may train
+        budget={"trials": 4, "max_steps": 16, "eval_interval": 16, "cpus_per_trial": 2, "eval_batch_size": 96},
         pruning={"enabled": False}, warm_start={"prior": False},
         tracking={"uri": tracking_uri, "experiment": "calibrated", "registered_model": "calibrated"})
     result = run_search(prepare(resolve(config)))

@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 
 import autopeft
 from autopeft.cli.jobs import COLUMNS
-from autopeft.schema import RunKind, RunTag, StudyRunTags, TrialAttr, current_user
+from autopeft.schema import CalibrationRun, RunKind, RunTag, StudyRunTags, TrialAttr, current_user
 from tests.conftest import write_sst2_slice, write_yaml
 from tests.integration.conftest import _stop_ray
 from tests.integration.mlflow_server import tracking_server
@@ -272,6 +272,16 @@ def test_jobs_shows_the_finished_study_with_its_registered_version(scenario: Rec
     assert finished["trials"].startswith("2/2")
     assert finished["registered"] == "version 1"
     assert finished["best"].startswith("accuracy ")
+
+
+def test_a_study_too_short_for_the_learning_rate_probes_skips_them_and_says_why(scenario: Record, no_shared_ray):
+    # A: 2 trials of 8 steps; one 50-step probe of LoRA would train three times what they do
+    runs = runs_of(scenario.uri, A)
+    (study,) = [r for r in runs if r.data.tags.get(RunTag.KIND) == RunKind.STUDY]
+    skipped = StudyRunTags.from_tags(study.data.tags).calibration_skipped
+    assert skipped and skipped.startswith("the probes of lora (50 steps) would take more than 25% of the trials' "
+                                          "16 steps"), skipped
+    assert not [r for r in runs if r.data.tags.get(RunTag.KIND) == CalibrationRun.KIND]
 
 
 def test_cancel_stops_the_study_and_closes_every_run(scenario: Record, no_shared_ray):

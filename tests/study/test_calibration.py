@@ -64,9 +64,23 @@ def test_the_probes_step_aside_when_a_step_budget_would_keep_fewer_than_six_full
     assert step_aside_reason(BudgetConfig(search_steps=650, max_steps=100), families, CalibrationConfig(steps=20)) is None
     # probes longer than the whole budget: no trial would be left
     assert "room for 0 full trials" in step_aside_reason(BudgetConfig(search_steps=100, max_steps=100), families, ON)
-    # no step budget: the probes' steps come on top of the trials; nothing to probe: nothing to say
-    assert step_aside_reason(BudgetConfig(max_steps=100), families, ON) is None
+    # no step budget: the probes' steps come on top of the trials (next test); nothing to probe: nothing to say
+    assert step_aside_reason(BudgetConfig(trials=10, max_steps=100), families, ON) is None
     assert step_aside_reason(BudgetConfig(search_steps=400, max_steps=100), [], ON) is None
+
+
+def test_on_top_of_a_count_of_trials_the_probes_step_aside_past_a_quarter_of_the_trials_steps() -> None:
+    families = ["lora", "dora"]  # 2 probes of 50 steps
+    assert step_aside_reason(BudgetConfig(trials=4, max_steps=100), families, ON) is None  # 100 of 400 steps
+    assert step_aside_reason(BudgetConfig(trials=3, max_steps=100), families, ON) is not None  # 100 of 300
+    # a smoke study: the probes alone would train six times what its trials do
+    reason = step_aside_reason(BudgetConfig(trials=2, max_steps=8, eval_interval=4), families, ON)
+    assert reason == ("the probes of lora, dora (100 steps) would take more than 25% of the trials' 16 steps (2 trials "
+                      "of 8): the space's learning-rate ranges are searched as given")
+    # shorter probes fit where longer ones do not: 10 trials of 20 steps hold 2 probes of 20, not of 50
+    short_trials = BudgetConfig(trials=10, max_steps=20, eval_interval=10)
+    assert step_aside_reason(short_trials, families, CalibrationConfig(steps=20)) is None
+    assert step_aside_reason(short_trials, families, ON) is not None
 
 
 def test_the_calibrated_family_samples_its_range_and_the_hand_set_one_keeps_its_own() -> None:
