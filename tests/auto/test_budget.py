@@ -131,3 +131,14 @@ def test_a_step_budget_without_room_for_the_probes_plans_no_time_for_them() -> N
     assert result.budget.time_limit_s == off.budget.time_limit_s
     # a step budget with room for them keeps them as configured
     assert planned("30m", budget={"search_steps": 20000}).calibration is None
+
+
+def test_trials_the_user_gave_too_short_for_the_probes_plan_no_time_for_them() -> None:
+    # 30 minutes hold the probes' seconds easily, but the 4 trials of 40 steps the user fixed
+    # train 160 steps, and 2 probes of 50 would add 62% to that: calibrate() would step aside
+    result = planned("30m", budget={"trials": 4, "max_steps": 40, "eval_interval": 10})
+    assert result.calibration is not None and result.calibration.enabled is False and result.calibration_s == 0.0
+    assert result.reasons["calibration.enabled"] == (
+        "off: the probes of lora, dora (100 steps) would take more than 25% of the trials' 160 steps (4 trials of "
+        "40): the space's learning-rate ranges are searched as given")
+    assert planned("30m", budget={"trials": 10, "max_steps": 40, "eval_interval": 10}).calibration is None  # 100 of 400
