@@ -18,7 +18,7 @@ import inspect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from autopeft.errors import SpaceError
 
@@ -113,19 +113,14 @@ class ModelStructure:
         return out
 
 
-def _is_adapter_leaf(module: nn.Module) -> bool:
-    from torch import nn  # deferred: reading a config imports this module, and needs no torch
-
-    if isinstance(module, nn.Linear):
-        return True
-    return type(module).__name__ == "Conv1D"  # transformers.pytorch_utils.Conv1D (GPT-2)
+def _is_adapter_leaf(module: nn.Module, linear: bool) -> bool:
+    return linear or type(module).__name__ == "Conv1D"  # transformers.pytorch_utils.Conv1D (GPT-2)
 
 
-def _features(module: nn.Module) -> tuple[int, int]:
-    from torch import nn
-
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
+def _features(module: nn.Module, linear: bool) -> tuple[int, int]:
+    if linear:
+        layer = cast("nn.Linear", module)
+        return layer.in_features, layer.out_features
     weight = getattr(module, "weight", None)  # Conv1D stores (in, out)
     return (int(weight.shape[0]), int(weight.shape[1])) if weight is not None and weight.dim() == 2 else (0, 0)
 
@@ -137,13 +132,11 @@ def _role_of(rest: str) -> str | None:
     return None
 
 
-def _is_norm(module: nn.Module) -> bool:
+def _is_norm(module: nn.Module, layer_norm: type) -> bool:
     # LayerNorm, T5LayerNorm, LlamaRMSNorm, GemmaRMSNorm, ...: matched by class name because
     # most architectures define their own norm class.
-    from torch import nn
-
     cls = type(module).__name__
-    return isinstance(module, nn.LayerNorm) or cls.endswith(("LayerNorm", "RMSNorm"))
+    return isinstance(module, layer_norm) or cls.endswith(("LayerNorm", "RMSNorm"))
 
 
 def _forward_parameters(module: nn.Module) -> list[Any]:
@@ -183,26 +176,27 @@ def _takes_past_key_values(model: nn.Module) -> bool:
 
 def scan(model: nn.Module) -> ModelStructure:
     """Find the adapter-capable leaves, their layer indices and roles."""
-    from torch import nn
+    from torch import nn  # deferred: reading a config imports this module, and needs no torch
 
     leaves: list[Leaf] = []
     stacks: dict[str, int] = {}
     norms: list[str] = []
     for name, module in model.named_modules():
-        if name and _is_norm(module):
+        if name and _is_norm(module, nn.LayerNorm):
             norms.append(name)
-        if not name or not _is_adapter_leaf(module):
+        linear = isinstance(module, nn.Linear)
+        if not name or not _is_adapter_leaf(module, linear):
             continue
-        fin, fout = _features(module)
+        fin, fout = _features(module, linear)
         match = _STACK.match(name)
         if match is None:
             leaves.append(Leaf(name=name, role=None, layer=None, stack=None, in_features=fin, out_features=fout,
-                               conv1d=not isinstance(module, nn.Linear)))
+                               conv1d=not linear))
             continue
         stack, index = match.group("stack"), int(match.group("index"))
         stacks[stack] = max(stacks.get(stack, 0), index + 1)
         leaves.append(Leaf(name=name, role=_role_of(match.group("rest")), layer=index, stack=stack,
-                           in_features=fin, out_features=fout, conv1d=not isinstance(module, nn.Linear)))
+                           in_features=fin, out_features=fout, conv1d=not linear))
     num_layers = max(stacks.values(), default=0)
     config = getattr(model, "config", None)
     return ModelStructure(
