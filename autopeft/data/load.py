@@ -163,8 +163,7 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
             elif suffix in (".jsonl", ".json"):
-                _check_records(text, suffix, path, field_name)
-                frame = pd.read_json(io.StringIO(text), lines=suffix == ".jsonl")
+                frame = _records_frame(_json_records(text, suffix, path, field_name))
             else:
                 sep, quoting = _dialect(text, suffix)
                 if header is None:
@@ -192,12 +191,13 @@ def _json_kind(value: Any) -> str:
     return _JSON_KINDS.get(type(value), "a number")
 
 
-def _check_records(text: str, suffix: str, path: Path, field_name: str) -> None:
-    """jsonl: every non-blank line is a JSON object; json: a list of objects (or a mapping, which
-    pandas reads by column). Where not, the line (or item) and what it holds, for pandas says
-    only 'cannot convert dictionary update sequence element #0'."""
+def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[dict[str, Any]] | dict[str, Any]:
+    """The file's records, parsed once: jsonl, every non-blank line a JSON object; json, a list of
+    objects (or a mapping, read by column). Where not, the line (or item) and what it holds, for
+    pandas says only 'cannot convert dictionary update sequence element #0'."""
     where = str(path)
     if suffix == ".jsonl":
+        lines: list[dict[str, Any]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -209,7 +209,8 @@ def _check_records(text: str, suffix: str, path: Path, field_name: str) -> None:
             if not isinstance(record, dict):
                 raise DataError(f"{field_name}: expected a JSON object on each line of {where!r}, found "
                                 f"{_json_kind(record)} on line {number}")
-        return
+            lines.append(record)
+        return lines
     try:
         records = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -223,6 +224,14 @@ def _check_records(text: str, suffix: str, path: Path, field_name: str) -> None:
                             f"{_json_kind(records[odd])} as item {odd}")
     elif not isinstance(records, dict):
         raise DataError(f"{field_name}: expected a list of JSON objects in {where!r}, found {_json_kind(records)}")
+    return records
+
+
+def _records_frame(records: list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
+    """The frame pandas' ``read_json`` would build from ``records``, without parsing the text a
+    second time: columns in order of first appearance, a key missing from a record is NaN, and
+    pandas' dtype inference (a column of whole numbers is int64, of numbers with a null float64)."""
+    return pd.DataFrame(records).infer_objects()
 
 
 def _check_unique_names(text: str, sep: str, quoting: int, path: Path, field_name: str) -> None:

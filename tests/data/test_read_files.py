@@ -4,6 +4,7 @@ a column name that is nearly right. Real files in tmp_path, read by the real loa
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -220,6 +221,26 @@ def test_not_utf8(tmp_path, bom):
     offset = len(bom) + len("sentence\tlabel\ncaf")
     assert message(excinfo) == (f"data.test: {str(test)!r} is not UTF-8 text (byte 0xe9 at offset {offset}); "
                                 "save it as UTF-8")
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "json"])
+def test_json_values_are_read_as_written(tmp_path, suffix):
+    """A sentence that looks like a number or a date stays the text it is (pandas' read_json made
+    "007" the integer 7 and "2020-01-02" a timestamp); numbers, nulls and lists keep their JSON types."""
+    records = [{"id": "007", "sentence": "12", "date": "2020-01-02", "label": 1, "score": 0.5, "tokens": ["a", "b"]},
+               {"id": "008", "sentence": "3.5", "date": "2020-01-03", "label": 0, "score": None, "tokens": ["c"]}]
+    text = ("\n".join(json.dumps(r) for r in records) + "\n") if suffix == "jsonl" else json.dumps(records)
+    frame = read_table(write(tmp_path / f"train.{suffix}", text), "data.train")
+    assert list(frame.columns) == ["id", "sentence", "date", "label", "score", "tokens"]
+    assert frame["id"].tolist() == ["007", "008"] and frame["sentence"].tolist() == ["12", "3.5"]
+    assert frame["date"].tolist() == ["2020-01-02", "2020-01-03"]
+    assert frame["label"].dtype == "int64" and frame["tokens"].tolist() == [["a", "b"], ["c"]]
+    assert frame["score"].iloc[0] == 0.5 and pd.isna(frame["score"].iloc[1])
+
+
+def test_json_mapping_by_column(tmp_path):
+    path = write(tmp_path / "train.json", json.dumps({"sentence": {"0": "hello", "1": "bye"}, "label": {"0": "pos", "1": "neg"}}))
+    assert reads_as(path) == (["sentence", "label"], [["hello", "pos"], ["bye", "neg"]])
 
 
 # --------------------------------------------------------------------------- quoting
