@@ -200,16 +200,23 @@ def make_sampler(sampler: SamplerConfig, limits: Mapping[str, float], *, seed: i
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def record_measurements(ot_trial: Any, ray_trial_id: str, result: Mapping[str, Any] | None) -> None:
-    """Store the trial's cost measurements (and Ray id) on its Optuna trial before it is told,
-    so the sampler's constraints_func and the report read them from the study."""
-    ot_trial.set_user_attr(TrialAttr.RAY_TRIAL_ID, ray_trial_id)
+def measurement_attrs(ray_trial_id: str, result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The user attributes that join an Optuna trial to its Ray trial and hold its cost
+    measurements and family (what the sampler's constraints_func and the report read)."""
+    attrs: dict[str, Any] = {TrialAttr.RAY_TRIAL_ID: ray_trial_id}
     for name in COST_METRICS:
         value = (result or {}).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
-            ot_trial.set_user_attr(TrialAttr.measurement(name), float(value))
+            attrs[TrialAttr.measurement(name)] = float(value)
     if result and result.get("family"):
-        ot_trial.set_user_attr(TrialAttr.FAMILY, str(result["family"]))
+        attrs[TrialAttr.FAMILY] = str(result["family"])
+    return attrs
+
+
+def record_measurements(ot_trial: Any, ray_trial_id: str, result: Mapping[str, Any] | None) -> None:
+    """Store the trial's :func:`measurement_attrs` on its Optuna trial before it is told."""
+    for key, value in measurement_attrs(ray_trial_id, result).items():
+        ot_trial.set_user_attr(key, value)
 
 
 # --- Pareto set and selection -------------------------------------------------------------------

@@ -218,7 +218,12 @@ class TrialAttr:
 
     RAY_TRIAL_ID = "autopeft.ray_trial_id"  # joins an Optuna trial to its Ray trial and MLflow run
     WARM_START = RunTag.WARM_START  # set when the config was enqueued: its source
-    ORPHANED = "autopeft.orphaned"  # asked for just before a driver crash; never run
+    #: Why a trial was closed as FAIL by a driver that ended before it did (a crash, Ctrl-C, a
+    #: cancel): asked for and never run, or interrupted mid-run.
+    ORPHANED = "autopeft.orphaned"
+    #: On the trial that holds the result of an interrupted one a resumed study ran to its end:
+    #: the number of the FAIL trial it continues (Optuna cannot reopen a finished trial).
+    CONTINUES = "autopeft.continues_trial"
     #: Why a trial was told to Optuna as PRUNED though Tune ran it to its end (still at the
     #: trivial level), or what level the rung stopped it at.
     PRUNED_REASON = "autopeft.pruned_reason"

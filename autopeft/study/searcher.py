@@ -11,7 +11,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from autopeft import _compat
-from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, record_measurements
+from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, measurement_attrs, record_measurements
 from autopeft.registry.tracking import outcome
 from autopeft.schema import Metric, Outcome, TrialAttr
 from autopeft.study.define_by_run import compile_space
@@ -85,8 +85,27 @@ class PruningAwareOptunaSearch(OptunaSearch):
         """Whether Optuna's storage already holds this trial's end. Tune snapshots its state once
         a second; a driver that died within that second after a trial ended is restored with
         the trial still running, and Tune replays it. The study keeps the end it recorded."""
+        stored = self._stored(trial_id)
+        return stored is not None and stored.state.is_finished()
+
+    def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
-        return ot_trial is not None and ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).state.is_finished()
+        return None if ot_trial is None else ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial))
+
+    def _interrupted(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The Optuna trial of ``trial_id`` where a driver that ended before the trial did closed
+        it as FAIL (``TrialAttr.ORPHANED``) and a resumed study runs it on; None otherwise."""
+        stored = self._stored(trial_id)
+        if stored is None or stored.state != optuna.trial.TrialState.FAIL or TrialAttr.ORPHANED not in stored.user_attrs:
+            return None
+        return stored
+
+    @property
+    def _continued_curves(self) -> dict[str, dict[int, float]]:
+        """Reports of interrupted trials since the resume, by Ray trial (created on first use: a
+        searcher restored from an older snapshot lacks it)."""
+        curves: dict[str, dict[int, float]] = self.__dict__.setdefault("continued_curves", {})
+        return curves
 
     def _progress(self, result: dict[str, Any]) -> float | None:
         """The intermediate value Optuna is told for ``result`` (single objective only)."""
@@ -102,6 +121,9 @@ class PruningAwareOptunaSearch(OptunaSearch):
         if trial_id in self._running_steps and isinstance(result.get("step"), (int, float)):
             self._running_steps[trial_id] = int(result["step"])
         if self._already_told(trial_id):
+            value = self._progress(result)
+            if value is not None and self._interrupted(trial_id) is not None:
+                self._continued_curves.setdefault(trial_id, {})[int(result[TRAINING_ITERATION])] = value
             return
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
         value = self._progress(result)
@@ -120,6 +142,9 @@ class PruningAwareOptunaSearch(OptunaSearch):
         if trial_id in completed or trial_id not in ot_trials:
             return
         if self._already_told(trial_id):
+            interrupted = self._interrupted(trial_id)
+            if interrupted is not None and not error:
+                self._record_continued(trial_id, interrupted, result)
             completed.add(trial_id)
             return
         state = outcome(result, error)
@@ -141,6 +166,38 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self.study.tell(ot_trial, state=optuna.trial.TrialState.FAIL if state == Outcome.FAIL
                         else optuna.trial.TrialState.PRUNED)
         completed.add(trial_id)
+
+    def _record_continued(self, trial_id: str, interrupted: optuna.trial.FrozenTrial,
+                          result: dict[str, Any] | None) -> None:
+        """A trial that a driver closed as FAIL when it ended (``TrialAttr.ORPHANED``) and the
+        resumed study ran to its end: Optuna cannot reopen it, so its outcome goes into the study
+        as a new trial with the same parameters and distributions, its curve (before and after
+        the resume) and ``TrialAttr.CONTINUES``, so the sampler learns from it and the study's
+        trials agree with its MLflow runs. Once per interrupted trial, even if Tune replays the end."""
+        number = interrupted.number
+        if any(t.user_attrs.get(TrialAttr.CONTINUES) == number for t in self.study.get_trials(deepcopy=False)):
+            return
+        state = outcome(result, False)
+        curve = {**interrupted.intermediate_values, **self._continued_curves.pop(trial_id, {})}
+        progress = self._progress(result) if result else None
+        if progress is not None:
+            curve[int((result or {}).get(TRAINING_ITERATION, 0))] = progress
+        attrs = {k: v for k, v in interrupted.user_attrs.items() if k != TrialAttr.ORPHANED}
+        values: list[float] | None = None
+        trivial = bool(result and result.get(Metric.AT_TRIVIAL))
+        if result and state == Outcome.COMPLETE and not trivial:
+            metrics = [self.metric] if isinstance(self.metric, str) else list(self.metric)
+            found = [result.get(m) for m in metrics]
+            if all(isinstance(v, (int, float)) for v in found):
+                values = [float(v) for v in found]  # type: ignore[arg-type]
+        if trivial:
+            attrs[TrialAttr.PRUNED_REASON] = _trivial_reason(result or {}, state)
+        # a finished trial's attributes cannot be set afterwards: all of them go in with it
+        self.study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.PRUNED,
+            values=values, params=interrupted.params, distributions=interrupted.distributions,
+            user_attrs={**attrs, **measurement_attrs(trial_id, result), TrialAttr.CONTINUES: number},
+            intermediate_values=curve if isinstance(self.metric, str) else None))
 
 
 def _trivial_reason(result: dict[str, Any], state: str) -> str:

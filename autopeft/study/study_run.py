@@ -47,10 +47,11 @@ logger = logging.getLogger(__name__)
 
 #: Optuna user attribute on trials orphaned by a driver crash (kept importable here).
 ORPHAN_ATTR = TrialAttr.ORPHANED
-#: Why an Optuna trial was closed as FAIL without a result (its ``ORPHAN_ATTR``).
-ORPHANED_REASON = "asked for just before the driver died; never run to a result"
-INTERRUPTED_REASON = "running when the search was interrupted (Ctrl-C); never run to a result"
-CANCELLED_REASON = "running when the study was cancelled; never run to a result"
+#: Why an Optuna trial was closed as FAIL without a result (its ``ORPHAN_ATTR``). A resumed study
+#: that runs such a trial on records its result as a new trial (``TrialAttr.CONTINUES``).
+ORPHANED_REASON = "asked for just before the driver died; not run to a result by this driver"
+INTERRUPTED_REASON = "running when the search was interrupted (Ctrl-C); not run to a result by this driver"
+CANCELLED_REASON = "running when the study was cancelled; not run to a result by this driver"
 
 
 @dataclass

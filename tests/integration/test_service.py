@@ -68,6 +68,7 @@ class Record:
     cancel_b: subprocess.CompletedProcess | None = None
     b_runs_after_cancel: list[Any] = field(default_factory=list)
     b_optuna_after_cancel: list[Any] = field(default_factory=list)
+    b_optuna_after_resume: list[Any] = field(default_factory=list)
     resume_b: subprocess.CompletedProcess | None = None
     resume_state: str = ""
     wrong_token: subprocess.CompletedProcess | None = None
@@ -196,6 +197,7 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
             state if (state := job_state(head, B, "resume")) in ("SUCCEEDED", "FAILED", "STOPPED") else ""), 420)
         if record.resume_state != "SUCCEEDED":
             record.failures.append(cli(["logs", B], laptop, env).stdout[-4000:])
+        record.b_optuna_after_resume = optuna.load_study(study_name=B, storage=storage).trials
 
         record.marks["B resumed and ended"] = time.monotonic() - started
         # 5: tokens
@@ -316,6 +318,17 @@ def test_resume_as_a_job_finishes_the_planned_trials_without_duplicate_runs(scen
     (cancelled,) = [r for r in scenario.b_runs_after_cancel if r.data.tags.get(RunTag.KIND) == RunKind.STUDY]
     first_job, resume_job = (StudyRunTags.from_tags(r.data.tags).job_id for r in (cancelled, study))
     assert study.info.run_id == cancelled.info.run_id  # the same study run, continued
+    # Optuna agrees: the trial the cancel cut (FAIL, never reopened) has its result in a new trial
+    optuna_trials = scenario.b_optuna_after_resume
+    cut = [t for t in optuna_trials if "cancelled" in t.user_attrs.get(TrialAttr.ORPHANED, "")]
+    assert cut
+    for trial in cut:
+        (continued,) = [t for t in optuna_trials if t.user_attrs.get(TrialAttr.CONTINUES) == trial.number]
+        assert continued.user_attrs[TrialAttr.RAY_TRIAL_ID] == trial.user_attrs[TrialAttr.RAY_TRIAL_ID]
+        assert continued.params == trial.params and continued.state != optuna.trial.TrialState.FAIL
+    ran = [t for t in optuna_trials if TrialAttr.ORPHANED not in t.user_attrs]
+    assert len(ran) == B_TRIALS and all(t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL for t in ran)
+    assert {t.user_attrs[TrialAttr.RAY_TRIAL_ID] for t in ran} == set(trial_ids)
     assert resume_job and resume_job.startswith(f"autopeft-{B}-") and resume_job != first_job
     assert row(cli(["jobs"], scenario.laptop, {**scenario.head.env, "RAY_API_SERVER_ADDRESS": scenario.head.dashboard})
                .stdout, B)["registered"] == "version 1"

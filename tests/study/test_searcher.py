@@ -120,3 +120,50 @@ def test_a_step_budget_ends_the_search_once_another_full_trial_would_not_fit(tmp
     assert restored.steps_taken == 225 and restored.suggest("d") is Searcher.FINISHED
     # without a step budget the trial count alone ends the search
     assert searcher_with(None).suggest("e") is not None
+
+
+def test_a_trial_interrupted_by_its_driver_and_run_on_by_resume_is_recorded_once(tmp_path):
+    """A cancelled (or Ctrl-C'd) driver closes its running trial as FAIL; the resumed study runs
+    the trial on to its end. Optuna cannot reopen the FAIL trial, so the result is a new trial with
+    the same parameters, the whole curve and the number it continues; a replayed end adds nothing."""
+    from autopeft.schema import TrialAttr
+    from autopeft.study.study_run import INTERRUPTED_REASON, fail_orphan_trials
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(optuna.storages.RDBStorage(url))
+    assert searcher.suggest("done") is not None and searcher.suggest("cut") is not None
+    searcher.on_trial_complete("done", report(searcher, "done", 2, 0.8, final=True))
+    searcher.on_trial_result("cut", {**report(searcher, "cut", 1, 0.6), "family": "lora"})
+    assert fail_orphan_trials(url, "s", reason=INTERRUPTED_REASON) == 1  # the driver ends mid-trial
+
+    # the resumed search (Tune restores the searcher) runs "cut" on from its checkpoint
+    searcher.on_trial_result("cut", report(searcher, "cut", 2, 0.7))
+    searcher.on_trial_complete("cut", {**report(searcher, "cut", 3, 0.75, final=True), "family": "lora"})
+    searcher.on_trial_complete("cut", {**report(searcher, "cut", 3, 0.75, final=True), "family": "lora"})  # replayed
+
+    done, cut, continued = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert done.state == optuna.trial.TrialState.COMPLETE and TrialAttr.CONTINUES not in done.user_attrs
+    assert cut.state == optuna.trial.TrialState.FAIL and "interrupted" in cut.user_attrs[TrialAttr.ORPHANED]
+    assert continued.state == optuna.trial.TrialState.COMPLETE and continued.value == 0.75
+    assert continued.params == cut.params and continued.distributions == cut.distributions
+    assert continued.intermediate_values == {1: 0.6, 2: 0.7, 3: 0.75}
+    assert continued.user_attrs[TrialAttr.CONTINUES] == cut.number
+    assert continued.user_attrs[TrialAttr.RAY_TRIAL_ID] == "cut" and continued.user_attrs[TrialAttr.FAMILY] == "lora"
+    assert TrialAttr.ORPHANED not in continued.user_attrs
+
+
+def test_an_interrupted_trial_that_asha_stops_after_the_resume_is_recorded_pruned(tmp_path):
+    from autopeft.schema import TrialAttr
+    from autopeft.study.study_run import fail_orphan_trials
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = make_searcher(optuna.storages.RDBStorage(url))
+    searcher.suggest("cut")
+    searcher.on_trial_result("cut", judged(1, 0.5, True, -0.9))
+    fail_orphan_trials(url, "s")
+    searcher.on_trial_complete("cut", judged(2, 0.5, True, -0.8))  # stopped at the next rung, still trivial
+
+    cut, continued = optuna.load_study(study_name="s", storage=url).get_trials()
+    assert continued.state == optuna.trial.TrialState.PRUNED and continued.value is None
+    assert continued.intermediate_values == {1: -0.9, 2: -0.8}
+    assert continued.user_attrs[TrialAttr.PRUNED_REASON].startswith("still at the trivial predictor's level")
