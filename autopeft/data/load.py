@@ -228,9 +228,9 @@ def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[d
 
 
 def _records_frame(records: list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
-    """The frame pandas' ``read_json`` would build from ``records``, without parsing the text a
-    second time: columns in order of first appearance, a key missing from a record is NaN, and
-    pandas' dtype inference (a column of whole numbers is int64, of numbers with a null float64)."""
+    """``records`` as a frame, values as the file wrote them: columns in order of first appearance,
+    a key missing from a record NaN, a column of whole numbers int64, of numbers with a null
+    float64. Unlike pandas' ``read_json``, a string that looks like a number or a date stays a string."""
     return pd.DataFrame(records).infer_objects()
 
 

@@ -81,24 +81,13 @@ class PruningAwareOptunaSearch(OptunaSearch):
             ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
         return config
 
-    def _already_told(self, trial_id: str) -> bool:
-        """Whether Optuna's storage already holds this trial's end. Tune snapshots its state once
-        a second; a driver that died within that second after a trial ended is restored with
-        the trial still running, and Tune replays it. The study keeps the end it recorded."""
-        stored = self._stored(trial_id)
-        return stored is not None and stored.state.is_finished()
-
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The trial as Optuna's storage holds it. A finished one is a trial whose end Optuna was
+        already told: Tune snapshots its state once a second, and a driver that died within that
+        second after a trial ended is restored with the trial still running, and Tune replays
+        it. The study keeps the end it recorded (:func:`_closed_by_a_driver` is the exception)."""
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
         return None if ot_trial is None else ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial))
-
-    def _interrupted(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
-        """The Optuna trial of ``trial_id`` where a driver that ended before the trial did closed
-        it as FAIL (``TrialAttr.ORPHANED``) and a resumed study runs it on; None otherwise."""
-        stored = self._stored(trial_id)
-        if stored is None or stored.state != optuna.trial.TrialState.FAIL or TrialAttr.ORPHANED not in stored.user_attrs:
-            return None
-        return stored
 
     @property
     def _continued_curves(self) -> dict[str, dict[int, float]]:
@@ -120,9 +109,10 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._running_steps and isinstance(result.get("step"), (int, float)):
             self._running_steps[trial_id] = int(result["step"])
-        if self._already_told(trial_id):
+        stored = self._stored(trial_id)
+        if stored is not None and stored.state.is_finished():
             value = self._progress(result)
-            if value is not None and self._interrupted(trial_id) is not None:
+            if value is not None and _closed_by_a_driver(stored):
                 self._continued_curves.setdefault(trial_id, {})[int(result[TRAINING_ITERATION])] = value
             return
         ot_trial = _compat.optuna_search_trials(self).get(trial_id)
@@ -141,10 +131,10 @@ class PruningAwareOptunaSearch(OptunaSearch):
         completed, ot_trials = _compat.optuna_search_completed(self), _compat.optuna_search_trials(self)
         if trial_id in completed or trial_id not in ot_trials:
             return
-        if self._already_told(trial_id):
-            interrupted = self._interrupted(trial_id)
-            if interrupted is not None and not error:
-                self._record_continued(trial_id, interrupted, result)
+        stored = self._stored(trial_id)
+        if stored is not None and stored.state.is_finished():
+            if _closed_by_a_driver(stored) and not error:
+                self._record_continued(trial_id, stored, result)
             completed.add(trial_id)
             return
         state = outcome(result, error)
@@ -198,6 +188,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
             values=values, params=interrupted.params, distributions=interrupted.distributions,
             user_attrs={**attrs, **measurement_attrs(trial_id, result), TrialAttr.CONTINUES: number},
             intermediate_values=curve if isinstance(self.metric, str) else None))
+
+
+def _closed_by_a_driver(stored: optuna.trial.FrozenTrial) -> bool:
+    """Whether a driver that ended before the trial did closed it as FAIL (``TrialAttr.ORPHANED``):
+    a resumed study that runs it on has a result Optuna was never told."""
+    return stored.state == optuna.trial.TrialState.FAIL and TrialAttr.ORPHANED in stored.user_attrs
 
 
 def _trivial_reason(result: dict[str, Any], state: str) -> str:
