@@ -147,10 +147,10 @@ class PruningAwareOptunaSearch(OptunaSearch):
             step = int(result.get(TRAINING_ITERATION, 0)) if result else 0
             if step not in ot_trial.storage.get_trial(_compat.optuna_trial_id(ot_trial)).intermediate_values:
                 ot_trial.report(progress, step)
-        trivial = bool(result and result.get(Metric.AT_TRIVIAL)) and state != Outcome.FAIL
-        if trivial:
-            ot_trial.set_user_attr(TrialAttr.PRUNED_REASON, _trivial_reason(result or {}, state))
-        if state == Outcome.COMPLETE and not trivial:
+        reason = _trivial_reason(result, state)
+        if reason:
+            ot_trial.set_user_attr(TrialAttr.PRUNED_REASON, reason)
+        if state == Outcome.COMPLETE and not reason:
             super().on_trial_complete(trial_id, result=result, error=False)
             return
         self.study.tell(ot_trial, state=optuna.trial.TrialState.FAIL if state == Outcome.FAIL
@@ -174,14 +174,14 @@ class PruningAwareOptunaSearch(OptunaSearch):
             curve[int((result or {}).get(TRAINING_ITERATION, 0))] = progress
         attrs = {k: v for k, v in interrupted.user_attrs.items() if k != TrialAttr.ORPHANED}
         values: list[float] | None = None
-        trivial = bool(result and result.get(Metric.AT_TRIVIAL))
-        if result and state == Outcome.COMPLETE and not trivial:
+        reason = _trivial_reason(result, state)
+        if result and state == Outcome.COMPLETE and not reason:
             metrics = [self.metric] if isinstance(self.metric, str) else list(self.metric)
             found = [result.get(m) for m in metrics]
             if all(isinstance(v, (int, float)) for v in found):
                 values = [float(v) for v in found]  # type: ignore[arg-type]
-        if trivial:
-            attrs[TrialAttr.PRUNED_REASON] = _trivial_reason(result or {}, state)
+        if reason:
+            attrs[TrialAttr.PRUNED_REASON] = reason
         # a finished trial's attributes cannot be set afterwards: all of them go in with it
         self.study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.PRUNED,
@@ -196,7 +196,11 @@ def _closed_by_a_driver(stored: optuna.trial.FrozenTrial) -> bool:
     return stored.state == optuna.trial.TrialState.FAIL and TrialAttr.ORPHANED in stored.user_attrs
 
 
-def _trivial_reason(result: dict[str, Any], state: str) -> str:
+def _trivial_reason(result: dict[str, Any] | None, state: str) -> str | None:
+    """Why a trial that ended in ``state`` is told as PRUNED though it may have run to its end:
+    its last result was still at the trivial level. None for one that left it, or that failed."""
+    if not result or not result.get(Metric.AT_TRIVIAL) or state == Outcome.FAIL:
+        return None
     step = int(result.get("step", result.get(TRAINING_ITERATION, 0)))
     ended = "ran all its" if state == Outcome.COMPLETE else "was stopped at a rung after"
     return f"still at the trivial predictor's level: {ended} {step} steps without leaving it"
