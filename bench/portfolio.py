@@ -146,7 +146,7 @@ def draw(space_name: str, n: int, seed: int, model: str = "minilm") -> list[Cand
     from autopeft.adapters.fit import fit_to_model
     from autopeft.config import ModelConfig
     from autopeft.model.loading import resolve_location
-    from autopeft.space import load_space
+    from autopeft.space import config_names, load_space
     from autopeft.study.define_by_run import compile_space
     from autopeft.tasks import get_task
 
@@ -163,7 +163,8 @@ def draw(space_name: str, n: int, seed: int, model: str = "minilm") -> list[Cand
     for i in range(n):
         trial = study.ask()
         fixed = run(trial)
-        config = {k: v for k, v in {**trial.params, **fixed}.items() if not k.startswith("placement.layer_")}
+        config = {k: v for k, v in config_names({**trial.params, **fixed}).items()
+                  if not k.startswith("placement.layer_")}
         if len(space.adapters) == 1:
             config.setdefault("adapter", next(iter(space.adapters)))
         config = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in config.items()}

@@ -7,9 +7,11 @@ never sees a LoRA rank in an IA3 trial.
 
 A family may also set its own ``learning_rate``, ``batch_size``, ``warmup_ratio`` or
 ``weight_decay``; it replaces the shared one in that family's trials (IA3, which scales
-activations from 1, needs a higher learning rate than LoRA). The parameter keeps its name, so
-Optuna needs every sampled spec of it to be of one kind: ranges with the same ``log`` and number
-type, or the same choices.
+activations from 1, needs a higher learning rate than LoRA). Where the space has several
+families, Optuna samples such a parameter under the family's own name (``ia3.learning_rate``,
+:meth:`SearchSpace.sampled_name`): it is another hyperparameter with another scale, and under one
+name TPE would model IA3's rates and LoRA's as one. The trial's config still holds it under its
+plain key (:func:`config_names`), which is what training reads.
 
 A parameter is either a fixed value, a range ``{low, high, log, step}`` (integer when both ends
 are integers) or ``{choices: [...]}``. Lists inside ``choices`` (e.g. a set of module roles)
@@ -250,9 +252,21 @@ class SearchSpace(BaseModel):
         return [key for key in TRAINING_KEYS
                 if len({repr(self.training_params(name)[key]) for name in self.adapters}) > 1]
 
+    def sampled_name(self, family: str, key: str) -> str:
+        """The Optuna name of training parameter ``key`` in ``family``'s trials: the family's own
+        (``<family>.<key>``) where it sets its own spec and other families share the space, else ``key``."""
+        return f"{family}.{key}" if key in self.adapters[family] and len(self.adapters) > 1 else key
+
+    def sampled_names(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial config (training parameters under their plain keys) under the names Optuna
+        samples it with: what ``enqueue_trial`` needs to hand a config to the define-by-run function."""
+        family = config.get(ADAPTER_KEY) or (next(iter(self.adapters)) if len(self.adapters) == 1 else None)
+        if family not in self.adapters:
+            return dict(config)
+        return {(self.sampled_name(str(family), k) if k in TRAINING_KEYS else k): v for k, v in config.items()}
+
     def validate_shared(self) -> None:
-        """Check the training parameters, shared and per family, and that Optuna can take each
-        parameter's sampled specs under its one name."""
+        """Check the training parameters, shared and per family."""
         bounds: dict[str, dict[str, Any]] = {
             "learning_rate": {"minimum": 1e-12, "maximum": 10.0}, "batch_size": {"minimum": 1, "integer": True},
             "warmup_ratio": {"minimum": 0.0, "maximum": 1.0}, "weight_decay": {"minimum": 0.0}}
@@ -261,24 +275,6 @@ class SearchSpace(BaseModel):
             specs = {f"space.{key}": getattr(self, key), **{f"space.adapters.{n}.{key}": s for n, s in own.items()}}
             for where, spec in specs.items():
                 check_bounds(spec, where, **bounds[key])
-            if len(own) == len(self.adapters):
-                del specs[f"space.{key}"]  # every family sets its own: the shared spec is never sampled
-            sampled = [(where, spec) for where, spec in specs.items() if isinstance(spec, (RangeSpec, ChoiceSpec))]
-            if not sampled:
-                continue
-            first_where, first = sampled[0]
-            for where, spec in sampled[1:]:
-                if _distribution_kind(spec) != _distribution_kind(first):
-                    raise SpaceError(
-                        f"{where}: expected {_distribution_kind(first)} like {first_where} (Optuna samples one "
-                        f"parameter from one kind of distribution), found {_distribution_kind(spec)}")
-
-
-def _distribution_kind(spec: RangeSpec | ChoiceSpec) -> str:
-    """What Optuna needs to be equal between two specs sampled under one name."""
-    if isinstance(spec, ChoiceSpec):
-        return f"choices {spec.encoded()}"
-    return f"{'an integer' if spec.is_int else 'a float'} range with log: {str(spec.log).lower()}"
 
 
 def load_space(source: str | Path | Mapping[str, Any], *, base_dir: Path | None = None) -> SearchSpace:
@@ -327,6 +323,16 @@ def resolve_space_path(name: str, base_dir: Path | None = None) -> Path:
     raise SpaceError(
         f"space: no file {name!r} and no ready space of that name (ready spaces: {', '.join(ready)})"
     )
+
+
+def config_names(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Sampled parameters (Optuna's names) as a trial config: a training parameter that the
+    trial's family samples under its own name (:meth:`SearchSpace.sampled_name`) gets its plain
+    key back. Needs no space: the family is the sampled ``adapter``, and a space of one family
+    samples under plain keys."""
+    prefix = f"{params.get(ADAPTER_KEY)}."
+    return {(k[len(prefix):] if k.startswith(prefix) and k[len(prefix):] in TRAINING_KEYS else k): v
+            for k, v in params.items()}
 
 
 def family_params(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -73,23 +73,20 @@ def families_to_calibrate(space: SearchSpace, settings: CalibrationConfig) -> tu
     """The families the calibration probes, and why it probes none where that is not obvious.
 
     A family that sets ``learning_rate`` in its own block keeps it (a range fixed by hand). A
-    shared rate that is one value is fixed by hand for every family. Optuna samples one
-    parameter from one kind of distribution, and the calibrated ranges are log ranges: where
-    another sampled rate (the shared one, which a family whose probe learnt nothing keeps, or a
-    family's own) is choices or a linear range, the space is searched as given, and the
-    returned reason says so."""
+    shared rate that is one value is fixed by hand for every family. The calibration replaces a
+    log range with a log range: a shared rate written as choices or as a linear range is a form
+    the user chose, and the space is searched as given, with the returned reason saying so. (A
+    calibrated family samples its range under its own name, ``SearchSpace.sampled_name``, so it
+    never has to match the kind of another family's spec.)"""
     if not settings.enabled or not isinstance(space.learning_rate, (RangeSpec, ChoiceSpec)):
         return [], None
     families = [name for name in space.adapters if "learning_rate" not in space.adapters[name]]
     if not families:
         return [], None
-    specs = {"space.learning_rate": space.learning_rate,
-             **{f"space.adapters.{name}.learning_rate": block["learning_rate"]
-                for name, block in space.adapters.items() if "learning_rate" in block}}
-    for where, spec in specs.items():
-        if isinstance(spec, ChoiceSpec) or (isinstance(spec, RangeSpec) and (not spec.log or spec.is_int)):
-            return [], (f"{where} is not a log range, and Optuna samples one parameter from one kind of "
-                        "distribution: no family is calibrated (give it a log range, or fix it)")
+    shared = space.learning_rate
+    if isinstance(shared, ChoiceSpec) or not shared.log or shared.is_int:
+        return [], ("space.learning_rate is not a log range (the form the calibration sets): "
+                    "no family is calibrated (give it a log range, or fix it)")
     return families, None
 
 

@@ -11,14 +11,26 @@ import optuna
 from autopeft.adapters import get_family
 from autopeft.errors import SpaceError
 from autopeft.model.placement import mask_layers
-from autopeft.space import ADAPTER_KEY, MASK, ChoiceSpec, ParamSpec, RangeSpec, SearchSpace, suggest
+from autopeft.space import (
+    ADAPTER_KEY,
+    MASK,
+    TRAINING_KEYS,
+    ChoiceSpec,
+    ParamSpec,
+    RangeSpec,
+    SearchSpace,
+    suggest,
+)
 
 
 class DefineByRun:
     """The define-by-run function: adapter family first, then only that family's parameters.
 
     Sampled values are recorded by Optuna; fixed values are returned so that Ray Tune passes
-    them to the trial too. A class, not a closure, because Ray pickles the searcher with it.
+    them to the trial too. Optuna's names are not always the config's: a training parameter a
+    family sets for itself is sampled as ``<family>.<key>``, and :func:`autopeft.space.config_names`
+    turns Optuna's params and the returned values into the trial's config. A class, not a
+    closure, because Ray pickles the searcher with it.
     """
 
     def __init__(self, space: SearchSpace) -> None:
@@ -42,7 +54,8 @@ class DefineByRun:
                 placement["placement.roles"] = space.placement.roles
             shared = {**placement, **shared}
         for key, spec in shared.items():
-            value = suggest(spec, trial, key)
+            # a rate the family sets for itself is sampled under its own name: TPE models it apart
+            value = suggest(spec, trial, space.sampled_name(adapter, key) if key in TRAINING_KEYS else key)
             if not isinstance(spec, (RangeSpec, ChoiceSpec)):
                 fixed[key] = value
             if key == "placement.layers" and value == MASK:

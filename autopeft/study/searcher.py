@@ -14,6 +14,7 @@ from autopeft import _compat
 from autopeft.objectives import ATTR_RAY_TRIAL, make_sampler, measurement_attrs, record_measurements
 from autopeft.registry.tracking import outcome
 from autopeft.schema import Metric, Outcome, TrialAttr
+from autopeft.space import config_names
 from autopeft.study.define_by_run import compile_space
 from autopeft.study.warmstart import enqueue
 
@@ -76,6 +77,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         if config not in (None, Searcher.FINISHED):
             self._running_steps[trial_id] = 0
+            config = config_names(config)  # a family's own rate, sampled under its name, as training reads it
         ot_trials = _compat.optuna_search_trials(self)
         if trial_id in ot_trials:  # joins Optuna trials to Ray trials (and their MLflow runs)
             ot_trials[trial_id].set_user_attr(ATTR_RAY_TRIAL, trial_id)
@@ -225,5 +227,5 @@ def make_searcher(prepared: Prepared) -> PruningAwareOptunaSearch:
         trial_steps=cfg.budget.max_steps,
     )
     # enqueued directly (not points_to_evaluate) so each carries its source as a user attribute
-    enqueue(searcher.study, prepared.warm_start)
+    enqueue(searcher.study, prepared.warm_start, prepared.resolved.space)
     return searcher

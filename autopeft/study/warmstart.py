@@ -28,7 +28,7 @@ from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError, SpaceError
 from autopeft.objectives import ATTR_RAY_TRIAL
 from autopeft.schema import RunTag, TrialAttr
-from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, encode_choice
+from autopeft.space import ADAPTER_KEY, ChoiceSpec, RangeSpec, config_names, encode_choice
 
 if TYPE_CHECKING:
     import optuna
@@ -168,7 +168,8 @@ class WarmPoint:
 
 
 def sampled_specs(space: SearchSpace, family: str) -> dict[str, Any]:
-    """Optuna name → spec of what the compiled space samples (or fixes) for ``family``."""
+    """Config key → spec of what the compiled space samples (or fixes) for ``family`` (a training
+    parameter under its plain key, as a trial's config holds it: ``SearchSpace.sampled_name``)."""
 
     specs: dict[str, Any] = {}
     if len(space.adapters) > 1:
@@ -260,7 +261,7 @@ def _points_from_study(name: str, storage: str, top_k: int, field: str) -> list[
     sign = -1.0 if directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
     front = {t.number for t in study.best_trials} if len(directions) > 1 else set()
     ranked = sorted(complete, key=lambda t: (t.number not in front, sign * t.values[0]))
-    return [(f"study:{name}#{t.number}", dict(t.params)) for t in ranked[:top_k]]
+    return [(f"study:{name}#{t.number}", config_names(t.params)) for t in ranked[:top_k]]
 
 
 def prior_slots(config: WarmStartConfig, trials: int) -> int:
@@ -319,10 +320,11 @@ def collect(config: WarmStartConfig, space: SearchSpace, storage: str, *, trials
     return points
 
 
-def enqueue(study: optuna.Study, points: Sequence[WarmPoint]) -> None:
-    """Enqueue the points in order; Optuna hands them out before asking the sampler."""
+def enqueue(study: optuna.Study, points: Sequence[WarmPoint], space: SearchSpace) -> None:
+    """Enqueue the points in order; Optuna hands them out before asking the sampler. A point
+    holds a trial config; it is enqueued under the names ``space`` samples it with."""
     for point in points:
-        study.enqueue_trial(point.params, user_attrs={ATTR_SOURCE: point.source})
+        study.enqueue_trial(space.sampled_names(point.params), user_attrs={ATTR_SOURCE: point.source})
 
 
 def tag_runs(client: Any, storage: str, study_name: str, runs: Mapping[str, str | None]) -> int:

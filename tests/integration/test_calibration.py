@@ -48,7 +48,8 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
         budget={"trials": 4, "max_steps": 16, "eval_interval": 16, "cpus_per_trial": 2, "eval_batch_size": 96},
         pruning={"enabled": False}, warm_start={"prior": False},
         tracking={"uri": tracking_uri, "experiment": "calibrated", "registered_model": "calibrated"})
-    result = run_search(prepare(resolve(config)))
+    prepared = prepare(resolve(config))
+    result = run_search(prepared)
 
     from mlflow import MlflowClient
 
@@ -77,6 +78,12 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
     for trial in result.trials:
         low, high = ranges[trial.params["adapter"]]
         assert low * (1 - 1e-9) <= float(trial.params["learning_rate"]) <= high * (1 + 1e-9), trial.params
+    # each family's rate is its own parameter in the Optuna study, which TPE models apart
+    import optuna
+
+    study = optuna.load_study(study_name=result.study_name, storage=prepared.optuna_storage)
+    assert {name for t in study.trials for name in t.params if "learning_rate" in name} == {
+        f"{t.params['adapter']}.learning_rate" for t in result.trials}
 
     assert result.report_path is not None
     assert "Learning-rate calibration" in Path(result.report_path).read_text()

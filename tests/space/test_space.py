@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autopeft.errors import SpaceError
-from autopeft.space import family_params, load_space
+from autopeft.space import config_names, family_params, load_space
 
 SPACE = {
     "adapters": {
@@ -42,17 +42,37 @@ def test_fractional_batch_size_is_rejected():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ({"learning_rate": {"low": 1e-3, "high": 1e-1}},  # not log, where the shared range is
-     r"space\.adapters\.ia3\.learning_rate: expected a float range with log: true like space\.learning_rate "
-     r"\(Optuna samples one parameter from one kind of distribution\), found a float range with log: false"),
-    ({"batch_size": {"choices": [16, 32]}},
-     r"space\.adapters\.ia3\.batch_size: expected choices \[8, 16\] like space\.batch_size"),
     ({"learning_rate": {"low": 1e-3, "high": 20.0, "log": True}},
      r"space\.adapters\.ia3\.learning_rate: expected a value <= 10\.0, found 20\.0"),
+    ({"batch_size": {"choices": [16, 32.5]}}, r"space\.adapters\.ia3\.batch_size: expected an integer, found 32\.5"),
 ])
 def test_a_per_family_training_parameter_is_checked_where_it_is_written(override, message):
     with pytest.raises(SpaceError, match=message):
         load_space({**SPACE, "adapters": {**SPACE["adapters"], "ia3": override}})
+
+
+def test_a_family_samples_its_own_training_parameter_under_its_own_name():
+    # another hyperparameter, so it may be another kind of spec than the shared one
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"], "ia3": {"learning_rate": {"low": 1e-3, "high": 1e-1},
+                                                                           "batch_size": {"choices": [16, 32]}}}})
+    assert space.sampled_name("ia3", "learning_rate") == "ia3.learning_rate"
+    assert space.sampled_name("ia3", "batch_size") == "ia3.batch_size"
+    assert space.sampled_name("lora", "learning_rate") == "learning_rate"  # the shared one
+    # one family alone: nothing to keep apart, and a config without the adapter stays readable
+    alone = load_space({"adapters": {"ia3": {"learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}}}})
+    assert alone.sampled_name("ia3", "learning_rate") == "learning_rate"
+
+
+def test_a_config_and_its_sampled_names_map_both_ways():
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"], "ia3": {"learning_rate": {"low": 1e-3, "high": 1e-1}}}})
+    ia3 = {"adapter": "ia3", "learning_rate": 2e-2, "batch_size": 8, "placement.layers": "all"}
+    sampled = space.sampled_names(ia3)
+    assert sampled == {"adapter": "ia3", "ia3.learning_rate": 2e-2, "batch_size": 8, "placement.layers": "all"}
+    assert config_names(sampled) == ia3
+    lora = {"adapter": "lora", "lora.r": 4, "learning_rate": 1e-3}
+    assert space.sampled_names(lora) == lora and config_names(lora) == lora
+    # only the trial's own family maps back: another family's name is not a training key here
+    assert config_names({"adapter": "dora", "lora.learning_rate": 1.0}) == {"adapter": "dora", "lora.learning_rate": 1.0}
 
 
 def test_the_space_names_training_parameters_a_family_sets_differently():

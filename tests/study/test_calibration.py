@@ -12,7 +12,7 @@ import pytest
 from autopeft.config import BudgetConfig, CalibrationConfig
 from autopeft.engine.calibration import LrCurve, LrRange, lr_schedule
 from autopeft.schema import Artifact, CalibrationRun, RunTag
-from autopeft.space import RangeSpec, load_space
+from autopeft.space import RangeSpec, config_names, load_space
 from autopeft.study.calibration import (
     FamilyCalibration,
     calibrated_space,
@@ -45,8 +45,7 @@ def test_nothing_is_probed_when_off_or_when_one_rate_is_fixed_for_all(change: di
 
 @pytest.mark.parametrize("shared", [{"choices": [1e-3, 1e-2]}, {"low": 1e-4, "high": 1e-2}])
 def test_a_shared_rate_that_is_not_a_log_range_stops_the_calibration_with_a_reason(shared: dict) -> None:
-    # a family whose probe learnt nothing keeps the shared spec, and the calibrated log ranges
-    # could not sit beside it under Optuna's one parameter name
+    # the calibration writes log ranges: a shared rate given in another form is the user's choice
     space = load_space({**SPACE, "learning_rate": shared, "adapters": {"lora": {}, "ia3": {"learning_rate": 1e-2}}})
     families, reason = families_to_calibrate(space, ON)
     assert families == [] and reason is not None and reason.startswith("space.learning_rate is not a log range")
@@ -94,7 +93,7 @@ def test_the_calibrated_family_samples_its_range_and_the_hand_set_one_keeps_its_
     sampled: dict[str, list[float]] = {"lora": [], "ia3": []}
     for _ in range(40):
         trial = study.ask()
-        config = {**compile_space(out)(trial), **trial.params}
+        config = config_names({**compile_space(out)(trial), **trial.params})
         sampled[config["adapter"]].append(config["learning_rate"])
         study.tell(trial, 0.0)
     assert sampled["lora"] and all(2e-4 <= lr <= 6e-3 for lr in sampled["lora"])

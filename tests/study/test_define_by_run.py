@@ -8,7 +8,7 @@ import optuna
 
 from autopeft.adapters.fit import fit_to_model
 from autopeft.model.placement import resolve
-from autopeft.space import ADAPTER_KEY, SearchSpace, load_space
+from autopeft.space import ADAPTER_KEY, SearchSpace, config_names, load_space
 from autopeft.study.define_by_run import DefineByRun, compile_space
 from tests.space.test_space import SPACE
 
@@ -22,7 +22,7 @@ def sample(space: SearchSpace, n: int = 60) -> list[dict]:
     for _ in range(n):
         trial = study.ask()
         fixed = define(trial)
-        points.append({**trial.params, **fixed})
+        points.append(config_names({**trial.params, **fixed}))
         study.tell(trial, 0.0)
     return points
 
@@ -68,7 +68,23 @@ def test_a_family_can_set_its_own_learning_rate():
     assert ia3 and others
     assert all(3e-3 <= lr <= 5e-2 for lr in ia3) and any(lr > 1e-2 for lr in ia3)  # above the shared range
     assert all(1e-4 <= lr <= 1e-2 for lr in others)
-    assert all("ia3.learning_rate" not in p for p in points)  # one parameter name: what training reads
+    assert all("ia3.learning_rate" not in p for p in points)  # the config: what training reads
+
+
+def test_optuna_models_a_family_own_rate_apart_from_the_shared_one():
+    # TPE fits one model per parameter name: under one name, IA3's good rates (above LoRA's
+    # range) would pull LoRA's next draws up, and LoRA's bad ones push IA3's down
+    space = load_space({**SPACE, "adapters": {**SPACE["adapters"],
+                                              "ia3": {"learning_rate": {"low": 3e-3, "high": 5e-2, "log": True}}}})
+    define = compile_space(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    names: dict[str, set[str]] = {}
+    for _ in range(40):
+        trial = study.ask()
+        define(trial)
+        names.setdefault(trial.params[ADAPTER_KEY], set()).update(k for k in trial.params if "learning_rate" in k)
+        study.tell(trial, 0.0)
+    assert names == {"ia3": {"ia3.learning_rate"}, "lora": {"learning_rate"}, "dora": {"learning_rate"}}
 
 
 def test_a_fixed_per_family_value_is_passed_to_its_trials_only():

@@ -167,3 +167,19 @@ def test_an_interrupted_trial_that_asha_stops_after_the_resume_is_recorded_prune
     assert continued.state == optuna.trial.TrialState.PRUNED and continued.value is None
     assert continued.intermediate_values == {1: -0.9, 2: -0.8}
     assert continued.user_attrs[TrialAttr.PRUNED_REASON].startswith("still at the trivial predictor's level")
+
+
+def test_a_family_own_rate_reaches_the_trial_under_the_key_training_reads():
+    # Optuna samples IA3's own rate as ia3.learning_rate (modelled apart from LoRA's); the config
+    # Tune hands the trial holds it as learning_rate, and no ia3.* key a family config would take
+    space = load_space({"adapters": {"lora": {}, "ia3": {"learning_rate": {"low": 3e-3, "high": 3e-2, "log": True}}}})
+    searcher = PruningAwareOptunaSearch(space=compile_space(space), metric="accuracy", mode="max",
+                                        sampler=optuna.samplers.RandomSampler(seed=0), study_name="s",
+                                        storage=optuna.storages.InMemoryStorage())
+    configs = [searcher.suggest(str(i)) for i in range(12)]
+    ia3 = [c for c in configs if c["adapter"] == "ia3"]
+    assert ia3 and all(3e-3 <= c["learning_rate"] <= 3e-2 and "ia3.learning_rate" not in c for c in ia3)
+    lora = [c for c in configs if c["adapter"] == "lora"]
+    assert lora and all(1e-4 <= c["learning_rate"] <= 1e-2 for c in lora)
+    assert {name for t in searcher.study.trials for name in t.params if "learning_rate" in name} == {
+        "ia3.learning_rate", "learning_rate"}

@@ -10,7 +10,7 @@ import yaml
 
 from autopeft.config import WarmStartConfig
 from autopeft.errors import ConfigError
-from autopeft.space import load_space
+from autopeft.space import config_names, load_space
 from autopeft.study.define_by_run import compile_space
 from autopeft.study.warmstart import (
     ATTR_SOURCE,
@@ -186,7 +186,7 @@ def test_enqueued_points_are_asked_first_with_their_source():
     study = optuna.create_study(direction="maximize")
     points = [WarmPoint({"adapter": "ia3", "learning_rate": 3e-3}, "portfolio:x"),
               WarmPoint({"adapter": "lora", "lora.r": 4}, "file:y#0")]
-    enqueue(study, points)
+    enqueue(study, points, SPACE)
     run = compile_space(SPACE)
     asked = []
     for _ in range(3):
@@ -213,3 +213,22 @@ def test_the_ia3_prior_takes_the_higher_learning_rate_where_the_space_reaches_it
     assert (point.source, point.params["learning_rate"]) == ("portfolio:ia3-all-linear", 1e-2)
     (narrow,) = collect(WarmStartConfig(prior_max_trials=NO_CAP), SPACE, "sqlite://", trials=40)[2:]  # SPACE stops at 5e-3
     assert (narrow.source, narrow.params["learning_rate"]) == ("portfolio:ia3-all-linear", 3e-3)
+
+
+def test_a_config_reaches_a_family_that_samples_its_own_rate_under_that_name(tmp_path):
+    # IA3 samples its own rate as ia3.learning_rate: an enqueued config's plain learning_rate must
+    # be the one it trains with, not a fresh draw
+    space = load_space({**SPACE.model_dump(), "adapters": {"lora": {}, "ia3": {"learning_rate": {"low": 1e-3, "high": 1e-1,
+                                                                                                   "log": True}}}})
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="old", storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    enqueue(study, [WarmPoint({"adapter": "ia3", "learning_rate": 4e-2}, "file:w#0")], space)
+    trial = study.ask()
+    fixed = compile_space(space)(trial)
+    config = config_names({**trial.params, **fixed})
+    assert trial.params["ia3.learning_rate"] == 4e-2 and config["learning_rate"] == 4e-2
+    study.tell(trial, 0.9)
+    # and an earlier study's trial comes back as a config, under the plain key
+    points = collect(WarmStartConfig(sources=["old"], top_k=1, prior=False), space, storage, trials=8)
+    assert points[0].params["learning_rate"] == 4e-2 and "ia3.learning_rate" not in points[0].params
