@@ -75,7 +75,9 @@ TIME_TOLERANCE = 0.05
 def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{task: {autopeft method: ...}}: whether the search itself learnt anything. Per method, the
     share of its trials that ended at the trivial predictor's level (median over seeds, and the
-    trials counted), and in how many seeds the registered trial was one of the sampler's own draws
+    trials counted) and the share of those trials' steps they took (a search that finds configs
+    that learn runs them to the end, so fewer trials fit its budget and each trivial one, stopped
+    early, weighs more in the count than in the cost), and in how many seeds the registered trial was one of the sampler's own draws
     rather than a warm-start config (the portfolio, the prior, a file): where the portfolio always
     wins, the sampler adds nothing."""
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -84,12 +86,15 @@ def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dic
         if str(r.get("method", "")).startswith("autopeft"):
             groups[(r["task"], r["method"])].append(r)
     for (task, method), rows in sorted(groups.items()):
-        shares, judged = [], 0
+        shares, step_shares, judged = [], [], 0
         for r in rows:
-            flags = [t["trivial"] for t in r.get("trials") or [] if t.get("trivial") is not None]
-            judged += len(flags)
-            if flags:
-                shares.append(sum(flags) / len(flags))
+            judged_trials = [t for t in r.get("trials") or [] if t.get("trivial") is not None]
+            judged += len(judged_trials)
+            if judged_trials:
+                shares.append(sum(bool(t["trivial"]) for t in judged_trials) / len(judged_trials))
+            steps = sum(int(t.get("steps") or 0) for t in judged_trials)
+            if steps:  # ASHA stops a trivial trial early: its share of the steps is what it cost
+                step_shares.append(sum(int(t.get("steps") or 0) for t in judged_trials if t["trivial"]) / steps)
         sources = [r.get("winner_source") for r in rows if r.get("winner_source")]
         # each probed family of each seed: did its probe set a range (else the space's was kept)?
         probes = [p.get("outcome") for r in rows for p in (r.get("calibration") or {}).values()
@@ -98,7 +103,8 @@ def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dic
         # registered, or the trial's (final_training_error says why)?
         finals = [not r["final_training_error"] for r in rows
                   if "final_training_error" in r and (r.get("final_steps") or r["final_training_error"])]
-        out[task][method] = {"trivial_share": spread(shares), "trials_judged": judged,
+        out[task][method] = {"trivial_share": spread(shares), "trivial_step_share": spread(step_shares),
+                             "trials_judged": judged,
                              "sampler_wins": sum(s == "sampler" for s in sources), "seeds_with_source": len(sources),
                              "probes_calibrated": sum(o == CalibrationRun.CALIBRATED for o in probes),
                              "probes": len(probes), "final_registered": sum(finals), "final_runs": len(finals),
@@ -410,23 +416,24 @@ def markdown(result: dict[str, Any]) -> str:
     if any(m["trials_judged"] or m["seeds_with_source"] for t in diagnostics.values() for m in t.values()):
         lines += ["## What the search learnt", "",
                   "Share of each search's trials that ended at the trivial predictor's level (majority class, "
-                  "training mean); in how many seeds the registered trial was one of the sampler's own draws "
+                  "training mean), and their share of the search trials' steps (ASHA stops them early); in how many seeds the registered trial was one of the sampler's own draws "
                   "rather than a warm-start (portfolio) config; how many of the learning-rate probes (a family "
                   "in a seed) set a range rather than keeping the space's; and in how many seeds the final "
                   "training's adapter was registered rather than the trial's.", "",
-                  "| task | method | trials at the trivial level (%) | winner from the sampler | probes that set a "
-                  "range | final training registered |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| task | method | trials at the trivial level (%) | their steps (%) | winner from the sampler | "
+                  "probes that set a range | final training registered |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for task, methods in diagnostics.items():
             for m, d in methods.items():
                 trivial = (f"{_fmt(d['trivial_share'], 1, True)} ({d['trials_judged']} trials)"
                            if d["trials_judged"] else "not measured")
+                steps = _fmt(d["trivial_step_share"], 1, True) if d["trivial_step_share"]["n"] else "not measured"
                 wins = f"{d['sampler_wins']} of {d['seeds_with_source']} seeds" if d["seeds_with_source"] else "not recorded"
                 probes = f"{d['probes_calibrated']} of {d['probes']}" if d["probes"] else "none recorded"
                 if d.get("probes_skipped"):
                     probes += f"; none run in {d['probes_skipped']} of {d['seeds']} seeds (calibration stepped aside)"
                 finals = f"{d['final_registered']} of {d['final_runs']} seeds" if d["final_runs"] else "not recorded"
-                lines.append(f"| {task} | {m} | {trivial} | {wins} | {probes} | {finals} |")
+                lines.append(f"| {task} | {m} | {trivial} | {steps} | {wins} | {probes} | {finals} |")
         lines.append("")
     zero_config = result.get("zero_config") or zero_config_comparison(result.get("records") or [])
     if zero_config:

@@ -240,8 +240,8 @@ def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_
     from autopeft.schema import CalibrationRun
     from bench.report import markdown, search_diagnostics
 
-    def trials(*flags):
-        return [{"trial_id": str(i), "trivial": f} for i, f in enumerate(flags)]
+    def trials(*flags):  # ASHA stopped the trivial ones at 50 steps; the others ran 200
+        return [{"trial_id": str(i), "trivial": f, "steps": 50 if f else 200} for i, f in enumerate(flags)]
 
     kept, calibrated, by_hand = (CalibrationRun.KEPT, CalibrationRun.CALIBRATED, CalibrationRun.SET_BY_HAND)
     records = [
@@ -265,6 +265,8 @@ def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_
     assert set(found) == {"autopeft-lora", "autopeft-all"}
     lora = found["autopeft-lora"]
     assert lora["trivial_share"]["median"] == pytest.approx(0.375) and lora["trials_judged"] == 8
+    # their steps: 100 of 500 in seed 0, 50 of 650 in seed 1
+    assert lora["trivial_step_share"]["median"] == pytest.approx((100 / 500 + 50 / 650) / 2)
     assert (lora["sampler_wins"], lora["seeds_with_source"]) == (1, 2)
     # of 4 probes (ia3's range is the space's, not probed), one set a range
     assert (lora["probes_calibrated"], lora["probes"]) == (1, 4)
@@ -272,6 +274,7 @@ def test_the_report_says_how_many_trials_stayed_trivial_where_winners_came_from_
     assert found["autopeft-all"]["trials_judged"] == 0
     text = markdown({"name": "x", "meta": {"date": "d", "scale": "s", "command": "c"}, "records": records,
                      "summary": {"rte": {}}, "paired": {}})
-    assert "| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 1 of 2 seeds | 1 of 4 | 1 of 2 seeds |" in text
-    assert ("| rte | autopeft-all | not measured | not recorded | none recorded; none run in 1 of 2 seeds "
+    assert ("| rte | autopeft-lora | 37.5 [25.0–50.0] (8 trials) | 13.8 [7.7–20.0] | 1 of 2 seeds | 1 of 4 "
+            "| 1 of 2 seeds |") in text
+    assert ("| rte | autopeft-all | not measured | not measured | not recorded | none recorded; none run in 1 of 2 seeds "
             "(calibration stepped aside) | not recorded |") in text
