@@ -226,11 +226,32 @@ def _has_mlflow_tables(path: Path, uri: str) -> bool:
     if not path.is_file() or path.stat().st_size == 0:
         return False
     try:
-        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = _table_names(f"{path.as_uri()}?mode=ro")
     except sqlite3.Error as exc:
-        raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: {exc}") from None
+        if not _has_hot_journal(path):
+            raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: {exc}") from None
+        # A process that died mid-write (a driver killed on a lost machine) left a hot journal,
+        # which SQLite must roll back before anyone reads, and cannot on a read-only connection
+        # ("attempt to write a readonly database"). Opened for writing, it rolls the unfinished
+        # transaction back, as MLflow's own first open would: nothing committed changes.
+        try:
+            tables = _table_names(path.as_uri())
+        except sqlite3.Error as again:
+            raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: "
+                                      f"{again}") from None
     return "experiments" in tables
+
+
+def _table_names(uri: str) -> set[str]:
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _has_hot_journal(path: Path) -> bool:
+    """Whether an SQLite file has a rollback journal beside it: what a writer that died
+    mid-transaction leaves (SQLite deletes it when a transaction ends)."""
+    journal = path.with_name(path.name + "-journal")
+    return journal.is_file() and journal.stat().st_size > 0
 
 
 def _local_path(location: str) -> Path | None:

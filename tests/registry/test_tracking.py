@@ -92,3 +92,42 @@ def test_a_trial_description_says_its_config_and_how_it_ended():
     assert "over the 3 trials" in pruned
     failed = describe_trial({"adapter": "ia3"}, "FAIL", {}, "accuracy", error="InjectedFault: boom")
     assert failed.endswith("Failed: InjectedFault: boom.") and failed.startswith("Trial config: ia3.")
+
+
+def test_a_store_a_killed_writer_left_mid_transaction_is_still_a_store(tmp_path):
+    # a driver killed on a lost machine can leave mlflow.db with a hot journal; a read-only open
+    # cannot roll it back ("attempt to write a readonly database"), and resume's check must not
+    # take that for a file that is not a database
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from autopeft.registry.tracking import check_reachable
+
+    path = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri).create_experiment("kept")
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, time\n"
+        f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size=1')\n"  # pages reach the file before the commit: a hot journal
+        "db.execute('BEGIN')\n"
+        "db.execute('CREATE TABLE unfinished (i INTEGER, text TEXT)')\n"
+        "for i in range(2000):\n"
+        "    db.execute('INSERT INTO unfinished VALUES (?, ?)', (i, 'x' * 500))\n"
+        "print('written', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0
+
+    check_reachable(uri, "kept")  # raised TrackingUnreachable before
+    # the unfinished transaction was rolled back; what was committed is there
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "unfinished" not in tables and "experiments" in tables
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("kept") is not None
