@@ -75,10 +75,10 @@ TIME_TOLERANCE = 0.05
 def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """{task: {autopeft method: ...}}: whether the search itself learnt anything. Per method, the
     share of its trials that ended at the trivial predictor's level (median over seeds, and the
-    trials counted) and the share of those trials' steps they took (a search that finds configs
-    that learn runs them to the end, so fewer trials fit its budget and each trivial one, stopped
-    early, weighs more in the count than in the cost), and in how many seeds the registered trial was one of the sampler's own draws
-    rather than a warm-start config (the portfolio, the prior, a file): where the portfolio always
+    trials counted) and their share of the steps (a search that finds configs that learn runs them
+    to the end, so fewer trials fit its budget and each trivial one, stopped early, weighs more in
+    the count than in the cost), and in how many seeds the registered trial was one of the
+    sampler's own draws rather than a warm-start config (the portfolio, the prior, a file): where the portfolio always
     wins, the sampler adds nothing."""
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -92,9 +92,9 @@ def search_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, dic
             judged += len(judged_trials)
             if judged_trials:
                 shares.append(sum(bool(t["trivial"]) for t in judged_trials) / len(judged_trials))
-            steps = sum(int(t.get("steps") or 0) for t in judged_trials)
-            if steps:  # ASHA stops a trivial trial early: its share of the steps is what it cost
-                step_shares.append(sum(int(t.get("steps") or 0) for t in judged_trials if t["trivial"]) / steps)
+            steps = [(int(t.get("steps") or 0), bool(t["trivial"])) for t in judged_trials]
+            if sum(n for n, _ in steps):  # ASHA stops a trivial trial early: its share of the steps is what it cost
+                step_shares.append(sum(n for n, trivial in steps if trivial) / sum(n for n, _ in steps))
         sources = [r.get("winner_source") for r in rows if r.get("winner_source")]
         # each probed family of each seed: did its probe set a range (else the space's was kept)?
         probes = [p.get("outcome") for r in rows for p in (r.get("calibration") or {}).values()
@@ -416,8 +416,9 @@ def markdown(result: dict[str, Any]) -> str:
     if any(m["trials_judged"] or m["seeds_with_source"] for t in diagnostics.values() for m in t.values()):
         lines += ["## What the search learnt", "",
                   "Share of each search's trials that ended at the trivial predictor's level (majority class, "
-                  "training mean), and their share of the search trials' steps (ASHA stops them early); in how many seeds the registered trial was one of the sampler's own draws "
-                  "rather than a warm-start (portfolio) config; how many of the learning-rate probes (a family "
+                  "training mean), and their share of the search trials' steps (ASHA stops them early); in how "
+                  "many seeds the registered trial was one of the sampler's own draws rather than a warm-start "
+                  "(portfolio) config; how many of the learning-rate probes (a family "
                   "in a seed) set a range rather than keeping the space's; and in how many seeds the final "
                   "training's adapter was registered rather than the trial's.", "",
                   "| task | method | trials at the trivial level (%) | their steps (%) | winner from the sampler | "

@@ -226,19 +226,18 @@ def _has_mlflow_tables(path: Path, uri: str) -> bool:
     if not path.is_file() or path.stat().st_size == 0:
         return False
     try:
-        tables = _table_names(f"{path.as_uri()}?mode=ro")
-    except sqlite3.Error as exc:
-        if not _has_hot_journal(path):
-            raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: {exc}") from None
-        # A process that died mid-write (a driver killed on a lost machine) left a hot journal,
-        # which SQLite must roll back before anyone reads, and cannot on a read-only connection
-        # ("attempt to write a readonly database"). Opened for writing, it rolls the unfinished
-        # transaction back, as MLflow's own first open would: nothing committed changes.
         try:
+            tables = _table_names(f"{path.as_uri()}?mode=ro")
+        except sqlite3.Error:
+            if not _has_hot_journal(path):
+                raise
+            # A process that died mid-write (a driver killed on a lost machine) left a hot journal,
+            # which SQLite must roll back before anyone reads, and cannot on a read-only connection
+            # ("attempt to write a readonly database"). Opened for writing, it rolls the unfinished
+            # transaction back, as MLflow's own first open would: nothing committed changes.
             tables = _table_names(path.as_uri())
-        except sqlite3.Error as again:
-            raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: "
-                                      f"{again}") from None
+    except sqlite3.Error as exc:
+        raise TrackingUnreachable(f"tracking.uri: {str(path)!r} ({uri!r}) is not an SQLite database: {exc}") from None
     return "experiments" in tables
 
 
