@@ -257,10 +257,17 @@ class SearchSpace(BaseModel):
         (``<family>.<key>``) where it sets its own spec and other families share the space, else ``key``."""
         return f"{family}.{key}" if key in self.adapters[family] and len(self.adapters) > 1 else key
 
+    def family_of(self, config: Mapping[str, Any]) -> Any:
+        """The family a config names, or the space's one family where it names none (a space of
+        one family samples no ``adapter``); None where it names none in a space of several. The
+        name is returned as given, so a caller can tell a family the space lacks."""
+        family = config.get(ADAPTER_KEY)
+        return next(iter(self.adapters)) if family is None and len(self.adapters) == 1 else family
+
     def sampled_names(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A trial config (training parameters under their plain keys) under the names Optuna
         samples it with: what ``enqueue_trial`` needs to hand a config to the define-by-run function."""
-        family = config.get(ADAPTER_KEY) or (next(iter(self.adapters)) if len(self.adapters) == 1 else None)
+        family = self.family_of(config)
         if family not in self.adapters:
             return dict(config)
         return {(self.sampled_name(str(family), k) if k in TRAINING_KEYS else k): v for k, v in config.items()}

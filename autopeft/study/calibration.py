@@ -252,7 +252,7 @@ def fit_warm_start(points: list[WarmPoint], ranges: dict[str, LrRange], space: S
     task, and it is theirs to give."""
     out = []
     for point in points:
-        family = point.params.get(ADAPTER_KEY) or (next(iter(space.adapters)) if len(space.adapters) == 1 else None)
+        family = space.family_of(point.params)
         found = ranges.get(str(family))
         lr = point.params.get("learning_rate")
         if found is None or not isinstance(lr, (int, float)) or found.low <= float(lr) <= found.high:

@@ -201,11 +201,9 @@ def _fits(value: Any, spec: Any) -> bool:
 
 
 def fit_to_space(params: Mapping[str, Any], space: SearchSpace) -> dict[str, Any] | None:
-    """The config as Optuna parameters of this space, or None when it does not fit it."""
+    """The config fitted to this space (under a trial config's keys), or None when it does not fit it."""
 
-    family = params.get(ADAPTER_KEY)
-    if family is None and len(space.adapters) == 1:
-        family = next(iter(space.adapters))
+    family = space.family_of(params)
     if family not in space.adapters:
         return None
     specs = sampled_specs(space, str(family))
