@@ -150,6 +150,26 @@ def trainer_search_trial(trainer: Any) -> Any:
 # --------------------------------------------------------------------------- Ray's state API
 
 
+@contextmanager
+def job_service_address_pinned(address: str) -> Iterator[None]:
+    """While Ray's job or state client is built: the dashboard at ``address`` is the one it
+    reaches. Ray resolves the address they are given in ``ray.dashboard.utils.
+    get_address_for_submission_client``, where ``RAY_API_SERVER_ADDRESS``, else ``RAY_ADDRESS``,
+    replaces it (as in ``ray.init``): on a cluster's node, where ``RAY_ADDRESS`` names the local
+    GCS, ``--address http://other-head:8265`` would reach this node's cluster, or fail. Each
+    client resolves its address once, when it is built."""
+    name = "RAY_API_SERVER_ADDRESS"
+    before = os.environ.get(name)
+    os.environ[name] = address
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def cluster_resource_total(address: str, name: str, headers: dict[str, str] | None) -> float:
     """The total of resource ``name`` over the cluster's ALIVE nodes, through the dashboard at
     ``address``. ``ray.util.state.list_nodes`` takes no headers (a token-authenticated cluster
@@ -157,7 +177,8 @@ def cluster_resource_total(address: str, name: str, headers: dict[str, str] | No
     from ray.util.state.api import StateApiClient
     from ray.util.state.common import ListApiOptions, StateResource
 
-    client = StateApiClient(address=address, headers={"Content-Type": "application/json", **(headers or {})})
+    with job_service_address_pinned(address):
+        client = StateApiClient(address=address, headers={"Content-Type": "application/json", **(headers or {})})
     nodes: list[Any] = client.list(StateResource.NODES, options=ListApiOptions(detail=True),
                                    raise_on_missing_output=False)
     return float(sum((node.resources_total or {}).get(name, 0.0) for node in nodes if node.state == "ALIVE"))

@@ -104,7 +104,8 @@ def connect(address: str | None = None, *, token_file: str | Path | None = None)
     from ray.job_submission import JobSubmissionClient
 
     try:
-        client = JobSubmissionClient(url, headers=token.header() if token else None)
+        with _compat.job_service_address_pinned(url):  # Ray's variables would replace it
+            client = JobSubmissionClient(url, headers=token.header() if token else None)
     except AuthenticationError as exc:
         raise ClusterError(refusal(url, token, str(exc))) from None
     except (ConnectionError, OSError) as exc:

@@ -6,6 +6,7 @@ none starts Ray."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -256,6 +257,19 @@ def test_connect_to_a_dashboard(dashboard: ThreadingHTTPServer, monkeypatch: pyt
     assert cluster.address == _url(dashboard) and cluster.token == Token(SECRET, "RAY_AUTH_TOKEN")
     assert dashboard.seen[-1]["Authorization"] == f"Bearer {SECRET}"  # type: ignore[attr-defined]
     assert SECRET not in repr(cluster)
+
+
+def test_the_address_given_is_the_one_reached_whatever_rays_variables_say(dashboard: ThreadingHTTPServer,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """On a cluster's node RAY_ADDRESS names the local GCS; Ray's client would take it (or
+    RAY_API_SERVER_ADDRESS) over the address it is given."""
+    dashboard.answer = (200, json.dumps({"ray_version": "2.60.0", "version": "4"}))  # type: ignore[attr-defined]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", f"http://127.0.0.1:{closed_port()}")
+    cluster = connect(_url(dashboard))
+    assert cluster.address == _url(dashboard) and dashboard.seen  # type: ignore[attr-defined]
+    assert cluster.client.get_address() == _url(dashboard)
+    assert os.environ["RAY_API_SERVER_ADDRESS"] != _url(dashboard)  # as it was
 
 
 def test_call_turns_the_services_failures_into_one_line():
