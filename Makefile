@@ -27,18 +27,23 @@ demo: install
 # tests/ mirrors the package (tests/integration: the real stack); bench/tests: the benchmark harness
 TEST_PATHS := tests bench/tests
 
+# two test processes (pytest-xdist): on 2 cores one process left the CPUs half idle (Ray start-ups,
+# imports, polling); tests/conftest.py groups what must share a process. TEST_PROCESSES=0: one.
+TEST_PROCESSES ?= 2
+XDIST = $(if $(filter 0,$(TEST_PROCESSES)),-p no:xdist,-n $(TEST_PROCESSES) --dist loadgroup)
+
 test: install
-	$(PY) -m pytest -q --durations=15 -m "not slow" $(TEST_PATHS)
+	$(PY) -m pytest -q --durations=15 -m "not slow" $(XDIST) $(TEST_PATHS)
 
 # the few tests of minutes whose path another test already covers (the bench's zero-config run)
 test-slow: install
 	$(PY) -m pytest -q -m slow $(TEST_PATHS)
 
 test-unit: install
-	$(PY) -m pytest -q $(TEST_PATHS) -m "not integration"
+	$(PY) -m pytest -q $(XDIST) $(TEST_PATHS) -m "not integration"
 
 test-integration: install
-	$(PY) -m pytest -q $(TEST_PATHS) -m "integration and not slow"
+	$(PY) -m pytest -q $(XDIST) $(TEST_PATHS) -m "integration and not slow"
 
 # ruff, mypy (the package and the bench harness; tests are checked by running them), and the layer
 # contracts (pyproject.toml [tool.importlinter]): an upward import or a cycle fails

@@ -19,6 +19,14 @@ import os
 # with other work, spinning made a MiniLM training step with 2 threads 3-5 times slower (median
 # 3.5-3.9 s spinning vs 0.7-0.8 s passive, measured side by side on that machine).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A local Ray of each test process's own: with no address, ray.init() attaches to the cluster
+# that the machine's last `ray start` (or ray.cluster_utils) recorded, which may be a developer's,
+# or another test process's under `make test`'s two processes (the node-loss test's cluster).
+os.environ["RAY_ADDRESS"] = "local"
+# The CLI's rich consoles are built when it is imported, and a COLUMNS set then fixes their width
+# for good (pytest-xdist's workers start with COLUMNS=80); without it, each call reads COLUMNS
+# afresh, as the tests that pass it to one command (CliRunner's env) expect.
+os.environ.pop("COLUMNS", None)
 
 import copy  # noqa: E402
 import csv  # noqa: E402
@@ -102,6 +110,75 @@ def resolve_config(tmp_path: Path, **kwargs: Any):
     from autopeft.config import resolve
 
     return resolve(write_config(tmp_path, **kwargs))
+
+
+# --------------------------------------------------------------------------- order and parallel groups
+
+#: Session fixtures that run a whole study: every test that reads one runs in the test process
+#: that ran it (a second process would run the study again).
+SHARED_STUDIES = ("finished_study", "twenty_trials")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``), and an order for one process or two.
+
+    - A test that reads a shared study joins the group of that study's readers; any other
+      integration test joins its module's group (module fixtures run once, and a module's tests
+      that start services do not race each other). Unit tests stay ungrouped: each one goes to
+      whichever process is free.
+    - The integration tests come first, each group whole, so their minutes overlap each other
+      and the short unit tests fill the end of the run; within a group the tests with a Ray of
+      their own (``no_shared_ray``) come last, so the process's shared local Ray starts once.
+    """
+    def group(item) -> str | None:
+        names = getattr(item, "fixturenames", ())
+        if any(name in names for name in SHARED_STUDIES):
+            return "shared-studies"
+        return item.module.__name__ if item.get_closest_marker("integration") else None
+
+    groups = {item.nodeid: group(item) for item in items}
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = groups[item.nodeid]
+        if name is not None:
+            item.add_marker(pytest.mark.xdist_group(name))
+            first_seen.setdefault(name, index)
+
+    def order(indexed) -> tuple[int, int, bool, int]:
+        index, item = indexed
+        name = groups[item.nodeid]
+        own_ray = "no_shared_ray" in getattr(item, "fixturenames", ())
+        return (name is None, first_seen.get(name, index) if name else index, own_ray, index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=order)]
+
+
+class _GroupsCheck:
+    """Under ``--dist loadgroup``, pytest-xdist writes each test's group into the test id its
+    scheduler splits on. Where it cannot (pytest 9.2 stopped reading where xdist 3.8 writes), a
+    group's tests scatter over the processes: each would run the shared studies again, and the
+    tests of one scenario would race each other. Every test fails instead, saying why (an error
+    raised during a worker's collection reaches the user as an unrelated INTERNALERROR)."""
+
+    def __init__(self) -> None:
+        self.lost: list[str] = []  # grouped tests whose id carries no group
+
+    @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook
+    def pytest_collection_modifyitems(self, config, items):
+        if getattr(config.option, "loadgroup", False):
+            self.lost = [item.nodeid for item in items
+                         if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+
+    def pytest_runtest_setup(self, item):
+        if self.lost:
+            pytest.fail(f"pytest-xdist did not mark the group of {len(self.lost)} tests (e.g. {self.lost[0]}): this "
+                        "pytest and pytest-xdist do not work together (pytest<9.2 does); or run in one process "
+                        "(make test TEST_PROCESSES=0)", pytrace=False)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_GroupsCheck(), "autopeft-groups-check")
 
 
 # --------------------------------------------------------------------------- process state

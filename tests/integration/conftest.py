@@ -2,9 +2,10 @@
 only reads a study (end to end, multi-objective, report, final training, warm start) reads; and
 twenty short trials of a tiny model, read by the memory test and single-objective ASHA's.
 
-Ray starts once (``local_ray``) and stays up across the tests that use it; a test that needs
-its own Ray or cluster (``no_shared_ray``) shuts it down first, and the next user starts it
-again. Fault tests run their own searches.
+Ray starts once per test process (``local_ray``) and stays up across the tests that use it; a
+test that needs its own Ray or cluster (``no_shared_ray``) shuts it down first, and the next user
+starts it again (tests/conftest.py orders them, and groups the tests for parallel runs). Fault
+tests run their own searches.
 """
 
 from __future__ import annotations
@@ -66,13 +67,6 @@ def local_ray(_ray_stopped_at_exit, _warm_png_renderer) -> None:
     """Local Ray in this process, shared with the tests before and after (run_search leaves a
     Ray it did not start running)."""
     _start_local_ray()
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests with a Ray of their own run last, so the shared Ray starts once."""
-    own = [item for item in items if "no_shared_ray" in getattr(item, "fixturenames", ())]
-    if own:
-        items[:] = [item for item in items if item not in own] + own
 
 
 @pytest.fixture
