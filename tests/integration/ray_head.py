@@ -45,6 +45,15 @@ def _ready(url: str, headers: dict[str, str]) -> bool:
         return False
 
 
+def _resources_listed(url: str, headers: dict[str, str], resources: dict[str, float]) -> bool:
+    from autopeft import _compat
+
+    try:
+        return all(_compat.cluster_resource_total(url, name, headers) >= amount for name, amount in resources.items())
+    except Exception:  # noqa: BLE001 - not ready yet, whatever the reason; the deadline decides
+        return False
+
+
 @contextmanager
 def ray_head(log: Path, *, resources: dict[str, float] | None = None, num_cpus: int = 2,
              token: str | None = None, timeout_s: float = 120) -> Iterator[RayHead]:
@@ -76,7 +85,10 @@ def ray_head(log: Path, *, resources: dict[str, float] | None = None, num_cpus: 
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
-        while not _ready(url, headers):
+        # ready: the job service answers, and the state API lists the head with its resources
+        # (a study limit that a submit cannot read yet is no limit: under load the first answers
+        # of a new head's state API came later than its job service's)
+        while not (_ready(url, headers) and _resources_listed(url, headers, resources or {})):
             if proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:

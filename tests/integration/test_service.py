@@ -33,6 +33,7 @@ import pytest
 from mlflow import MlflowClient
 
 import autopeft
+from autopeft import _compat
 from autopeft.cli.jobs import COLUMNS
 from autopeft.schema import CalibrationRun, RunKind, RunTag, StudyRunTags, TrialAttr, current_user
 from tests.conftest import write_sst2_slice, write_yaml
@@ -103,7 +104,8 @@ def study_config(folder: Path, data: dict[str, Path], name: str, uri: str, **bud
 def job_state(head: RayHead, study: str, action: str = "search") -> str:
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(head.dashboard, headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
+    with _compat.job_service_address_pinned(head.dashboard):  # not the RAY_ADDRESS of the test process
+        client = JobSubmissionClient(head.dashboard, headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
     states = [str(getattr(j.status, "value", j.status)) for j in client.list_jobs()
               if (j.metadata or {}).get(RunTag.STUDY) == study and (j.metadata or {}).get("autopeft.action") == action]
     return states[0] if states else "MISSING"
@@ -152,6 +154,9 @@ def scenario(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template) -> Rec
                         submit_a=cli(["submit", "--config", "search.yaml", "--output-dir", str(out)], folders[A], env))
         record.marks["head and MLflow up"] = record_start
         assert record.submit_a.returncode == 0, record.submit_a.stderr[-2000:]
+        # the head's study limit was read (else A and B would run at once, and the waits below time out)
+        assert not re.search(r"study limit \(|no limit on the studies", record.submit_a.stdout + record.submit_a.stderr), \
+            record.submit_a.stdout + record.submit_a.stderr
         # B from Python, the token from a file
         token_file = root / "ray-token"
         token_file.write_text(token)
