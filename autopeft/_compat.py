@@ -157,17 +157,22 @@ def job_service_address_pinned(address: str) -> Iterator[None]:
     get_address_for_submission_client``, where ``RAY_API_SERVER_ADDRESS``, else ``RAY_ADDRESS``,
     replaces it (as in ``ray.init``): on a cluster's node, where ``RAY_ADDRESS`` names the local
     GCS, ``--address http://other-head:8265`` would reach this node's cluster, or fail. Each
-    client resolves its address once, when it is built."""
+    client resolves its address once, when it is built. The environment is the process's: a lock
+    keeps two threads that build clients for different clusters from reading each other's pin."""
     name = "RAY_API_SERVER_ADDRESS"
-    before = os.environ.get(name)
-    os.environ[name] = address
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+    with _ADDRESS_PIN:
+        before = os.environ.get(name)
+        os.environ[name] = address
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+
+
+_ADDRESS_PIN = threading.Lock()
 
 
 def cluster_resource_total(address: str, name: str, headers: dict[str, str] | None) -> float:

@@ -33,9 +33,9 @@ import pytest
 from mlflow import MlflowClient
 
 import autopeft
-from autopeft import _compat
 from autopeft.cli.jobs import COLUMNS
 from autopeft.schema import CalibrationRun, RunKind, RunTag, StudyRunTags, TrialAttr, current_user
+from autopeft.service.connection import TOKEN_ENV, connect
 from tests.conftest import write_sst2_slice, write_yaml
 from tests.integration.conftest import _stop_ray
 from tests.integration.mlflow_server import tracking_server
@@ -102,10 +102,9 @@ def study_config(folder: Path, data: dict[str, Path], name: str, uri: str, **bud
 
 
 def job_state(head: RayHead, study: str, action: str = "search") -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    with _compat.job_service_address_pinned(head.dashboard):  # not the RAY_ADDRESS of the test process
-        client = JobSubmissionClient(head.dashboard, headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
+    with pytest.MonkeyPatch.context() as env:  # the head's token, as a user's shell would hold it
+        env.setenv(TOKEN_ENV, head.env[TOKEN_ENV])
+        client = connect(head.dashboard).client
     states = [str(getattr(j.status, "value", j.status)) for j in client.list_jobs()
               if (j.metadata or {}).get(RunTag.STUDY) == study and (j.metadata or {}).get("autopeft.action") == action]
     return states[0] if states else "MISSING"
