@@ -150,6 +150,10 @@ def trainer_search_trial(trainer: Any) -> Any:
 # --------------------------------------------------------------------------- Ray's state API
 
 
+#: Held while RAY_API_SERVER_ADDRESS is pinned (the environment is the process's, not a thread's)
+_ADDRESS_PIN = threading.Lock()
+
+
 @contextmanager
 def job_service_address_pinned(address: str) -> Iterator[None]:
     """While Ray's job or state client is built: the dashboard at ``address`` is the one it
@@ -170,9 +174,6 @@ def job_service_address_pinned(address: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = before
-
-
-_ADDRESS_PIN = threading.Lock()
 
 
 def cluster_resource_total(address: str, name: str, headers: dict[str, str] | None) -> float:

@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(config, items):
         index, item = indexed
         name = groups[item.nodeid]
         own_ray = "no_shared_ray" in getattr(item, "fixturenames", ())
-        return (name is None, first_seen.get(name, index) if name else index, own_ray, index)
+        return (name is None, first_seen[name] if name else index, own_ray, index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=order)]
 
