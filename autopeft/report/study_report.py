@@ -15,8 +15,8 @@ importances carry a caveat when fewer than 5 trials COMPLETEd.
 The data come from MLflow (trial runs: outcome, params, final metrics, metric curves; the study
 run: the selection, the test metrics; the registry: the version) and the study's Optuna storage
 (trial numbers, importances, constraints); the searcher stores each Optuna trial's Ray trial id,
-which joins the two. PNGs are rendered by kaleido where it finds a Chrome
-or Chromium, otherwise by matplotlib from the same figure data.
+which joins the two. The PNGs come from ``autopeft.report.png`` (kaleido where it renders, otherwise
+matplotlib from the same figure data).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.errors import ConfigError
+from autopeft.report.png import write_pngs
 from autopeft.report.sections import calibration_figures, importance_caveat, summary_html, trials_html
 from autopeft.schema import Artifact, Metric, Outcome, RunKind, StudyRunTags, TrialAttr, TrialRunTags, VersionTag
 
@@ -516,146 +517,6 @@ def build_figures(data: StudyData, structure: ModelStructure | None) -> dict[str
     return {"pareto": fig_pareto(data), "history": fig_history(data), "curves": fig_curves(data),
             "importance": fig_importance(data), "family": fig_family(data),
             "placement": fig_placement(data, structure)}
-
-
-# --- PNG ----------------------------------------------------------------------------------------
-
-
-def _png_kaleido(figures: dict[str, go.Figure], out_dir: Path) -> dict[str, Path]:
-    import plotly.io as pio
-
-    paths = {key: out_dir / f"{key}.png" for key in figures}
-    pio.write_images(list(figures.values()), [str(p) for p in paths.values()], width=1000, height=500)
-    return paths
-
-
-def decode_typed(obj: Any) -> Any:
-    """Plotly (>= 6) writes numeric arrays as ``{"dtype", "bdata"[, "shape"]}`` (base64): back to lists."""
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            import base64
-
-            import numpy as np
-
-            array = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            if "shape" in obj:
-                array = array.reshape(tuple(int(n) for n in str(obj["shape"]).split(",")))
-            return array.tolist()
-        return {k: decode_typed(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [decode_typed(v) for v in obj]
-    return obj
-
-
-_MPL_MARKERS = {"circle": "o", "circle-open": "o", "x": "x", "star": "*", "diamond-open": "D",
-                "square": "s", "square-x": "s", "square-x-open": "s"}
-_MPL_LINE_MARKERS = {"x"}  # drawn by their edge: a colour, no face
-
-
-def _plain(text: str) -> str:
-    """Plotly's text markup (``<br>``, ``<sup>``) as plain text for matplotlib."""
-    return re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", "\n", text))
-
-
-def _png_matplotlib(fig: go.Figure, path: Path) -> None:
-    """The plotly figure's traces drawn with matplotlib (scatter, lines, bars, boxes, heat maps)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    spec = decode_typed(json.loads(fig.to_json()))
-    layout = spec.get("layout", {})
-    figure, ax = plt.subplots(figsize=(10, 5), dpi=100)
-    categories: dict[str, int] = {}
-
-    def xs(values: Any) -> list[Any]:
-        out = []
-        for v in list(values if values is not None else []):
-            if isinstance(v, str):
-                out.append(categories.setdefault(v, len(categories)))
-            else:
-                out.append(v)
-        return out
-
-    for trace in spec.get("data", []):
-        kind = trace.get("type", "scatter")
-        name = trace.get("name") if trace.get("showlegend", True) is not False else None
-        marker = trace.get("marker", {}) or {}
-        color = marker.get("color") if isinstance(marker.get("color"), str) else None
-        if kind == "scatter":
-            x, y = xs(trace.get("x")), list(trace.get("y") if trace.get("y") is not None else [])
-            mode = trace.get("mode", "markers")
-            line = trace.get("line", {}) or {}
-            color = color or line.get("color")
-            if "lines" in mode:
-                style = ":" if line.get("dash") in ("dot", "dash") else "-"
-                width = float(line.get("width") or 1.5)
-                step = "post" if line.get("shape") == "hv" else None
-                if step:
-                    ax.step(x, y, where="post", linestyle=style, color=color, linewidth=width,
-                            label=name if "markers" not in mode else None)
-                else:
-                    ax.plot(x, y, linestyle=style, color=color, linewidth=width,
-                            label=name if "markers" not in mode else None)
-            if "markers" in mode:
-                symbol = str(marker.get("symbol", "circle"))
-                shape = _MPL_MARKERS.get(symbol, "o")
-                size = (marker.get("size") or 8) ** 2 / 1.5
-                if shape in _MPL_LINE_MARKERS:
-                    ax.scatter(x, y, marker=shape, s=size, color=color or "black", label=name)
-                else:
-                    edge = (marker.get("line") or {}).get("color") or color or "black"
-                    ax.scatter(x, y, marker=shape, s=size, facecolors="none" if symbol.endswith("-open") else color,
-                               edgecolors=(color or "black") if symbol.endswith("-open") else edge, label=name)
-        elif kind == "bar":
-            if trace.get("orientation") == "h":
-                ax.barh(list(trace["y"]), list(trace["x"]), color=color, label=name)
-            else:
-                ax.bar(xs(trace["x"]), list(trace["y"]), color=color, label=name)
-        elif kind == "box":
-            y = [v for v in trace.get("y", []) if v is not None]
-            if y:
-                pos = xs([trace.get("name")])[0]
-                ax.boxplot([y], positions=[pos], widths=0.5)
-                ax.scatter([pos] * len(y), y, color=color, s=20, label=name)
-        elif kind == "heatmap":
-            image = ax.imshow(trace["z"], aspect="auto", cmap="Blues", vmin=0, vmax=1)
-            ax.set_xticks(range(len(trace["x"])), trace["x"])
-            ax.set_yticks(range(len(trace["y"])), trace["y"])
-            figure.colorbar(image, ax=ax, label="share")
-    if categories:
-        ax.set_xticks(list(categories.values()), list(categories))
-    for annotation in layout.get("annotations", []) or []:
-        if annotation.get("text") and annotation.get("xref") == "paper":
-            ax.text(annotation.get("x", 0.5), annotation.get("y", 0.5), _plain(annotation["text"]), ha="center",
-                    va="center", transform=ax.transAxes)
-    title = layout.get("title", {})
-    ax.set_title(_plain((title.get("text") if isinstance(title, dict) else str(title or "")) or ""), fontsize=10)
-    for axis, setter in (("xaxis", ax.set_xlabel), ("yaxis", ax.set_ylabel)):
-        label = (layout.get(axis, {}) or {}).get("title", {})
-        setter(label.get("text", "") if isinstance(label, dict) else str(label or ""))
-    if (layout.get("xaxis", {}) or {}).get("type") == "log":
-        ax.set_xscale("log")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def write_pngs(figures: dict[str, go.Figure], out_dir: Path) -> tuple[dict[str, Path], str]:
-    """Each figure as ``<key>.png``; returns the paths and the renderer used."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return _png_kaleido(figures, out_dir), "kaleido"
-    except Exception as exc:  # noqa: BLE001 - kaleido missing, or no Chrome/Chromium for it to drive
-        log.info("kaleido could not render (%s); using matplotlib", " ".join(str(exc).split())[:200])
-    paths = {}
-    for key, fig in figures.items():
-        paths[key] = out_dir / f"{key}.png"
-        _png_matplotlib(fig, paths[key])
-    return paths, "matplotlib"
 
 
 # --- HTML and MLflow ----------------------------------------------------------------------------

@@ -45,25 +45,8 @@ def _ray_stopped_at_exit() -> Iterator[None]:
     _stop_ray()
 
 
-@pytest.fixture(scope="session")
-def _warm_png_renderer() -> Iterator[None]:
-    """One Chromium for kaleido across the session's in-process studies. Each study's report
-    renders its PNGs with ``plotly.io.write_images``; without a running server kaleido starts
-    and closes a browser every time (2.9 s for six figures on 2 cores, 0.9 s with one kept
-    open). A user's ``autopeft search`` is one process and one report, so the product keeps
-    kaleido's default; what is rendered is the same either way."""
-    try:
-        import kaleido
-    except ImportError:  # the report falls back to matplotlib, as it does for a user without kaleido
-        yield
-        return
-    kaleido.start_sync_server(silence_warnings=True)
-    yield
-    kaleido.stop_sync_server(silence_warnings=True)
-
-
 @pytest.fixture
-def local_ray(_ray_stopped_at_exit, _warm_png_renderer) -> None:
+def local_ray(_ray_stopped_at_exit) -> None:
     """Local Ray in this process, shared with the tests before and after (run_search leaves a
     Ray it did not start running)."""
     _start_local_ray()
@@ -139,8 +122,8 @@ def finished_study_config(folder: Path, data: dict[str, Path], warm: Path) -> di
 
 
 @pytest.fixture(scope="session")
-def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit,
-                   _warm_png_renderer) -> FinishedStudy:
+def finished_study(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template,
+                   _ray_stopped_at_exit) -> FinishedStudy:
     from autopeft.config import resolve
     from autopeft.study import prepare, run_search, warmstart
 
@@ -183,8 +166,8 @@ class TwentyTrials:
 
 
 @pytest.fixture(scope="session")
-def twenty_trials(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template, _ray_stopped_at_exit,
-                  _warm_png_renderer) -> TwentyTrials:
+def twenty_trials(tmp_path_factory, glue_dir, minilm_path, mlflow_db_template,
+                  _ray_stopped_at_exit) -> TwentyTrials:
     """Twenty trials of a tiny random BERT on an SST-2 slice, one at a time: a single-objective
     study (TPE, so Optuna keeps each trial's curve) with ASHA on validation loss (grace 1, factor
     2; two reports a trial, so its one rung is at the first). Its tests read what the worker

@@ -146,7 +146,7 @@ def _figure_data(html_text: str) -> dict[str, list[dict]]:
     """fig id → its plotly traces, read from the Plotly.newPlot calls in the file."""
     import re
 
-    from autopeft.report.study_report import decode_typed
+    from autopeft.report.png import decode_typed
 
     out = {}
     for match in re.finditer(r'Plotly\.newPlot\(\s*"fig-(\w+)",\s*', html_text):

@@ -14,13 +14,12 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from autopeft.model.placement import scan
+from autopeft.report.png import _png_matplotlib, decode_typed
 from autopeft.report.study_report import (
     FIGURES,
     SINGLE_POINT_LEGEND_LIMIT,
     StudyData,
-    _png_matplotlib,
     build_figures,
-    decode_typed,
     load_study_data,
     placement_matrix,
     render_html,
