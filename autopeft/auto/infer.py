@@ -35,7 +35,7 @@ import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
 from autopeft.config import HubSource, ModelConfig
-from autopeft.data import detect_header, locate, read_hub_split, read_table
+from autopeft.data import detect_header, locate, not_a_file, read_hub_split, read_table
 from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
@@ -171,7 +171,7 @@ def infer(request: Request) -> Inference:
             if given is not None:
                 path = locate(given, None)
                 if not path.is_file():  # before resolve(), which raises RuntimeError on a symlink loop
-                    raise DataError(f"--{split}: no such file {given!r}")
+                    raise DataError(not_a_file(f"--{split}", given))
                 inference.choose(f"data.{split}", str(path.resolve()), f"--{split}")
     for column_field, (value, reason) in columns.items():
         inference.choose(f"data.{column_field}", value, reason)

@@ -34,6 +34,7 @@ from autopeft.data.load import (
     detect_header,
     load,
     locate,
+    not_a_file,
     read_hub_split,
     read_table,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "IGNORE",
     "load",
     "locate",
+    "not_a_file",
     "pad_id",
     "RawData",
     "read_cache",

@@ -137,6 +137,13 @@ def locate(path: str, base_dir: Path | None) -> Path:
     return alt if alt.is_file() else candidate
 
 
+def not_a_file(field_name: str, given: str | Path) -> str:
+    """The one-line error for a data path that is not a file: missing, or a folder."""
+    if Path(given).expanduser().is_dir():
+        return f"{field_name}: {str(given)!r} is a folder; expected one data file (.csv, .tsv, .txt, .jsonl, .json or .parquet)"
+    return f"{field_name}: no such file {str(given)!r}"
+
+
 def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                columns: Sequence[str] | None = None) -> pd.DataFrame:
     """One data file as a frame whose column names are strings.
@@ -268,7 +275,7 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
 
 def _suffix(path: Path, field_name: str) -> str:
     if not path.is_file():
-        raise DataError(f"{field_name}: no such file {str(path)!r}")
+        raise DataError(not_a_file(field_name, path))
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{field_name}: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file, found {path.name!r}")

@@ -248,10 +248,13 @@ def test_a_test_file_that_is_not_a_file_is_one_line(minilm_path: str, tmp_path: 
     (tmp_path / "loop.csv").symlink_to(tmp_path / "loop2.csv")
     (tmp_path / "loop2.csv").symlink_to(tmp_path / "loop.csv")
     (tmp_path / "folder.csv").mkdir()
-    for flag, given in (("test", "loop.csv"), ("validation", "folder.csv"), ("test", "missing.csv")):
+    for flag, given in (("test", "loop.csv"), ("test", "missing.csv")):
         path = str(tmp_path / given)
         with pytest.raises(DataError, match=rf"^--{flag}: no such file '{path}'$"):
             infer(Request(model="minilm", train=str(train), **{flag: path}))
+    folder = str(tmp_path / "folder.csv")
+    with pytest.raises(DataError, match=rf"^--validation: '{folder}' is a folder; expected one data file \("):
+        infer(Request(model="minilm", train=str(train), validation=folder))
 
 
 def test_a_column_of_records_is_no_text(minilm_path: str, tmp_path: Path) -> None:

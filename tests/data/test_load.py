@@ -39,6 +39,11 @@ def test_missing_file(tmp_path):
         load(DataConfig(train=str(tmp_path / "nope.csv"), text_columns=["sentence"]), CLS, seed=0)
 
 
+def test_a_folder_given_as_the_data_is_named_as_one(tmp_path):
+    with pytest.raises(DataError, match=r"^data\.train: '.*' is a folder; expected one data file \(\.csv"):
+        load(DataConfig(train=str(tmp_path), text_columns=["sentence"]), CLS, seed=0)
+
+
 def test_text_column_not_in_data(tmp_path):
     path = tmp_path / "train.csv"
     FRAME.to_csv(path, index=False)
