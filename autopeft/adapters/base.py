@@ -12,6 +12,7 @@ failing mid-search), ``on_step`` runs after every optimizer step (AdaLoRA's rank
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -170,9 +171,9 @@ def get_family(name: str) -> AdapterFamily:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise SpaceError(
-            f"space.adapters: unknown adapter family {name!r} (registered: {', '.join(sorted(_REGISTRY))})"
-        ) from None
+        close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f" (registered: {', '.join(sorted(_REGISTRY))})"
+        raise SpaceError(f"space.adapters: unknown adapter family {name!r}{hint}") from None
 
 
 def families() -> dict[str, AdapterFamily]:

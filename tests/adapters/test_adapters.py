@@ -27,9 +27,11 @@ def test_registry_lists_the_issue_families():
     assert {"lora", "dora", "ia3"} <= set(families())
 
 
-def test_unknown_family_lists_the_valid_ones():
-    with pytest.raises(SpaceError, match=r"unknown adapter family 'loar' \(registered: .*dora.*ia3.*lora"):
+def test_an_unknown_family_names_the_closest_one_or_lists_them_all():
+    with pytest.raises(SpaceError, match=r"^space\.adapters: unknown adapter family 'loar'; did you mean 'lora'\?$"):
         get_family("loar")
+    with pytest.raises(SpaceError, match=r"unknown adapter family 'houlsby' \(registered: .*dora.*ia3.*lora"):
+        get_family("houlsby")
 
 
 def test_lora_builds_lora_config_on_exactly_the_placed_modules(tiny_bert):

@@ -33,7 +33,7 @@ def test_valid_config_prepares_without_touching_mlflow(tmp_path, minilm_path):
     ({"space": {"adapters": ["lora"], "placement": {"layers": "last-9"}}}, SpaceError,
      r"space\.placement\.layers: 'last-9' asks for 9 layers, the model has 6"),
     ({"space": {"adapters": {"lora": {"r": 0}}}}, SpaceError, r"space\.adapters\.lora\.r: expected a value >= 1, found 0"),
-    ({"space": {"adapters": ["adalora-typo"]}}, SpaceError, r"unknown adapter family 'adalora-typo' \(registered:"),
+    ({"space": {"adapters": ["adalora-typo"]}}, SpaceError, r"unknown adapter family 'adalora-typo'; did you mean 'adalora'\?"),
 ])
 def test_bad_input_fails_before_any_compute(tmp_path, minilm_path, changes, error, pattern):
     with pytest.raises(error, match=pattern):
