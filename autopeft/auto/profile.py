@@ -89,7 +89,8 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
         return ColumnProfile(name, "number", rows, int(values.nunique()), integral=True)
     if pd.api.types.is_numeric_dtype(numbers) and not numbers.isna().any():
         distinct = int(numbers.nunique())
-        integral = bool(np.all(np.mod(numbers.to_numpy(dtype=float), 1.0) == 0))
+        floats = numbers.to_numpy(dtype=float)
+        integral = bool(np.all(np.isfinite(floats)) and np.all(np.mod(floats, 1.0) == 0))  # inf: no remainder
         unique_whole = integral and distinct == rows and rows > 50
         return ColumnProfile(name, "number", rows, distinct, integral=integral, id_like=named_id or unique_whole)
     text = values.astype(str)

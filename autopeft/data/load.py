@@ -521,12 +521,6 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
                     f"data.{target.field}: {split} has label {unexpected[0]!r} that train does not have "
                     f"(train labels: {shown})"
                 )
-    elif target is not None and target.kind == "value":
-        for split, frame in frames.items():
-            try:
-                frame[target.name].astype(float)
-            except (TypeError, ValueError):
-                raise DataError(f"data.{target.field}: regression needs numbers in {target.name!r} ({split})") from None
     inputs = [c.name for c in columns if not c.target]
     return RawData(frames=frames, label_names=label_names, text_columns=inputs,
                    label_column=next(c.name for c in columns if c.target), source=source, task=task.name,
@@ -574,6 +568,8 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
         if column.kind in ("label", "value") and frame[column.name].isna().any():
             row = int(frame[column.name].isna().to_numpy().argmax())
             raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row}")
+        if column.kind == "value":
+            _check_numbers(frame[column.name], column, split)
         if column.kind in ("words", "tags"):
             frame[column.name] = [_as_list(v, column, split, row) for row, v in enumerate(frame[column.name])]
         if column.kind == "image":
@@ -623,6 +619,22 @@ def _head(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     if len(frame) <= n:
         return frame
     return frame.sample(n=n, random_state=seed).reset_index(drop=True)
+
+
+def _check_numbers(values: pd.Series, column: Column, split: str) -> None:
+    """A regression target holds finite numbers: "inf" parses as one, and the first training
+    step's loss became inf."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataError(f"data.{column.field}: regression needs finite numbers in {column.name!r}, found "
+                        f"{_short_value(values.iloc[row])} in {split} row {row} ({int(bad.sum())} in all)")
+
+
+def _short_value(value: Any, limit: int = 40) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_texts(frame: pd.DataFrame, columns: list[str], split: str, field_name: str = "text_columns") -> None:

@@ -134,3 +134,16 @@ def test_max_validation_examples_cuts_validation_not_test(tmp_path):
                      validation_fraction=0.5, max_validation_examples=40)
     raw = load(cfg, get_task("sequence_classification"), seed=0)
     assert raw.sizes == {"train": 150, "validation": 40, "test": 120}
+
+
+@pytest.mark.parametrize(("bad", "shown"), [("inf", "inf"), ("-inf", "-inf"), ("high", "'high'")])
+def test_a_regression_target_that_is_not_a_finite_number_is_one_line_with_its_row(tmp_path, bad, shown):
+    """'inf' parses as a number: it reached training, whose first loss was inf."""
+    path = tmp_path / "train.csv"
+    scores = [str(i / 10) for i in range(40)]
+    scores[7] = bad
+    pd.DataFrame({"sentence": FRAME.sentence, "score": scores}).to_csv(path, index=False)
+    cfg = DataConfig(train=str(path), text_columns=["sentence"], label_column="score")
+    with pytest.raises(DataError, match=rf"^data\.label_column: regression needs finite numbers in 'score', found "
+                                        rf"{shown} in train row 7 \(1 in all\)$"):
+        load(cfg, get_task("regression"), seed=0)
