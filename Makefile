@@ -28,9 +28,10 @@ demo: install
 TEST_PATHS := tests bench/tests
 
 # two test processes (pytest-xdist): on 2 cores one process left the CPUs half idle (Ray start-ups,
-# imports, polling); tests/conftest.py groups what must share a process. TEST_PROCESSES=0: one.
+# imports, polling); tests/conftest.py groups what must share a process and orders the groups longest
+# first (--no-loadscope-reorder keeps that order). TEST_PROCESSES=0: one.
 TEST_PROCESSES ?= 2
-XDIST = $(if $(filter 0,$(TEST_PROCESSES)),-p no:xdist,-n $(TEST_PROCESSES) --dist loadgroup)
+XDIST = $(if $(filter 0,$(TEST_PROCESSES)),-p no:xdist,-n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder)
 
 test: install
 	$(PY) -m pytest -q --durations=15 -m "not slow" $(XDIST) $(TEST_PATHS)

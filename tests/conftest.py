@@ -118,6 +118,19 @@ def resolve_config(tmp_path: Path, **kwargs: Any):
 #: that ran it (a second process would run the study again).
 SHARED_STUDIES = ("finished_study", "twenty_trials")
 
+#: The groups of minutes, longest first (a fresh-clone run's --durations, session 32: the service
+#: scenario 4.5 min, the shared studies 3.5, the zero-config study 2.5, ...). ``make test`` keeps
+#: this order (--no-loadscope-reorder): each process takes the longest group left, so no group of
+#: minutes starts last beside an idle process. (xdist's own order is by number of tests: the task
+#: kinds' five short studies before the zero-config study, and the one-test groups of a minute or
+#: more in file order.) A group not named here runs after these, in collection order; a name that
+#: no longer exists only loses its place.
+LONGEST_GROUPS = ("tests.integration.test_service", "shared-studies", "tests.integration.test_zero_config",
+                  "tests.integration.test_reliability", "tests.integration.test_lifecycle",
+                  "tests.integration.test_cluster", "tests.integration.test_all_adapters",
+                  "tests.integration.test_s3", "bench.tests.test_smoke", "tests.integration.test_calibration",
+                  "tests.integration.test_interrupt", "tests.integration.test_final_training")
+
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
@@ -127,9 +140,10 @@ def pytest_collection_modifyitems(config, items):
       integration test joins its module's group (module fixtures run once, and a module's tests
       that start services do not race each other). Unit tests stay ungrouped: each one goes to
       whichever process is free.
-    - The integration tests come first, each group whole, so their minutes overlap each other
-      and the short unit tests fill the end of the run; within a group the tests with a Ray of
-      their own (``no_shared_ray``) come last, so the process's shared local Ray starts once.
+    - The integration tests come first, each group whole, the longest groups first
+      (``LONGEST_GROUPS``), so their minutes overlap each other and the short unit tests fill the
+      end of the run; within a group the tests with a Ray of their own (``no_shared_ray``) come
+      last, so the process's shared local Ray starts once.
     """
     def group(item) -> str | None:
         names = getattr(item, "fixturenames", ())
@@ -145,11 +159,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(name))
             first_seen.setdefault(name, index)
 
-    def order(indexed) -> tuple[int, int, bool, int]:
+    def order(indexed) -> tuple[bool, int, int, bool, int]:
         index, item = indexed
         name = groups[item.nodeid]
         own_ray = "no_shared_ray" in getattr(item, "fixturenames", ())
-        return (name is None, first_seen[name] if name else index, own_ray, index)
+        rank = LONGEST_GROUPS.index(name) if name in LONGEST_GROUPS else len(LONGEST_GROUPS)
+        return (name is None, rank, first_seen[name] if name else index, own_ray, index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=order)]
 
