@@ -2,10 +2,10 @@
 matplotlib from the same figure data.
 
 kaleido renders in a child process with a deadline. In-process, a browser that never answers
-blocks for good: kaleido waits on its render queue without a timeout once its browser thread
-has died (seen with its sync server when a page load timed out under load), and a stuck
-non-daemon thread would block the driver's exit as well. A child can be killed with the browser
-it started, and the report then falls back to matplotlib.
+can block for good: kaleido's sync server waits on its render queue without a timeout, and its
+thread ends when its browser fails to start or load the page, leaving nobody to answer; a stuck
+non-daemon thread would also block the driver's exit. A child can be killed with the browser it
+started, and the report then falls back to matplotlib.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def write_pngs(figures: dict[str, go.Figure], out_dir: Path, *,
     """Each figure as ``<out_dir>/<key>.png``; returns the paths and the renderer used."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / f"{key}.png" for key in figures}
+    for path in paths.values():  # a report written again: only what this render writes counts
+        path.unlink(missing_ok=True)
     failure = _png_kaleido(figures, paths, kaleido_deadline_s)
     if failure is None:
         return paths, "kaleido"
