@@ -67,8 +67,9 @@ class StrictModel(BaseModel):
         return value
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``value`` as an error shows it: its repr (a numpy scalar's as the Python number's), cut at ``limit``."""
+    text = repr(value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -93,7 +94,7 @@ def one_line(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         message = f"{field}: {msg}"
         # our own checks' messages say what they found already ("expected ..., found 3")
         if err["type"] not in {"missing"} and not isinstance(found, dict) and ", found " not in msg:
-            message += f" (found {_short(found)})"
+            message += f" (found {short_repr(found)})"
     if len(errors) > 1:
         message += f" [and {len(errors) - 1} more problem(s)]"
     return message

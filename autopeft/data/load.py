@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from autopeft._validation import short_repr
 from autopeft.errors import DataError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 SPLITS = ("train", "validation", "test")
 #: The file kinds ``read_table`` reads, by suffix.
 SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
+#: The suffixes as an error names them.
+_SUFFIXES_TEXT = f"{', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}"
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
 #: Rows of a csv/tsv that header detection looks at.
 _SNIFF_ROWS = 1000
@@ -140,7 +143,7 @@ def locate(path: str, base_dir: Path | None) -> Path:
 def not_a_file(field_name: str, given: str | Path) -> str:
     """The one-line error for a data path that is not a file: missing, or a folder."""
     if Path(given).expanduser().is_dir():
-        return f"{field_name}: {str(given)!r} is a folder; expected one data file (.csv, .tsv, .txt, .jsonl, .json or .parquet)"
+        return f"{field_name}: {str(given)!r} is a folder; expected one data file ({_SUFFIXES_TEXT})"
     return f"{field_name}: no such file {str(given)!r}"
 
 
@@ -278,7 +281,7 @@ def _suffix(path: Path, field_name: str) -> str:
         raise DataError(not_a_file(field_name, path))
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"{field_name}: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file, found {path.name!r}")
+        raise DataError(f"{field_name}: expected a {_SUFFIXES_TEXT} file, found {path.name!r}")
     return suffix
 
 
@@ -629,12 +632,7 @@ def _check_numbers(values: pd.Series, column: Column, split: str) -> None:
     if bad.any():
         row = int(bad.argmax())
         raise DataError(f"data.{column.field}: regression needs finite numbers in {column.name!r}, found "
-                        f"{_short_value(values.iloc[row])} in {split} row {row} ({int(bad.sum())} in all)")
-
-
-def _short_value(value: Any, limit: int = 40) -> str:
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+                        f"{short_repr(values.iloc[row])} in {split} row {row} ({int(bad.sum())} in all)")
 
 
 def _check_texts(frame: pd.DataFrame, columns: list[str], split: str, field_name: str = "text_columns") -> None:
