@@ -150,8 +150,10 @@ def trainer_search_trial(trainer: Any) -> Any:
 # --------------------------------------------------------------------------- Ray's state API
 
 
-#: Held while RAY_API_SERVER_ADDRESS is pinned (the environment is the process's, not a thread's)
-_ADDRESS_PIN = threading.Lock()
+#: Held while RAY_API_SERVER_ADDRESS is pinned (the environment is the process's, not a thread's).
+#: Reentrant: a client built inside another pin (a state query while a job client is built) must
+#: not wait on its own thread; the inner pin restores the outer one on leaving.
+_ADDRESS_PIN = threading.RLock()
 
 
 @contextmanager

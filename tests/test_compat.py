@@ -28,3 +28,29 @@ def test_a_trainer_callback_sees_the_optuna_trial_of_a_hyperparameter_search(tmp
     trainer.hyperparameter_search(hp_space=lambda t: {"learning_rate": t.suggest_float("learning_rate", 1e-4, 1e-3)},
                                   compute_objective=lambda m: m["eval_loss"], n_trials=1, backend="optuna")
     assert len(seen) == 1 and isinstance(seen[0], optuna.Trial)
+
+
+def test_the_job_service_address_pin_nests_in_one_thread_and_keeps_other_threads_out(monkeypatch) -> None:
+    import os
+    import threading
+
+    from autopeft._compat import job_service_address_pinned
+
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://before:8265")
+    seen_by_other: list[str | None] = []
+
+    def other() -> None:
+        with job_service_address_pinned("http://other:8265"):
+            seen_by_other.append(os.environ.get("RAY_API_SERVER_ADDRESS"))
+
+    with job_service_address_pinned("http://outer:8265"):
+        waiting = threading.Thread(target=other)
+        waiting.start()
+        with job_service_address_pinned("http://inner:8265"):  # the same thread: no deadlock
+            assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://inner:8265"
+        assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://outer:8265"
+        waiting.join(timeout=0.2)
+        assert waiting.is_alive() and not seen_by_other  # the other thread waits for the pin
+    waiting.join(timeout=10)
+    assert seen_by_other == ["http://other:8265"]
+    assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://before:8265"
