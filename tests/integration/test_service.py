@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 
 import autopeft
 from autopeft.cli.jobs import COLUMNS
-from autopeft.schema import CalibrationRun, RunKind, RunTag, StudyRunTags, TrialAttr, current_user
+from autopeft.schema import CalibrationRun, JobMetadata, RunKind, RunTag, StudyRunTags, TrialAttr, current_user
 from autopeft.service.connection import TOKEN_ENV, connect
 from tests.conftest import write_sst2_slice, write_yaml
 from tests.integration.conftest import _stop_ray
@@ -101,12 +101,19 @@ def study_config(folder: Path, data: dict[str, Path], name: str, uri: str, **bud
     return write_yaml(folder / "search.yaml", config)
 
 
+#: One job client per head's dashboard: the scenario polls job states every second.
+_JOB_CLIENTS: dict[str, Any] = {}
+
+
 def job_state(head: RayHead, study: str, action: str = "search") -> str:
-    with pytest.MonkeyPatch.context() as env:  # the head's token, as a user's shell would hold it
-        env.setenv(TOKEN_ENV, head.env[TOKEN_ENV])
-        client = connect(head.dashboard).client
-    states = [str(getattr(j.status, "value", j.status)) for j in client.list_jobs()
-              if (j.metadata or {}).get(RunTag.STUDY) == study and (j.metadata or {}).get("autopeft.action") == action]
+    client = _JOB_CLIENTS.get(head.dashboard)
+    if client is None:
+        with pytest.MonkeyPatch.context() as env:  # the head's token, as a user's shell would hold it
+            env.setenv(TOKEN_ENV, head.env[TOKEN_ENV])
+            client = _JOB_CLIENTS[head.dashboard] = connect(head.dashboard).client
+    records = [(j, JobMetadata.from_metadata(j.metadata)) for j in client.list_jobs()]
+    states = [str(getattr(j.status, "value", j.status)) for j, meta in records
+              if meta is not None and meta.study == study and meta.action == action]
     return states[0] if states else "MISSING"
 
 
