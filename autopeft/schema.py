@@ -335,6 +335,12 @@ class CalibrationRun:
         return f"{family}.lr_suggested"
 
     @staticmethod
+    def widened(family: str) -> str:
+        """Param, only where it happened: the probe's own range, and the built-in portfolio's
+        config whose learning rate the searched range was widened to hold."""
+        return f"{family}.lr_widened"
+
+    @staticmethod
     def stopped(family: str) -> str:
         """Param: why the family's probe ended: end, diverged or non-finite (``LrCurve.stopped``)."""
         return f"{family}.stopped"

@@ -20,6 +20,7 @@ from autopeft.study.calibration import (
     probe_config,
     record,
     step_aside_reason,
+    warn_outside,
 )
 from autopeft.study.define_by_run import compile_space
 
@@ -126,14 +127,17 @@ def test_the_probes_are_recorded_on_a_nested_run_and_drawn_in_the_report(trackin
     prepared = SimpleNamespace(study_name="study", config=SimpleNamespace(calibration=ON))
     space = load_space({**SPACE, "adapters": {"lora": {}, "dora": {}, "ia3": SPACE["adapters"]["ia3"]}})
     calibrated = calibrated_space(space, {"lora": LrRange(low=1e-3, high=1e-2, suggested=5e-3)})
-    run_id = record(prepared, study, _results(), calibrated, wall_s=4.0)  # type: ignore[arg-type]
+    widened = {"lora": "the probe's range 2.00e-03..1.00e-02 widened to 1.00e-03..1.00e-02 for portfolio:x at 1.00e-03"}
+    run_id = record(prepared, study, _results(), calibrated, wall_s=4.0, widened=widened)  # type: ignore[arg-type]
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[RunTag.PARENT_RUN] == parent.info.run_id and run.data.tags[RunTag.KIND] == "calibration"
     params = run.data.params
     assert params["lora.outcome"] == "calibrated" and float(params["lora.lr_low"]) == 1e-3
+    assert params[CalibrationRun.widened("lora")] == widened["lora"]
     assert params["dora.outcome"] == "kept the space's range (loss never fell)" and "dora.lr_low" not in params
+    assert CalibrationRun.widened("dora") not in params
     assert params["ia3.outcome"] == CalibrationRun.SET_BY_HAND
     assert params["lora.stopped"] == "non-finite" and params["steps"] == "50"
     lrs = client.get_metric_history(run_id, CalibrationRun.lr("lora"))
@@ -163,21 +167,27 @@ def test_a_study_without_calibration_has_no_figure(tracking_uri: str) -> None:
     assert calibration_figures(client, SimpleNamespace(parent_run_id=parent.info.run_id)) == {}  # type: ignore[arg-type]
 
 
-def test_built_in_warm_starts_move_into_the_calibrated_range_and_the_users_keep_theirs() -> None:
-    from autopeft.study.calibration import fit_warm_start
+def test_the_portfolio_keeps_its_rate_and_widens_its_familys_range_and_the_users_configs_do_not(caplog) -> None:
+    from autopeft.study.calibration import widen_to_portfolio
     from autopeft.study.warmstart import WarmPoint
 
     space = load_space(SPACE)
-    ranges = {"lora": LrRange(low=1e-3, high=1e-2, suggested=5e-3)}
+    probe = LrRange(low=1e-3, high=1e-2, suggested=5e-3)
     points = [WarmPoint({"adapter": "lora", "lora.r": 8, "learning_rate": 5e-4}, "portfolio:lora-all-linear"),
               WarmPoint({"adapter": "lora", "lora.r": 16, "learning_rate": 3e-2}, "portfolio:lora-top-attention"),
-              WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-3}, "portfolio:lora-qv"),  # inside: kept
+              WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-3}, "portfolio:lora-qv"),  # inside
               WarmPoint({"adapter": "lora", "lora.r": 4, "learning_rate": 2e-4}, "study:earlier"),  # the user's
               WarmPoint({"adapter": "ia3", "learning_rate": 1e-2}, "portfolio:ia3-all-linear")]  # not calibrated
-    fitted = fit_warm_start(points, ranges, space)
-    assert [p.params["learning_rate"] for p in fitted] == [1e-3, 1e-2, 2e-3, 2e-4, 1e-2]
-    assert [p.source for p in fitted] == [p.source for p in points]
-    assert fitted[0].params["lora.r"] == 8  # only the rate moves
+    ranges, widened = widen_to_portfolio({"lora": probe}, points, space)
+    assert (ranges["lora"].low, ranges["lora"].high, ranges["lora"].suggested) == (5e-4, 3e-2, 5e-3)
+    assert set(ranges) == {"lora"} and set(widened) == {"lora"}
+    assert "1.00e-03..1.00e-02" in widened["lora"] and "portfolio:lora-top-attention" in widened["lora"]
+    # nothing outside: nothing widened, the probe's range is searched as found
+    assert widen_to_portfolio({"lora": probe}, points[2:4], space) == ({"lora": probe}, {})
+
+    with caplog.at_level("WARNING", logger="autopeft"):
+        warn_outside(points, ranges, space)
+    assert [r.getMessage().split()[3] for r in caplog.records] == ["study:earlier"]
 
 
 def test_a_resumed_study_reports_why_its_first_run_stepped_aside(tracking_uri: str) -> None:
