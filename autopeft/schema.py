@@ -317,7 +317,7 @@ class CalibrationRun:
 
     @staticmethod
     def outcome(family: str) -> str:
-        """Param: CALIBRATED or KEPT."""
+        """Param: CALIBRATED, KEPT, SET_BY_HAND or why the probe failed."""
         return f"{family}.outcome"
 
     @staticmethod
@@ -335,10 +335,10 @@ class CalibrationRun:
         return f"{family}.lr_suggested"
 
     @staticmethod
-    def widened(family: str) -> str:
-        """Param, only where it happened: the probe's own range, and the built-in portfolio's
-        config whose learning rate the searched range was widened to hold."""
-        return f"{family}.lr_widened"
+    def probe_range(family: str) -> str:
+        """Param, only where the range searched is not the probe's own: the probe's range and what
+        changed it (widened to hold the built-in portfolio's rate)."""
+        return f"{family}.lr_probe_range"
 
     @staticmethod
     def stopped(family: str) -> str:

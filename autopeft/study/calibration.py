@@ -67,6 +67,8 @@ class FamilyCalibration:
     curve: LrCurve | None
     found: LrRange | None
     outcome: str
+    #: Where the range searched is not the probe's own: the probe's range and what changed it.
+    note: str | None = None
 
 
 def families_to_calibrate(space: SearchSpace, settings: CalibrationConfig) -> tuple[list[str], str | None]:
@@ -236,9 +238,10 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
         logger.info("calibration: %s: %s", r.family, r.found.text() if r.found else r.outcome)
     ranges, widened = widen_to_portfolio({r.family: r.found for r in results if r.found is not None},
                                          prepared.warm_start, space)
-    results = [dataclasses.replace(r, found=ranges[r.family]) if r.family in widened else r for r in results]
+    results = [dataclasses.replace(r, found=ranges[r.family], note="; ".join(filter(None, [r.note, widened[r.family]])))
+               if r.family in widened else r for r in results]
     calibrated = calibrated_space(space, ranges)
-    record(prepared, study, results, calibrated, wall_s, widened)
+    record(prepared, study, results, calibrated, wall_s)
     warn_outside(prepared.warm_start, ranges, space)
     return dataclasses.replace(prepared, resolved=prepared.resolved.model_copy(update={"space": calibrated}),
                                calibration_steps=sum(r.curve.steps for r in results if r.curve is not None))
@@ -285,12 +288,12 @@ def warn_outside(points: list[WarmPoint], ranges: dict[str, LrRange], space: Sea
 
 
 def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration], calibrated: SearchSpace,
-           wall_s: float, widened: dict[str, str] | None = None) -> str:
+           wall_s: float) -> str:
     """The calibration as a run nested under the study's run: the probe's settings and, per
     family, its curve (rate and loss at each step), the range searched or why the space's was
-    kept, and how the portfolio widened it (``widened``, :func:`widen_to_portfolio`); the wall
-    time on the study run; the calibrated space as the study's ``space.json`` (the space as
-    searched). Returns the calibration run's id."""
+    kept, and the probe's own range where the portfolio widened it (:func:`widen_to_portfolio`);
+    the wall time on the study run; the calibrated space as the study's ``space.json`` (the space
+    as searched). Returns the calibration run's id."""
     client, parent_id = study.client, study.parent_id
     settings: CalibrationConfig = prepared.config.calibration
     probed = {r.family for r in results}
@@ -316,7 +319,7 @@ def record(prepared: Prepared, study: StudyRun, results: list[FamilyCalibration]
                 {"step": i, CalibrationRun.lr(r.family): lr,
                  **({CalibrationRun.loss(r.family): loss} if math.isfinite(loss) else {})}
                 for i, (lr, loss) in enumerate(zip(r.curve.lrs, r.curve.losses, strict=True))])
-    params.update({CalibrationRun.widened(family): note for family, note in (widened or {}).items()})
+    params.update({CalibrationRun.probe_range(r.family): r.note for r in results if r.note})
     for family in calibrated.adapters:
         if family not in probed:
             params[CalibrationRun.outcome(family)] = CalibrationRun.SET_BY_HAND

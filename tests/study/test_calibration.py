@@ -4,6 +4,7 @@ the driver records in MLflow and the report draws from it."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import optuna
@@ -127,17 +128,18 @@ def test_the_probes_are_recorded_on_a_nested_run_and_drawn_in_the_report(trackin
     prepared = SimpleNamespace(study_name="study", config=SimpleNamespace(calibration=ON))
     space = load_space({**SPACE, "adapters": {"lora": {}, "dora": {}, "ia3": SPACE["adapters"]["ia3"]}})
     calibrated = calibrated_space(space, {"lora": LrRange(low=1e-3, high=1e-2, suggested=5e-3)})
-    widened = {"lora": "the probe's range 2.00e-03..1.00e-02 widened to 1.00e-03..1.00e-02 for portfolio:x at 1.00e-03"}
-    run_id = record(prepared, study, _results(), calibrated, wall_s=4.0, widened=widened)  # type: ignore[arg-type]
+    note = "the probe's range 2.00e-03..1.00e-02 widened to 1.00e-03..1.00e-02 for portfolio:x at 1.00e-03"
+    results = [dataclasses.replace(r, note=note) if r.family == "lora" else r for r in _results()]
+    run_id = record(prepared, study, results, calibrated, wall_s=4.0)  # type: ignore[arg-type]
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[RunTag.PARENT_RUN] == parent.info.run_id and run.data.tags[RunTag.KIND] == "calibration"
     params = run.data.params
     assert params["lora.outcome"] == "calibrated" and float(params["lora.lr_low"]) == 1e-3
-    assert params[CalibrationRun.widened("lora")] == widened["lora"]
+    assert params[CalibrationRun.probe_range("lora")] == note
     assert params["dora.outcome"] == "kept the space's range (loss never fell)" and "dora.lr_low" not in params
-    assert CalibrationRun.widened("dora") not in params
+    assert CalibrationRun.probe_range("dora") not in params
     assert params["ia3.outcome"] == CalibrationRun.SET_BY_HAND
     assert params["lora.stopped"] == "non-finite" and params["steps"] == "50"
     lrs = client.get_metric_history(run_id, CalibrationRun.lr("lora"))
