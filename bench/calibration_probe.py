@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr-max", type=float, default=1.0)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--max-train", type=int, default=4000)
+    p.add_argument("--max-validation", type=int, default=200,
+                   help="with --top-up-validation, SST-2's validation is topped up from train (its phrases leave train)")
+    p.add_argument("--top-up-validation", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="the study's seed: it orders the probe's batches")
     p.add_argument("--glue-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"))
     args = p.parse_args(argv)
 
@@ -46,13 +50,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="calibration-probe-") as tmp:
         work = Path(tmp)
-        files = prepare_task(args.task, args.glue_dir, work / "data", max_train=args.max_train, max_validation=200,
-                             max_test=10)
+        files = prepare_task(args.task, args.glue_dir, work / "data", max_train=args.max_train,
+                             max_validation=args.max_validation, max_test=10,
+                             top_up_validation=args.top_up_validation)
         config = {"model": {"name_or_path": "minilm", "max_length": args.max_length},
                   "task": {"kind": files.kind},
                   "data": {"train": str(files.train), "validation": str(files.validation), "test": str(files.test),
                            "text_columns": files.text_columns, "label_column": files.label_column},
-                  "space": args.space, "output_dir": str(work / "out"),
+                  "space": args.space, "output_dir": str(work / "out"), "seed": args.seed,
                   "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}"}}
         (work / "search.yaml").write_text(yaml.safe_dump(config))
         prepared = prepare(resolve(work / "search.yaml"))

@@ -238,8 +238,8 @@ def calibrate(prepared: Prepared, study: StudyRun, spec: StudySpec, data: Tokeni
         logger.info("calibration: %s: %s", r.family, r.found.text() if r.found else r.outcome)
     ranges, widened = widen_to_portfolio({r.family: r.found for r in results if r.found is not None},
                                          prepared.warm_start, space)
-    results = [dataclasses.replace(r, found=ranges[r.family], note="; ".join(filter(None, [r.note, widened[r.family]])))
-               if r.family in widened else r for r in results]
+    results = [dataclasses.replace(r, found=ranges[r.family], note=widened[r.family]) if r.family in widened else r
+               for r in results]
     calibrated = calibrated_space(space, ranges)
     record(prepared, study, results, calibrated, wall_s)
     warn_outside(prepared.warm_start, ranges, space)
@@ -260,7 +260,7 @@ def widen_to_portfolio(ranges: dict[str, LrRange], points: list[WarmPoint],
     from 2e-3 to 9.5e-3, never left the majority class. Widening the range (not only keeping the
     rate) puts that trial's result inside the distribution the sampler models."""
     out = dict(ranges)
-    notes: dict[str, str] = {}
+    held: dict[str, list[str]] = {}
     for point in points:
         family = str(space.family_of(point.params))
         found, lr = out.get(family), point.params.get("learning_rate")
@@ -268,10 +268,12 @@ def widen_to_portfolio(ranges: dict[str, LrRange], points: list[WarmPoint],
                 or not isinstance(lr, (int, float)) or found.low <= float(lr) <= found.high):
             continue
         out[family] = LrRange(low=min(found.low, float(lr)), high=max(found.high, float(lr)), suggested=found.suggested)
-        probe = ranges[family]
-        notes[family] = (f"the probe's range {probe.low:.2e}..{probe.high:.2e} widened to "
-                         f"{out[family].low:.2e}..{out[family].high:.2e} for {point.source} at {float(lr):.2e}")
-        logger.info("calibration: %s: %s", family, notes[family])
+        held.setdefault(family, []).append(f"{point.source} at {float(lr):.2e}")
+    notes = {family: (f"the probe's range {ranges[family].low:.2e}..{ranges[family].high:.2e} widened to "
+                      f"{out[family].low:.2e}..{out[family].high:.2e} for {', '.join(sources)}")
+             for family, sources in held.items()}
+    for family, note in notes.items():
+        logger.info("calibration: %s: %s", family, note)
     return out, notes
 
 

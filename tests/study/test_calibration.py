@@ -183,7 +183,8 @@ def test_the_portfolio_keeps_its_rate_and_widens_its_familys_range_and_the_users
     ranges, widened = widen_to_portfolio({"lora": probe}, points, space)
     assert (ranges["lora"].low, ranges["lora"].high, ranges["lora"].suggested) == (5e-4, 3e-2, 5e-3)
     assert set(ranges) == {"lora"} and set(widened) == {"lora"}
-    assert "1.00e-03..1.00e-02" in widened["lora"] and "portfolio:lora-top-attention" in widened["lora"]
+    assert widened["lora"] == ("the probe's range 1.00e-03..1.00e-02 widened to 5.00e-04..3.00e-02 for "
+                               "portfolio:lora-all-linear at 5.00e-04, portfolio:lora-top-attention at 3.00e-02")
     # nothing outside: nothing widened, the probe's range is searched as found
     assert widen_to_portfolio({"lora": probe}, points[2:4], space) == ({"lora": probe}, {})
 
