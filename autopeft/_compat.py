@@ -23,6 +23,25 @@ CHECKED = {"ray": "2.60.0", "optuna": "5.1.0", "mlflow": "3.17.2", "transformers
 
 # --------------------------------------------------------------------------- Ray Tune
 
+#: Seconds Tune waits, when it reuses a worker for the next trial (``reuse_actors``), for the last
+#: trial's function to return (``TUNE_FUNCTION_THREAD_TIMEOUT_S``, read in the worker by
+#: ``FunctionTrainable.reset_config``; Tune's default is 2).
+TRIAL_THREAD_TIMEOUT_S = 300
+
+
+def wait_for_trial_threads(timeout_s: int = TRIAL_THREAD_TIMEOUT_S) -> None:
+    """Called in the worker as each trial starts: let the next trial that reuses this worker wait
+    up to ``timeout_s`` for this one's function to return (a value set in the worker's environment
+    already is kept).
+
+    Why: after its last report a trial still removes its checkpoint folder and frees its model
+    (``release_memory``); on two busy cores that took more than Tune's 2 s, the reset failed
+    ("Could not re-use actor for trial ..."), and Ray Tune 2.60 then left the new trial neither
+    running nor ended, the searcher never told of it, and ``Tuner.fit`` waited for a trial forever
+    in ``TuneController._update_trial_queue`` (a CI run, session 33: the shared study's set-up
+    stopped by pytest-timeout after 900 s with that stack)."""
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", str(timeout_s))
+
 
 def asha_bracket_class() -> type:
     """``ray.tune.schedulers.async_hyperband._Bracket``: ASHA's rung book-keeping, whose

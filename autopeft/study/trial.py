@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import torch
 
+from autopeft import _compat
 from autopeft.data import TokenizedData
 from autopeft.engine.memory import release_memory
 from autopeft.engine.training import (
@@ -38,6 +39,7 @@ from autopeft.engine.training import (
 
 def run_trial(config: dict[str, Any], *, spec: StudySpec, data: TokenizedData) -> None:
     """The trainable Ray Tune runs for each sampled ``config``."""
+    _compat.wait_for_trial_threads()  # the next trial on this worker waits for this one's clean-up
     try:
         _train_and_report(config, spec, data)
     finally:
