@@ -329,10 +329,16 @@ def plan(config: SearchConfig, space: SearchSpace, measured: ProbeResult, *, tra
         reasons["max_steps"] += (f"; shortened so budget.search_steps ({budget.search_steps}) holds "
                                  f"{held} full trial{'s' if held > 1 else ''}")
     if "final_steps" not in given:
-        if final_steps is not None and final_steps >= 1.5 * max_steps:
-            final_steps = min(final_steps, 4 * max_steps, int(2 * MAX_EPOCHS * train_rows / mean_batch))
+        epoch_cap = int(2 * MAX_EPOCHS * train_rows / mean_batch)
+        if final_steps is not None and min(final_steps, epoch_cap) >= 1.5 * max_steps:
+            final_steps = min(final_steps, 4 * max_steps, epoch_cap)
             reasons["final_steps"] = (f"{FINAL_SHARE:.0%} of the budget trains the chosen config again, longer "
                                       "than a trial, and registers that adapter")
+        elif final_steps is not None and final_steps >= 1.5 * max_steps:
+            # a handful of rows: the trials already take every epoch a final training could add
+            final_steps = None
+            reasons["final_steps"] = (f"off: {2 * MAX_EPOCHS:g} epochs of {train_rows} examples are no longer "
+                                      "than a trial")
         else:
             final_steps = None
             reasons["final_steps"] = "off: the budget has no room for a final training longer than a trial"

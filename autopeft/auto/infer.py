@@ -35,7 +35,7 @@ import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
 from autopeft.config import HubSource, ModelConfig
-from autopeft.data import detect_header, locate, not_a_file, read_hub_split, read_table
+from autopeft.data import data_suffix, detect_header, locate, not_a_file, read_hub_split, read_table
 from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
@@ -51,6 +51,10 @@ TAGS_NAMES = ("tags", "ner_tags", "pos_tags", "labels", "label")
 PAIR_NAMES = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
               ("question1", "question2"), ("text_a", "text_b"), ("sentence_a", "sentence_b"), ("text", "text_pair"),
               ("query", "passage"), ("question", "context"))
+#: Names of a single text column: read as the model's input even where its values repeat (short
+#: intents, product titles), which the profile alone would take for a label.
+TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "utterance", "tweet", "body",
+              "query", "question", "input")
 #: Regression when the target is numeric with more distinct values than this.
 MAX_CLASSES = 20
 #: Classes are imbalanced when the largest is this many times the smallest (two classes) ...
@@ -152,7 +156,7 @@ def infer(request: Request) -> Inference:
     else:
         train_path = locate(request.train, None)
         frame = read_table(train_path, "--train")
-        if train_path.suffix.lower() in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
+        if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
                                                    "named by position ('0', '1', ...)")
     if frame.empty:
@@ -312,6 +316,9 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
                if p.kind in ("number", "text") and not p.id_like and (p.categorical or p.kind == "number")]
     if len(fitting) == 1:
         return fitting[0], "the only column that can be a label (few distinct values, or numbers)"
+    untitled = [name for name in fitting if normalised(name) not in TEXT_NAMES]
+    if len(untitled) == 1 and len(fitting) == 2:  # short repeated texts beside a label: the text is named as one
+        return untitled[0], "the only column that can be a label and is not named as a text"
     listed = ", ".join(fitting or [p.name for p in candidates.values()])
     raise DataError(f"--label: cannot tell which column is the label (candidates: {listed}); name it with "
                     "--label COLUMN")
@@ -327,6 +334,11 @@ def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> t
     if pair is not None:
         return list(pair), "a conventional sentence pair"
     if not texts:
+        by_norm = {normalised(p.name): p.name for p in profiles.values()
+                   if p.name not in exclude and p.kind == "text" and not p.id_like}
+        named = next((by_norm[n] for n in TEXT_NAMES if n in by_norm), None)
+        if named is not None:
+            return [named], "its conventional name (its values repeat, as a label's would)"
         raise DataError(f"--text: no column holds text to read (columns: {', '.join(profiles)}); name it with "
                         "--text COLUMN")
     raise DataError(f"--text: cannot tell which columns the model reads (candidates: {', '.join(texts)}); name one "

@@ -11,11 +11,14 @@ is shared by every kind.
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import difflib
+import gzip
 import io
 import json
+import lzma
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,9 +39,14 @@ if TYPE_CHECKING:
 SPLITS = ("train", "validation", "test")
 #: The file kinds ``read_table`` reads, by suffix.
 SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
+#: Compressions a text file may carry as a last suffix (``train.csv.gz``), with the stdlib
+#: function that opens it: exports and crawls are often stored compressed, and pandas reads them
+#: so too, but here every text file is decoded once by ``_text`` to check it is UTF-8.
+COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
 #: The suffixes as an error names them.
 _SUFFIXES_TEXT = f"{', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}"
-_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
+_COMPRESSED_TEXT = f"a text one may also be compressed: {', '.join(list(COMPRESSIONS)[:-1])} or {list(COMPRESSIONS)[-1]}"
 #: Rows of a csv/tsv that header detection looks at.
 _SNIFF_ROWS = 1000
 
@@ -143,7 +151,7 @@ def locate(path: str, base_dir: Path | None) -> Path:
 def not_a_file(field_name: str, given: str | Path) -> str:
     """The one-line error for a data path that is not a file: missing, or a folder."""
     if Path(given).expanduser().is_dir():
-        return f"{field_name}: {str(given)!r} is a folder; expected one data file ({_SUFFIXES_TEXT})"
+        return f"{field_name}: {str(given)!r} is a folder; expected one data file ({_SUFFIXES_TEXT}; {_COMPRESSED_TEXT})"
     return f"{field_name}: no such file {str(given)!r}"
 
 
@@ -276,18 +284,34 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     return _delimited_verdict(text, *_dialect(text, suffix)) is not False
 
 
+def data_suffix(path: str | Path) -> str:
+    """The format suffix of a data file, a compression's removed: '.csv' for ``train.csv.gz``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix in COMPRESSIONS else suffix
+
+
 def _suffix(path: Path, field_name: str) -> str:
     if not path.is_file():
         raise DataError(not_a_file(field_name, path))
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{field_name}: expected a {_SUFFIXES_TEXT} file, found {path.name!r}")
+    suffix = data_suffix(path)
+    compressed = path.suffix.lower() in COMPRESSIONS
+    if suffix not in (_TEXT_SUFFIXES if compressed else SUFFIXES):
+        raise DataError(f"{field_name}: expected a {_SUFFIXES_TEXT} file ({_COMPRESSED_TEXT}), found {path.name!r}")
     return suffix
 
 
 def _text(path: Path, field_name: str) -> str:
-    """A text file's contents, less a UTF-8 byte-order mark; DataError where it is not UTF-8."""
+    """A text file's contents (decompressed where its last suffix is a compression), less a UTF-8
+    byte-order mark; DataError where it is not UTF-8 or not the compression it is named for."""
     data = path.read_bytes()
+    decompress = COMPRESSIONS.get(path.suffix.lower())
+    if decompress is not None:
+        try:
+            data = decompress(data)
+        except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+            raise DataError(f"{field_name}: {str(path)!r} is not {path.suffix.lower()[1:]}-compressed data "
+                            f"({' '.join(str(exc).split())[:120]})") from None
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data.decode("utf-8-sig")

@@ -54,6 +54,15 @@ def test_trials_never_run_past_three_epochs() -> None:
     assert result.budget.max_steps <= 3 * 400 / 24 + result.budget.eval_interval
 
 
+@pytest.mark.parametrize("train_rows", [1, 3, 4, 12])
+def test_a_handful_of_rows_plans_no_final_training(train_rows: int) -> None:
+    # 2 x 3 epochs of a few rows are no longer than a trial's minimal steps: the plan turns the final
+    # training off and says why (it once planned final_steps = 0 and failed its own validation)
+    result = planned("15m", train_rows=train_rows)
+    assert result.budget.final_steps is None
+    assert result.reasons["final_steps"] == f"off: 6 epochs of {train_rows} examples are no longer than a trial"
+
+
 def test_fields_the_user_gave_are_kept() -> None:
     result = planned("30m", budget={"trials": 5, "eval_interval": 10})
     assert result.budget.trials == 5 and result.budget.eval_interval == 10

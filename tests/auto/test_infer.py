@@ -265,3 +265,21 @@ def test_a_column_of_records_is_no_text(minilm_path: str, tmp_path: Path) -> Non
                   "meta": [{"source": "web", "n": i} for i in range(40)]}).to_parquet(path)
     got = chosen(infer(Request(model="minilm", train=str(path))))
     assert got["data.text_columns"] == ["sentence"] and got["data.label_column"] == "label"
+
+
+def test_short_repeated_texts_in_a_text_column(minilm_path: str, tmp_path: Path) -> None:
+    """Intents and titles repeat and are short, so the profile alone takes them for a label; a
+    column named as a text column is read as the input (the file was refused with 'no column
+    holds text to read')."""
+    path = tmp_path / "intents.csv"
+    utterances = ["book a flight", "cancel it", "play music", "stop", "weather today", "call mum"]
+    pd.DataFrame({"utterance": [utterances[i % 6] for i in range(120)],
+                  "intent": [["travel", "travel", "media", "media", "info", "phone"][i % 6] for i in range(120)]}
+                 ).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    assert chosen(inference)["data.text_columns"] == ["utterance"] and chosen(inference)["data.label_column"] == "intent"
+    assert reasons(inference)["data.text_columns"].startswith("its conventional name")
+    # without a conventional name nothing says which of two repeated columns is the input
+    pd.DataFrame({"a": ["x y", "y z"] * 60, "b": ["p", "q"] * 60}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"^--text: no column holds text to read \(columns: a, b\)"):
+        infer(Request(model="minilm", train=str(path), label="b"))

@@ -349,7 +349,36 @@ def test_unknown_suffix_lists_txt(tmp_path):
     path = write(tmp_path / "train.xlsx", b"PK")
     with pytest.raises(DataError) as excinfo:
         load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
-    assert message(excinfo) == "data.train: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file, found 'train.xlsx'"
+    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file "
+                               "(a text one may also be compressed: .gz, .bz2 or .xz), found 'train.xlsx'")
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
+@pytest.mark.parametrize("inner", [".csv", ".tsv", ".jsonl"])
+def test_compressed_text_files_load_as_the_plain_ones(tmp_path, suffix, compress, inner):
+    import importlib
+
+    frame = pd.DataFrame({"text": [f"sentence {i}, with a comma" for i in range(6)], "label": ["a", "b"] * 3})
+    plain = tmp_path / f"train{inner}"
+    if inner == ".jsonl":
+        frame.to_json(plain, orient="records", lines=True)
+    else:
+        frame.to_csv(plain, sep="\t" if inner == ".tsv" else ",", index=False)
+    packed = write(tmp_path / f"train{inner}{suffix}", importlib.import_module(compress).compress(plain.read_bytes()))
+    pd.testing.assert_frame_equal(read_table(packed, "data.train"), read_table(plain, "data.train"))
+    assert detect_header(packed) is True
+    data = load(DataConfig(train=str(packed), text_columns=["text"]), CLS, seed=0)
+    assert data.label_names == ["a", "b"]
+
+
+def test_compressed_file_that_is_not_says_so(tmp_path):
+    path = write(tmp_path / "train.csv.gz", b"text,label\nhi,a\n")
+    with pytest.raises(DataError) as excinfo:
+        read_table(path, "data.train")
+    assert message(excinfo).startswith(f"data.train: {str(path)!r} is not gz-compressed data (")
+    # parquet compresses itself: a .parquet.gz is not a format pandas or autopeft reads
+    with pytest.raises(DataError, match=r"expected a \.csv.*found 'train\.parquet\.gz'$"):
+        read_table(write(tmp_path / "train.parquet.gz", b"x"), "data.train")
 
 
 # --------------------------------------------------------------------------- did you mean
