@@ -4,7 +4,9 @@ time budget. Nothing here trains the study; ``search.run_search`` does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,34 @@ def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line
     cfg = prepared.config
     if cfg.budget.time is None or set(PLANNED_FIELDS) <= cfg.budget.model_fields_set:
         return None
+    with _written_only_if_planned(prepared.output_dir):
+        return _plan_budget(prepared, say)
+
+
+@contextmanager
+def _written_only_if_planned(output_dir: Path) -> Iterator[None]:
+    """Remove what the budget's probe wrote under ``output_dir`` (its cache of tokenized data and
+    timings, the folders it made) when planning ends in an error: a budget too small for this
+    machine is bad input, and bad input leaves nothing behind. Files that were there stay."""
+    before = {p for p in output_dir.rglob("*")} if output_dir.exists() else set()
+    existed = output_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if output_dir.exists():
+            made = sorted((p for p in output_dir.rglob("*") if p not in before), key=lambda p: len(p.parts), reverse=True)
+            for path in made:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            if not existed:
+                shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+
+
+def _plan_budget(prepared: Prepared, say: Callable[[str], None]) -> BudgetPlan:
+    cfg = prepared.config
     data = tokenize_study_data(prepared)
     say(f"probing step and evaluation time of {', '.join(prepared.resolved.space.adapters)} on this machine...")
     measured = probe(prepared, data)
