@@ -243,6 +243,18 @@ class BudgetConfig(_Strict):
         """``time`` in seconds (None when no time budget is given)."""
         return None if self.time is None else parse_duration(self.time)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_follows_short_trials(cls, data: Any) -> Any:
+        """Trials shorter than the default interval report 4 times, not fail validation on a field
+        the user never set (``max_steps: 8`` alone was an error about ``eval_interval (25)``)."""
+        if isinstance(data, dict) and "eval_interval" not in data and data.get("time") is None:
+            steps = data.get("max_steps")
+            default = cls.model_fields["eval_interval"].default
+            if isinstance(steps, int) and not isinstance(steps, bool) and 0 < steps < default:
+                return {**data, "eval_interval": max(1, steps // 4)}
+        return data
+
     @model_validator(mode="after")
     def _interval_fits(self) -> BudgetConfig:
         if self.eval_interval > self.max_steps:

@@ -110,6 +110,14 @@ def test_eval_interval_above_max_steps(tmp_path):
         resolve_dict(tmp_path, make_config(tmp_path, budget__eval_interval=50))
 
 
+@pytest.mark.parametrize("max_steps, interval", [(8, 2), (3, 1), (24, 6)])
+def test_short_trials_without_an_interval_report_four_times(tmp_path, max_steps, interval):
+    raw = make_config(tmp_path, budget__max_steps=max_steps)
+    del raw["budget"]["eval_interval"]
+    budget = resolve_dict(tmp_path, raw).config.budget
+    assert (budget.max_steps, budget.eval_interval) == (max_steps, interval)
+
+
 def test_objective_must_be_a_metric_of_the_task(tmp_path):
     with pytest.raises(ConfigError, match=r"objective.metric 'pearson' is not a metric of sequence_classification"):
         resolve_dict(tmp_path, make_config(tmp_path, objective__metric="pearson"))
