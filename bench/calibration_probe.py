@@ -11,6 +11,8 @@ thread: ``taskset -c 0``, ``OMP_NUM_THREADS=1``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --top-up-validation, SST-2's validation is topped up from train (its phrases leave train)")
     p.add_argument("--top-up-validation", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="the study's seed: it orders the probe's batches")
+    p.add_argument("--save", help="append each family's curve and range to this JSON-lines file")
     p.add_argument("--glue-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"))
     args = p.parse_args(argv)
 
@@ -73,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"({curve.steps} steps, stopped: {curve.stopped}, {time.perf_counter() - started:.0f}s)", flush=True)
             print("  " + " ".join(f"{lr:.0e}:{loss:.2f}" for lr, loss in zip(curve.lrs, curve.losses, strict=True)),
                   flush=True)
+            if args.save:
+                with open(args.save, "a") as out:
+                    out.write(json.dumps({"task": files.task, "family": family, "seed": args.seed, "lrs": curve.lrs,
+                                          "losses": curve.losses, "stopped": curve.stopped,
+                                          "found": dataclasses.asdict(found) if found else None}) + "\n")
 
 
 if __name__ == "__main__":
