@@ -445,8 +445,11 @@ def _resources(inference: Inference) -> None:
 
 
 def _study_stem(train: Path) -> str:
-    """A name for the experiment: the file's stem, or its folder's where the stem says only 'train'."""
+    """A name for the experiment: the file's stem (less a compression's suffix: ``reviews.csv.gz``
+    is 'reviews'), or its folder's where the stem says only 'train'."""
     stem = train.stem
+    if data_suffix(train) != train.suffix.lower():
+        stem = Path(stem).stem
     if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and train.resolve().parent.name:
         stem = train.resolve().parent.name
     return stem

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from autopeft.auto.infer import Request, infer
+from autopeft.auto.infer import Request, infer, names_for
 from autopeft.cli.app import app
 from autopeft.config import resolve_mapping
 from autopeft.errors import DataError
@@ -283,3 +283,9 @@ def test_short_repeated_texts_in_a_text_column(minilm_path: str, tmp_path: Path)
     pd.DataFrame({"a": ["x y", "y z"] * 60, "b": ["p", "q"] * 60}).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"^--text: no column holds text to read \(columns: a, b\)"):
         infer(Request(model="minilm", train=str(path), label="b"))
+
+
+@pytest.mark.parametrize("train, experiment", [("reviews.csv.gz", "autopeft-reviews"), ("reviews.csv", "autopeft-reviews"),
+                                               ("imdb/train.jsonl.xz", "autopeft-imdb")])
+def test_a_compressed_file_names_the_study_as_the_plain_one(train: str, experiment: str) -> None:
+    assert names_for(train)[0] == experiment
