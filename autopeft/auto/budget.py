@@ -186,7 +186,7 @@ def probe(prepared: Prepared, data: TokenizedData) -> ProbeResult:
     device, amp = pick_device()
     threads = max(1, int(cfg.budget.cpus_per_trial))
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu x{threads}"
-    cache = prepared.output_dir / "cache" / f"probe-{_cache_key(prepared, data, name, threads)}.json"
+    cache = prepared.cache_dir / f"probe-{_cache_key(prepared, data, name, threads)}.json"
     if cache.is_file():
         return ProbeResult.from_json(cache.read_text())
     previous_threads = torch.get_num_threads()

@@ -40,29 +40,29 @@ def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line
     cfg = prepared.config
     if cfg.budget.time is None or set(PLANNED_FIELDS) <= cfg.budget.model_fields_set:
         return None
-    with _written_only_if_planned(prepared.output_dir):
+    with _written_only_if_planned(prepared.output_dir, prepared.cache_dir):
         return _plan_budget(prepared, say)
 
 
 @contextmanager
-def _written_only_if_planned(output_dir: Path) -> Iterator[None]:
-    """Remove what the budget's probe wrote under ``output_dir`` (its cache of tokenized data and
-    timings, the folders it made) when planning ends in an error: a budget too small for this
-    machine is bad input, and bad input leaves nothing behind. Files that were there stay."""
-    before = {p for p in output_dir.rglob("*")} if output_dir.exists() else set()
-    existed = output_dir.exists()
+def _written_only_if_planned(output_dir: Path, cache: Path) -> Iterator[None]:
+    """Remove what the budget's probe wrote (its cache of tokenized data and timings in ``cache``,
+    and the folders it made) when planning ends in an error: a budget too
+    small for this machine is bad input, and bad input leaves nothing behind. Files that were
+    there stay. Only the cache folder is listed: ``output_dir`` may be a large folder of the user's."""
+    made_dirs = [d for d in (output_dir, cache) if not d.exists()]
+    before = set(cache.iterdir()) if cache.is_dir() else set()
     try:
         yield
     except BaseException:
-        if output_dir.exists():
-            made = sorted((p for p in output_dir.rglob("*") if p not in before), key=lambda p: len(p.parts), reverse=True)
-            for path in made:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-            if not existed:
-                shutil.rmtree(output_dir, ignore_errors=True)
+        for path in (set(cache.iterdir()) - before) if cache.is_dir() else ():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        for folder in reversed(made_dirs):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 

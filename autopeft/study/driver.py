@@ -198,7 +198,7 @@ def tokenize_study_data(prepared: Prepared) -> TokenizedData:
     cfg = prepared.config
     tokenizer = get_task(cfg.task.kind).load_preprocessor(cfg.model, prepared.location)  # or image processor
     return tokenize(prepared.raw, tokenizer, cfg.model.max_length, tokenizer_id=prepared.location,
-                    cache_dir=prepared.output_dir / "cache")
+                    cache_dir=prepared.cache_dir)
 
 
 def study_trivial_level(prepared: Prepared, data: TokenizedData) -> tuple[TrivialLevel | None, dict[str, float]]:

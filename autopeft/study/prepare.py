@@ -64,6 +64,11 @@ class Prepared:
     def config(self):  # noqa: ANN201 - SearchConfig, kept short for readers
         return self.resolved.config
 
+    @property
+    def cache_dir(self) -> Path:
+        """Where the tokenized splits and the budget probe's timings are cached, by fingerprint."""
+        return self.output_dir / "cache"
+
 
 def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
     """Every family exists, fits the task and takes the given parameters; every placement
