@@ -520,7 +520,19 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         n_val = max(1, int(round(len(train) * cfg.validation_fraction)))
         if len(train) - n_val < 1:
             raise DataError(f"data.train: {len(train)} rows are too few to carve out a validation split")
-        frames["validation"], frames["train"] = train.iloc[:n_val].reset_index(drop=True), train.iloc[n_val:].reset_index(drop=True)
+        validation, train = train.iloc[:n_val], train.iloc[n_val:]
+        label_spec = next((c for c in columns if c.kind == "label"), None)
+        if task.categorical and label_spec is not None:
+            label, label_field = label_spec.name, label_spec.field
+            # a class whose every row the carve drew (one example, say) cannot be learnt and is
+            # no train label: its rows stay in train, where the user's file had them
+            unseen = ~validation[label].astype(str).isin(set(train[label].astype(str)))
+            if unseen.all():
+                raise DataError(f"data.{label_field}: no row carved out of train for validation has a class with "
+                                "another example left in train; give data.validation, or more than one example "
+                                "per class")
+            validation, train = validation[~unseen], pd.concat([train, validation[unseen]])
+        frames["validation"], frames["train"] = validation.reset_index(drop=True), train.reset_index(drop=True)
         source["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {seed}"
 
     if cfg.max_train_examples:

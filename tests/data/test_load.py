@@ -34,6 +34,27 @@ def test_validation_is_carved_with_a_fixed_seed(tmp_path):
     assert set(a.frames["validation"].sentence).isdisjoint(a.frames["train"].sentence)
 
 
+def test_a_class_the_carve_would_take_whole_stays_in_train(tmp_path):
+    """Ten classes of one example each beside two large ones: a carved validation split drew some
+    of them, and the study failed on 'validation has label ... that train does not have', a
+    split the user never gave."""
+    path = tmp_path / "train.csv"
+    frame = pd.DataFrame({"sentence": [f"sentence {i}" for i in range(90)],
+                          "label": ["a", "b"] * 40 + [f"rare{i}" for i in range(10)]})
+    frame.to_csv(path, index=False)
+    cfg = DataConfig(train=str(path), text_columns="sentence", validation_fraction=0.2)
+    for seed in range(5):
+        raw = load(cfg, CLS, seed=seed)
+        assert set(raw.frames["validation"].label) <= set(raw.frames["train"].label) == set(frame.label)
+        assert raw.sizes["train"] + raw.sizes["validation"] == 90 and raw.sizes["validation"] >= 14
+    lone = tmp_path / "lone.csv"
+    pd.DataFrame({"sentence": ["x", "y"], "label": ["a", "b"]}).to_csv(lone, index=False)
+    with pytest.raises(DataError, match=r"^data\.label_column: no row carved out of train for validation has a class "
+                                        r"with another example left in train; give data\.validation, or more than "
+                                        r"one example per class$"):
+        load(DataConfig(train=str(lone), text_columns="sentence"), CLS, seed=0)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"data\.train: no such file"):
         load(DataConfig(train=str(tmp_path / "nope.csv"), text_columns=["sentence"]), CLS, seed=0)
