@@ -3,6 +3,7 @@ file and a time budget), plus overrides. Declared once so both commands spell th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +22,18 @@ LABEL = typer.Option(None, "--label", help="Zero-config: the label column, where
 TEXT = typer.Option(None, "--text", help="Zero-config: a text column the model reads (repeat for a pair).")
 TASK = typer.Option(None, "--task", help="Zero-config: the task kind, where inference cannot tell.")
 OVERRIDES = typer.Option(None, "--set", "-s", help="Override a config key: KEY=VALUE (repeatable).")
+#: --tracking-uri of the commands that read a store on this machine (models, promote, report, ...).
+TRACKING_URI = typer.Option(None, "--tracking-uri",
+                            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).")
+
+
+def local_tracking_uri(flag: Optional[str], config: Optional[dict[str, Any]] = None) -> str:
+    """The store a command reads: --tracking-uri, else the config's ``tracking.uri``, else
+    $MLFLOW_TRACKING_URI (as MLflow itself reads it), else ./mlflow.db."""
+    if flag:
+        return flag
+    from_config = ((config or {}).get("tracking") or {}).get("uri")
+    return from_config or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 def parse_inputs(config: Optional[Path], model: Optional[str], train: Optional[str], test: Optional[str],

@@ -9,7 +9,6 @@ parses flags and prints.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,19 +16,11 @@ from typing import Any, Optional
 
 import typer
 
+from autopeft.cli._inputs import TRACKING_URI, local_tracking_uri
 from autopeft.cli._output import console, fail, out
 from autopeft.errors import AutoPeftError, UserInputError
 from autopeft.process import configure_process
 from autopeft.schema import Alias, Artifact, VersionTags, history_aliases
-
-_URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."
-
-
-def _tracking_uri(flag: Optional[str], config: Optional[dict[str, Any]] = None) -> str:
-    if flag:
-        return flag
-    from_config = ((config or {}).get("tracking") or {}).get("uri")
-    return from_config or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 def _read_config(path: Optional[Path]) -> dict[str, Any]:
@@ -81,7 +72,7 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with a 'promotion:' section (thresholds) and optionally 'tracking.uri'."),
         force: bool = typer.Option(False, "--force", help="Move the alias even when a gate fails (needs --reason)."),
         reason: str = typer.Option("", "--reason", help="Why; recorded on the version and in the alias history."),
-        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+        tracking_uri: Optional[str] = TRACKING_URI,
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
         configure_process()
@@ -94,7 +85,7 @@ def register(app: typer.Typer) -> None:
                                  "max_latency_ms": max_latency_ms})
             if test_data is not None and not test_data.is_file():
                 raise UserInputError(f"--test-data: no such file {str(test_data)!r}")
-            registry = Registry.open(_tracking_uri(tracking_uri, raw))
+            registry = Registry.open(local_tracking_uri(tracking_uri, raw))
             result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
                                  config=gates, test_data=test_data, force=force, reason=reason)
         except AutoPeftError as exc:
@@ -115,14 +106,14 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="Registered model name."),
         alias: str = typer.Option(Alias.PRODUCTION, "--alias", help="Alias to move back."),
         reason: str = typer.Option("", "--reason", help="Why; recorded on the version and in the alias history."),
-        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+        tracking_uri: Optional[str] = TRACKING_URI,
     ) -> None:
         """Move an alias (production) back to the version that held it before."""
         configure_process()
         from autopeft.registry.versions import Registry
 
         try:
-            event = Registry.open(_tracking_uri(tracking_uri)).rollback(name, alias, reason)
+            event = Registry.open(local_tracking_uri(tracking_uri)).rollback(name, alias, reason)
         except AutoPeftError as exc:
             fail(exc)
             return
@@ -132,14 +123,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def models(
         name: Optional[str] = typer.Argument(None, help="Registered model (omit to list every model)."),
-        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+        tracking_uri: Optional[str] = TRACKING_URI,
     ) -> None:
         """Table of registered models, or of one model's versions: aliases, metrics, lineage."""
         configure_process()
         from autopeft.registry.versions import Registry
 
         try:
-            registry = Registry.open(_tracking_uri(tracking_uri))
+            registry = Registry.open(local_tracking_uri(tracking_uri))
             shown = _models_view(registry, out.width) if name is None else _versions_view(registry, name, out.width)
         except AutoPeftError as exc:
             fail(exc)
@@ -152,7 +143,7 @@ def register(app: typer.Typer) -> None:
         ref: str = typer.Argument(..., metavar="NAME@ALIAS", help="NAME@ALIAS or NAME/VERSION."),
         out_dir: Path = typer.Option(..., "--out", help="Folder to write (must be empty or absent)."),
         merged: bool = typer.Option(False, "--merged", help="Merge the adapter into its base model (plain transformers)."),
-        tracking_uri: Optional[str] = typer.Option(None, help=_URI_HELP),
+        tracking_uri: Optional[str] = TRACKING_URI,
     ) -> None:
         """Write a version's adapter, or a merged full model, to a folder."""
         configure_process()
@@ -162,7 +153,7 @@ def register(app: typer.Typer) -> None:
             model_name, version, alias = parse_model_ref(ref)
             if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
                 raise UserInputError(f"--out: {str(out_dir)!r} exists and is not an empty folder")
-            registry = Registry.open(_tracking_uri(tracking_uri))
+            registry = Registry.open(local_tracking_uri(tracking_uri))
             found = registry.resolve(model_name, version=version, alias=alias)
             created = not out_dir.exists()
             try:

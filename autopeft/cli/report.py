@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from autopeft.cli._inputs import TRACKING_URI, local_tracking_uri
 from autopeft.cli._output import fail
 from autopeft.cli._output import out as stdout
 from autopeft.errors import AutoPeftError, ConfigError
@@ -18,7 +19,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def report(
         study: str = typer.Argument(..., help="Name of the study (its MLflow parent run is found by tag)."),
-        tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store holding the study."),
+        tracking_uri: Optional[str] = TRACKING_URI,
         out: Optional[Path] = typer.Option(None, help="Folder for report.html and figures/ (default: ./<study>-report)."),
         log: bool = typer.Option(True, "--log/--no-log", help="Log the report to the study's parent MLflow run."),
     ) -> None:
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
         configure_process()
         from autopeft.report.study_report import write_report
 
+        tracking_uri = local_tracking_uri(tracking_uri)
         try:
             # a missing SQLite file would otherwise be created empty by MLflow
             if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():

@@ -256,3 +256,15 @@ def test_submit_of_a_relative_sqlite_store_is_refused_before_anything_is_sent(jo
         "(http://HOST:5000) or a database URL the cluster reaches, found 'sqlite:///mlflow.db' (a file on this "
         "machine); set --tracking-uri"], result.output
     assert submitted == [] and _files(job_workdir) == before
+
+
+def test_report_reads_the_store_mlflow_tracking_uri_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """models, promote and export read $MLFLOW_TRACKING_URI; report read ./mlflow.db whatever it said."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'studies.db'}")
+    result = CliRunner().invoke(app, ["report", "some-study"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"error: --tracking-uri: no MLflow database at {str(tmp_path / 'studies.db')!r}"
+    flagged = CliRunner().invoke(app, ["report", "some-study", "--tracking-uri", "sqlite:///other.db"])
+    assert flagged.output.strip() == "error: --tracking-uri: no MLflow database at 'other.db'"
+    assert sorted(tmp_path.iterdir()) == []
