@@ -4,9 +4,7 @@ time budget. Nothing here trains the study; ``search.run_search`` does."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,38 +34,16 @@ def resolve_request(request: Request, overrides: Overrides | None = None) -> tup
 def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line: None) -> BudgetPlan | None:
     """With ``budget.time``: probe this machine and set the budget fields the user left open
     (in place, with their reasons as notes). None when there is no time budget, or every
-    planned field is given (a config ``autopeft init`` wrote)."""
+    planned field is given (a config ``autopeft init`` wrote).
+
+    A budget this machine cannot hold is refused after the probe, and the probe's cache (the
+    tokenized data and timings in ``Prepared.cache_dir``) stays: it is what makes the refusal's
+    "give at least N" hold for the rerun. Removed with the refusal (tried in session 34), the
+    rerun probed again under other load, and CI's run given 166 s after "at least 2.3 min" was
+    refused again with "2.8 min". No study record (MLflow, Optuna, outputs) is written before it."""
     cfg = prepared.config
     if cfg.budget.time is None or set(PLANNED_FIELDS) <= cfg.budget.model_fields_set:
         return None
-    with _written_only_if_planned(prepared.output_dir, prepared.cache_dir):
-        return _plan_budget(prepared, say)
-
-
-@contextmanager
-def _written_only_if_planned(output_dir: Path, cache: Path) -> Iterator[None]:
-    """Remove what the budget's probe wrote (its cache of tokenized data and timings in ``cache``,
-    and the folders it made) when planning ends in an error: a budget too
-    small for this machine is bad input, and bad input leaves nothing behind. Files that were
-    there stay. Only the cache folder is listed: ``output_dir`` may be a large folder of the user's."""
-    made_dirs = [d for d in (output_dir, cache) if not d.exists()]
-    before = set(cache.iterdir()) if cache.is_dir() else set()
-    try:
-        yield
-    except BaseException:
-        for path in (set(cache.iterdir()) - before) if cache.is_dir() else ():
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        for folder in reversed(made_dirs):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
-
-
-def _plan_budget(prepared: Prepared, say: Callable[[str], None]) -> BudgetPlan:
-    cfg = prepared.config
     data = tokenize_study_data(prepared)
     say(f"probing step and evaluation time of {', '.join(prepared.resolved.space.adapters)} on this machine...")
     measured = probe(prepared, data)

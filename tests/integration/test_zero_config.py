@@ -34,8 +34,8 @@ pytestmark = pytest.mark.integration
 #: the probe, set-up and registration; 0.25 s a step); 120 s holds it there.
 TIME_S = 120
 #: A slower machine (0.66 s a step in one CI run, 0.58 in another; a busy one asked for 162 s
-#: once) is refused with the time it needs, after a probe of about 10 s (not cached: a refusal
-#: leaves nothing behind); the study then runs again with that time and this margin, as a user would.
+#: once) is refused with the time it needs, after a probe of about 10 s whose timings are cached;
+#: the study then runs again with that time and this margin, as a user would.
 REFUSED = re.compile(r"cannot hold a study on this machine .*: .* need about (?P<minutes>[\d.]+) min")
 MARGIN = 1.2
 #: Credentials planted in the search's environment; none may end up in what it records.
