@@ -526,7 +526,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
             label, label_field = label_spec.name, label_spec.field
             # a class whose every row the carve drew (one example, say) cannot be learnt and is
             # no train label: its rows stay in train, where the user's file had them
-            unseen = ~validation[label].astype(str).isin(set(train[label].astype(str)))
+            unseen = ~validation[label].astype(str).isin(_classes(train[label], label_spec.kind))
             if unseen.all():
                 raise DataError(f"data.{label_field}: no row carved out of train for validation has a class with "
                                 "another example left in train; give data.validation, or more than one example "
