@@ -38,9 +38,8 @@ def plan_budget(prepared: Prepared, *, say: Callable[[str], None] = lambda _line
 
     A budget this machine cannot hold is refused after the probe, and the probe's cache (the
     tokenized data and timings in ``Prepared.cache_dir``) stays: it is what makes the refusal's
-    "give at least N" hold for the rerun. Removed with the refusal (tried in session 34), the
-    rerun probed again under other load, and CI's run given 166 s after "at least 2.3 min" was
-    refused again with "2.8 min". No study record (MLflow, Optuna, outputs) is written before it."""
+    "give at least N" hold for the rerun, which would otherwise be timed again under other load.
+    No study record (MLflow, Optuna, outputs) is written before the refusal."""
     cfg = prepared.config
     if cfg.budget.time is None or set(PLANNED_FIELDS) <= cfg.budget.model_fields_set:
         return None
