@@ -183,12 +183,13 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
             elif suffix in (".jsonl", ".json"):
                 frame = _records_frame(_json_records(text, suffix, path, field_name))
             else:
-                sep, quoting = _dialect(text, suffix)
+                dialect = _dialect(text, suffix)
                 if header is None:
-                    header = _delimited_verdict(text, sep, quoting) is not False
-                frame = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=0 if header else None)
+                    header = _delimited_verdict(text, dialect) is not False
+                frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options,
+                                                    header=0 if header else None))
                 if header and columns is None:
-                    _check_unique_names(text, sep, quoting, path, field_name)
+                    _check_unique_names(text, dialect, path, field_name)
         except DataError:
             raise
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
@@ -252,10 +253,10 @@ def _records_frame(records: list[dict[str, Any]] | dict[str, Any]) -> pd.DataFra
     return pd.DataFrame(records).infer_objects()
 
 
-def _check_unique_names(text: str, sep: str, quoting: int, path: Path, field_name: str) -> None:
+def _check_unique_names(text: str, dialect: _Dialect, path: Path, field_name: str) -> None:
     """A header row names each column once: pandas renames a second 'label' to 'label.1', and the
     study would read whichever of the two its field names."""
-    names = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=None, nrows=1, dtype=str,
+    names = pd.read_csv(io.StringIO(text), **dialect.options, header=None, nrows=1, dtype=str,
                         keep_default_na=False).iloc[0].tolist()
     seen: set[str] = set()
     for name in names:
@@ -281,7 +282,7 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     text = _text(path, field_name)
     if suffix == ".txt":
         return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name)]) is True
-    return _delimited_verdict(text, *_dialect(text, suffix)) is not False
+    return _delimited_verdict(text, _dialect(text, suffix)) is not False
 
 
 def data_suffix(path: str | Path) -> str:
@@ -321,11 +322,56 @@ def _text(path: Path, field_name: str) -> str:
                         f"(byte 0x{data[offset]:02x} at offset {offset}); save it as UTF-8") from None
 
 
-def _dialect(text: str, suffix: str) -> tuple[str, int]:
-    """Separator and quoting of a csv or tsv."""
+#: A number written with a decimal comma (``2,45``), as ';'-separated files hold them.
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+(?:,\d+)?(?:[eE][+-]?\d+)?")
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How a csv or tsv is written: its separator and quoting; whether its fields follow the
+    separator after a space (``text, label`` written by hand); whether its numbers have a decimal
+    comma (';'-separated files from spreadsheets in locales that write ``2,45``)."""
+
+    sep: str
+    quoting: int
+    spaced: bool = False
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """pandas' ``read_csv`` arguments. After ``, `` a field starts past the space, so that a
+        quoted field is read as quoted and ``pos`` and `` pos`` are one class, as the writer meant."""
+        return {"sep": self.sep, "quoting": self.quoting, "skipinitialspace": self.spaced}
+
+    def numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the columns of decimal-comma numbers read as numbers (a ';'-separated file
+        only: a ','-separated one cannot hold them unquoted, and there '1,5' may be a pair)."""
+        if self.sep != ";":
+            return frame
+        for name in frame.columns:
+            column = frame[name]
+            if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
+                continue
+            present = column.dropna().astype(str).str.strip()
+            if len(present) and present.str.fullmatch(_DECIMAL_COMMA.pattern).all() and present.str.contains(",").any():
+                numbers = pd.to_numeric(column.astype(str).str.strip().str.replace(",", ".", regex=False),
+                                        errors="coerce")
+                frame[name] = numbers.where(column.notna())
+        return frame
+
+
+def _dialect(text: str, suffix: str) -> _Dialect:
+    """Separator, quoting and spacing of a csv or tsv."""
     if suffix == ".csv":
-        return _csv_separator(text), csv.QUOTE_MINIMAL
-    return "\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE
+        sep = _csv_separator(text)
+        return _Dialect(sep, csv.QUOTE_MINIMAL, spaced=_spaced(text, sep))
+    return _Dialect("\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE)
+
+
+def _spaced(text: str, sep: str) -> bool:
+    """Whether the first line's fields after the first all start with a space (``text, label``)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    fields = next(csv.reader([first], delimiter=sep), [])
+    return len(fields) >= 2 and all(field.startswith(" ") and field.strip() for field in fields[1:])
 
 
 #: Lines of a .csv that decide its separator.
@@ -335,7 +381,8 @@ _SEPARATOR_SAMPLE = 50
 def _csv_separator(text: str) -> str:
     """',' unless the file is plainly ';'-separated, as spreadsheets in locales whose decimal mark
     is a comma save their .csv: every sampled line splits into the same number (two or more) of
-    ';' fields, and the commas do not split them alike (a review may hold both)."""
+    ';' fields, and the commas do not split them alike (a review may hold both), or every comma is
+    a number's decimal comma."""
     lines = [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
     if not lines or ";" not in lines[0]:
         return ","
@@ -344,9 +391,13 @@ def _csv_separator(text: str) -> str:
         return {len(row) for row in csv.reader(lines, delimiter=separator)}
 
     by_semicolon, by_comma = widths(";"), widths(",")
-    if len(by_semicolon) == 1 and min(by_semicolon) >= 2 and not (len(by_comma) == 1 and min(by_comma) >= 2):
+    if len(by_semicolon) != 1 or min(by_semicolon) < 2:
+        return ","
+    if not (len(by_comma) == 1 and min(by_comma) >= 2):
         return ";"
-    return ","
+    # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
+    fields = [field.strip() for row in csv.reader(lines, delimiter=";") for field in row]
+    return ";" if all(_DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field) else ","
 
 
 _QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"(?=[\t\r\n]|\Z)')
@@ -385,16 +436,20 @@ def _quoted_tsv(text: str) -> bool:
     return any((quoted if row > 1 else first).values())
 
 
-def _delimited_verdict(text: str, sep: str, quoting: int) -> bool | None:
+def _delimited_verdict(text: str, dialect: _Dialect) -> bool | None:
     try:
-        sample = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, header=None, dtype=str,
+        sample = pd.read_csv(io.StringIO(text), **dialect.options, header=None, dtype=str,
                              keep_default_na=False, nrows=_SNIFF_ROWS)
     except Exception:  # the full read reports what is wrong with the file
         return None
     first = [str(cell).strip() for cell in sample.iloc[0]] if len(sample) else []
     if first == [str(i) for i in range(len(first))]:  # the names pandas gives columns, written out
         return True
-    return _header_verdict(sample.to_numpy().tolist())
+    rows = sample.to_numpy().tolist()
+    if dialect.sep == ";":  # a decimal comma's number is a number to the verdict too
+        rows = [[cell.replace(",", ".") if _DECIMAL_COMMA.fullmatch(cell.strip()) else cell for cell in row]
+                for row in rows]
+    return _header_verdict(rows)
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")

@@ -426,3 +426,39 @@ def test_a_semicolon_separated_csv_is_read_by_its_columns(tmp_path):
     # a comma-separated file whose texts hold semicolons (as many per line as commas) stays comma-separated
     path = write(tmp_path / "reviews.csv", "good; really,pos\nbad; very,neg\n")
     assert reads_as(path, header=False) == (["0", "1"], [["good; really", "pos"], ["bad; very", "neg"]])
+
+
+def test_decimal_commas_of_a_semicolon_separated_csv_are_numbers(tmp_path):
+    """Such a spreadsheet writes 2,45 for 2.45: the scores read as strings, and zero-config made a
+    regression target of 126 values a classification of 126 classes."""
+    path = write(tmp_path / "train.csv", "sentence;score;stars;note\n" + "".join(
+        f"review {i};{i},{i % 7}5;{1 + i % 5};{i},{i + 1}x\n" for i in range(12)))
+    frame = read_table(path, "data.train")
+    assert frame["score"].tolist() == [float(f"{i}.{i % 7}5") for i in range(12)]
+    assert frame["stars"].tolist() == [1 + i % 5 for i in range(12)]
+    assert frame["note"].tolist() == [f"{i},{i + 1}x" for i in range(12)]  # not a number: kept as written
+    # without a header, the first row's decimal comma is data, as a decimal point's would be
+    headerless = write(tmp_path / "values.csv", "".join(f"review {i};{i},5\n" for i in range(12)))
+    assert detect_header(headerless) is False
+    assert read_table(headerless, "data.train")["1"].tolist() == [i + 0.5 for i in range(12)]
+    # a missing score stays missing; and in a comma-separated file, quoted "1,5" is text
+    gaps = write(tmp_path / "gaps.csv", "sentence;score\na;1,5\nb;\nc;2,25\n")
+    assert rows(read_table(gaps, "data.train"))[1][0] == "b" and pd.isna(read_table(gaps, "data.train")["score"][1])
+    quoted = write(tmp_path / "quoted.csv", 'sentence,score\na,"1,5"\nb,"2,5"\n')
+    assert read_table(quoted, "data.train")["score"].tolist() == ["1,5", "2,5"]
+
+
+def test_a_csv_written_with_a_space_after_each_comma(tmp_path):
+    """``text, label`` by hand: the space is not part of the field. It had made the column ' label'
+    and the classes ' pos' and ' neg', and a quoted text after ', ' was cut at its commas."""
+    body = "".join(f'"{s}, really", {lab}\n' for s, lab in zip(SENTENCES, LABELS, strict=True))
+    path = write(tmp_path / "train.csv", "sentence, label\n" + body)
+    assert reads_as(path) == (["sentence", "label"],
+                              [[f"{s}, really", lab] for s, lab in zip(SENTENCES, LABELS, strict=True)])
+    raw = load(DataConfig(train=str(path), text_columns=["sentence"], label_column="label"), CLS, seed=0)
+    assert raw.label_names == ["neg", "pos"]
+    headerless = write(tmp_path / "rows.csv", body)
+    assert reads_as(headerless)[1][0] == [f"{SENTENCES[0]}, really", LABELS[0]]
+    # a file whose fields are not all spaced keeps its spaces (they may be the writer's)
+    mixed = write(tmp_path / "mixed.csv", "sentence,label\n" + "".join(f" {s}, {lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+    assert reads_as(mixed)[1][0] == [f" {SENTENCES[0]}", f" {LABELS[0]}"]
