@@ -236,7 +236,7 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
 
     lists = [p for p in profiles.values() if p.kind == "list"]
     images = [p for p in profiles.values() if p.kind == "image"]
-    pair = _conventional_pair(names, PROMPT_RESPONSE_NAMES)
+    pair = _generation_pair(profiles, label)
     wanted = request.task
     if wanted == "token_classification" or (wanted is None and len(lists) >= 2):
         return _token_columns(lists, names, texts, label)
@@ -249,7 +249,8 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
         return "image_classification", {"image_column": (image, "its values are image file paths"),
                                         "label_column": (label_name, label_reason)}, \
             f"column {image!r} holds image file paths"
-    if wanted == "causal_lm" or (wanted is None and pair is not None and label is None):
+    if wanted == "causal_lm" or (wanted is None and pair is not None):
+        pair = pair or _conventional_pair(names, PROMPT_RESPONSE_NAMES)
         if pair is None:
             if len(texts) == 2:
                 pair = (texts[0], texts[1])
@@ -302,6 +303,18 @@ def _conventional_pair(names: Sequence[str], pairs: Sequence[tuple[str, str]]) -
         if normalised(first) in by_norm and normalised(second) in by_norm:
             return by_norm[normalised(first)], by_norm[normalised(second)]
     return None
+
+
+def _generation_pair(profiles: dict[str, ColumnProfile], label: str | None) -> tuple[str, str] | None:
+    """The (prompt, response) columns of instruction data, by their conventional names, where the
+    response is free text to learn to write and no label names the answer instead: a 'target' of
+    numbers is a regression's, an 'output' of yes/no a classification's, and 'question' and 'answer'
+    beside a 'label' are a pair the label judges."""
+    pair = _conventional_pair(list(profiles), PROMPT_RESPONSE_NAMES)
+    if pair is None or label is not None or not profiles[pair[1]].free_text:
+        return None
+    labelled = {normalised(name) for name in profiles if name not in pair} & set(LABEL_NAMES)
+    return None if labelled else pair
 
 
 def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given: str | None) -> tuple[str, str]:

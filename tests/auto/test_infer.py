@@ -122,6 +122,26 @@ def test_prompt_response_jsonl(task_models: dict[str, str], tmp_path: Path) -> N
     assert got["space"] == "llm-sft" and got["objective.metric"] == "loss"
 
 
+@pytest.mark.parametrize(("columns", "kind", "texts", "label"), [
+    # a label beside the pair: the label judges the answer (it was causal_lm, the label dropped)
+    ({"question": "q", "answer": "a", "label": "01"}, "sequence_classification", ["question", "answer"], "label"),
+    # a 'target' of numbers is a regression's target, not a response to write
+    ({"source": "q", "target": "number"}, "regression", ["source"], "target"),
+    # an 'output' of yes/no is a classification's label
+    ({"input": "q", "output": "yesno"}, "sequence_classification", ["input"], "output"),
+])
+def test_a_prompt_response_naming_that_holds_a_label_is_not_causal_lm(tmp_path: Path, columns, kind, texts,
+                                                                      label) -> None:
+    values = {"q": [f"what did reviewer {i} think of the film" for i in range(60)],
+              "a": [f"they thought it was {['fine', 'dull', 'great'][i % 3]} overall, {i}" for i in range(60)],
+              "01": [i % 2 for i in range(60)], "number": [round(i * 0.37 % 5, 2) for i in range(60)],
+              "yesno": [["yes", "no"][i % 2] for i in range(60)]}
+    path = tmp_path / "train.csv"
+    pd.DataFrame({name: values[source] for name, source in columns.items()}).to_csv(path, index=False)
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert (got["task.kind"], got["data.text_columns"], got["data.label_column"]) == (kind, texts, label)
+
+
 def test_image_folder_csv(task_models: dict[str, str], tmp_path: Path) -> None:
     write_images(tmp_path, 20).to_csv(tmp_path / "images.csv", index=False)
     got = chosen(infer(Request(model=task_models["image_classification"], train=str(tmp_path / "images.csv"))))
