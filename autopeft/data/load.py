@@ -212,7 +212,8 @@ def _json_kind(value: Any) -> str:
 
 def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[dict[str, Any]] | dict[str, Any]:
     """The file's records, parsed once: jsonl, every non-blank line a JSON object; json, a list of
-    objects (or a mapping, read by column). Where not, the line (or item) and what it holds, for
+    objects, or a mapping: read by column, or the list of objects under one of its keys
+    (``{"data": [...]}``, as many exports write it). Where not, the line (or item) and what it holds, for
     pandas says only 'cannot convert dictionary update sequence element #0'."""
     where = str(path)
     if suffix == ".jsonl":
@@ -236,6 +237,10 @@ def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[d
         problem = (f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
                    else "nested too deep")
         raise DataError(f"{field_name}: {where!r} is not valid JSON ({problem})") from None
+    if isinstance(records, dict):  # {"data": [...], "version": 2}: the records under their one key
+        wrapped = [value for value in records.values()
+                   if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)]
+        records = wrapped[0] if len(wrapped) == 1 else records
     if isinstance(records, list):
         odd = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
         if odd is not None:

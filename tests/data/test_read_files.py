@@ -462,3 +462,13 @@ def test_a_csv_written_with_a_space_after_each_comma(tmp_path):
     # a file whose fields are not all spaced keeps its spaces (they may be the writer's)
     mixed = write(tmp_path / "mixed.csv", "sentence,label\n" + "".join(f" {s}, {lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
     assert reads_as(mixed)[1][0] == [f" {SENTENCES[0]}", f" {LABELS[0]}"]
+
+
+def test_json_records_under_one_key(tmp_path):
+    """``{"data": [...]}``, as exports and APIs write it: it read as one column 'data' of objects."""
+    records = [{"sentence": "hello", "label": "pos"}, {"sentence": "bye", "label": "neg"}]
+    path = write(tmp_path / "train.json", json.dumps({"version": "1.0", "data": records}))
+    assert reads_as(path) == (["sentence", "label"], [["hello", "pos"], ["bye", "neg"]])
+    # two such lists: which one is the data is not for the loader to guess
+    path = write(tmp_path / "two.json", json.dumps({"train": records, "test": records}))
+    assert reads_as(path)[0] == ["train", "test"]
