@@ -664,9 +664,11 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
     for field_name in dict.fromkeys(c.field for c in texts):
         _check_texts(frame, [c.name for c in texts if c.field == field_name], split, field_name)
     for column in columns:
-        if column.kind in ("label", "value") and frame[column.name].isna().any():
-            row = int(frame[column.name].isna().to_numpy().argmax())
-            raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row}")
+        missing = frame[column.name].isna() if column.kind in ("label", "value") else None
+        if missing is not None and missing.any():
+            row = int(missing.to_numpy().argmax())
+            raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row} "
+                            f"({int(missing.sum())} empty in all)")
         if column.kind == "value":
             _check_numbers(frame[column.name], column, split)
         if column.kind in ("words", "tags"):

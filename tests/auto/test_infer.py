@@ -251,7 +251,7 @@ def test_empty_cells_reach_the_data_checks_not_a_traceback(minilm_path: str, tmp
     for request, message in ((Request(model="minilm", train=str(texts)), r"^data\.text_columns: 'sentence' is empty "
                               r"in train row \d+ \(1 empty in all\)$"),
                              (Request(model="minilm", train=str(labels), label="label"),
-                              r"^data\.label_column: 'label' is empty in train row 0$"),
+                              r"^data\.label_column: 'label' is empty in train row 0 \(40 empty in all\)$"),
                              (Request(model="minilm", train=str(blank), text=("sentence",)),
                               r"^data\.text_columns: 'sentence' is empty in train row 0 \(40 empty in all\)$")):
         config = resolve_mapping(infer(request).raw_config()).config
