@@ -20,6 +20,7 @@ import io
 import json
 import lzma
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -596,7 +597,11 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         source["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {seed}"
 
     if cfg.max_train_examples:
-        frames["train"] = _head(frames["train"], cfg.max_train_examples, seed)
+        label_spec = next((c for c in columns if c.kind == "label"), None)
+        kept = _head(frames["train"], cfg.max_train_examples, seed)
+        if task.categorical and label_spec is not None:
+            kept = _with_every_class(kept, frames["train"], label_spec.name, seed)
+        frames["train"] = kept
     if cfg.max_eval_examples:
         for split in ("validation", "test"):
             if split in frames:
@@ -720,6 +725,26 @@ def _head(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     if len(frame) <= n:
         return frame
     return frame.sample(n=n, random_state=seed).reset_index(drop=True)
+
+
+def _with_every_class(kept: pd.DataFrame, frame: pd.DataFrame, label: str, seed: int) -> pd.DataFrame:
+    """``kept`` (rows drawn from ``frame``) with one row of each class it missed, in place of rows of
+    its largest classes: a cap on train must not turn a rare class into one that validation has and
+    train does not. Unchanged where it missed none (or where there are more classes than rows)."""
+    classes = frame[label].astype(str)
+    missing = set(classes) - set(kept[label].astype(str))
+    if not missing or classes.nunique() > len(kept):
+        return kept
+    added = frame[classes.isin(missing)].sample(frac=1.0, random_state=seed)
+    added = added[~added[label].astype(str).duplicated()]
+    kept_classes = kept[label].astype(str)
+    left, dropped = Counter(kept_classes), Counter[str]()
+    for _ in range(len(added)):  # one row at a time from whichever class has most left
+        largest = max(left, key=lambda name: left[name])
+        left[largest] -= 1
+        dropped[largest] += 1
+    drop_index = [index for name, count in dropped.items() for index in kept.index[kept_classes == name][-count:]]
+    return pd.concat([kept.drop(index=drop_index), added]).reset_index(drop=True)
 
 
 def _check_numbers(values: pd.Series, column: Column, split: str) -> None:

@@ -147,6 +147,24 @@ def test_tokenize_once_and_reuse_the_cache(tmp_path, minilm_path):
         len(first.splits["train"].input_ids[i]) for i in range(3))
 
 
+def test_a_cap_on_train_keeps_one_row_of_every_class(tmp_path):
+    """data.max_train_examples drew 8 of 200 rows, 10 of them 'rare': the sample often had none, and
+    the study failed on 'validation has label 'rare' that train does not have'."""
+    frame = pd.DataFrame({"sentence": [f"sentence {i}" for i in range(200)], "label": ["common"] * 190 + ["rare"] * 10})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.tail(20).to_csv(tmp_path / "validation.csv", index=False)
+    capped = DataConfig(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "validation.csv"),
+                        text_columns="sentence", max_train_examples=8)
+    plain = capped.model_copy(update={"max_train_examples": None})
+    for seed in range(6):
+        train = load(capped, CLS, seed=seed).frames["train"]
+        assert len(train) == 8 and set(train.label) == {"common", "rare"}
+        assert set(train.sentence) <= set(frame.sentence)
+        drawn = load(plain, CLS, seed=seed).frames["train"].sample(n=8, random_state=seed)
+        if "rare" in set(drawn.label):  # a sample that had every class is the one it always was
+            assert sorted(train.sentence) == sorted(drawn.sentence)
+
+
 def test_max_validation_examples_cuts_validation_not_test(tmp_path):
     frame = pd.DataFrame({"sentence": [f"s{i}" for i in range(300)], "label": [i % 2 for i in range(300)]})
     frame.to_csv(tmp_path / "train.csv", index=False)
