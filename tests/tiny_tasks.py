@@ -134,6 +134,16 @@ def write_jsonl(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def write_conll(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame``'s tokens and tags as CoNLL-2003 lays them out: a document line, one word a line
+    with part-of-speech and chunk tags before its entity tag, a blank line after each sentence."""
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for words, tags in zip(frame["tokens"], frame["tags"], strict=True):
+        lines += [f"{word} NN I-NP {tag}" for word, tag in zip(words, tags, strict=True)] + [""]
+    path.write_text("\n".join(lines))
+    return path
+
+
 def load_kind(kind: str, tmp_path: Path, n: int = 24):
     """``n`` examples of a task kind written to ``tmp_path`` and loaded (RawData)."""
     from autopeft.config import DataConfig

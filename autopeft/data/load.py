@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation", "test")
 #: The file kinds ``read_table`` reads, by suffix.
-SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet")
-_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".json")
+SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json", ".parquet")
+_TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json")
 #: Compressions a text file may carry as a last suffix (``train.csv.gz``), with the stdlib
 #: function that opens it: exports and crawls are often stored compressed, and pandas reads them
 #: so too, but here every text file is decoded once by ``_text`` to check it is UTF-8.
@@ -166,7 +166,9 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     they replace the names in it. A tsv is read without quoting (GLUE sentences hold stray quote
     characters) unless some column is quoted in every row. txt: one example per line,
     ``text<TAB>label`` split at the last tab, blank lines skipped, columns ``text`` and ``label``
-    (or ``columns``); a first line that ``header`` or detection calls a header is skipped. jsonl,
+    (or ``columns``); a first line that ``header`` or detection calls a header is skipped; a txt
+    laid out as CoNLL is read as CoNLL. conll: one word a line with its tag last, a blank line
+    after each sentence; columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl,
     json, parquet: ``header`` does not apply; ``columns`` renames. Text files are UTF-8, with or
     without a byte-order mark; DataError (one line, naming ``field_name``) for anything unreadable.
     """
@@ -174,8 +176,12 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     suffix = _suffix(path, field_name)
     if columns is not None and header is None:
         header = False
-    if suffix == ".txt":
-        frame = _read_txt(_text(path, field_name), path, field_name, header)
+    if suffix in (".txt", ".conll"):
+        text = _text(path, field_name)
+        if suffix == ".conll" or _conll_layout(text):
+            frame = _read_conll(text, path, field_name)
+        else:
+            frame = _read_txt(text, path, field_name, header)
     else:
         text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
         try:
@@ -283,10 +289,12 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     """
     path = Path(path)
     suffix = _suffix(path, field_name)
-    if suffix not in (".csv", ".tsv", ".txt"):
+    if suffix not in (".csv", ".tsv", ".txt"):  # conll: a word and its tag per line, no names
         return True
     text = _text(path, field_name)
     if suffix == ".txt":
+        if _conll_layout(text):
+            return True
         return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name)]) is True
     return _delimited_verdict(text, _dialect(text, suffix)) is not False
 
@@ -524,6 +532,58 @@ def _read_txt(text: str, path: Path, field_name: str, header: bool | None) -> pd
     # numeric labels read as numbers, as in csv; an empty label stays missing
     labels = numbers if rows and numbers.notna().sum() == labels.notna().sum() else labels.astype("str")
     return pd.DataFrame({"text": pd.Series([t for _, t, _ in rows], dtype=str), "label": labels})
+
+
+#: The line CoNLL-2003 opens each document with: not a word of a sentence.
+_DOCSTART = "-DOCSTART-"
+
+
+def _conll_layout(text: str) -> bool:
+    """Whether a .txt is laid out as CoNLL (one word a line, its tags after it, a blank line after
+    each sentence), as NER data is shipped: read as ``text<TAB>label`` lines, each word would be an
+    example of its own. The signs: every line splits into as many fields (two or more), and blank
+    lines part the lines into sentences of more than one line on average."""
+    sentences, lines, widths = 0, 0, set()
+    in_sentence = False
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            in_sentence = False
+            continue
+        if fields[0] == _DOCSTART:
+            continue
+        widths.add(len(fields))
+        if len(widths) > 1:
+            return False
+        lines += 1
+        if not in_sentence:
+            sentences, in_sentence = sentences + 1, True
+    return sentences >= 2 and min(widths, default=0) >= 2 and lines >= 2 * sentences
+
+
+def _read_conll(text: str, path: Path, field_name: str) -> pd.DataFrame:
+    """A CoNLL file as one row per sentence: ``tokens`` (the first field of each line) and ``tags``
+    (the last, as CoNLL-2003 puts the named entity after its part-of-speech and chunk tags)."""
+    tokens: list[list[str]] = []
+    tags: list[list[str]] = []
+    words: list[str] = []
+    labels: list[str] = []
+    for number, line in enumerate(text.splitlines() + [""], start=1):
+        fields = line.split()
+        if fields and fields[0] == _DOCSTART:
+            continue
+        if not fields:
+            if words:
+                tokens.append(words)
+                tags.append(labels)
+                words, labels = [], []
+            continue
+        if len(fields) < 2:
+            raise DataError(f"{field_name}: line {number} of {str(path)!r} holds {fields[0]!r} alone; expected a "
+                            "word and its tag (CoNLL: one word a line, its tag last, a blank line after each sentence)")
+        words.append(fields[0])
+        labels.append(fields[-1])
+    return pd.DataFrame({"tokens": tokens, "tags": tags})
 
 
 def read_hub_split(source: HubSource, split: str, field_name: str = "data.hub") -> pd.DataFrame:

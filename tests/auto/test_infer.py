@@ -18,7 +18,7 @@ from autopeft.auto.infer import Request, infer, names_for
 from autopeft.cli.app import app
 from autopeft.config import resolve_mapping
 from autopeft.errors import DataError
-from tests.tiny_tasks import ner_frame, sft_frame, write_images, write_jsonl
+from tests.tiny_tasks import ner_frame, sft_frame, write_conll, write_images, write_jsonl
 
 
 def chosen(inference) -> dict[str, object]:
@@ -109,6 +109,13 @@ def test_token_classification_jsonl(task_models: dict[str, str], tmp_path: Path)
     assert got["task.kind"] == "token_classification"
     assert got["data.tokens_column"] == "tokens" and got["data.tags_column"] == "tags"
     assert got["objective.metric"] == "f1"
+
+
+def test_token_classification_conll(task_models: dict[str, str], tmp_path: Path) -> None:
+    path = write_conll(ner_frame(30), tmp_path / "ner.txt")
+    got = chosen(infer(Request(model=task_models["token_classification"], train=str(path))))
+    assert got["task.kind"] == "token_classification" and "data.header" not in got
+    assert got["data.tokens_column"] == "tokens" and got["data.tags_column"] == "tags"
 
 
 def test_prompt_response_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:

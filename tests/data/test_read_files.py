@@ -472,3 +472,45 @@ def test_json_records_under_one_key(tmp_path):
     # two such lists: which one is the data is not for the loader to guess
     path = write(tmp_path / "two.json", json.dumps({"train": records, "test": records}))
     assert reads_as(path)[0] == ["train", "test"]
+
+
+# --------------------------------------------------------------------------- CoNLL
+
+
+def conll_text(sep: str = " ", docstart: bool = True) -> str:
+    sentences = [[("EU", "NNP", "B-ORG"), ("rejects", "VBZ", "O"), ("German", "JJ", "B-MISC")],
+                 [("Peter", "NNP", "B-PER"), ("Blackburn", "NNP", "I-PER")]]
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for sentence in sentences:
+        lines += [sep.join((word, pos, "I-NP", tag)) for word, pos, tag in sentence] + [""]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(("name", "sep"), [("train.conll", " "), ("train.txt", " "), ("train.txt", "\t"),
+                                           ("train.conll.gz", "\t")])
+def test_conll_reads_one_row_per_sentence(tmp_path, name, sep):
+    """NER data as it is shipped (CoNLL-2003 and its kin): a .txt of tab-separated words was read as
+    one text-classification example per word, a space-separated one was refused."""
+    import gzip
+
+    text = conll_text(sep)
+    path = write(tmp_path / name, gzip.compress(text.encode()) if name.endswith(".gz") else text)
+    assert reads_as(path) == (["tokens", "tags"], [[["EU", "rejects", "German"], ["B-ORG", "O", "B-MISC"]],
+                                                   [["Peter", "Blackburn"], ["B-PER", "I-PER"]]])
+    assert detect_header(path) is True  # nothing to detect: no row of names
+    raw = load(DataConfig(train=str(path), validation=str(path)), get_task("token_classification"), seed=0)
+    assert raw.label_names == ["B-MISC", "B-ORG", "B-PER", "I-PER", "O"]
+
+
+def test_a_txt_of_examples_is_not_taken_for_conll(tmp_path):
+    # two-word texts in one block, or one example a block: not sentences of words
+    for text in ("good film\tpos\nbad film\tneg\n\ngreat film\tpos\n", "good film\tpos\n\nbad film\tneg\n\n"):
+        path = write(tmp_path / "train.txt", text)
+        assert reads_as(path)[0] == ["text", "label"]
+
+
+def test_a_conll_line_without_a_tag_is_one_line(tmp_path):
+    path = write(tmp_path / "train.conll", "EU B-ORG\nrejects\n\n")
+    with pytest.raises(DataError, match=r"^data\.train: line 2 of '.*train\.conll' holds 'rejects' alone; expected "
+                                        r"a word and its tag \(CoNLL: one word a line"):
+        read_table(path, "data.train")

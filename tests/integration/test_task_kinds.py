@@ -21,6 +21,7 @@ from tests.tiny_tasks import (
     save_token_classifier,
     save_vit,
     sft_frame,
+    write_conll,
     write_images,
     write_jsonl,
 )
@@ -39,7 +40,8 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
     if kind == "token_classification":
         frame = ner_frame(48)
         # whitespace-joined words: the pyfunc signature's input is a string column
-        return save_token_classifier(tmp_path / "model"), {"train": str(write_jsonl(frame, tmp_path / "train.jsonl"))}, \
+        # as NER data is shipped: CoNLL (jsonl lists are read by the unit tests)
+        return save_token_classifier(tmp_path / "model"), {"train": str(write_conll(frame, tmp_path / "train.conll"))}, \
             pd.DataFrame({"tokens": [" ".join(w) for w in frame["tokens"].head(4)]})
     if kind == "regression":  # targets 1000 + 50x, on the BERT encoder with a fresh one-output head
         frame = regression_frame(48)
