@@ -349,7 +349,7 @@ def test_unknown_suffix_lists_txt(tmp_path):
     path = write(tmp_path / "train.xlsx", b"PK")
     with pytest.raises(DataError) as excinfo:
         load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
-    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .jsonl, .json or .parquet file "
+    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json or .parquet file "
                                "(a text one may also be compressed: .gz, .bz2 or .xz), found 'train.xlsx'")
 
 
