@@ -642,16 +642,17 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         if len(train) - n_val < 1:
             raise DataError(f"data.train: {len(train)} rows are too few to carve out a validation split")
         validation, train = train.iloc[:n_val], train.iloc[n_val:]
-        label_spec = next((c for c in columns if c.kind == "label"), None)
-        if task.categorical and label_spec is not None:
-            label, label_field = label_spec.name, label_spec.field
-            # a class whose every row the carve drew (one example, say) cannot be learnt and is
-            # no train label: its rows stay in train, where the user's file had them
-            unseen = ~validation[label].astype(str).isin(_classes(train[label], label_spec.kind))
+        classes_spec = next((c for c in columns if c.kind in ("label", "tags")), None)
+        if task.categorical and classes_spec is not None:
+            # a class (or token tag) whose every row the carve drew (one example, say) cannot be
+            # learnt and is no train label: its rows stay in train, where the user's file had them
+            known = _classes(train[classes_spec.name], classes_spec.kind)
+            unseen = pd.Series([not _row_classes(value, classes_spec.kind) <= known
+                                for value in validation[classes_spec.name]], index=validation.index, dtype=bool)
             if unseen.all():
-                raise DataError(f"data.{label_field}: no row carved out of train for validation has a class with "
-                                "another example left in train; give data.validation, or more than one example "
-                                "per class")
+                raise DataError(f"data.{classes_spec.field}: no row carved out of train for validation has a class "
+                                "with another example left in train; give data.validation, or more than one "
+                                "example per class")
             validation, train = validation[~unseen], pd.concat([train, validation[unseen]])
         frames["validation"], frames["train"] = validation.reset_index(drop=True), train.reset_index(drop=True)
         source["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {seed}"
@@ -712,6 +713,11 @@ def _classes(values: pd.Series, kind: str) -> set[str]:
     if kind == "tags":  # one class per word
         return {str(tag) for tags in values for tag in tags}
     return {str(v) for v in values}
+
+
+def _row_classes(value: Any, kind: str) -> set[str]:
+    """The classes of one row: its label, or each of its words' tags."""
+    return {str(tag) for tag in value} if kind == "tags" else {str(value)}
 
 
 def _data_dir(cfg: DataConfig, split: str, base_dir: Path | None) -> Path | None:

@@ -186,3 +186,16 @@ def test_a_regression_target_that_is_not_a_finite_number_is_one_line_with_its_ro
     with pytest.raises(DataError, match=rf"^data\.label_column: regression needs finite numbers in 'score', found "
                                         rf"{shown} in train row 7 \(1 in all\)$"):
         load(cfg, get_task("regression"), seed=0)
+
+
+def test_a_token_tag_the_carve_would_take_whole_stays_in_train(tmp_path):
+    """Token tags, as classes: a sentence whose tag nothing else has went to the carved validation
+    split, and the study failed on 'validation has label 'B-RARE' that train does not have'."""
+    tokens = [["the", "cat", "sat"]] * 40 + [["a", "zebra", "ran"]]
+    tags = [["O", "B-ANI", "O"]] * 40 + [["O", "B-RARE", "O"]]
+    path = tmp_path / "train.jsonl"
+    pd.DataFrame({"tokens": tokens, "tags": tags}).to_json(path, orient="records", lines=True)
+    for seed in range(8):
+        raw = load(DataConfig(train=str(path), validation_fraction=0.2), get_task("token_classification"), seed=seed)
+        assert ["O", "B-RARE", "O"] in raw.frames["train"].tags.tolist()
+        assert raw.sizes["train"] + raw.sizes["validation"] == 41 and raw.sizes["validation"] >= 7
