@@ -55,8 +55,11 @@ PAIR_NAMES = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question"
 #: intents, product titles), which the profile alone would take for a label.
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "utterance", "tweet", "body",
               "query", "question", "input")
-#: Regression when the target is numeric with more distinct values than this.
+#: Regression when the target is numeric with more distinct values than this ...
 MAX_CLASSES = 20
+#: ... unless a column so named holds whole numbers 0..K-1, all present: class ids, as a Hub
+#: ClassLabel saves them (77 intents, 150 topics). A 'score' or 'target' of 0..30 stays a regression.
+CLASS_ID_NAMES = ("label", "labels", "class", "classid", "labelid", "intent", "category", "topic")
 #: Classes are imbalanced when the largest is this many times the smallest (two classes) ...
 IMBALANCE_BINARY = 2.0
 #: ... or this many times with more classes (macro F1 then weighs each class alike).
@@ -272,9 +275,14 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
     target = profiles[label_name]
     if wanted is not None:
         kind, kind_reason = wanted, "--task"
-    elif target.kind == "number" and (target.distinct > MAX_CLASSES or not target.integral and target.distinct > 2):
+    elif target.kind == "number" and (target.distinct > MAX_CLASSES or not target.integral and target.distinct > 2) \
+            and not (target.class_ids and normalised(label_name) in CLASS_ID_NAMES):
         kind = "regression"
         kind_reason = f"label {label_name!r} holds numbers with {target.distinct} distinct values"
+    elif target.kind == "number" and target.distinct > MAX_CLASSES:
+        kind = "sequence_classification"
+        kind_reason = (f"label {label_name!r} holds the ids 0..{target.distinct - 1}, each present: "
+                       f"{target.distinct} classes")
     else:
         kind = "sequence_classification"
         kind_reason = f"label {label_name!r} holds {target.distinct} distinct values (classes)"

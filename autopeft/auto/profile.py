@@ -19,6 +19,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 ID_NAMES = ("id", "idx", "index", "guid", "uid", "row_id", "example_id")
 #: Rows profiled per column: enough for shares and distinct counts, cheap on any file.
 SAMPLE_ROWS = 5000
+#: Words of a short value: a class's name ('card_arrival', 'Home & Garden'), not a text to read.
+SHORT_VALUE_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,18 @@ class ColumnProfile:
     #: list: distinct elements over the sample
     distinct_items: int = 0
 
+    #: number: whole numbers 0..K-1, every one present: classes encoded as ids (a ClassLabel)
+    class_ids: bool = False
+
     @property
     def categorical(self) -> bool:
-        """Few distinct values against the rows: a label, not an input."""
-        return not self.id_like and self.kind in ("number", "text") and self.distinct <= max(2, min(50, self.rows // 5))
+        """Few distinct values against the rows: a label, not an input. Or many short ones, each
+        repeated ten times on average: the intents or topics of a task with dozens of classes."""
+        if self.id_like or self.kind not in ("number", "text"):
+            return False
+        if self.distinct <= max(2, min(50, self.rows // 5)):
+            return True
+        return self.kind == "text" and self.mean_words <= SHORT_VALUE_WORDS and self.distinct <= self.rows // 10
 
     @property
     def free_text(self) -> bool:
@@ -92,7 +102,9 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
         floats = numbers.to_numpy(dtype=float)
         integral = bool(np.all(np.isfinite(floats)) and np.all(np.mod(floats, 1.0) == 0))  # inf: no remainder
         unique_whole = integral and distinct == rows and rows > 50
-        return ColumnProfile(name, "number", rows, distinct, integral=integral, id_like=named_id or unique_whole)
+        class_ids = integral and distinct > 1 and numbers.min() == 0 and numbers.max() == distinct - 1
+        return ColumnProfile(name, "number", rows, distinct, integral=integral, id_like=named_id or unique_whole,
+                             class_ids=bool(class_ids))
     text = values.astype(str)
     if (text.str.lower().str.strip().map(lambda s: PurePath(s).suffix in IMAGE_SUFFIXES)).mean() >= 0.9:
         return ColumnProfile(name, "image", rows, int(text.nunique()))

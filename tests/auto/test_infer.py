@@ -103,6 +103,43 @@ def test_imbalanced_classes_choose_mcc(minilm_path: str, tmp_path: Path) -> None
     assert "imbalanced classes (75% of train is '1')" in reasons(inference)["objective.metric"]
 
 
+def many_classes(rows: int = 1500, classes: int = 77) -> tuple[list[str], list[int]]:
+    """Texts of ``classes`` intents (Banking77's shape), each intent ``rows // classes`` times."""
+    return [f"how do I change my setting number {i % classes}, asks customer {i}" for i in range(rows)], \
+        [i % classes for i in range(rows)]
+
+
+@pytest.mark.parametrize("name", ["label", "intent", "Category"])
+def test_dozens_of_classes_saved_as_ids_are_classes(tmp_path: Path, name: str) -> None:
+    """77 intents saved as ids 0..76 (a Hub ClassLabel) were a regression on the ids."""
+    texts, ids = many_classes()
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"text": texts, name: ids}).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    assert chosen(inference)["task.kind"] == "sequence_classification"
+    assert reasons(inference)["task.kind"] == f"label {name!r} holds the ids 0..76, each present: 77 classes"
+    # ids with one missing, or numbers under a target's name, are still a regression's values
+    for column, values in (("label", [i + 1 for i in ids]), ("score", ids)):
+        pd.DataFrame({"text": texts, column: values}).to_csv(path, index=False)
+        assert chosen(infer(Request(model="minilm", train=str(path))))["task.kind"] == "regression"
+
+
+@pytest.mark.parametrize("name", ["intent", "category", "topic_name"])
+def test_dozens_of_classes_by_name_are_the_label(tmp_path: Path, name: str) -> None:
+    """77 intent names among 1,500 rows: over the 50 values a label had at most, so no column could
+    be the label."""
+    texts, ids = many_classes()
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"text": texts, name: [f"intent_{i}" for i in ids]}).to_csv(path, index=False)
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert (got["task.kind"], got["data.label_column"], got["data.text_columns"]) == \
+        ("sequence_classification", name, ["text"])
+    # a column of long texts that repeat as often is still a text, not a label
+    pd.DataFrame({"text": texts, name: [f"a longer note on case {i} of the customer's" for i in ids]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label"):
+        infer(Request(model="minilm", train=str(path)))
+
+
 def test_token_classification_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
     path = write_jsonl(ner_frame(30), tmp_path / "ner.jsonl")
     got = chosen(infer(Request(model=task_models["token_classification"], train=str(path))))
