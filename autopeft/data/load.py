@@ -193,8 +193,8 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                 dialect = _dialect(text, suffix)
                 if header is None:
                     header = _delimited_verdict(text, dialect) is not False
-                frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options,
-                                                    header=0 if header else None))
+                frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options, keep_default_na=False,
+                                                    na_values=[""], header=0 if header else None))
                 if header and columns is None:
                     _check_unique_names(text, dialect, path, field_name)
         except DataError:
@@ -338,6 +338,11 @@ def _text(path: Path, field_name: str) -> str:
 
 #: A number written with a decimal comma (``2,45``), as ';'-separated files hold them.
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(?:,\d+)?(?:[eE][+-]?\d+)?")
+#: A number in a ';'-separated file: with a decimal comma or point.
+_SEMICOLON_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
+#: What spreadsheets, R and pandas write for a missing number (pandas' own list, less the empty field).
+_MISSING_NUMBER = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 
 @dataclass(frozen=True)
@@ -357,19 +362,21 @@ class _Dialect:
         return {"sep": self.sep, "quoting": self.quoting, "skipinitialspace": self.spaced}
 
     def numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with the columns of decimal-comma numbers read as numbers (a ';'-separated file
-        only: a ','-separated one cannot hold them unquoted, and there '1,5' may be a pair)."""
-        if self.sep != ";":
-            return frame
+        """``frame``, read with only empty fields missing, with its columns of numbers as numbers:
+        every value a number or a mark of a missing one (NA, NaN, null, ...), and in a ';'-separated
+        file a number may have a decimal comma (a ','-separated one cannot hold it unquoted, and
+        there '1,5' may be a pair). Elsewhere a 'None' or 'NA' stays as written: pandas' default
+        made a class 'None' or a text 'NA' missing, and the study failed on empty labels."""
+        number = _SEMICOLON_NUMBER if self.sep == ";" else _NUMBER
         for name in frame.columns:
             column = frame[name]
             if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
                 continue
-            present = column.dropna().astype(str).str.strip()
-            if len(present) and present.str.fullmatch(_DECIMAL_COMMA.pattern).all() and present.str.contains(",").any():
-                numbers = pd.to_numeric(column.astype(str).str.strip().str.replace(",", ".", regex=False),
-                                        errors="coerce")
-                frame[name] = numbers.where(column.notna())
+            written = column.astype(str).str.strip()
+            missing = column.isna() | written.isin(_MISSING_NUMBER)
+            if (~missing).any() and written[~missing].str.fullmatch(number.pattern).all():
+                values = written.where(~missing).str.replace(",", ".", regex=False)
+                frame[name] = pd.to_numeric(values, errors="coerce")
         return frame
 
 

@@ -514,3 +514,22 @@ def test_a_conll_line_without_a_tag_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"^data\.train: line 2 of '.*train\.conll' holds 'rejects' alone; expected "
                                         r"a word and its tag \(CoNLL: one word a line"):
         read_table(path, "data.train")
+
+
+def test_none_and_na_are_values_unless_a_column_holds_numbers(tmp_path):
+    """pandas reads 'None', 'NA', 'null' as missing wherever they are: a class named 'None' (no
+    emotion, no entity) or a text 'NA' became an empty label or text, and the study failed on it."""
+    labels = ["None", "joy", "NA", "anger"] * 3
+    texts = ["null", "what a day", "so so", "NaN"] * 3
+    path = write(tmp_path / "train.csv", "sentence,label,score\n" + "".join(
+        f"{t},{lab},{'NA' if i % 4 == 0 else i / 2}\n" for i, (t, lab) in enumerate(zip(texts, labels, strict=True))))
+    frame = read_table(path, "data.train")
+    assert frame["label"].tolist() == labels and frame["sentence"].tolist() == texts
+    # a column of numbers reads its missing marks as missing, and stays numbers
+    assert frame["score"].isna().tolist() == [i % 4 == 0 for i in range(12)]
+    assert frame["score"].dropna().tolist() == [i / 2 for i in range(12) if i % 4]
+    raw = load(DataConfig(train=str(path), validation=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["NA", "None", "anger", "joy"]
+    # an empty field is missing, as before
+    gaps = write(tmp_path / "gaps.tsv", "sentence\tlabel\nfine\t\nok\tpos\n")
+    assert pd.isna(read_table(gaps, "data.train")["label"][0])
