@@ -347,9 +347,9 @@ _MISSING_NUMBER = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "
 
 @dataclass(frozen=True)
 class _Dialect:
-    """How a csv or tsv is written: its separator and quoting; whether its fields follow the
-    separator after a space (``text, label`` written by hand); whether its numbers have a decimal
-    comma (';'-separated files from spreadsheets in locales that write ``2,45``)."""
+    """How a csv or tsv is written: its separator and quoting, and whether its fields follow the
+    separator after a space (``text, label`` written by hand). A ';' separator also means numbers
+    may have a decimal comma (spreadsheets in locales that write ``2,45``)."""
 
     sep: str
     quoting: int
@@ -549,7 +549,7 @@ def _conll_layout(text: str) -> bool:
     """Whether a .txt is laid out as CoNLL (one word a line, its tags after it, a blank line after
     each sentence), as NER data is shipped: read as ``text<TAB>label`` lines, each word would be an
     example of its own. The signs: every line splits into as many fields (two or more), and blank
-    lines part the lines into sentences of more than one line on average."""
+    lines part the lines into two sentences or more, of two lines or more on average."""
     sentences, lines, widths = 0, 0, set()
     in_sentence = False
     for line in text.splitlines():
