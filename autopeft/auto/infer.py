@@ -55,6 +55,9 @@ PAIR_NAMES = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question"
 #: intents, product titles), which the profile alone would take for a label.
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "utterance", "tweet", "body",
               "query", "question", "input")
+#: Mean words a row of a text the model reads has at least, where other columns of distinct values
+#: (ids, user names, dates, URLs) have fewer.
+SENTENCE_WORDS = 3
 #: Regression when the target is numeric with more distinct values than this ...
 MAX_CLASSES = 20
 #: ... unless a column so named holds whole numbers 0..K-1, all present: class ids, as a Hub
@@ -347,6 +350,14 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
 
 def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> tuple[list[str], str]:
     texts = [p.name for p in profiles.values() if p.name not in exclude and p.free_text]
+    sentences = [name for name in texts if profiles[name].mean_words >= SENTENCE_WORDS]
+    if sentences and len(sentences) < len(texts):
+        # ids, user names, dates, URLs beside the text: distinct values, but a word or two each
+        short = ", ".join(repr(name) for name in texts if name not in sentences)
+        if len(sentences) <= 2:
+            what = "the only column" if len(sentences) == 1 else "the two columns: a sentence pair, in file order,"
+            return sentences, f"{what} of sentences ({short}: fewer than {SENTENCE_WORDS} words a row on average)"
+        texts = sentences
     if len(texts) == 1:
         return texts, "the only free-text column"
     if len(texts) == 2:

@@ -140,6 +140,29 @@ def test_dozens_of_classes_by_name_are_the_label(tmp_path: Path, name: str) -> N
         infer(Request(model="minilm", train=str(path)))
 
 
+def test_ids_names_dates_and_urls_beside_the_text_are_not_read(tmp_path: Path) -> None:
+    """A review file as exported (a review id, the user, the date, a link): each of those columns
+    has distinct values, and the model was given 'review_id' and 'text' as a sentence pair."""
+    n = 120
+    reviews = [f"the film was {['good', 'bad', 'fine'][i % 3]} and I would see it again, says reviewer {i}"
+               for i in range(n)]
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review_id": [f"{i:08x}-9c1e-4b7a-8f2d-{i * 7919:012x}" for i in range(n)],
+                  "user": [f"user{i * 37 % 1000}" for i in range(n)], "date": [f"2021-03-{i % 28 + 1:02d} 10:{i % 60:02d}" for i in range(n)],
+                  "link": [f"https://example.com/review/{i}" for i in range(n)], "text": reviews,
+                  "label": [i % 2 for i in range(n)]}).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    assert chosen(inference)["data.text_columns"] == ["text"]
+    assert reasons(inference)["data.text_columns"] == ("the only column of sentences ('review_id', 'user', 'date', "
+                                                       "'link': fewer than 3 words a row on average)")
+    # with a title of sentences too, the two are the pair
+    pd.read_csv(path).assign(title=[f"my view of film number {i}" for i in range(n)]).to_csv(path, index=False)
+    assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["text", "title"]
+    # and where no column holds sentences, the short distinct values are the text (a query, a name)
+    pd.DataFrame({"query": [f"weather{i}" for i in range(n)], "label": [i % 2 for i in range(n)]}).to_csv(path, index=False)
+    assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["query"]
+
+
 def test_token_classification_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
     path = write_jsonl(ner_frame(30), tmp_path / "ner.jsonl")
     got = chosen(infer(Request(model=task_models["token_classification"], train=str(path))))
