@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation", "test")
 #: The file kinds ``read_table`` reads, by suffix.
-SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json", ".parquet")
+SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json", ".parquet", ".xlsx")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json")
 #: Compressions a text file may carry as a last suffix (``train.csv.gz``), with the stdlib
 #: function that opens it: exports and crawls are often stored compressed, and pandas reads them
@@ -169,7 +169,8 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     (or ``columns``); a first line that ``header`` or detection calls a header is skipped; a txt
     laid out as CoNLL is read as CoNLL. conll: one word a line with its tag last, a blank line
     after each sentence; columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl,
-    json, parquet: ``header`` does not apply; ``columns`` renames. Text files are UTF-8, with or
+    json, parquet: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet,
+    its first row the names unless ``header`` is False. Text files are UTF-8, with or
     without a byte-order mark; DataError (one line, naming ``field_name``) for anything unreadable.
     """
     path = Path(path)
@@ -187,6 +188,8 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
         try:
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
+            elif suffix == ".xlsx":
+                frame = _read_xlsx(path, field_name, header)
             elif suffix in (".jsonl", ".json"):
                 frame = _records_frame(_json_records(text, suffix, path, field_name))
             else:
@@ -367,17 +370,35 @@ class _Dialect:
         file a number may have a decimal comma (a ','-separated one cannot hold it unquoted, and
         there '1,5' may be a pair). Elsewhere a 'None' or 'NA' stays as written: pandas' default
         made a class 'None' or a text 'NA' missing, and the study failed on empty labels."""
-        number = _SEMICOLON_NUMBER if self.sep == ";" else _NUMBER
-        for name in frame.columns:
-            column = frame[name]
-            if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
-                continue
-            written = column.astype(str).str.strip()
-            missing = column.isna() | written.isin(_MISSING_NUMBER)
-            if (~missing).any() and written[~missing].str.fullmatch(number.pattern).all():
-                values = written.where(~missing).str.replace(",", ".", regex=False)
-                frame[name] = pd.to_numeric(values, errors="coerce")
-        return frame
+        return _numbers(frame, _SEMICOLON_NUMBER if self.sep == ";" else _NUMBER)
+
+
+def _numbers(frame: pd.DataFrame, number: re.Pattern[str]) -> pd.DataFrame:
+    """``frame`` with each column whose values are all ``number`` or a missing-number mark read as numbers."""
+    for name in frame.columns:
+        column = frame[name]
+        if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
+            continue
+        written = column.astype(str).str.strip()
+        missing = column.isna() | written.isin(_MISSING_NUMBER)
+        if (~missing).any() and written[~missing].str.fullmatch(number.pattern).all():
+            values = written.where(~missing).str.replace(",", ".", regex=False)
+            frame[name] = pd.to_numeric(values, errors="coerce")
+    return frame
+
+
+def _read_xlsx(path: Path, field_name: str, header: bool | None) -> pd.DataFrame:
+    """The first sheet of an Excel workbook, as annotators and spreadsheets hand data over; an empty
+    cell is missing, a cell 'None' or 'NA' a value (as in a csv)."""
+    try:
+        # deferred: optional dependency (the 'excel' extra), imported only for workbooks
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise DataError(f"{field_name}: reading {path.name!r} needs the 'openpyxl' package "
+                        "(pip install 'autopeft[excel]'), or save the sheet as csv") from None
+    frame = pd.read_excel(path, sheet_name=0, header=0 if header is not False else None, keep_default_na=False,
+                          na_values=[""], engine="openpyxl")
+    return _numbers(frame, _NUMBER)
 
 
 def _dialect(text: str, suffix: str) -> _Dialect:

@@ -346,11 +346,11 @@ def test_a_column_named_twice_in_the_header(tmp_path, suffix, sep):
 
 
 def test_unknown_suffix_lists_txt(tmp_path):
-    path = write(tmp_path / "train.xlsx", b"PK")
+    path = write(tmp_path / "train.xls", b"PK")
     with pytest.raises(DataError) as excinfo:
         load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
-    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json or .parquet file "
-                               "(a text one may also be compressed: .gz, .bz2 or .xz), found 'train.xlsx'")
+    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json, .parquet or .xlsx "
+                               "file (a text one may also be compressed: .gz, .bz2 or .xz), found 'train.xls'")
 
 
 @pytest.mark.parametrize("suffix, compress", [(".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma")])
@@ -533,3 +533,37 @@ def test_none_and_na_are_values_unless_a_column_holds_numbers(tmp_path):
     # an empty field is missing, as before
     gaps = write(tmp_path / "gaps.tsv", "sentence\tlabel\nfine\t\nok\tpos\n")
     assert pd.isna(read_table(gaps, "data.train")["label"][0])
+
+
+# --------------------------------------------------------------------------- Excel
+
+
+def test_an_excel_workbook_reads_its_first_sheet(tmp_path):
+    """Annotators hand labels over as .xlsx: it was refused as an unknown format."""
+    path = tmp_path / "train.xlsx"
+    frame = pd.DataFrame({"sentence": SENTENCES[:4] + ["None"], "label": ["pos", "neg", "NA", "pos", "neg"],
+                          "score": [0.5, None, 1.5, 2.0, 3.0]})
+    with pd.ExcelWriter(path) as book:
+        frame.to_excel(book, sheet_name="labels", index=False)
+        pd.DataFrame({"note": ["a second sheet is not read"]}).to_excel(book, sheet_name="notes", index=False)
+    read = read_table(path, "data.train")
+    assert list(read.columns) == ["sentence", "label", "score"]
+    assert read["sentence"].tolist() == SENTENCES[:4] + ["None"] and read["label"].tolist() == frame["label"].tolist()
+    assert read["score"].isna().tolist() == [False, True, False, False, False]
+    assert detect_header(path) is True
+    raw = load(DataConfig(train=str(path), validation=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["NA", "neg", "pos"]
+    # a sheet without a row of names, and a file that is not a workbook
+    pd.DataFrame([["good one", "pos"], ["bad one", "neg"]]).to_excel(tmp_path / "rows.xlsx", header=False, index=False)
+    assert reads_as(tmp_path / "rows.xlsx", header=False) == (["0", "1"], [["good one", "pos"], ["bad one", "neg"]])
+    with pytest.raises(DataError, match=r"^data\.train: cannot read '.*fake\.xlsx': "):
+        read_table(write(tmp_path / "fake.xlsx", "sentence,label\n"), "data.train")
+
+
+def test_an_excel_workbook_without_openpyxl_says_what_to_install(tmp_path, monkeypatch):
+    path = tmp_path / "train.xlsx"
+    pd.DataFrame({"sentence": ["a"], "label": ["pos"]}).to_excel(path, index=False)
+    monkeypatch.setitem(__import__("sys").modules, "openpyxl", None)  # as where the extra is not installed
+    with pytest.raises(DataError, match=r"^data\.train: reading 'train\.xlsx' needs the 'openpyxl' package "
+                                        r"\(pip install 'autopeft\[excel\]'\), or save the sheet as csv$"):
+        read_table(path, "data.train")
