@@ -40,7 +40,10 @@ from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
 
-LABEL_NAMES = ("label", "labels", "target", "score", "class", "y")
+LABEL_NAMES = ("label", "labels", "target", "score", "class", "y", "sentiment", "emotion", "intent", "polarity", "stance")
+#: A name that ends in one of these names a label too ('airline_sentiment', 'gold_label'); not
+#: 'y' or 'score', which end many other names ('city', 'credit_score').
+LABEL_SUFFIXES = ("label", "labels", "target", "class", "sentiment", "emotion", "intent", "polarity", "stance")
 #: (prompt, response) column names of instruction data, most specific first.
 PROMPT_RESPONSE_NAMES = (("prompt", "response"), ("instruction", "output"), ("instruction", "response"),
                          ("prompt", "completion"), ("question", "answer"), ("input", "output"),
@@ -58,6 +61,8 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "u
 #: Mean words a row of a text the model reads has at least, where other columns of distinct values
 #: (ids, user names, dates, URLs) have fewer.
 SENTENCE_WORDS = 3
+#: ... and letters make at least this share of its characters (a timestamp's three words have none).
+SENTENCE_LETTERS = 0.5
 #: Regression when the target is numeric with more distinct values than this ...
 MAX_CLASSES = 20
 #: ... unless a column so named holds whole numbers 0..K-1, all present: class ids, as a Hub
@@ -331,7 +336,8 @@ def _generation_pair(profiles: dict[str, ColumnProfile], label: str | None) -> t
 def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given: str | None) -> tuple[str, str]:
     if given is not None:
         return given, "--label"
-    candidates = {name: p for name, p in profiles.items() if name not in exclude}
+    # a column of one value (a language, a source) is no label: a label needs two classes
+    candidates = {name: p for name, p in profiles.items() if name not in exclude and p.distinct != 1}
     by_norm = {normalised(n): n for n in candidates}
     for conventional in LABEL_NAMES:
         if conventional in by_norm and candidates[by_norm[conventional]].kind in ("number", "text"):
@@ -340,6 +346,10 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
                if p.kind in ("number", "text") and not p.id_like and (p.categorical or p.kind == "number")]
     if len(fitting) == 1:
         return fitting[0], "the only column that can be a label (few distinct values, or numbers)"
+    suffixed = [name for name in fitting if normalised(name).endswith(LABEL_SUFFIXES)]
+    if len(suffixed) == 1:
+        ending = next(end for end in LABEL_SUFFIXES if normalised(suffixed[0]).endswith(end))
+        return suffixed[0], f"the only column whose name ends in {ending!r}"
     untitled = [name for name in fitting if normalised(name) not in TEXT_NAMES]
     if len(untitled) == 1 and len(fitting) == 2:  # short repeated texts beside a label: the text is named as one
         return untitled[0], "the only column that can be a label and is not named as a text"
@@ -350,13 +360,15 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
 
 def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> tuple[list[str], str]:
     texts = [p.name for p in profiles.values() if p.name not in exclude and p.free_text]
-    sentences = [name for name in texts if profiles[name].mean_words >= SENTENCE_WORDS]
+    sentences = [name for name in texts
+                 if profiles[name].mean_words >= SENTENCE_WORDS and profiles[name].letter_share >= SENTENCE_LETTERS]
     if sentences and len(sentences) < len(texts):
-        # ids, user names, dates, URLs beside the text: distinct values, but a word or two each
+        # ids, user names, dates, URLs beside the text: distinct values, but a word or two each, or digits
         short = ", ".join(repr(name) for name in texts if name not in sentences)
         if len(sentences) <= 2:
             what = "the only column" if len(sentences) == 1 else "the two columns: a sentence pair, in file order,"
-            return sentences, f"{what} of sentences ({short}: fewer than {SENTENCE_WORDS} words a row on average)"
+            return sentences, (f"{what} of sentences ({short}: fewer than {SENTENCE_WORDS} words a row on average, "
+                               "or mostly digits)")
         texts = sentences
     if len(texts) == 1:
         return texts, "the only free-text column"

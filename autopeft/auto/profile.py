@@ -43,6 +43,9 @@ class ColumnProfile:
 
     #: number: whole numbers 0..K-1, every one present: classes encoded as ids (a ClassLabel)
     class_ids: bool = False
+    #: text: the share of its characters (spaces aside) that are letters, in any script: most of
+    #: a sentence's, none of a timestamp's
+    letter_share: float = 0.0
 
     @property
     def categorical(self) -> bool:
@@ -108,8 +111,11 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     text = values.astype(str)
     if (text.str.lower().str.strip().map(lambda s: PurePath(s).suffix in IMAGE_SUFFIXES)).mean() >= 0.9:
         return ColumnProfile(name, "image", rows, int(text.nunique()))
+    packed = text.str.replace(r"\s+", "", regex=True)
+    characters = int(packed.str.len().sum())
+    letters = int(packed.str.count(r"[^\W\d_]").sum())
     return ColumnProfile(name, "text", rows, int(text.nunique()), mean_words=float(text.str.split().str.len().mean()),
-                         id_like=named_id)
+                         id_like=named_id, letter_share=letters / characters if characters else 0.0)
 
 
 def profile(frame: pd.DataFrame) -> dict[str, ColumnProfile]:

@@ -124,7 +124,7 @@ def test_dozens_of_classes_saved_as_ids_are_classes(tmp_path: Path, name: str) -
         assert chosen(infer(Request(model="minilm", train=str(path))))["task.kind"] == "regression"
 
 
-@pytest.mark.parametrize("name", ["intent", "category", "topic_name"])
+@pytest.mark.parametrize("name", ["intent_name", "category", "topic"])
 def test_dozens_of_classes_by_name_are_the_label(tmp_path: Path, name: str) -> None:
     """77 intent names among 1,500 rows: over the 50 values a label had at most, so no column could
     be the label."""
@@ -135,7 +135,7 @@ def test_dozens_of_classes_by_name_are_the_label(tmp_path: Path, name: str) -> N
     assert (got["task.kind"], got["data.label_column"], got["data.text_columns"]) == \
         ("sequence_classification", name, ["text"])
     # a column of long texts that repeat as often is still a text, not a label
-    pd.DataFrame({"text": texts, name: [f"a longer note on case {i} of the customer's" for i in ids]}).to_csv(path, index=False)
+    pd.DataFrame({"text": texts, "remark": [f"a longer note on case {i} of the customer's" for i in ids]}).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label"):
         infer(Request(model="minilm", train=str(path)))
 
@@ -148,19 +148,40 @@ def test_ids_names_dates_and_urls_beside_the_text_are_not_read(tmp_path: Path) -
                for i in range(n)]
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"review_id": [f"{i:08x}-9c1e-4b7a-8f2d-{i * 7919:012x}" for i in range(n)],
-                  "user": [f"user{i * 37 % 1000}" for i in range(n)], "date": [f"2021-03-{i % 28 + 1:02d} 10:{i % 60:02d}" for i in range(n)],
+                  "user": [f"user{i * 37 % 1000}" for i in range(n)],
+                  "date": [f"2021-03-{i % 28 + 1:02d} 10:{i % 60:02d}:00 -0800" for i in range(n)],  # 3 words, digits
                   "link": [f"https://example.com/review/{i}" for i in range(n)], "text": reviews,
                   "label": [i % 2 for i in range(n)]}).to_csv(path, index=False)
     inference = infer(Request(model="minilm", train=str(path)))
     assert chosen(inference)["data.text_columns"] == ["text"]
     assert reasons(inference)["data.text_columns"] == ("the only column of sentences ('review_id', 'user', 'date', "
-                                                       "'link': fewer than 3 words a row on average)")
+                                                       "'link': fewer than 3 words a row on average, or mostly digits)")
     # with a title of sentences too, the two are the pair
     pd.read_csv(path).assign(title=[f"my view of film number {i}" for i in range(n)]).to_csv(path, index=False)
     assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["text", "title"]
     # and where no column holds sentences, the short distinct values are the text (a query, a name)
     pd.DataFrame({"query": [f"weather{i}" for i in range(n)], "label": [i % 2 for i in range(n)]}).to_csv(path, index=False)
     assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["query"]
+
+
+@pytest.mark.parametrize(("label", "reason"), [
+    ("sentiment", "its conventional name"),
+    ("airline_sentiment", "the only column whose name ends in 'sentiment'"),
+    ("gold_label", "the only column whose name ends in 'label'"),
+])
+def test_a_label_named_for_what_it_holds_beside_other_columns_of_classes(tmp_path: Path, label: str,
+                                                                        reason: str) -> None:
+    """A tweet file with its metadata (the airline, retweets, a constant language): every column of
+    few values was a label candidate, and zero-config asked which."""
+    n = 200
+    path = tmp_path / "tweets.csv"
+    pd.DataFrame({label: [["negative", "neutral", "positive"][i % 3] for i in range(n)],
+                  "airline": [["Virgin", "United", "Delta"][i % 3] for i in range(n)], "lang": ["en"] * n,
+                  "retweets": [i % 4 for i in range(n)],
+                  "text": [f"my flight with you was {['late', 'fine', 'great'][i % 3]} again, trip {i}" for i in range(n)]}
+                 ).to_csv(path, index=False)
+    inference = infer(Request(model="minilm", train=str(path)))
+    assert (chosen(inference)["data.label_column"], reasons(inference)["data.label_column"]) == (label, reason)
 
 
 def test_token_classification_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
@@ -227,14 +248,14 @@ def test_text_file_with_tab_labels(minilm_path: str, tmp_path: Path) -> None:
 def test_ambiguous_label_lists_candidates(minilm_path: str, tmp_path: Path) -> None:
     path = tmp_path / "two.csv"
     pd.DataFrame({"sentence": [f"words in sentence {i}" for i in range(60)], "topic": ["a", "b", "c"] * 20,
-                  "sentiment": ["pos", "neg"] * 30}).to_csv(path, index=False)
+                  "mood": ["pos", "neg"] * 30}).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label \(candidates: topic, "
-                                        r"sentiment\); name it with --label COLUMN$"):
+                                        r"mood\); name it with --label COLUMN$"):
         infer(Request(model="minilm", train=str(path)))
-    got = chosen(infer(Request(model="minilm", train=str(path), label="Sentiment ")))  # case and spacing
-    assert got["data.label_column"] == "sentiment"
-    with pytest.raises(DataError, match=r"did you mean 'sentiment'\?$"):
-        infer(Request(model="minilm", train=str(path), label="sentimnet"))
+    got = chosen(infer(Request(model="minilm", train=str(path), label="Mood ")))  # case and spacing
+    assert got["data.label_column"] == "mood"
+    with pytest.raises(DataError, match=r"did you mean 'mood'\?$"):
+        infer(Request(model="minilm", train=str(path), label="modo"))
 
 
 def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: str, tmp_path: Path,
@@ -242,12 +263,12 @@ def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: st
     path = tmp_path / "data" / "two.csv"
     path.parent.mkdir()
     pd.DataFrame({"sentence": [f"words in sentence {i}" for i in range(60)], "topic": ["a", "b", "c"] * 20,
-                  "sentiment": ["pos", "neg"] * 30}).to_csv(path, index=False)
+                  "mood": ["pos", "neg"] * 30}).to_csv(path, index=False)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["search", "--model", "minilm", "--train", str(path)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --label: cannot tell which column is the label (candidates: topic, sentiment); name it with "
+        "error: --label: cannot tell which column is the label (candidates: topic, mood); name it with "
         "--label COLUMN"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
     result = CliRunner().invoke(app, ["search", "--model", "minilm", "--train", str(path), "--time", "soon"])
