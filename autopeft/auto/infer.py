@@ -354,8 +354,11 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
     if len(untitled) == 1 and len(fitting) == 2:  # short repeated texts beside a label: the text is named as one
         return untitled[0], "the only column that can be a label and is not named as a text"
     listed = ", ".join(fitting or [p.name for p in candidates.values()])
+    lists = [name for name, p in candidates.items() if p.kind == "list"]
+    multi = (f"; {lists[0]!r} holds lists, and multi-label classification is not a task autopeft runs"
+             if len(lists) == 1 and not fitting else "")
     raise DataError(f"--label: cannot tell which column is the label (candidates: {listed}); name it with "
-                    "--label COLUMN")
+                    f"--label COLUMN{multi}")
 
 
 def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> tuple[list[str], str]:

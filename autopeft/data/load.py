@@ -768,6 +768,13 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
             row = int(missing.to_numpy().argmax())
             raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row} "
                             f"({int(missing.sum())} empty in all)")
+        if column.kind == "label":
+            listed = next((row for row, v in enumerate(frame[column.name])
+                           if isinstance(v, (list, tuple, dict, np.ndarray))), None)
+            if listed is not None:  # str() would make each combination of labels a class of its own
+                raise DataError(f"data.{column.field}: expected one label per example in {column.name!r}, found "
+                                f"{type(frame[column.name].iloc[listed]).__name__} in {split} row {listed} "
+                                "(multi-label classification is not a task autopeft runs)")
         if column.kind == "value":
             _check_numbers(frame[column.name], column, split)
         if column.kind in ("words", "tags"):

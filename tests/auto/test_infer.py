@@ -258,6 +258,15 @@ def test_ambiguous_label_lists_candidates(minilm_path: str, tmp_path: Path) -> N
         infer(Request(model="minilm", train=str(path), label="modo"))
 
 
+def test_a_column_of_label_lists_is_named_as_what_autopeft_does_not_run(tmp_path: Path) -> None:
+    path = write_jsonl(pd.DataFrame({"text": [f"a news story about item {i}" for i in range(40)],
+                                     "topics": [["sports", "arts"][: 1 + i % 2] for i in range(40)]}), tmp_path / "m.jsonl")
+    with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label \(candidates: text, topics\); "
+                                        r"name it with --label COLUMN; 'topics' holds lists, and multi-label "
+                                        r"classification is not a task autopeft runs$"):
+        infer(Request(model="minilm", train=str(path)))
+
+
 def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data" / "two.csv"

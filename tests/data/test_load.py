@@ -199,3 +199,14 @@ def test_a_token_tag_the_carve_would_take_whole_stays_in_train(tmp_path):
         raw = load(DataConfig(train=str(path), validation_fraction=0.2), get_task("token_classification"), seed=seed)
         assert ["O", "B-RARE", "O"] in raw.frames["train"].tags.tolist()
         assert raw.sizes["train"] + raw.sizes["validation"] == 41 and raw.sizes["validation"] >= 7
+
+
+def test_a_label_column_of_lists_is_one_line(tmp_path):
+    """Multi-label rows (['sports', 'politics']): each combination became a class named by its
+    Python repr, and the study trained on that without a word."""
+    path = tmp_path / "train.jsonl"
+    pd.DataFrame({"sentence": [f"news story {i}" for i in range(12)],
+                  "label": [["sports"], ["politics", "sports"], ["arts"]] * 4}).to_json(path, orient="records", lines=True)
+    with pytest.raises(DataError, match=r"^data\.label_column: expected one label per example in 'label', found list "
+                                        r"in train row 0 \(multi-label classification is not a task autopeft runs\)$"):
+        load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
