@@ -63,6 +63,9 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "u
 SENTENCE_WORDS = 3
 #: ... and letters make at least this share of its characters (a timestamp's three words have none).
 SENTENCE_LETTERS = 0.5
+#: Scripts written without spaces (Chinese, Japanese, Thai): a sentence is this many of their letters
+#: a row on average, not 3 words.
+UNSPACED_SENTENCE_LETTERS = 8
 #: Regression when the target is numeric with more distinct values than this ...
 MAX_CLASSES = 20
 #: ... unless a column so named holds whole numbers 0..K-1, all present: class ids, as a Hub
@@ -363,8 +366,8 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
 
 def _text_columns(profiles: dict[str, ColumnProfile], *, exclude: set[str]) -> tuple[list[str], str]:
     texts = [p.name for p in profiles.values() if p.name not in exclude and p.free_text]
-    sentences = [name for name in texts
-                 if profiles[name].mean_words >= SENTENCE_WORDS and profiles[name].letter_share >= SENTENCE_LETTERS]
+    sentences = [name for name in texts if profiles[name].letter_share >= SENTENCE_LETTERS and (
+        profiles[name].mean_words >= SENTENCE_WORDS or profiles[name].mean_non_latin_letters >= UNSPACED_SENTENCE_LETTERS)]
     if sentences and len(sentences) < len(texts):
         # ids, user names, dates, URLs beside the text: distinct values, but a word or two each, or digits
         short = ", ".join(repr(name) for name in texts if name not in sentences)

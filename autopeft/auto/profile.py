@@ -46,6 +46,9 @@ class ColumnProfile:
     #: text: the share of its characters (spaces aside) that are letters, in any script: most of
     #: a sentence's, none of a timestamp's
     letter_share: float = 0.0
+    #: text: mean letters a row outside the Latin script (Chinese, Japanese, Thai write sentences
+    #: without spaces: a row of them is one 'word')
+    mean_non_latin_letters: float = 0.0
 
     @property
     def categorical(self) -> bool:
@@ -114,8 +117,10 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     packed = text.str.replace(r"\s+", "", regex=True)
     characters = int(packed.str.len().sum())
     letters = int(packed.str.count(r"[^\W\d_]").sum())
+    non_latin = float(packed.str.count(r"[^\W\d_a-zA-Z\u00C0-\u024F]").mean())
     return ColumnProfile(name, "text", rows, int(text.nunique()), mean_words=float(text.str.split().str.len().mean()),
-                         id_like=named_id, letter_share=letters / characters if characters else 0.0)
+                         id_like=named_id, letter_share=letters / characters if characters else 0.0,
+                         mean_non_latin_letters=non_latin)
 
 
 def profile(frame: pd.DataFrame) -> dict[str, ColumnProfile]:

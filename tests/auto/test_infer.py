@@ -159,6 +159,11 @@ def test_ids_names_dates_and_urls_beside_the_text_are_not_read(tmp_path: Path) -
     # with a title of sentences too, the two are the pair
     pd.read_csv(path).assign(title=[f"my view of film number {i}" for i in range(n)]).to_csv(path, index=False)
     assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["text", "title"]
+    # sentences in a script written without spaces are sentences too, beside an English title
+    pd.DataFrame({"title": [f"my view of film number {i}" for i in range(n)], "user": [f"user{i}" for i in range(n)],
+                  "text": [f"这部电影非常好看我很喜欢第{i}次" for i in range(n)], "label": [i % 2 for i in range(n)]}
+                 ).to_csv(path, index=False)
+    assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["title", "text"]
     # and where no column holds sentences, the short distinct values are the text (a query, a name)
     pd.DataFrame({"query": [f"weather{i}" for i in range(n)], "label": [i % 2 for i in range(n)]}).to_csv(path, index=False)
     assert chosen(infer(Request(model="minilm", train=str(path))))["data.text_columns"] == ["query"]
