@@ -664,13 +664,13 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         if frames[split].empty:
             raise DataError(f"data.{split}: the {split} data has no rows")
         _check_columns(frames[split], columns, split, _data_dir(cfg, split, base_dir))
+    classes_spec = next((c for c in columns if c.kind in ("label", "tags")), None)  # the categorical target
     if "validation" not in frames:
         train = frames["train"].sample(frac=1.0, random_state=seed).reset_index(drop=True)
         n_val = max(1, int(round(len(train) * cfg.validation_fraction)))
         if len(train) - n_val < 1:
             raise DataError(f"data.train: {len(train)} rows are too few to carve out a validation split")
         validation, train = train.iloc[:n_val], train.iloc[n_val:]
-        classes_spec = next((c for c in columns if c.kind in ("label", "tags")), None)
         if task.categorical and classes_spec is not None:
             # a class (or token tag) whose every row the carve drew (one example, say) cannot be
             # learnt and is no train label: its rows stay in train, where the user's file had them
@@ -686,10 +686,9 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         source["validation"] = f"{cfg.validation_fraction:.0%} of train, seed {seed}"
 
     if cfg.max_train_examples:
-        label_spec = next((c for c in columns if c.kind == "label"), None)
         kept = _head(frames["train"], cfg.max_train_examples, seed)
-        if task.categorical and label_spec is not None:
-            kept = _with_every_class(kept, frames["train"], label_spec.name, seed)
+        if task.categorical and classes_spec is not None and classes_spec.kind == "label":
+            kept = _with_every_class(kept, frames["train"], classes_spec.name, seed)
         frames["train"] = kept
     if cfg.max_eval_examples:
         for split in ("validation", "test"):
@@ -738,13 +737,11 @@ def _did_you_mean(name: str, columns: list[str]) -> str:
 
 
 def _classes(values: pd.Series, kind: str) -> set[str]:
-    if kind == "tags":  # one class per word
-        return {str(tag) for tags in values for tag in tags}
-    return {str(v) for v in values}
+    return set().union(*(_row_classes(value, kind) for value in values))
 
 
 def _row_classes(value: Any, kind: str) -> set[str]:
-    """The classes of one row: its label, or each of its words' tags."""
+    """The classes of one row: its label, or each of its words' tags (one class per word)."""
     return {str(tag) for tag in value} if kind == "tags" else {str(value)}
 
 
