@@ -196,8 +196,8 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                 dialect = _dialect(text, suffix)
                 if header is None:
                     header = _delimited_verdict(text, dialect) is not False
-                frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options, keep_default_na=False,
-                                                    na_values=[""], header=0 if header else None))
+                frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options, **_ONLY_EMPTY_MISSING,
+                                                    header=0 if header else None))
                 if header and columns is None:
                     _check_unique_names(text, dialect, path, field_name)
         except DataError:
@@ -343,6 +343,9 @@ def _text(path: Path, field_name: str) -> str:
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+(?:,\d+)?(?:[eE][+-]?\d+)?")
 #: A number in a ';'-separated file: with a decimal comma or point.
 _SEMICOLON_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?")
+#: pandas' reading options where only an empty field is missing (csv, tsv, xlsx): its default list
+#: made a class 'None' or a text 'NA' missing; ``_numbers`` reads those marks in number columns.
+_ONLY_EMPTY_MISSING: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
 #: What spreadsheets, R and pandas write for a missing number (pandas' own list, less the empty field).
 _MISSING_NUMBER = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                              "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
@@ -396,8 +399,8 @@ def _read_xlsx(path: Path, field_name: str, header: bool | None) -> pd.DataFrame
     except ImportError:
         raise DataError(f"{field_name}: reading {path.name!r} needs the 'openpyxl' package "
                         "(pip install 'autopeft[excel]'), or save the sheet as csv") from None
-    frame = pd.read_excel(path, sheet_name=0, header=0 if header is not False else None, keep_default_na=False,
-                          na_values=[""], engine="openpyxl")
+    frame = pd.read_excel(path, sheet_name=0, header=0 if header is not False else None, **_ONLY_EMPTY_MISSING,
+                          engine="openpyxl")
     return _numbers(frame, _NUMBER)
 
 
