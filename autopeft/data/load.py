@@ -196,10 +196,13 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                 dialect = _dialect(text, suffix)
                 if header is None:
                     header = _delimited_verdict(text, dialect) is not False
+                if header:
+                    text = _without_repeated_header(text)
                 frame = dialect.numbers(pd.read_csv(io.StringIO(text), **dialect.options, **_ONLY_EMPTY_MISSING,
                                                     header=0 if header else None))
                 if header and columns is None:
                     _check_unique_names(text, dialect, path, field_name)
+                frame = _without_blank_cells(frame)
         except DataError:
             raise
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
@@ -275,10 +278,35 @@ def _check_unique_names(text: str, dialect: _Dialect, path: Path, field_name: st
                         keep_default_na=False).iloc[0].tolist()
     seen: set[str] = set()
     for name in names:
+        if not name.strip():  # pandas names each empty cell apart: 'Unnamed: 2', 'Unnamed: 3'
+            continue
         if name in seen:
             raise DataError(f"{field_name}: column {name!r} appears twice in the header of {str(path)!r}; "
                             "expected each column named once")
         seen.add(name)
+
+
+#: pandas' name for a column whose header cell is empty.
+_UNNAMED = re.compile(r"Unnamed: \d+")
+
+
+def _without_blank_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A csv or sheet less what spreadsheets save of cells a user once touched and emptied: rows of
+    empty fields (``,,`` at the end of an export), and columns with an empty header cell and no
+    value. Both are no data, and a blank row failed the study on 'text is empty'."""
+    leftover = [name for name in frame.columns
+                if isinstance(name, str) and _UNNAMED.fullmatch(name) and frame[name].isna().all()]
+    return frame.drop(columns=leftover).dropna(how="all").reset_index(drop=True)
+
+
+def _without_repeated_header(text: str) -> str:
+    """``text`` less the lines below the first that repeat it: files joined with ``cat`` repeat
+    their header, which read as an example whose label is 'label'."""
+    lines = text.splitlines(keepends=True)
+    first = lines[0].rstrip("\r\n") if lines else ""
+    if not first.strip() or not any(line.rstrip("\r\n") == first for line in lines[1:]):
+        return text
+    return lines[0] + "".join(line for line in lines[1:] if line.rstrip("\r\n") != first)
 
 
 def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
@@ -320,8 +348,9 @@ def _suffix(path: Path, field_name: str) -> str:
 
 
 def _text(path: Path, field_name: str) -> str:
-    """A text file's contents (decompressed where its last suffix is a compression), less a UTF-8
-    byte-order mark; DataError where it is not UTF-8 or not the compression it is named for."""
+    """A text file's contents, decompressed where its last suffix or its first bytes say it is
+    compressed, decoded as its byte-order mark says (else UTF-8), less the mark; DataError where it
+    is not that text, not the compression it is named for, or a binary format under a text name."""
     data = path.read_bytes()
     decompress = COMPRESSIONS.get(path.suffix.lower())
     if decompress is not None:
@@ -330,13 +359,36 @@ def _text(path: Path, field_name: str) -> str:
         except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
             raise DataError(f"{field_name}: {str(path)!r} is not {path.suffix.lower()[1:]}-compressed data "
                             f"({' '.join(str(exc).split())[:120]})") from None
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    else:
+        for magic, unpack in _COMPRESSED_MAGIC.items():
+            if data.startswith(magic):  # a download saved without its '.gz', say
+                try:
+                    data = unpack(data)
+                except (OSError, EOFError, ValueError, lzma.LZMAError):
+                    pass  # text that happens to start so: decoded (or refused) as it is
+                break
+        for magic, what in _BINARY_MAGIC.items():
+            if data.startswith(magic):
+                raise DataError(f"{field_name}: {str(path)!r} is {what}, not {data_suffix(path)[1:]} text")
+    encoding, bom = next(((name, len(mark)) for mark, name in _UNICODE_BOMS if data.startswith(mark)), ("utf-8", 0))
     try:
-        return data.decode("utf-8-sig")
+        return data[bom:].decode(encoding)
     except UnicodeDecodeError as exc:  # its start counts from after the mark
         offset = bom + exc.start
-        raise DataError(f"{field_name}: {str(path)!r} is not UTF-8 text "
+        raise DataError(f"{field_name}: {str(path)!r} is not {encoding.upper()} text "
                         f"(byte 0x{data[offset]:02x} at offset {offset}); save it as UTF-8") from None
+
+
+#: Byte-order marks and the encodings they name. Excel's 'Unicode Text' and PowerShell write
+#: UTF-16; without a mark a text file is read as UTF-8. UTF-32's marks first: they begin with UTF-16's.
+_UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+                 (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+#: The first bytes of compressed data, for a file whose name does not say it is compressed.
+_COMPRESSED_MAGIC = {b"\x1f\x8b": gzip.decompress, b"\xfd7zXZ\x00": lzma.decompress, b"BZh": bz2.decompress}
+#: The first bytes of files that are no text at all, and what they are.
+_BINARY_MAGIC = {b"PK\x03\x04": "a zip archive (an Excel workbook is one: name it .xlsx; else unzip it)",
+                 b"PAR1": "a Parquet file (name it .parquet)",
+                 b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook (save it as .xlsx or csv)"}
 
 
 #: A number written with a decimal comma (``2,45``), as ';'-separated files hold them.
@@ -401,7 +453,7 @@ def _read_xlsx(path: Path, field_name: str, header: bool | None) -> pd.DataFrame
                         "(pip install 'autopeft[excel]'), or save the sheet as csv") from None
     frame = pd.read_excel(path, sheet_name=0, header=0 if header is not False else None, **_ONLY_EMPTY_MISSING,
                           engine="openpyxl")
-    return _numbers(frame, _NUMBER)
+    return _without_blank_cells(_numbers(frame, _NUMBER))
 
 
 def _dialect(text: str, suffix: str) -> _Dialect:
@@ -424,25 +476,27 @@ _SEPARATOR_SAMPLE = 50
 
 
 def _csv_separator(text: str) -> str:
-    """',' unless the file is plainly ';'-separated, as spreadsheets in locales whose decimal mark
-    is a comma save their .csv: every sampled line splits into the same number (two or more) of
-    ';' fields, and the commas do not split them alike (a review may hold both), or every comma is
-    a number's decimal comma."""
+    """',' unless the file is plainly ';'- or tab-separated: spreadsheets in locales whose decimal
+    mark is a comma save their .csv with ';', and Excel's 'Unicode Text' and many exports name a
+    tab-separated file .csv. Plainly: every sampled line splits into the same number (two or more)
+    of fields by it, and the commas do not split them alike (a review may hold both), or, for ';',
+    every comma is a number's decimal comma."""
     lines = [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
-    if not lines or ";" not in lines[0]:
-        return ","
 
-    def widths(separator: str) -> set[int]:
-        return {len(row) for row in csv.reader(lines, delimiter=separator)}
+    def splits_alike(separator: str) -> bool:
+        widths = {len(row) for row in csv.reader(lines, delimiter=separator)}
+        return len(widths) == 1 and min(widths) >= 2
 
-    by_semicolon, by_comma = widths(";"), widths(",")
-    if len(by_semicolon) != 1 or min(by_semicolon) < 2:
-        return ","
-    if not (len(by_comma) == 1 and min(by_comma) >= 2):
-        return ";"
-    # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
-    fields = [field.strip() for row in csv.reader(lines, delimiter=";") for field in row]
-    return ";" if all(_DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field) else ","
+    for separator in (";", "\t"):
+        if not lines or separator not in lines[0] or not splits_alike(separator):
+            continue
+        if not splits_alike(","):
+            return separator
+        # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
+        fields = [field.strip() for row in csv.reader(lines, delimiter=separator) for field in row]
+        if separator == ";" and all(_DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field):
+            return separator
+    return ","
 
 
 _QUOTED_FIELD = re.compile(r'"(?:[^"]|"")*"(?=[\t\r\n]|\Z)')
@@ -491,6 +545,7 @@ def _delimited_verdict(text: str, dialect: _Dialect) -> bool | None:
     if first == [str(i) for i in range(len(first))]:  # the names pandas gives columns, written out
         return True
     rows = sample.to_numpy().tolist()
+    rows = rows[:1] + [row for row in rows[1:] if row != rows[0]]  # a header repeated below is still one
     if dialect.sep == ";":  # a decimal comma's number is a number to the verdict too
         rows = [[cell.replace(",", ".") if _DECIMAL_COMMA.fullmatch(cell.strip()) else cell for cell in row]
                 for row in rows]

@@ -3,6 +3,7 @@ a column name that is nearly right. Real files in tmp_path, read by the real loa
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from pathlib import Path
@@ -223,6 +224,50 @@ def test_not_utf8(tmp_path, bom):
                                 "save it as UTF-8")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+@pytest.mark.parametrize("name", ["train.txt", "train.csv", "train.tsv"])
+def test_a_unicode_file_with_its_byte_order_mark(tmp_path, encoding, name):
+    """Excel's 'Unicode Text' saves UTF-16 (a mark, tabs, CRLF), PowerShell too: it was refused as
+    'not UTF-8'. The mark names the encoding, so it is read, under any of the names users give it."""
+    text = "sentence\tlabel\r\ncaf\u00e9, d\u00e9j\u00e0 vu\tpos\r\n\u65e5\u672c\tneg\r\nok\tpos\r\n"
+    path = write(tmp_path / name, ("\ufeff" + text).encode(encoding))
+    first = "text" if name.endswith(".txt") else "sentence"
+    assert reads_as(path) == ([first, "label"], [["caf\u00e9, d\u00e9j\u00e0 vu", "pos"], ["\u65e5\u672c", "neg"], ["ok", "pos"]])
+
+
+def test_utf16_that_is_not_says_which_encoding(tmp_path):
+    path = write(tmp_path / "train.csv", codecs.BOM_UTF16_LE + "text,label\n".encode("utf-16-le") + b"\x00\xd8")
+    with pytest.raises(DataError, match=r"is not UTF-16-LE text \(byte 0x00 at offset 24\); save it as UTF-8$"):
+        read_table(path, "data.train")
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
+def test_compressed_data_under_a_plain_name_is_read(tmp_path, compress):
+    """A download saved as train.csv that the server sent gzipped: its first bytes say so."""
+    import importlib
+
+    text = "text,label\nfine film,pos\nbad film,neg\n"
+    path = write(tmp_path / "train.csv", importlib.import_module(compress).compress(text.encode()))
+    assert reads_as(path) == (["text", "label"], [["fine film", "pos"], ["bad film", "neg"]])
+
+
+def test_text_that_starts_like_compressed_data_is_text(tmp_path):
+    path = write(tmp_path / "train.csv", "BZh,label\nfine,pos\nbad,neg\n")
+    assert reads_as(path) == (["BZh", "label"], [["fine", "pos"], ["bad", "neg"]])
+
+
+@pytest.mark.parametrize("head, what", [
+    (b"PK\x03\x04", "a zip archive (an Excel workbook is one: name it .xlsx; else unzip it)"),
+    (b"PAR1", "a Parquet file (name it .parquet)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls workbook (save it as .xlsx or csv)"),
+])
+def test_a_binary_file_under_a_text_name_says_what_it_is(tmp_path, head, what):
+    path = write(tmp_path / "train.csv", head + bytes(range(256)))
+    with pytest.raises(DataError) as excinfo:
+        read_table(path, "data.train")
+    assert message(excinfo) == f"data.train: {str(path)!r} is {what}, not csv text"
+
+
 @pytest.mark.parametrize("suffix", ["jsonl", "json"])
 def test_json_values_are_read_as_written(tmp_path, suffix):
     """A sentence that looks like a number or a date stays the text it is (pandas' read_json made
@@ -428,6 +473,17 @@ def test_a_semicolon_separated_csv_is_read_by_its_columns(tmp_path):
     assert reads_as(path, header=False) == (["0", "1"], [["good; really", "pos"], ["bad; very", "neg"]])
 
 
+def test_a_tab_separated_csv_is_read_by_its_columns(tmp_path):
+    """Many exports (and Excel's 'Unicode Text' saved as .csv) name a tab-separated file .csv; read
+    with ',' its texts' commas split rows into different numbers of fields, and pandas gave up."""
+    texts = ["slow, then wonderful", "bad", "good, good, good"]
+    path = write(tmp_path / "train.csv", "sentence\tlabel\n" + "".join(f"{s}\t{lab}\n" for s, lab in zip(texts, LABELS[:3], strict=True)))
+    assert reads_as(path) == (["sentence", "label"], [[s, lab] for s, lab in zip(texts, LABELS[:3], strict=True)])
+    # a comma-separated file with one tab in each line (a text's) stays comma-separated
+    path = write(tmp_path / "tabbed.csv", "a\tb,pos\nc\td,neg\n")
+    assert reads_as(path, header=False) == (["0", "1"], [["a\tb", "pos"], ["c\td", "neg"]])
+
+
 def test_decimal_commas_of_a_semicolon_separated_csv_are_numbers(tmp_path):
     """Such a spreadsheet writes 2,45 for 2.45: the scores read as strings, and zero-config made a
     regression target of 126 values a classification of 126 classes."""
@@ -533,6 +589,54 @@ def test_none_and_na_are_values_unless_a_column_holds_numbers(tmp_path):
     # an empty field is missing, as before
     gaps = write(tmp_path / "gaps.tsv", "sentence\tlabel\nfine\t\nok\tpos\n")
     assert pd.isna(read_table(gaps, "data.train")["label"][0])
+
+
+def test_blank_rows_and_empty_columns_of_a_spreadsheet_export_are_no_data(tmp_path):
+    """Excel saves cells a user once touched: ',,' rows at the end and empty columns under empty
+    header cells. The rows failed the study on 'text is empty', the columns on a header that named
+    '' twice."""
+    body = [f"{s},{lab},,\n" for s, lab in zip(SENTENCES, LABELS, strict=True)]
+    path = write(tmp_path / "train.csv", "sentence,label,,\n" + "".join(body[:5]) + ",,,\n" + "".join(body[5:]) + ",,,\n,,,\n")
+    assert reads_as(path) == (["sentence", "label"], [[s, lab] for s, lab in zip(SENTENCES, LABELS, strict=True)])
+    raw = load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+    assert sum(raw.sizes.values()) == 12
+    # a column with an empty header cell that holds values (a saved index) is data, and kept
+    indexed = write(tmp_path / "indexed.csv", ",sentence,label\n0,good,pos\n1,bad,neg\n")
+    assert reads_as(indexed)[0] == ["Unnamed: 0", "sentence", "label"]
+    # a row with some fields empty is an example, and its empty text still an error
+    gap = write(tmp_path / "gap.csv", "sentence,label\n" + "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)) + ",pos\n")
+    with pytest.raises(DataError, match=r"'sentence' is empty in train row"):
+        load(DataConfig(train=str(gap), validation=str(gap), text_columns=["sentence"]), CLS, seed=0)
+
+
+def test_blank_rows_of_a_workbook_are_no_data(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    from openpyxl.styles import Font
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["sentence", "label"])
+    sheet.append(["good", "pos"])
+    sheet.append([None, None])
+    sheet.append(["bad", "neg"])
+    for row in (1, 3):  # a formatted empty column beside them
+        sheet.cell(row=row, column=4).font = Font(bold=True)
+    book.save(tmp_path / "train.xlsx")
+    assert reads_as(tmp_path / "train.xlsx") == (["sentence", "label"], [["good", "pos"], ["bad", "neg"]])
+
+
+@pytest.mark.parametrize("labels", [LABELS, [0, 1] * 6])
+def test_a_header_repeated_by_joining_files_is_no_example(tmp_path, labels):
+    """``cat a.csv b.csv > train.csv`` repeats the header: its 'label' repeated a value of the label
+    column below the first row, so the first row read as data, and 'label' became a class."""
+    head = "sentence,label\n"
+    body = [f"{s},{lab}\n" for s, lab in zip(SENTENCES, labels, strict=True)]
+    path = write(tmp_path / "train.csv", head + "".join(body[:6]) + head + "".join(body[6:]) + head.replace("\n", "\r\n"))
+    assert detect_header(path) is True
+    assert reads_as(path) == (["sentence", "label"], [[s, lab] for s, lab in zip(SENTENCES, labels, strict=True)])
+    # a headerless file whose first example recurs keeps both as examples
+    headerless = write(tmp_path / "rows.csv", "".join(body) + body[0])
+    assert detect_header(headerless) is False and len(read_table(headerless, "data.train")) == 13
 
 
 # --------------------------------------------------------------------------- Excel
