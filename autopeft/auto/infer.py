@@ -356,6 +356,11 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
     untitled = [name for name in fitting if normalised(name) not in TEXT_NAMES]
     if len(untitled) == 1 and len(fitting) == 2:  # short repeated texts beside a label: the text is named as one
         return untitled[0], "the only column that can be a label and is not named as a text"
+    constant = [name for name, p in profiles.items()
+                if name not in exclude and p.distinct == 1 and normalised(name) in LABEL_NAMES]
+    if constant and not fitting:  # the label is there, but one class: a filtered export, a wrong file
+        raise DataError(f"--label: column {constant[0]!r} holds one value in every row; a label needs two classes "
+                        "or more (check the file, or name another column with --label COLUMN)")
     listed = ", ".join(fitting or [p.name for p in candidates.values()])
     lists = [name for name, p in candidates.items() if p.kind == "list"]
     multi = (f"; {lists[0]!r} holds lists, and multi-label classification is not a task autopeft runs"

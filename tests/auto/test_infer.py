@@ -272,6 +272,16 @@ def test_a_column_of_label_lists_is_named_as_what_autopeft_does_not_run(tmp_path
         infer(Request(model="minilm", train=str(path)))
 
 
+def test_a_label_of_one_class_says_so(tmp_path: Path) -> None:
+    """An export filtered to one class: the label column was no candidate, and the error offered
+    the text as one ('candidates: text')."""
+    path = tmp_path / "positives.csv"
+    pd.DataFrame({"text": [f"a fine film, number {i}" for i in range(60)], "label": ["pos"] * 60}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"^--label: column 'label' holds one value in every row; a label needs two "
+                                        r"classes or more \(check the file, or name another column with --label COLUMN\)$"):
+        infer(Request(model="minilm", train=str(path)))
+
+
 def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data" / "two.csv"
