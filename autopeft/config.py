@@ -75,6 +75,10 @@ class _DataFields(_Strict):
     validation: Optional[str] = Field(None, description="Local file for validation (else carved from train).")
     test: Optional[str] = Field(None, description="Local file for the held-out test evaluation.")
     hub: Optional[HubSource] = Field(None, description="Load from the Hub instead of local files.")
+    split_column: Optional[str] = Field(
+        None, description="A column of the train data that puts each row in a split: train, validation (or "
+        "dev, val, valid) or test, as a file that holds every split says; instead of validation/test files."
+    )
     header: Optional[bool] = Field(
         None, description="csv/tsv: whether the first row names the columns; default: detected (a first row "
         "whose cells look like the data below it is data, not names)."
@@ -146,6 +150,11 @@ class _DataFields(_Strict):
             raise ValueError("expected data.train (a local file) or data.hub (a Hub dataset)")
         if self.hub is not None and any((self.train, self.validation, self.test)):
             raise ValueError("give either data.hub or local files (train/validation/test), not both")
+        others = [f"data.{name}" for name in ("validation", "test") if getattr(self, name) is not None]
+        if self.hub is not None:
+            others += [f"data.hub.{name}" for name in ("validation_split", "test_split") if getattr(self.hub, name)]
+        if self.split_column is not None and others:
+            raise ValueError(f"data.split_column splits the train data; give it or {' and '.join(others)}, not both")
         return self
 
 

@@ -313,3 +313,13 @@ def test_a_key_given_twice_is_one_line_naming_both_lines(tmp_path):
     del config["model"]
     path.write_text(yaml.safe_dump(config) + "model:\n  <<: {name_or_path: minilm, max_length: 16}\n  max_length: 32\n")
     assert resolve(path).config.model.max_length == 32
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"validation": "v.csv"}, "data.split_column splits the train data; give it or data.validation, not both"),
+    ({"validation": "v.csv", "test": "t.csv"}, "give it or data.validation and data.test, not both"),
+])
+def test_a_split_column_beside_split_files_is_one_line(tmp_path, data, message):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(tmp_path, data__split_column="split", **{f"data__{k}": v for k, v in data.items()})
+    assert message in str(info.value) and "\n" not in str(info.value)

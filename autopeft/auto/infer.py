@@ -35,7 +35,16 @@ import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
 from autopeft.config import HubSource, ModelConfig
-from autopeft.data import data_suffix, detect_header, locate, not_a_file, read_hub_split, read_table
+from autopeft.data import (
+    SPLIT_NAMES,
+    data_suffix,
+    detect_header,
+    locate,
+    not_a_file,
+    read_hub_split,
+    read_table,
+    split_of,
+)
 from autopeft.errors import ConfigError, DataError
 from autopeft.model.loading import load_auto_config, load_tokenizer, resolve_location
 from autopeft.tasks import get_task, task_names
@@ -50,6 +59,8 @@ PROMPT_RESPONSE_NAMES = (("prompt", "response"), ("instruction", "output"), ("in
                          ("query", "response"), ("source", "target"))
 TOKENS_NAMES = ("tokens", "words")
 TAGS_NAMES = ("tags", "ner_tags", "pos_tags", "labels", "label")
+#: Names of a column that puts each row in a split (its values: train, dev, test, ...).
+SPLIT_COLUMN_NAMES = ("split", "splits", "subset", "partition", "set", "datasplit", "splitname", "dataset", "fold")
 #: Two text columns that form a sentence pair, in the order the model reads them.
 PAIR_NAMES = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
               ("question1", "question2"), ("text_a", "text_b"), ("sentence_a", "sentence_b"), ("text", "text_pair"),
@@ -176,6 +187,9 @@ def infer(request: Request) -> Inference:
     if frame.empty:
         raise DataError(f"--train: {request.train!r} has no rows")
     profiles = profile(frame)
+    split_column = _split_column(frame, profiles, request)
+    if split_column is not None:  # which rows are which split, not data the model reads
+        profiles.pop(split_column)
 
     kind, columns, kind_reason = _task_and_columns(request, profiles, facts)
     inference.choose("task.kind", kind, kind_reason)
@@ -191,12 +205,19 @@ def infer(request: Request) -> Inference:
                 if not path.is_file():  # before resolve(), which raises RuntimeError on a symlink loop
                     raise DataError(not_a_file(f"--{split}", given))
                 inference.choose(f"data.{split}", str(path.resolve()), f"--{split}")
+    if split_column is not None:
+        counts = frame[split_column].map(split_of).value_counts()
+        inference.choose("data.split_column", split_column, "its values put each row in a split: " + ", ".join(
+            f"{counts[split]} {split}" for split in SPLIT_NAMES if split in counts))
     for column_field, (value, reason) in columns.items():
         inference.choose(f"data.{column_field}", value, reason)
-    if request.validation is None:
+    if request.validation is None and not (split_column is not None and (frame[split_column].map(split_of)
+                                                                         == "validation").any()):
         inference.choose("data.validation_fraction", 0.1,
                          "no --validation file: 10% of train is carved out (fixed seed) to compare trials on")
 
+    if split_column is not None:  # the metric's class balance and max_length: train's rows only
+        frame = frame[frame[split_column].map(split_of) == "train"]
     metric, mode, metric_reason = _metric(kind, frame, columns)
     inference.choose("objective.metric", metric, metric_reason)
     inference.choose("objective.mode", mode, "higher is better" if mode == "max" else "lower is better")
@@ -302,6 +323,23 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
     else:
         text_reason = "--text"
     return kind, {"text_columns": (texts, text_reason), "label_column": (label_name, label_reason)}, kind_reason
+
+
+def _split_column(frame: pd.DataFrame, profiles: dict[str, ColumnProfile], request: Request) -> str | None:
+    """The column that puts each row in train, validation or test, as files that hold every split
+    have one: named like one, every value a split's name, train and another among them. A
+    --validation or --test file beside it is a one-line error: which rows would test the adapter?"""
+    named = [name for name in profiles if normalised(name) in SPLIT_COLUMN_NAMES and name != request.label
+             and name not in request.text and 2 <= profiles[name].distinct <= len(SPLIT_NAMES)]
+    for name in named:
+        splits = frame[name].map(split_of)
+        if splits.notna().all() and (splits == "train").any():
+            given = [f"--{split}" for split in ("validation", "test") if getattr(request, split) is not None]
+            if given:
+                raise DataError(f"--train: column {name!r} already puts each row in train, validation or test; "
+                                f"give {' and '.join(given)} or that column, not both")
+            return name
+    return None
 
 
 def _named(given: str, names: Sequence[str], flag: str) -> str:

@@ -24,6 +24,7 @@ from autopeft.data.encode import (
 )
 from autopeft.data.load import (
     IGNORE,
+    SPLIT_NAMES,
     SPLITS,
     SUFFIXES,
     Column,
@@ -38,6 +39,7 @@ from autopeft.data.load import (
     not_a_file,
     read_hub_split,
     read_table,
+    split_of,
 )
 
 __all__ = [
@@ -68,6 +70,8 @@ __all__ = [
     "read_hub_split",
     "read_table",
     "split_fingerprint",
+    "split_of",
+    "SPLIT_NAMES",
     "SPLITS",
     "SUFFIXES",
     "tokenize_frame",

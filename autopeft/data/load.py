@@ -58,9 +58,24 @@ IGNORE = -100
 
 
 
+#: The config field naming a column that assigns rows to splits: read by ``load``, not a task kind.
+SPLIT_COLUMN_FIELD = "split_column"
+#: What a split column may say for each split, lower-cased.
+SPLIT_NAMES = {"train": ("train", "training", "trn"),
+               "validation": ("validation", "valid", "val", "dev", "development", "eval", "evaluation"),
+               "test": ("test", "testing", "tst")}
+
+
 def column_fields(cfg: Any) -> list[str]:
-    """The config's fields that name columns (``*_column``, ``*_columns``); a task kind reads some."""
-    return [name for name in type(cfg).model_fields if name.endswith(("_column", "_columns"))]
+    """The config's fields that name columns a task kind reads (``*_column``, ``*_columns``)."""
+    return [name for name in type(cfg).model_fields
+            if name.endswith(("_column", "_columns")) and name != SPLIT_COLUMN_FIELD]
+
+
+def split_of(value: Any) -> str | None:
+    """The split a split column's value names ('dev' -> 'validation'), else None."""
+    said = str(value).strip().lower()
+    return next((split for split, names in SPLIT_NAMES.items() if said in names), None)
 
 
 @dataclass(frozen=True)
@@ -709,6 +724,10 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
                 path = locate(given, base_dir)
                 frames[split] = read_table(path, f"data.{split}", header=cfg.header, columns=cfg.columns)
                 source[split] = str(path)
+    if cfg.split_column is not None:
+        where = source.pop("train", None) or source["hub"]
+        frames = _split_by_column(frames["train"], cfg.split_column)
+        source.update({split: f"{where}, the rows whose {cfg.split_column!r} says {split}" for split in frames})
     columns = columns_for(cfg, task)
     needed = list(dict.fromkeys(c.name for c in columns))
     for split, frame in frames.items():
@@ -775,6 +794,26 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
     return RawData(frames=frames, label_names=label_names, text_columns=inputs,
                    label_column=next(c.name for c in columns if c.target), source=source, task=task.name,
                    file_columns=inputs if any(c.kind == "image" for c in columns if not c.target) else [])
+
+
+def _split_by_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
+    """The splits a column of the train data assigns, each row to the one its value names; DataError
+    for a value that names none (one line: the row, the value, what was expected)."""
+    if column not in frame.columns:
+        raise DataError(f"data.{SPLIT_COLUMN_FIELD}: column {column!r} is not in the train data (columns: "
+                        f"{', '.join(map(str, frame.columns))}){_did_you_mean(column, list(frame.columns))}")
+    splits = frame[column].map(split_of)
+    unknown = splits.isna()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        expected = "; ".join(f"{split}: {', '.join(names)}" for split, names in SPLIT_NAMES.items())
+        raise DataError(f"data.{SPLIT_COLUMN_FIELD}: train row {row} has {short_repr(frame[column].iloc[row])} in "
+                        f"column {column!r} ({int(unknown.sum())} such rows); expected a split's name ({expected})")
+    if not (splits == "train").any():
+        raise DataError(f"data.{SPLIT_COLUMN_FIELD}: no row of column {column!r} says train (found: "
+                        f"{', '.join(sorted(set(map(str, frame[column]))))})")
+    return {split: frame[splits == split].drop(columns=[column]).reset_index(drop=True)
+            for split in SPLITS if (splits == split).any()}
 
 
 #: Train labels an error lists.

@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from autopeft.auto.infer import Request, infer, names_for
 from autopeft.cli.app import app
 from autopeft.config import resolve_mapping
+from autopeft.data import load
 from autopeft.errors import DataError
+from autopeft.tasks import get_task
 from tests.tiny_tasks import ner_frame, sft_frame, write_conll, write_images, write_jsonl
 
 
@@ -282,6 +284,44 @@ def test_a_label_of_one_class_says_so(tmp_path: Path) -> None:
         infer(Request(model="minilm", train=str(path)))
 
 
+def split_file(tmp_path: Path, name: str = "split", said: tuple[str, ...] = ("train", "dev", "test")) -> Path:
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": [f"a review of film {i}, {['fine', 'poor'][i % 2]}" for i in range(80)],
+                  "label": ["pos", "neg"] * 40, name: [said[0]] * 60 + [said[1]] * 10 + [said[2]] * 10}
+                 ).to_csv(path, index=False)
+    return path
+
+
+def test_a_column_of_splits_makes_the_splits(tmp_path: Path) -> None:
+    """One file that holds every split (as Hub exports and Kaggle files do): its 'split' column was
+    a second label candidate, or ignored, and the test rows were trained on."""
+    inference = infer(Request(model="minilm", train=str(split_file(tmp_path))))
+    got = chosen(inference)
+    assert got["data.split_column"] == "split" and got["data.label_column"] == "label"
+    assert got["data.text_columns"] == ["text"]
+    assert reasons(inference)["data.split_column"] == "its values put each row in a split: 60 train, 10 validation, 10 test"
+    assert "data.validation_fraction" not in got  # validation rows are given
+    resolved = resolve_mapping(inference.raw_config())
+    raw = load(resolved.config.data, get_task("sequence_classification"), seed=0)
+    assert raw.sizes == {"train": 60, "validation": 10, "test": 10}
+    # without validation rows, validation is carved from train as for any file
+    got = chosen(infer(Request(model="minilm", train=str(split_file(tmp_path, said=("train", "train", "test"))))))
+    assert got["data.split_column"] == "split" and got["data.validation_fraction"] == 0.1
+
+
+def test_a_column_of_other_values_is_no_split_column(tmp_path: Path) -> None:
+    # 'set' names a split column only where its values name splits
+    got = chosen(infer(Request(model="minilm", train=str(split_file(tmp_path, "set", ("a", "b", "c"))), label="label")))
+    assert "data.split_column" not in got
+
+
+def test_a_split_column_beside_a_test_file_is_one_line(tmp_path: Path) -> None:
+    path = split_file(tmp_path)
+    with pytest.raises(DataError, match=r"^--train: column 'split' already puts each row in train, validation or "
+                                        r"test; give --test or that column, not both$"):
+        infer(Request(model="minilm", train=str(path), test=str(path)))
+
+
 def test_cli_prints_every_choice_and_writes_nothing_on_bad_input(minilm_path: str, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data" / "two.csv"
@@ -322,10 +362,6 @@ def test_init_writes_the_commented_config_it_would_run(minilm_path: str, tmp_pat
 def test_hub_dataset(minilm_path: str, tmp_path: Path) -> None:
     """`--train hub:NAME` goes through `datasets.load_dataset`, as for a Hub id; a local dataset
     folder stands in for the Hub, which tests cannot reach."""
-    from autopeft.config import resolve_mapping
-    from autopeft.data import load
-    from autopeft.tasks import get_task
-
     folder = tmp_path / "reviews-dataset"
     folder.mkdir()
     for split, n in (("train", 60), ("test", 20)):

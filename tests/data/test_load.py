@@ -210,3 +210,45 @@ def test_a_label_column_of_lists_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"^data\.label_column: expected one label per example in 'label', found list "
                                         r"in train row 0 \(multi-label classification is not a task autopeft runs\)$"):
         load(DataConfig(train=str(path), text_columns=["sentence"]), CLS, seed=0)
+
+
+# --------------------------------------------------------------------------- a column of splits
+
+
+def one_file_of_splits(tmp_path, said=("train", "dev", "test")):
+    """One file that holds every split, as many datasets ship: a column says which row is which."""
+    path = tmp_path / "all.csv"
+    pd.DataFrame({"sentence": [f"text number {i}" for i in range(30)], "label": ["pos", "neg"] * 15,
+                  "split": [said[0]] * 20 + [said[1]] * 5 + [said[2]] * 5}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("said", [("train", "dev", "test"), ("Train", " validation ", "TEST"), ("training", "val", "tst")])
+def test_a_split_column_makes_the_splits(tmp_path, said):
+    path = one_file_of_splits(tmp_path, said)
+    raw = load(DataConfig(train=str(path), split_column="split", text_columns="sentence"), CLS, seed=0)
+    assert raw.sizes == {"train": 20, "validation": 5, "test": 5}
+    assert list(raw.frames["test"].sentence) == [f"text number {i}" for i in range(25, 30)]
+    assert "split" not in raw.frames["train"].columns
+    assert raw.source["test"] == f"{path}, the rows whose 'split' says test"
+
+
+def test_a_split_column_without_validation_rows_carves_them_from_train(tmp_path):
+    path = one_file_of_splits(tmp_path, ("train", "train", "test"))
+    raw = load(DataConfig(train=str(path), split_column="split", text_columns="sentence"), CLS, seed=0)
+    assert raw.sizes == {"train": 23, "validation": 2, "test": 5}  # 10% of the 25 train rows
+
+
+@pytest.mark.parametrize(("said", "column", "error"), [
+    (("train", "holdout", "test"), "split",
+     r"^data\.split_column: train row 20 has 'holdout' in column 'split' \(5 such rows\); expected a split's name "
+     r"\(train: train, training, trn; validation: validation, valid, val, dev, development, eval, evaluation; "
+     r"test: test, testing, tst\)$"),
+    (("dev", "dev", "test"), "split", r"^data\.split_column: no row of column 'split' says train \(found: dev, test\)$"),
+    (("train", "dev", "test"), "Split", r"^data\.split_column: column 'Split' is not in the train data \(columns: "
+                                        r"sentence, label, split\); did you mean 'split'\?$"),
+])
+def test_a_split_column_that_does_not_split_is_one_line(tmp_path, said, column, error):
+    path = one_file_of_splits(tmp_path, said)
+    with pytest.raises(DataError, match=error):
+        load(DataConfig(train=str(path), split_column=column, text_columns="sentence"), CLS, seed=0)

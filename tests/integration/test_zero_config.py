@@ -1,12 +1,14 @@
-"""Zero-config end to end: `autopeft search --model minilm --train FILE --test FILE --time T` on an
-SST-2 slice registers an adapter and ends within T (+5%); `autopeft init` with the same flags
-writes the config of exactly that study; `autopeft.load` predicts with what it registered.
+"""Zero-config end to end: `autopeft search --model minilm --train FILE --time T` on an SST-2 slice
+(one file, its 'split' column marking the test rows) registers an adapter and ends within T (+5%);
+`autopeft init` with the same flags writes the config of exactly that study; `autopeft.load`
+predicts with what it registered.
 
 Real processes, real Ray, Optuna, MLflow (SQLite) and peft on the packaged MiniLM.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -55,8 +57,12 @@ def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
 def zero_config(tmp_path_factory, glue_dir, minilm_path) -> dict:
     folder = tmp_path_factory.mktemp("zero-config")
     (folder / "sst2").mkdir()
-    write_sst2_slice(glue_dir, folder / "sst2", train_rows=600, test_rows=200)
-    data = ["--model", "minilm", "--train", "sst2/train.csv", "--test", "sst2/test.csv"]
+    paths = write_sst2_slice(glue_dir, folder / "sst2", train_rows=600, test_rows=200)
+    # one file of every split, as many datasets ship: its 'split' column says which rows test the adapter
+    every_split = pd.concat([pd.read_csv(paths["train"]).assign(split="train"),
+                             pd.read_csv(paths["test"]).assign(split="test")])
+    every_split.to_csv(paths["train"], index=False)
+    data = ["--model", "minilm", "--train", "sst2/train.csv"]
     # the search first, so its budget pays for its own probe; init then reads the probe's cache
     # (in this process: it starts no Ray and trains nothing more)
     time_s = TIME_S
@@ -76,6 +82,7 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
     assert search.returncode == 0, search.stderr[-3000:]
     printed = search.stderr
     for line in ("task.kind = sequence_classification: label 'label' holds 2 distinct values (classes)",
+                 "data.split_column = split: its values put each row in a split: 600 train, 200 test",
                  "data.text_columns = sentence: the only free-text column",
                  "objective.metric = accuracy: sequence_classification's default; the classes are balanced",
                  "space = lora-family:", "model.max_length = ", f"budget.time = {zero_config['time_s']}s: --time",
@@ -136,6 +143,11 @@ def test_init_writes_the_config_of_that_study(zero_config: dict) -> None:
     logged = yaml.safe_load(logged_yaml.read_text())
     assert logged == written.dump()  # every field, the planned budget included
     assert "# 95th percentile of train's token lengths" in logged_yaml.read_text()  # the reasons travel with it
+    # the rows the split column says are test's were held out for the registered adapter alone
+    lineage = client.download_artifacts(study_run.info.run_id, Artifact.LINEAGE, str(folder))
+    data = json.loads(Path(lineage).read_text())
+    assert data["sizes"]["test"] == 200 and data["sizes"]["train"] + data["sizes"]["validation"] == 600
+    assert data["data"]["test"].endswith("train.csv, the rows whose 'split' says test")
     # `search --config` on init's file plans nothing: every budget field is given
     assert {"trials", "max_steps", "eval_interval", "final_steps", "time_limit_s"} <= \
         written.config.budget.model_fields_set
