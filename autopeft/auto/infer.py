@@ -492,19 +492,21 @@ def _space(kind: str, facts: ModelFacts) -> tuple[str, str]:
 def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str, columns: Columns,
                 facts: ModelFacts) -> tuple[int, str]:
     tokenizer = load_tokenizer(ModelConfig(name_or_path=name_or_path), location)
+    # lengths past the model's limit are what is measured here: not verbose, so that transformers
+    # does not warn the user of 'indexing errors' that the study's truncation never meets
     sample = frame if len(frame) <= 2000 else frame.sample(n=2000, random_state=0)
     if kind == "token_classification":
         words = [[str(w) for w in (as_list(v) or [])] for v in sample[columns["tokens_column"][0]]]
-        lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"]]
     elif kind == "causal_lm":
         prompt, response = columns["prompt_column"][0], columns["response_column"][0]
         joined = [p + r for p, r in zip(_texts(sample[prompt]), _texts(sample[response]), strict=True)]
-        lengths = [len(ids) + 1 for ids in tokenizer(joined)["input_ids"]]
+        lengths = [len(ids) + 1 for ids in tokenizer(joined, verbose=False)["input_ids"]]
     else:
         texts = columns["text_columns"][0]
         first = _texts(sample[texts[0]])
         second = _texts(sample[texts[1]]) if len(texts) == 2 else None
-        lengths = [len(ids) for ids in tokenizer(first, second)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(first, second, verbose=False)["input_ids"]]
     wanted = int(np.percentile(lengths, LENGTH_PERCENTILE))
     limits = [n for n in (facts.max_positions, getattr(tokenizer, "model_max_length", None)) if n and n < 1_000_000]
     cap = min(limits) if limits else 512

@@ -20,6 +20,7 @@ import io
 import json
 import lzma
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -479,10 +480,21 @@ def _dialect(text: str, suffix: str) -> _Dialect:
     return _Dialect("\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE)
 
 
+def _csv_rows(lines: list[str], sep: str) -> list[list[str]]:
+    """``lines`` split into fields as the csv module reads them, a field of any length: its default
+    limit (131,072 characters) refused a file whose first line held a long document."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        return list(csv.reader(lines, delimiter=sep))
+    finally:
+        csv.field_size_limit(limit)
+
+
 def _spaced(text: str, sep: str) -> bool:
     """Whether the first line's fields after the first all start with a space (``text, label``)."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    fields = next(csv.reader([first], delimiter=sep), [])
+    fields = next(iter(_csv_rows([first], sep)), [])
     return len(fields) >= 2 and all(field.startswith(" ") and field.strip() for field in fields[1:])
 
 
@@ -499,7 +511,7 @@ def _csv_separator(text: str) -> str:
     lines = [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
 
     def splits_alike(separator: str) -> bool:
-        widths = {len(row) for row in csv.reader(lines, delimiter=separator)}
+        widths = {len(row) for row in _csv_rows(lines, separator)}
         return len(widths) == 1 and min(widths) >= 2
 
     for separator in (";", "\t"):
@@ -508,7 +520,7 @@ def _csv_separator(text: str) -> str:
         if not splits_alike(","):
             return separator
         # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
-        fields = [field.strip() for row in csv.reader(lines, delimiter=separator) for field in row]
+        fields = [field.strip() for row in _csv_rows(lines, separator) for field in row]
         if separator == ";" and all(_DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field):
             return separator
     return ","

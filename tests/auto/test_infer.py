@@ -284,6 +284,17 @@ def test_a_label_of_one_class_says_so(tmp_path: Path) -> None:
         infer(Request(model="minilm", train=str(path)))
 
 
+def test_measuring_long_texts_warns_of_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """max_length is measured on untruncated texts: transformers warned the user of 'indexing
+    errors' for a text past the model's limit, which the study's truncation never meets."""
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"text": [("a long review " * 300) + str(i) for i in range(40)], "label": ["pos", "neg"] * 20}
+                 ).to_csv(path, index=False)
+    got = chosen(infer(Request(model="minilm", train=str(path))))
+    assert got["model.max_length"] == 512  # the model's limit
+    assert "indexing errors" not in capfd.readouterr().err
+
+
 def split_file(tmp_path: Path, name: str = "split", said: tuple[str, ...] = ("train", "dev", "test")) -> Path:
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"text": [f"a review of film {i}, {['fine', 'poor'][i % 2]}" for i in range(80)],

@@ -473,6 +473,16 @@ def test_a_semicolon_separated_csv_is_read_by_its_columns(tmp_path):
     assert reads_as(path, header=False) == (["0", "1"], [["good; really", "pos"], ["bad; very", "neg"]])
 
 
+@pytest.mark.parametrize("head", ["", "sentence;note,label\n"])
+def test_a_first_line_longer_than_the_csv_modules_field_limit(tmp_path, head):
+    """A document of 200,000 characters in the first line: the separator and spacing sniff read it
+    with the csv module, whose field limit (131,072) refused the file."""
+    long = "word " * 40_000
+    path = write(tmp_path / "train.csv", head + f'"{long}",pos\n' + "".join(f"{s},{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True)))
+    frame = read_table(path, "data.train")
+    assert len(frame) == 13 and frame.iloc[0, 0] == long
+
+
 def test_a_tab_separated_csv_is_read_by_its_columns(tmp_path):
     """Many exports (and Excel's 'Unicode Text' saved as .csv) name a tab-separated file .csv; read
     with ',' its texts' commas split rows into different numbers of fields, and pandas gave up."""
