@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from autopeft._validation import StrictModel, load_yaml, one_line
-from autopeft.errors import ConfigError
+from autopeft.errors import ConfigError, TrackingUnreachable
 from autopeft.objectives import ConstraintsConfig, SamplerConfig, SelectionConfig, check_objectives, fill_modes
 from autopeft.space import SearchSpace, load_space
 from autopeft.tasks import MINIMISED_METRICS, all_tasks, get_task, task_names
@@ -344,6 +344,27 @@ class PruningConfig(_Strict):
         if self.metric is None:
             return objective.metric, objective.mode
         return self.metric, self.mode or ("min" if self.metric in MINIMISED_METRICS else "max")
+
+
+#: A store in a SQLite file, MLflow's or Optuna's: ``sqlite:///relative.db``, ``sqlite:////absolute.db``.
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file a SQLite store URI names, as written (relative to the working folder, or absolute),
+    without its query; None for another kind of store, or one in memory."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri[len(SQLITE_PREFIX):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_store_exists(uri: str, field_name: str) -> None:
+    """A SQLite store that does not exist is a typo, not an empty one: MLflow would create the file
+    silently, so a command that reads a store refuses first (TrackingUnreachable, one line)."""
+    path = sqlite_file(uri)
+    if path is not None and not path.is_file():
+        raise TrackingUnreachable(f"{field_name}: no MLflow database at {str(path)!r}")
 
 
 class TrackingConfig(_Strict):

@@ -10,7 +10,8 @@ import typer
 from autopeft.cli._inputs import TRACKING_URI, local_tracking_uri
 from autopeft.cli._output import fail
 from autopeft.cli._output import out as stdout
-from autopeft.errors import AutoPeftError, ConfigError
+from autopeft.config import check_store_exists
+from autopeft.errors import AutoPeftError
 from autopeft.process import configure_process
 from autopeft.schema import Artifact
 
@@ -29,9 +30,7 @@ def register(app: typer.Typer) -> None:
 
         tracking_uri = local_tracking_uri(tracking_uri)
         try:
-            # a missing SQLite file would otherwise be created empty by MLflow
-            if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
-                raise _input_error(f"--tracking-uri: no MLflow database at {tracking_uri[len('sqlite:///'):]!r}")
+            check_store_exists(tracking_uri, "--tracking-uri")
             path = write_report(study, tracking_uri=tracking_uri, out_dir=out or Path(f"{study}-report"),
                                 log_to_mlflow=log)
         except AutoPeftError as exc:
@@ -40,7 +39,3 @@ def register(app: typer.Typer) -> None:
         # ``out`` is the --out option here; results go to stdout
         logged = f" (logged to the study's MLflow run under {Artifact.REPORT_DIR}/)" if log else ""
         stdout.print(f"report: {path}{logged}", highlight=False, soft_wrap=True)
-
-
-def _input_error(message: str) -> Exception:
-    return ConfigError(message)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import typer
 
 from autopeft.cli._output import console, fail
-from autopeft.errors import ConfigError
+from autopeft.config import check_store_exists
+from autopeft.errors import TrackingUnreachable
 
 #: The MLflow UI's query parameter for its model-training mode (rather than GenAI apps and agents).
 ML_MODE = "workflowType=machine_learning"
@@ -24,8 +24,10 @@ def ui(
     workers: int = typer.Option(1, min=1, help="Server worker processes (MLflow's default of 4 is for shared servers)."),
 ) -> None:
     """Start the MLflow UI over a tracking store and print the link to the newest study."""
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).is_file():
-        fail(ConfigError(f"--tracking-uri: no MLflow database at {tracking_uri[len('sqlite:///'):]!r}"))
+    try:
+        check_store_exists(tracking_uri, "--tracking-uri")
+    except TrackingUnreachable as exc:
+        fail(exc)
     # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
     from autopeft.registry.tracking import default_artifact_location, newest_study
 

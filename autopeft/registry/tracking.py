@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from autopeft.config import sqlite_file
 from autopeft.errors import ConfigError, TrackingError, TrackingUnreachable
 from autopeft.registry.reachability import probe
 from autopeft.schema import (
@@ -64,10 +65,8 @@ def outcome(result: Mapping[str, Any] | None, error: bool) -> str:
 
 def default_artifact_location(uri: str) -> str | None:
     """For a SQLite store, keep artifacts in ``mlartifacts/`` beside the database file."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        return (db.resolve().parent / "mlartifacts").as_uri()
-    return None
+    db = sqlite_file(uri)
+    return (db.resolve().parent / "mlartifacts").as_uri() if db is not None else None
 
 
 def newest_study(uri: str) -> tuple[str, str, str] | None:
@@ -122,8 +121,9 @@ def check_reachable(uri: str, experiment: str | None = None) -> None:
     from mlflow import MlflowClient
 
     started = time.monotonic()
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):]).resolve()
+    db = sqlite_file(uri)
+    if db is not None:
+        path = db.resolve()
         if not path.parent.is_dir():
             raise TrackingUnreachable(f"tracking.uri: the folder of {uri!r} does not exist")
         problem = write_problem(path)
@@ -169,7 +169,8 @@ def recorded_study(uri: str, experiment: str, registered_model: str, study: str)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    if uri.startswith("sqlite:///") and not _has_mlflow_tables(Path(uri[len("sqlite:///"):]).resolve(), uri):
+    db = sqlite_file(uri)
+    if db is not None and not _has_mlflow_tables(db.resolve(), uri):
         return None
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:

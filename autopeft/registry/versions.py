@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from autopeft import __version__
 from autopeft._compat import mlflow_globals_restored
+from autopeft.config import check_store_exists
 from autopeft.errors import RegistryError, TrackingError
 from autopeft.registry.reachability import probe
 from autopeft.schema import (
@@ -328,15 +329,6 @@ def keeps_lineage_file(tags: Mapping[str, str]) -> bool:
     return VersionTag.MODE not in tags and any(key in tags for key in VersionSummary.keys().values())
 
 
-def check_store(uri: str) -> None:
-    """A SQLite store that does not exist is a typo, not an empty registry: MLflow would
-    silently create the file, so refuse before it does."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise RegistryError(f"tracking uri: no MLflow database at {str(path)!r}")
-
-
 def holders(events: list[AliasEvent], current: str | None) -> list[str]:
     """The stack of versions that held the alias, oldest first, as rollback sees it.
 
@@ -387,7 +379,7 @@ class Registry:
     @classmethod
     def open(cls, uri: str) -> Registry:
         """Connect and probe once; TrackingError within seconds when the server does not answer."""
-        check_store(uri)
+        check_store_exists(uri, "tracking uri")
         registry = cls(uri)
         started = time.monotonic()
         try:

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from autopeft.adapters.fit import fit_to_model
-from autopeft.config import ResolvedConfig, default_study_name, from_dump
+from autopeft.config import SQLITE_PREFIX, ResolvedConfig, default_study_name, from_dump, sqlite_file
 from autopeft.data import RawData, load, locate
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import ConfigError
@@ -92,10 +92,9 @@ def default_storage(resolved: ResolvedConfig, output_dir: Path) -> str:
     tracking = resolved.config.tracking
     if tracking.optuna_storage:
         return tracking.optuna_storage
-    if tracking.uri.startswith("sqlite:///"):
-        db = Path(tracking.uri[len("sqlite:///"):]).resolve()
-        return f"sqlite:///{db.parent / 'optuna.db'}"
-    return f"sqlite:///{output_dir.resolve() / 'optuna.db'}"
+    db = sqlite_file(tracking.uri)
+    folder = db.resolve().parent if db is not None else output_dir.resolve()
+    return f"{SQLITE_PREFIX}{folder / 'optuna.db'}"
 
 
 def storage_field(resolved: ResolvedConfig) -> str:
@@ -103,7 +102,7 @@ def storage_field(resolved: ResolvedConfig) -> str:
     tracking = resolved.config.tracking
     if tracking.optuna_storage:
         return "tracking.optuna_storage"
-    return "tracking.uri" if tracking.uri.startswith("sqlite:///") else "output_dir"
+    return "tracking.uri" if sqlite_file(tracking.uri) is not None else "output_dir"
 
 
 def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
@@ -155,7 +154,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
         # its Optuna study is elsewhere (another storage or output_dir), its MLflow record is here
         raise ConfigError(f"study_name: a study named {study_name!r} is already recorded in {cfg.tracking.uri} "
                           f"({recorded}); choose another name")
-    with _no_new_file(_sqlite_path(storage)):  # reading an earlier study must not create the database
+    with _no_new_file(_resolved(sqlite_file(storage))):  # reading an earlier study must not create the database
         warm = collect(cfg.warm_start, resolved.space, storage, trials=cfg.budget.trials, base_dir=base_dir)
     return Prepared(resolved=resolved, study_name=study_name, location=location, structure=structure, raw=raw,
                     output_dir=output_dir, optuna_storage=storage, warm_start=warm, faults=FaultPlan.from_env())
@@ -171,7 +170,7 @@ def check_writable(field_name: str, path: Path) -> None:
 def study_names(storage: str, field_name: str) -> list[str]:
     """The studies in the Optuna ``storage``, read without creating it: a SQLite file that does
     not exist yet holds none (its folder must take it)."""
-    path = _sqlite_path(storage)
+    path = _resolved(sqlite_file(storage))
     if path is not None:
         problem = write_problem(path)
         if problem:
@@ -185,12 +184,8 @@ def study_names(storage: str, field_name: str) -> list[str]:
                           f"{' '.join(str(exc).split())[:200]}") from None
 
 
-def _sqlite_path(storage: str) -> Path | None:
-    """The file of a SQLite storage URL (``sqlite:///relative`` or ``sqlite:////absolute``); None otherwise."""
-    if not storage.startswith("sqlite:///"):
-        return None
-    path = storage[len("sqlite:///"):].split("?", 1)[0]
-    return Path(path).resolve() if path and path != ":memory:" else None
+def _resolved(path: Path | None) -> Path | None:
+    return path.resolve() if path is not None else None
 
 
 @contextmanager

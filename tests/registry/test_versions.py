@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.config import PromotionConfig
-from autopeft.errors import GateRefused, RegistryError, TrackingError, UserInputError
+from autopeft.errors import GateRefused, RegistryError, TrackingError, TrackingUnreachable, UserInputError
 from autopeft.registry.promotion import promote
 from autopeft.registry.versions import (
     AliasEvent,
@@ -109,7 +109,7 @@ def test_unknown_names_are_registry_errors(registry, model_name):
 
 
 def test_missing_sqlite_file_is_not_silently_created(tmp_path):
-    with pytest.raises(RegistryError, match="no MLflow database"):
+    with pytest.raises(TrackingUnreachable, match=r"^tracking uri: no MLflow database at '.*typo\.db'$"):
         Registry.open(f"sqlite:///{tmp_path / 'typo.db'}")
     assert not (tmp_path / "typo.db").exists()
 
