@@ -266,10 +266,15 @@ def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[d
         problem = (f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
                    else "nested too deep")
         raise DataError(f"{field_name}: {where!r} is not valid JSON ({problem})") from None
+    if isinstance(records, dict):
+        records = _pandas_orient_records(records)
     if isinstance(records, dict):  # {"data": [...], "version": 2}: the records under their one key
         wrapped = [value for value in records.values()
                    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)]
         records = wrapped[0] if len(wrapped) == 1 else records
+    if isinstance(records, list) and records and all(isinstance(row, list) for row in records) \
+            and len({len(row) for row in records}) == 1:  # rows without names: columns by position, as a headerless csv
+        records = [{str(i): value for i, value in enumerate(row)} for row in records]
     if isinstance(records, list):
         odd = next((i for i, record in enumerate(records) if not isinstance(record, dict)), None)
         if odd is not None:
@@ -278,6 +283,23 @@ def _json_records(text: str, suffix: str, path: Path, field_name: str) -> list[d
     elif not isinstance(records, dict):
         raise DataError(f"{field_name}: expected a list of JSON objects in {where!r}, found {_json_kind(records)}")
     return records
+
+
+def _pandas_orient_records(mapping: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+    """The records of a JSON file that pandas' ``to_json`` wrote with ``orient='split'``
+    (``{"columns": [...], "index": [...], "data": [[...], ...]}``) or ``orient='index'`` (a record
+    per row id: more rows than names, each record with the same names); else ``mapping`` as it is
+    (by column, ``orient='columns'``, or records under one key)."""
+    columns, data = mapping.get("columns"), mapping.get("data")
+    if isinstance(columns, list) and isinstance(data, list) and set(mapping) <= {"columns", "index", "data"} \
+            and all(isinstance(row, list) and len(row) == len(columns) for row in data):
+        return [dict(zip(map(str, columns), row, strict=True)) for row in data]
+    rows = list(mapping.values())
+    if rows and all(isinstance(row, dict) for row in rows):
+        names = {tuple(row) for row in rows}
+        if len(names) == 1 and len(rows) > len(next(iter(names))):
+            return rows
+    return mapping
 
 
 def _records_frame(records: list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:

@@ -283,6 +283,20 @@ def test_json_values_are_read_as_written(tmp_path, suffix):
     assert frame["score"].iloc[0] == 0.5 and pd.isna(frame["score"].iloc[1])
 
 
+@pytest.mark.parametrize("orient", ["records", "columns", "index", "split", "table", "values"])
+def test_json_as_pandas_writes_it_in_every_orient(tmp_path, orient):
+    """``DataFrame.to_json`` writes six layouts; 'split' failed in pandas ('All arrays must be of the
+    same length'), 'index' read each row as a column, 'values' was refused."""
+    frame = pd.DataFrame({"sentence": SENTENCES, "label": LABELS})
+    path = tmp_path / "train.json"
+    frame.to_json(path, orient=orient)
+    read = read_table(path, "data.train")
+    if orient == "table":  # its records carry the row index, as a column (zero-config skips it as an id)
+        assert read.pop("index").tolist() == list(range(12))
+    names = ["0", "1"] if orient == "values" else ["sentence", "label"]  # rows without names: by position
+    assert (list(read.columns), rows(read)) == (names, rows(frame))
+
+
 def test_json_mapping_by_column(tmp_path):
     path = write(tmp_path / "train.json", json.dumps({"sentence": {"0": "hello", "1": "bye"}, "label": {"0": "pos", "1": "neg"}}))
     assert reads_as(path) == (["sentence", "label"], [["hello", "pos"], ["bye", "neg"]])
