@@ -22,6 +22,7 @@ The rules, in order:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -39,10 +40,13 @@ from autopeft.data import (
     SPLIT_NAMES,
     data_suffix,
     detect_header,
+    is_data,
     locate,
     not_a_file,
     read_hub_split,
     read_table,
+    saved_dataset,
+    saved_splits,
     split_of,
 )
 from autopeft.errors import ConfigError, DataError
@@ -175,6 +179,7 @@ def infer(request: Request) -> Inference:
     inference = Inference()
     location, facts = model_facts(request.model)
     inference.choose("model.name_or_path", request.model, _model_reason(facts))
+    request, given_as = _saved_splits(request)
     if request.train.startswith(HUB_PREFIX):
         hub = _hub_source(request)
         frame = read_hub_split(hub, hub.train_split, "--train")
@@ -197,14 +202,14 @@ def infer(request: Request) -> Inference:
         inference.choose("data.hub", hub.model_dump(exclude_none=True),
                          "--train hub:NAME[:CONFIG]; --validation and --test name its other splits")
     else:
-        inference.choose("data.train", str(train_path.resolve()), "--train")
+        inference.choose("data.train", str(train_path.resolve()), given_as["train"])
         for split in ("validation", "test"):
             given = getattr(request, split)
             if given is not None:
                 path = locate(given, None)
-                if not path.is_file():  # before resolve(), which raises RuntimeError on a symlink loop
+                if not is_data(path):  # before resolve(), which raises RuntimeError on a symlink loop
                     raise DataError(not_a_file(f"--{split}", given))
-                inference.choose(f"data.{split}", str(path.resolve()), f"--{split}")
+                inference.choose(f"data.{split}", str(path.resolve()), given_as[split])
     if split_column is not None:
         counts = frame[split_column].map(split_of).value_counts()
         inference.choose("data.split_column", split_column, "its values put each row in a split: " + ", ".join(
@@ -235,6 +240,31 @@ def infer(request: Request) -> Inference:
     inference.choose("tracking.experiment", experiment, f"named after the data ({request.train})")
     inference.choose("tracking.registered_model", registered_model, "the registered model the best adapter goes to")
     return inference
+
+
+def _saved_splits(request: Request) -> tuple[Request, dict[str, str]]:
+    """``request`` with ``--train`` a folder of splits that ``datasets``' ``save_to_disk`` wrote (a
+    DatasetDict) read as its splits: train, and validation and test where it holds them and no
+    flag names them; with the reason of each split's path."""
+    given_as = {split: f"--{split}" for split in ("train", "validation", "test")}
+    root = Path(request.train).expanduser()
+    if request.train.startswith(HUB_PREFIX) or saved_dataset(root) != "splits":
+        return request, given_as
+    splits = saved_splits(root)
+    by_role: dict[str, str] = {}
+    for name in splits:
+        role = split_of(name)
+        if role is not None:
+            by_role.setdefault(role, name)
+    if "train" not in by_role:
+        raise DataError(f"--train: the saved DatasetDict {request.train!r} has no train split (splits: "
+                        f"{', '.join(splits) or 'none'}); give one split's folder with --train")
+    taken = ["train"] + [role for role in ("validation", "test") if getattr(request, role) is None and role in by_role]
+    for role in taken:
+        given_as[role] = f"the {by_role[role]!r} split of the saved DatasetDict --train {request.train}"
+    found = {role: str(root / by_role[role]) for role in taken}
+    return dataclasses.replace(request, train=found["train"], validation=found.get("validation", request.validation),
+                               test=found.get("test", request.test)), given_as
 
 
 def names_for(train: str) -> tuple[str, str]:

@@ -159,16 +159,47 @@ class RawData:
 def locate(path: str, base_dir: Path | None) -> Path:
     """A data path as given, or relative to the config file's folder."""
     candidate = Path(path).expanduser()
-    if candidate.is_file() or base_dir is None or candidate.is_absolute():
+    if is_data(candidate) or base_dir is None or candidate.is_absolute():
         return candidate
     alt = base_dir / candidate
-    return alt if alt.is_file() else candidate
+    return alt if is_data(alt) else candidate
+
+
+def is_data(path: Path) -> bool:
+    """Whether ``path`` is something ``read_table`` reads: a file, or a saved dataset's folder."""
+    return path.is_file() or saved_dataset(path) == "split"
+
+
+def saved_dataset(path: Path) -> str | None:
+    """What ``datasets``' ``save_to_disk`` wrote at ``path``: 'split' (a Dataset: its arrow files
+    and state.json), 'splits' (a DatasetDict: a folder per split), else None."""
+    if not path.is_dir():
+        return None
+    if (path / "state.json").is_file() and (path / "dataset_info.json").is_file():
+        return "split"
+    return "splits" if (path / "dataset_dict.json").is_file() else None
+
+
+def saved_splits(path: Path) -> list[str]:
+    """The splits of a saved DatasetDict, as its dataset_dict.json lists them (each a folder in it)."""
+    try:
+        listed = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(split) for split in listed if saved_dataset(path / str(split)) == "split"]
 
 
 def not_a_file(field_name: str, given: str | Path) -> str:
     """The one-line error for a data path that is not a file: missing, or a folder."""
-    if Path(given).expanduser().is_dir():
-        return f"{field_name}: {str(given)!r} is a folder; expected one data file ({_SUFFIXES_TEXT}; {_COMPRESSED_TEXT})"
+    folder = Path(given).expanduser()
+    if saved_dataset(folder) == "splits":
+        splits = saved_splits(folder)
+        first = splits[0] if splits else "train"
+        return (f"{field_name}: {str(given)!r} is a saved DatasetDict (splits: {', '.join(splits) or 'none'}); "
+                f"expected one split's folder, such as {str(folder / first)!r}")
+    if folder.is_dir():
+        return (f"{field_name}: {str(given)!r} is a folder; expected one data file ({_SUFFIXES_TEXT}; {_COMPRESSED_TEXT}), "
+                "or a folder datasets' save_to_disk wrote")
     return f"{field_name}: no such file {str(given)!r}"
 
 
@@ -186,13 +217,33 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     laid out as CoNLL is read as CoNLL. conll: one word a line with its tag last, a blank line
     after each sentence; columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl,
     json, parquet: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet,
-    its first row the names unless ``header`` is False. Text files are UTF-8, with or
-    without a byte-order mark; DataError (one line, naming ``field_name``) for anything unreadable.
+    its first row the names unless ``header`` is False. A folder ``datasets``' ``save_to_disk``
+    wrote for one split: its columns, class ids as ids (as the Hub path reads them). Text files are
+    UTF-8, or what their byte-order mark names; DataError (one line, naming ``field_name``) for
+    anything unreadable.
     """
     path = Path(path)
-    suffix = _suffix(path, field_name)
     if columns is not None and header is None:
         header = False
+    if saved_dataset(path) == "split":
+        frame = _read_saved_dataset(path, field_name)
+    else:
+        frame = _read_file(path, field_name, header, columns)
+    frame.columns = [str(name) for name in frame.columns]
+    if columns is not None:
+        if len(columns) != frame.shape[1]:
+            raise DataError(f"data.columns: expected {frame.shape[1]} names, one per column of {str(path)!r}, "
+                            f"found {len(columns)}")
+        frame.columns = [str(name) for name in columns]
+    return frame
+
+
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+
+
+def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequence[str] | None) -> pd.DataFrame:
+    """One data file as a frame, by its format (``read_table`` names the columns)."""
+    suffix = _suffix(path, field_name)
     if suffix in (".txt", ".conll"):
         text = _text(path, field_name)
         if suffix == ".conll" or _conll_layout(text):
@@ -223,16 +274,40 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
             raise
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
             raise DataError(f"{field_name}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
-    frame.columns = [str(name) for name in frame.columns]
-    if columns is not None:
-        if len(columns) != frame.shape[1]:
-            raise DataError(f"data.columns: expected {frame.shape[1]} names, one per column of {str(path)!r}, "
-                            f"found {len(columns)}")
-        frame.columns = [str(name) for name in columns]
     return frame
 
 
-_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+def _read_saved_dataset(path: Path, field_name: str) -> pd.DataFrame:
+    """A split that ``datasets``' ``save_to_disk`` wrote, as the Hub path reads one (class ids as ids)."""
+    datasets = _datasets(field_name, f"reading the saved dataset {str(path)!r}")
+    try:
+        return _named_classes(datasets.load_from_disk(str(path)), datasets)
+    except Exception as exc:  # a folder datasets wrote, then changed by hand
+        raise DataError(f"{field_name}: cannot read the saved dataset {str(path)!r}: "
+                        f"{' '.join(str(exc).split())[:200]}") from None
+
+
+def _named_classes(dataset: Any, datasets: Any) -> pd.DataFrame:
+    """A ``datasets`` split as a frame, each class label by its name ('positive', 'B-PER') rather
+    than its id, so that predictions and the report say what the dataset says; -1 (no label, as
+    unlabelled test splits mark it) is missing."""
+    frame = dataset.to_pandas()
+    for name, feature in dataset.features.items():
+        inner = getattr(feature, "feature", None)  # a list of labels: one tag per word
+        labels = feature if isinstance(feature, datasets.ClassLabel) else inner
+        if not isinstance(labels, datasets.ClassLabel):
+            continue
+        names = list(labels.names)
+
+        def named(value: Any, names: list[str] = names) -> Any:
+            return names[int(value)] if 0 <= int(value) < len(names) else None
+
+        if labels is feature:
+            frame[name] = frame[name].map(lambda value: None if pd.isna(value) else named(value)).astype(object)
+        else:
+            frame[name] = frame[name].map(lambda values: [named(v) for v in values] if values is not None else None)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
 
 
 def _json_kind(value: Any) -> str:
@@ -357,6 +432,8 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     jsonl, json, parquet: always (their records name the columns).
     """
     path = Path(path)
+    if saved_dataset(path) == "split":  # its features name the columns
+        return True
     suffix = _suffix(path, field_name)
     if suffix not in (".csv", ".tsv", ".txt"):  # conll: a word and its tag per line, no names
         return True
@@ -721,22 +798,25 @@ def _read_conll(text: str, path: Path, field_name: str) -> pd.DataFrame:
     return pd.DataFrame({"tokens": tokens, "tags": tags})
 
 
-def read_hub_split(source: HubSource, split: str, field_name: str = "data.hub") -> pd.DataFrame:
-    """One split of a Hub dataset (or a local dataset folder ``datasets`` reads) as a frame."""
+def _datasets(field_name: str, what: str) -> Any:
+    """The ``datasets`` module; DataError naming the extra that installs it where it is missing."""
     try:
-        # deferred: optional dependency (the 'hub' extra), imported only for Hub data
+        # deferred: optional dependency (the 'hub' extra), imported only for Hub or saved datasets
         import datasets
     except ImportError:
-        raise DataError(f"{field_name}: loading from the Hub needs the 'datasets' package "
-                        "(pip install 'autopeft[hub]')") from None
+        raise DataError(f"{field_name}: {what} needs the 'datasets' package (pip install 'autopeft[hub]')") from None
+    return datasets
+
+
+def read_hub_split(source: HubSource, split: str, field_name: str = "data.hub") -> pd.DataFrame:
+    """One split of a Hub dataset (or a local dataset folder ``datasets`` reads) as a frame."""
+    datasets = _datasets(field_name, "loading from the Hub")
     try:
         ds = datasets.load_dataset(source.name, source.config, split=split)
     except Exception as exc:  # network, missing dataset or split
         raise DataError(f"{field_name}: cannot load {source.name!r} split {split!r}: "
                         f"{' '.join(str(exc).split())[:200]}") from None
-    frame = ds.to_pandas()
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
+    return _named_classes(ds, datasets)
 
 
 def _load_hub(cfg: DataConfig) -> dict[str, pd.DataFrame]:

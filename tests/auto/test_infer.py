@@ -387,6 +387,31 @@ def test_hub_dataset(minilm_path: str, tmp_path: Path) -> None:
     assert raw.sizes == {"train": 54, "test": 20, "validation": 6}
 
 
+def test_a_saved_dataset_dict_gives_its_splits(minilm_path: str, tmp_path: Path) -> None:
+    """`--train FOLDER` that `DatasetDict.save_to_disk` wrote: its train, validation and test splits,
+    each named with where it came from; a flag still names its own split."""
+    from tests.data.test_read_files import save_dataset_dict
+
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 40, "dev": 10, "test": 10})
+    inference = infer(Request(model="minilm", train=str(folder)))
+    got = chosen(inference)
+    assert (got["data.train"], got["data.validation"], got["data.test"]) == \
+        (str(folder / "train"), str(folder / "dev"), str(folder / "test"))
+    assert reasons(inference)["data.validation"] == f"the 'dev' split of the saved DatasetDict --train {folder}"
+    assert got["tracking.experiment"] == "autopeft-reviews"  # named after the folder, as for a train.csv
+    config = resolve_mapping(inference.raw_config()).config
+    raw = load(config.data, get_task(config.task.kind), seed=0)
+    assert raw.sizes == {"train": 40, "validation": 10, "test": 10} and raw.label_names == ["negative", "positive"]
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"sentence": [f"another review {i}" for i in range(6)], "label": ["negative", "positive"] * 3,
+                  "tags": ['["O"]'] * 6}).to_csv(other, index=False)
+    assert chosen(infer(Request(model="minilm", train=str(folder), test=str(other))))["data.test"] == str(other)
+    nothing_to_train = save_dataset_dict(tmp_path / "eval-only", {"test": 10})
+    with pytest.raises(DataError, match=r"^--train: the saved DatasetDict '.*eval-only' has no train split \(splits: "
+                                        r"test\); give one split's folder with --train$"):
+        infer(Request(model="minilm", train=str(nothing_to_train)))
+
+
 def test_plain_text_for_a_causal_lm_says_what_is_needed(task_models: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "corpus.csv"
     pd.DataFrame({"text": [f"say the fox number {i} is red" for i in range(30)]}).to_csv(path, index=False)

@@ -663,6 +663,45 @@ def test_a_header_repeated_by_joining_files_is_no_example(tmp_path, labels):
     assert detect_header(headerless) is False and len(read_table(headerless, "data.train")) == 13
 
 
+# --------------------------------------------------------------------------- datasets' save_to_disk
+
+
+def save_dataset_dict(folder: Path, splits: dict[str, int]) -> Path:
+    """A DatasetDict as ``datasets``' ``save_to_disk`` writes it: a folder per split, class labels as ids."""
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"]),
+                                  "tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER"]))})
+    datasets.DatasetDict({
+        split: datasets.Dataset.from_dict({"sentence": [f"{split} review {i}" for i in range(n)],
+                                           "label": [i % 2 for i in range(n)],
+                                           "tags": [[0, 1, 0]] * n}, features=features)
+        for split, n in splits.items()}).save_to_disk(str(folder))
+    return folder
+
+
+def test_a_split_saved_by_datasets_reads_with_its_class_names(tmp_path):
+    """``dataset.save_to_disk(folder)`` is how many users keep their data: the folder was refused as
+    'a folder; expected one data file'. Class labels read as their names, as the dataset says them."""
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 12, "test": 4})
+    frame = read_table(folder / "train", "data.train")
+    assert list(frame.columns) == ["sentence", "label", "tags"]
+    assert frame["label"].tolist() == ["negative", "positive"] * 6 and frame["tags"][0] == ["O", "B-PER", "O"]
+    assert detect_header(folder / "train") is True
+    raw = load(DataConfig(train=str(folder / "train"), test=str(folder / "test"), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["negative", "positive"] and raw.sizes["test"] == 4
+    # relative to the config's folder, as a file is
+    assert load(DataConfig(train="reviews/train", text_columns=["sentence"]), CLS, seed=0, base_dir=tmp_path).sizes
+
+
+def test_a_saved_dataset_dict_is_named_by_its_splits(tmp_path):
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 12, "test": 4})
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(folder), text_columns=["sentence"]), CLS, seed=0)
+    assert message(excinfo) == (f"data.train: {str(folder)!r} is a saved DatasetDict (splits: train, test); expected "
+                                f"one split's folder, such as {str(folder / 'train')!r}")
+
+
 # --------------------------------------------------------------------------- Excel
 
 
