@@ -20,6 +20,7 @@ import yaml
 
 from autopeft.auto.infer import HUB_PREFIX, names_for
 from autopeft.config import apply_overrides, default_study_name, resolve
+from autopeft.data import saved_dataset
 from autopeft.errors import ClusterError, ConfigError
 from autopeft.tasks import get_task
 
@@ -107,6 +108,8 @@ class _Packer:
         return target
 
     def data_file(self, field_name: str, source: Path, split: str, whole_folder: bool) -> str:
+        if saved_dataset(source) is not None:  # datasets' save_to_disk: the folder is the data
+            return self.add(field_name, source, f"data/{split}-{source.name}")
         if not source.is_file():
             raise ConfigError(f"{field_name}: expected a data file, found a folder {str(source)!r}")
         if whole_folder:  # the rows name files beside the data file (images): the folder travels

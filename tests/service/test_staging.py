@@ -292,6 +292,20 @@ def test_a_request_travels_with_its_files_and_the_names_of_the_original(reviews:
                                                           ("--test", "data/test-train.csv")]
 
 
+def test_a_saved_dataset_folder_travels_whole(tmp_path: Path):
+    """A folder datasets' save_to_disk wrote is the data: it was refused as 'expected a data file'."""
+    from autopeft.data import saved_dataset
+    from tests.data.test_read_files import save_dataset_dict
+
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 8, "test": 4})
+    target = tmp_path / "job"
+    staged = stage_request(Request(model="minilm", train=str(folder)), [(["tracking", "uri"], SERVER)], target,
+                           output_dir=OUT, study_name=None)
+    assert staged.args[:3] == ["search", "--train", "data/train-reviews"]
+    assert saved_dataset(target / "data" / "train-reviews") == "splits"
+    assert _files(target / "data" / "train-reviews") == _files(folder)
+
+
 @pytest.mark.parametrize("value", ["my study: v2", "123", "true", "null", "a 'quoted' #not-a-comment", "[1, 2]",
                                    "line " * 30])
 def test_set_values_round_trip_as_the_cluster_parses_them(reviews: Path, tmp_path: Path, value: str):
