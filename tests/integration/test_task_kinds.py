@@ -44,9 +44,12 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
         return save_token_classifier(tmp_path / "model"), {"train": str(write_conll(frame, tmp_path / "train.conll"))}, \
             pd.DataFrame({"tokens": [" ".join(w) for w in frame["tokens"].head(4)]})
     if kind == "regression":  # targets 1000 + 50x, on the BERT encoder with a fresh one-output head
+        import datasets
+
         frame = regression_frame(48)
-        frame.to_csv(tmp_path / "train.csv", index=False)
-        return save_token_classifier(tmp_path / "model"), {"train": str(tmp_path / "train.csv"), "text_columns": ["text"]}, \
+        # as many users keep their data: the folder datasets' save_to_disk writes
+        datasets.Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(tmp_path / "train"))
+        return save_token_classifier(tmp_path / "model"), {"train": str(tmp_path / "train"), "text_columns": ["text"]}, \
             frame[["text"]].head(4)
     frame = write_images(tmp_path, 48)
     frame.to_csv(tmp_path / "train.csv", index=False)
@@ -109,7 +112,7 @@ def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tra
     elif kind == "token_classification":
         assert [len(t) for t in out["tags"]] == [len(s.split()) for s in probe["tokens"]]
     elif kind == "regression":  # in the data's units (about 1000-1275), not the standardised ones
-        targets = pd.read_csv(tmp_path / "train.csv")["label"]
+        targets = regression_frame(48)["label"]
         assert list(out.columns) == ["value"]
         assert abs(out["value"].mean() - targets.mean()) < 2 * targets.std()
     else:
