@@ -244,14 +244,11 @@ _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/f
 def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequence[str] | None) -> pd.DataFrame:
     """One data file as a frame, by its format (``read_table`` names the columns)."""
     suffix = _suffix(path, field_name)
+    text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
+    suffix = _layout(text, suffix)
     if suffix in (".txt", ".conll"):
-        text = _text(path, field_name)
-        if suffix == ".conll" or _conll_layout(text):
-            frame = _read_conll(text, path, field_name)
-        else:
-            frame = _read_txt(text, path, field_name, header)
+        frame = _read_conll(text, path, field_name) if suffix == ".conll" else _read_txt(text, path, field_name, header)
     else:
-        text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
         try:
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
@@ -438,11 +435,25 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     if suffix not in (".csv", ".tsv", ".txt"):  # conll: a word and its tag per line, no names
         return True
     text = _text(path, field_name)
+    suffix = _layout(text, suffix)
+    if suffix == ".conll":
+        return True
     if suffix == ".txt":
-        if _conll_layout(text):
-            return True
         return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name)]) is True
     return _delimited_verdict(text, _dialect(text, suffix)) is not False
+
+
+def _layout(text: str, suffix: str) -> str:
+    """The format a text file is laid out in, where its name says another: a .txt of CoNLL lines
+    is CoNLL, and a .tsv or .txt without a tab in its first line whose lines split alike by ',' or
+    ';' is a csv (an export saved under the wrong name)."""
+    if suffix == ".txt" and _conll_layout(text):
+        return ".conll"
+    if suffix in (".tsv", ".txt"):
+        lines = _sample_lines(text)
+        if lines and "\t" not in lines[0] and any(_splits_alike(lines, sep) for sep in (",", ";")):
+            return ".csv"
+    return suffix
 
 
 def data_suffix(path: str | Path) -> str:
@@ -601,22 +612,28 @@ def _spaced(text: str, sep: str) -> bool:
 _SEPARATOR_SAMPLE = 50
 
 
+def _sample_lines(text: str) -> list[str]:
+    """The first non-blank lines of a text file, that decide its separator."""
+    return [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
+
+
+def _splits_alike(lines: list[str], separator: str) -> bool:
+    """Whether every line splits into the same number (two or more) of fields by ``separator``."""
+    widths = {len(row) for row in _csv_rows(lines, separator)}
+    return len(widths) == 1 and min(widths) >= 2
+
+
 def _csv_separator(text: str) -> str:
     """',' unless the file is plainly ';'- or tab-separated: spreadsheets in locales whose decimal
     mark is a comma save their .csv with ';', and Excel's 'Unicode Text' and many exports name a
     tab-separated file .csv. Plainly: every sampled line splits into the same number (two or more)
     of fields by it, and the commas do not split them alike (a review may hold both), or, for ';',
     every comma is a number's decimal comma."""
-    lines = [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
-
-    def splits_alike(separator: str) -> bool:
-        widths = {len(row) for row in _csv_rows(lines, separator)}
-        return len(widths) == 1 and min(widths) >= 2
-
+    lines = _sample_lines(text)
     for separator in (";", "\t"):
-        if not lines or separator not in lines[0] or not splits_alike(separator):
+        if not lines or separator not in lines[0] or not _splits_alike(lines, separator):
             continue
-        if not splits_alike(","):
+        if not _splits_alike(lines, ","):
             return separator
         # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
         fields = [field.strip() for row in _csv_rows(lines, separator) for field in row]

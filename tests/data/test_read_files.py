@@ -508,6 +508,19 @@ def test_a_tab_separated_csv_is_read_by_its_columns(tmp_path):
     assert reads_as(path, header=False) == (["0", "1"], [["a\tb", "pos"], ["c\td", "neg"]])
 
 
+@pytest.mark.parametrize(("name", "sep"), [("train.tsv", ","), ("train.txt", ","), ("train.txt", ";"), ("train.tsv", ";")])
+def test_a_csv_under_a_tsv_or_txt_name_is_read_as_a_csv(tmp_path, name, sep):
+    """An export saved under the wrong name: a .tsv read as one column 'sentence,label', and a .txt
+    failed on 'line 1 has no tab-separated label'."""
+    texts = [f'"review {i}{sep} fine"' for i in range(12)]
+    path = write(tmp_path / name, f"sentence{sep}label\n" + "".join(f"{t}{sep}{lab}\n" for t, lab in zip(texts, LABELS, strict=True)))
+    assert reads_as(path) == (["sentence", "label"], [[f"review {i}{sep} fine", lab] for i, lab in enumerate(LABELS)])
+    assert detect_header(path) is True
+    # a txt of one example a line, with a comma in some, is still text and label at the last tab
+    plain = write(tmp_path / "plain.txt", "fine, really\tpos\nbad\tneg\n")
+    assert reads_as(plain) == (["text", "label"], [["fine, really", "pos"], ["bad", "neg"]])
+
+
 def test_decimal_commas_of_a_semicolon_separated_csv_are_numbers(tmp_path):
     """Such a spreadsheet writes 2,45 for 2.45: the scores read as strings, and zero-config made a
     regression target of 126 values a classification of 126 classes."""
