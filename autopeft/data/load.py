@@ -218,7 +218,7 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     after each sentence; columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl,
     json, parquet: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet,
     its first row the names unless ``header`` is False. A folder ``datasets``' ``save_to_disk``
-    wrote for one split: its columns, class ids as ids (as the Hub path reads them). Text files are
+    wrote for one split: its columns, class labels by their names (as the Hub path reads them). Text files are
     UTF-8, or what their byte-order mark names; DataError (one line, naming ``field_name``) for
     anything unreadable.
     """
@@ -275,7 +275,7 @@ def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequen
 
 
 def _read_saved_dataset(path: Path, field_name: str) -> pd.DataFrame:
-    """A split that ``datasets``' ``save_to_disk`` wrote, as the Hub path reads one (class ids as ids)."""
+    """A split that ``datasets``' ``save_to_disk`` wrote, as the Hub path reads one."""
     datasets = _datasets(field_name, f"reading the saved dataset {str(path)!r}")
     try:
         return _named_classes(datasets.load_from_disk(str(path)), datasets)
