@@ -193,6 +193,7 @@ def infer(request: Request) -> Inference:
         raise DataError(f"--train: {request.train!r} has no rows")
     profiles = profile(frame)
     split_column = _split_column(frame, profiles, request)
+    row_splits = frame[split_column].map(split_of) if split_column is not None else pd.Series(dtype=object)
     if split_column is not None:  # which rows are which split, not data the model reads
         profiles.pop(split_column)
 
@@ -211,18 +212,16 @@ def infer(request: Request) -> Inference:
                     raise DataError(not_a_file(f"--{split}", given))
                 inference.choose(f"data.{split}", str(path.resolve()), given_as[split])
     if split_column is not None:
-        counts = frame[split_column].map(split_of).value_counts()
+        counts = row_splits.value_counts()
         inference.choose("data.split_column", split_column, "its values put each row in a split: " + ", ".join(
             f"{counts[split]} {split}" for split in SPLIT_NAMES if split in counts))
+        frame = frame[row_splits == "train"]  # the metric's class balance and max_length: train's rows only
     for column_field, (value, reason) in columns.items():
         inference.choose(f"data.{column_field}", value, reason)
-    if request.validation is None and not (split_column is not None and (frame[split_column].map(split_of)
-                                                                         == "validation").any()):
+    if request.validation is None and not (row_splits == "validation").any():
         inference.choose("data.validation_fraction", 0.1,
                          "no --validation file: 10% of train is carved out (fixed seed) to compare trials on")
 
-    if split_column is not None:  # the metric's class balance and max_length: train's rows only
-        frame = frame[frame[split_column].map(split_of) == "train"]
     metric, mode, metric_reason = _metric(kind, frame, columns)
     inference.choose("objective.metric", metric, metric_reason)
     inference.choose("objective.mode", mode, "higher is better" if mode == "max" else "lower is better")
