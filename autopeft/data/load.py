@@ -895,8 +895,9 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
 
     if cfg.max_train_examples:
         kept = _head(frames["train"], cfg.max_train_examples, seed)
-        if task.categorical and classes_spec is not None and classes_spec.kind == "label":
-            kept = _with_every_class(kept, frames["train"], classes_spec.name, seed)
+        if task.categorical and classes_spec is not None:
+            keep_every = _with_every_class if classes_spec.kind == "label" else _with_every_tag
+            kept = keep_every(kept, frames["train"], classes_spec.name, seed)
         frames["train"] = kept
     if cfg.max_eval_examples:
         for split in ("validation", "test"):
@@ -1071,6 +1072,34 @@ def _with_every_class(kept: pd.DataFrame, frame: pd.DataFrame, label: str, seed:
         dropped[largest] += 1
     drop_index = [index for name, count in dropped.items() for index in kept.index[kept_classes == name][-count:]]
     return pd.concat([kept.drop(index=drop_index), added]).reset_index(drop=True)
+
+
+def _with_every_tag(kept: pd.DataFrame, frame: pd.DataFrame, tags: str, seed: int) -> pd.DataFrame:
+    """``kept`` (sentences drawn from ``frame``) with a sentence for each token tag it missed, in place
+    of sentences whose every tag other kept sentences also hold: as ``_with_every_class``, for tags.
+    Unchanged where it missed none, or where no kept sentence can make room."""
+    missing = _classes(frame[tags], "tags") - _classes(kept[tags], "tags")
+    if not missing:
+        return kept
+    added: list[Any] = []
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    for index, value in zip(shuffled.index, shuffled[tags], strict=True):
+        held = _row_classes(value, "tags")
+        if held & missing:
+            added.append(index)
+            missing -= held
+            if not missing:
+                break
+    holders = Counter(tag for value in kept[tags] for tag in _row_classes(value, "tags"))
+    dropped: list[Any] = []
+    for index in reversed(kept.index):  # the drawn order's last sentences make room first
+        held = _row_classes(kept.at[index, tags], "tags")
+        if len(dropped) < len(added) and all(holders[tag] > 1 for tag in held):
+            dropped.append(index)
+            holders.subtract(held)
+    if len(dropped) < len(added):
+        return kept
+    return pd.concat([kept.drop(index=dropped), frame.loc[added]]).reset_index(drop=True)
 
 
 def _check_numbers(values: pd.Series, column: Column, split: str) -> None:

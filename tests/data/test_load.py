@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -163,6 +165,27 @@ def test_a_cap_on_train_keeps_one_row_of_every_class(tmp_path):
         drawn = load(plain, CLS, seed=seed).frames["train"].sample(n=8, random_state=seed)
         if "rare" in set(drawn.label):  # a sample that had every class is the one it always was
             assert sorted(train.sentence) == sorted(drawn.sentence)
+
+
+def test_a_cap_on_train_keeps_a_sentence_of_every_token_tag(tmp_path):
+    """The same for token tags: 8 of 200 sentences drawn, 'B-MISC' in 4 of them, and validation has it."""
+    tokens = [["Ann", "met", "Bob", str(i)] for i in range(200)]
+    tags = [["B-PER", "O", "B-PER", "B-MISC" if i % 50 == 7 else "O"] for i in range(200)]
+    frame = pd.DataFrame({"tokens": [json.dumps(t) for t in tokens], "tags": [json.dumps(t) for t in tags]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[[7, 57, 0]].to_csv(tmp_path / "validation.csv", index=False)
+    capped = DataConfig(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "validation.csv"),
+                        max_train_examples=8)
+    plain = capped.model_copy(update={"max_train_examples": None})
+    token_task = get_task("token_classification")
+    for seed in range(6):
+        raw = load(capped, token_task, seed=seed)
+        train = raw.frames["train"]
+        assert len(train) == 8 and "B-MISC" in raw.label_names
+        assert {tag for row in train.tags for tag in row} == {"B-PER", "O", "B-MISC"}
+        drawn = load(plain, token_task, seed=seed).frames["train"].sample(n=8, random_state=seed)
+        if any("B-MISC" in row for row in drawn.tags):  # a sample that had every tag is the one it always was
+            assert sorted(map(str, train.tokens)) == sorted(map(str, drawn.tokens))
 
 
 def test_max_validation_examples_cuts_validation_not_test(tmp_path):
