@@ -423,6 +423,9 @@ def label_column(profiles: dict[str, ColumnProfile], *, exclude: set[str], given
     untitled = [name for name in fitting if normalised(name) not in TEXT_NAMES]
     if len(untitled) == 1 and len(fitting) == 2:  # short repeated texts beside a label: the text is named as one
         return untitled[0], "the only column that can be a label and is not named as a text"
+    ids = [name for name in fitting if candidates[name].class_ids]
+    if len(ids) == 1 and all(name.isdigit() for name in profiles):  # CoLA's tsv: source codes, then the label
+        return ids[0], "no column is named (no header): the only column of class ids 0..K-1"
     constant = [name for name, p in profiles.items()
                 if name not in exclude and p.distinct == 1 and normalised(name) in LABEL_NAMES]
     if constant and not fitting:  # the label is there, but one class: a filtered export, a wrong file

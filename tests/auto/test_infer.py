@@ -274,6 +274,24 @@ def test_a_column_of_label_lists_is_named_as_what_autopeft_does_not_run(tmp_path
         infer(Request(model="minilm", train=str(path)))
 
 
+def test_a_headerless_file_of_codes_and_class_ids(tmp_path: Path) -> None:
+    """CoLA's tsv as GLUE ships it: no header; a source code, the label 0/1, the original '*' mark,
+    the sentence. Both the codes and the ids could be a label, and zero-config asked which."""
+    path = tmp_path / "in_domain_train.tsv"
+    path.write_text("".join(f"{['gj04', 'bc01', 'ks08', 'r-67'][i % 4]}\t{int(i % 3 != 0)}\t{'*' if i % 3 == 0 else ''}\t"
+                            f"The {i}th sentence {'is' if i % 3 else 'are'} here.\n" for i in range(90)))
+    inference = infer(Request(model="minilm", train=str(path)))
+    got = chosen(inference)
+    assert (got["data.header"], got["data.label_column"], got["data.text_columns"]) == (False, "1", ["3"])
+    assert reasons(inference)["data.label_column"] == "no column is named (no header): the only column of class ids 0..K-1"
+    # with names, a name decides, as before
+    named = tmp_path / "named.tsv"
+    named.write_text("source\tgrade\tsentence\n" + "".join(
+        f"{['gj04', 'bc01'][i % 2]}\t{i % 3}\tThe {i}th sentence is here.\n" for i in range(90)))
+    with pytest.raises(DataError, match=r"^--label: cannot tell which column is the label \(candidates: source, grade\)"):
+        infer(Request(model="minilm", train=str(named)))
+
+
 def test_a_label_of_one_class_says_so(tmp_path: Path) -> None:
     """An export filtered to one class: the label column was no candidate, and the error offered
     the text as one ('candidates: text')."""
