@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
         configure_process()
+        from autopeft.data import is_data, not_a_file
         from autopeft.registry.promotion import promote as run_promote
         from autopeft.registry.versions import Registry
 
@@ -83,8 +84,8 @@ def register(app: typer.Typer) -> None:
             raw = _read_config(config)
             gates = _gates(raw, {"min_metric": min_metric, "max_trainable_share": max_trainable_share,
                                  "max_latency_ms": max_latency_ms})
-            if test_data is not None and not test_data.is_file():
-                raise UserInputError(f"--test-data: no such file {str(test_data)!r}")
+            if test_data is not None and not is_data(test_data):  # a file, or a saved dataset's folder
+                raise UserInputError(not_a_file("--test-data", test_data))
             registry = Registry.open(local_tracking_uri(tracking_uri, raw))
             result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
                                  config=gates, test_data=test_data, force=force, reason=reason)

@@ -25,6 +25,10 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     config.write_text(yaml.safe_dump({"promotion": {"min_metrc": 0.85}}))
     code, output = cli("promote", model_name, "--version", "3", "--config", str(config))
     assert code == 2 and "promotion.min_metrc" in output, output
+    code, output = cli("promote", model_name, "--version", "1", "--test-data", str(tmp_path / "held-out.csv"))
+    assert (code, output) == (2, f"error: --test-data: no such file {str(tmp_path / 'held-out.csv')!r}"), output
+    code, output = cli("promote", model_name, "--version", "1", "--test-data", str(tmp_path))
+    assert code == 2 and output.startswith(f"error: --test-data: {str(tmp_path)!r} is a folder; expected one data file"), output
     code, output = cli("rollback", "no-such-model")
     assert code == 2 and "no registered model named 'no-such-model'" in output, output
     code, output = cli("export", f"{model_name}@staging", "--out", str(tmp_path / "x"))
