@@ -10,24 +10,33 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from autopeft.errors import AutoPeftError, UserInputError
 
-#: Progress, notes and errors (stderr); results go to ``out`` (stdout).
-console = Console(stderr=True)
-out = Console()
+#: Progress, notes and errors (stderr); results go to ``out`` (stdout). Neither reads markup: what
+#: they print holds users' names, paths and values, and rich read '[/x]' in a column name as a
+#: closing tag (a traceback for a one-line error). Styles are given as ``Text`` (:func:`labelled`).
+console = Console(stderr=True, markup=False)
+out = Console(markup=False)
+
+
+def labelled(label: str, style: str, message: str) -> Text:
+    """``label: message`` with the label in ``style``; the message printed as written."""
+    return Text.assemble((label, style), f": {message}")
 
 
 def fail(exc: AutoPeftError) -> None:
     """One line on stderr; exit 2 for bad input, 1 for a runtime failure."""
     code = 2 if isinstance(exc, UserInputError) else 1
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    console.print(labelled("error", "bold red", str(exc)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def interrupted_before_compute() -> None:
     """Ctrl-C during the checks or the time budget's probe: no run was opened; exit 130."""
-    console.print("[yellow]interrupted[/] before the study started: nothing was recorded in MLflow", highlight=False)
+    console.print(Text.assemble(("interrupted", "yellow"), " before the study started: nothing was recorded in MLflow"),
+                  highlight=False)
     raise typer.Exit(130)
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from autopeft.cli import _inputs
-from autopeft.cli._output import console, ctrl_c_stops, fail, out
+from autopeft.cli._output import console, ctrl_c_stops, fail, labelled, out
 from autopeft.errors import AutoPeftError
 
 ADDRESS = typer.Option(None, "--address", "-a", help="The Ray dashboard, where Ray's job service listens "
@@ -207,7 +207,7 @@ def cancel(
         fail(exc)
         return
     except TimeoutError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(labelled("error", "bold red", str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if state != "cancelled":
         out.print(f"job {found.job_id} (study {found.study}) had already ended: {state}", highlight=False)
@@ -233,7 +233,7 @@ def _write(chunk: str) -> None:
 
 
 def _note(line: str) -> None:
-    console.print(f"[yellow]note:[/] {line}", highlight=False, soft_wrap=True)
+    console.print(labelled("note", "yellow", line), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

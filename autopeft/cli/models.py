@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.text import Text
 
 from autopeft.cli._inputs import TRACKING_URI, local_tracking_uri
 from autopeft.cli._output import console, fail, out
@@ -96,8 +97,8 @@ def register(app: typer.Typer) -> None:
             out.print(f"{name}: version {result.version} already holds {to_alias!r}; nothing to do", highlight=False)
             return
         for gate in result.gates:
-            mark = "[green]pass[/]" if gate.passed else ("[yellow]overridden[/]" if result.forced else "[red]fail[/]")
-            out.print(f"  {mark} {gate.gate}: {gate.message}", highlight=False, soft_wrap=True)
+            mark = ("pass", "green") if gate.passed else ("overridden", "yellow") if result.forced else ("fail", "red")
+            out.print(Text.assemble("  ", mark, f" {gate.gate}: {gate.message}"), highlight=False, soft_wrap=True)
         held = f"version {result.previous}" if result.previous else "no version"
         how = f"forced ({reason})" if result.forced else "gates passed"
         out.print(f"{name}: {to_alias!r} moved from {held} to version {result.version} ({how})", highlight=False)
@@ -192,7 +193,7 @@ def _fits(table: Any, width: int) -> bool:
     from rich.console import Console
     from rich.measure import Measurement
 
-    console = Console(width=max(width, 1000))  # the table's natural width, unconstrained
+    console = Console(width=max(width, 1000), markup=False)  # the table's natural width, unconstrained
     return Measurement.get(console, console.options, table).maximum <= width
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.text import Text
 
 from autopeft.cli import _inputs
-from autopeft.cli._output import console, fail, interrupted_before_compute, out
+from autopeft.cli._output import console, fail, interrupted_before_compute, labelled, out
 from autopeft.errors import AutoPeftError, StudyCancelled
 from autopeft.process import configure_process
 from autopeft.schema import Metric
@@ -106,9 +107,10 @@ def _run(prepared: Any, verbose: bool) -> None:
     from autopeft.study import run_search
 
     cfg = prepared.config
-    console.print(f"study [bold]{prepared.study_name}[/]: {cfg.budget.trials} trials over "
-                  f"{', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
-                  f"({prepared.raw.sizes.get('train', 0)} train / {prepared.raw.sizes.get('validation', 0)} validation examples)")
+    console.print(Text.assemble("study ", (prepared.study_name, "bold"), f": {cfg.budget.trials} trials over "
+                                f"{', '.join(prepared.resolved.space.adapters)} on {cfg.model.name_or_path} "
+                                f"({prepared.raw.sizes.get('train', 0)} train / "
+                                f"{prepared.raw.sizes.get('validation', 0)} validation examples)"))
     # a live line draws only on a terminal: a pod, CI or Ray job log gets one plain line per trial event
     view = (ProgressView if console.is_terminal else ProgressLog)(cfg.budget.trials, cfg.objective.metric,
                                                                   cfg.objective.mode, console=console)
@@ -126,8 +128,8 @@ def _run(prepared: Any, verbose: bool) -> None:
         resume_hint = (f"; continue it with 'autopeft resume {prepared.study_name} --output-dir "
                        f"{prepared.output_dir}'" if started else "")
         cancelled = isinstance(stop, StudyCancelled)
-        console.print(f"[yellow]{stop if cancelled else 'interrupted'}[/]: the study run and its running trials "
-                      f"were recorded as KILLED{resume_hint}", highlight=False, soft_wrap=True)
+        console.print(labelled(str(stop) if cancelled else "interrupted", "yellow", "the study run and its running "
+                               f"trials were recorded as KILLED{resume_hint}"), highlight=False, soft_wrap=True)
         # 143 = 128 + SIGTERM, as a shell reports a process a SIGTERM ended; 130 for Ctrl-C
         raise typer.Exit(143 if cancelled else 130) from None
 
@@ -135,7 +137,7 @@ def _run(prepared: Any, verbose: bool) -> None:
     best = result.best
     assert best is not None
     metric = cfg.objective.metric
-    lines = [
+    lines: list[str | Text] = [
         f"best trial {best.trial_id}: {best.params.get('adapter')} with validation {metric} "
         f"{best.metrics.get(metric):.4f} ({int(best.metrics.get('trainable_params', 0)):,} trainable parameters)",
     ]
@@ -143,7 +145,7 @@ def _run(prepared: Any, verbose: bool) -> None:
         lines.append(f"test {metric}: {result.test_metrics.get(metric, float('nan')):.4f}")
     warning = learnt_nothing(best.metrics)
     if warning:
-        lines.append(f"[yellow]warning[/]: {warning}")
+        lines.append(labelled("warning", "yellow", warning))
     lines += [
         f"registered: models:/{cfg.tracking.registered_model}/{result.model_version} (alias 'candidate')",
         f"adapter: {result.adapter_dir}",
@@ -156,7 +158,8 @@ def _run(prepared: Any, verbose: bool) -> None:
         lines.insert(1, f"chosen by policy {result.selection.policy}: {result.selection.reason}")
     if getattr(result, "report_path", None):
         lines.append(f"report: {result.report_path} (also in the MLflow run under report/)")
-    out.print("\n".join(lines), highlight=False, soft_wrap=True)
+    out.print(Text("\n").join(Text(line) if isinstance(line, str) else line for line in lines), highlight=False,
+              soft_wrap=True)
 
 
 def learnt_nothing(metrics: dict[str, Any]) -> str | None:

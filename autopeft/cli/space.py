@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from autopeft.cli._output import fail, out
+from autopeft.cli._output import fail, labelled, out
 from autopeft.errors import AutoPeftError
 from autopeft.process import configure_process
 
@@ -56,10 +56,10 @@ def adapters() -> None:
     for column in ("family", "parameters = default [accepted values]", "placement", "task kinds", "architectures"):
         table.add_column(column, overflow="fold")
     for name, family in sorted(families().items()):
-        params = escape("\n".join(f"{p} = {_spec_text(spec)}{_rule_text(family.rules.get(p))}"
-                                  for p, spec in family.defaults.items()) or "-")
+        params = "\n".join(f"{p} = {_spec_text(spec)}{_rule_text(family.rules.get(p))}"
+                            for p, spec in family.defaults.items()) or "-"
         placement = ("layers + roles" if family.uses_roles else "layers (own positions)") if family.uses_placement else "-"
-        table.add_row(f"[bold]{name}[/]\n{family.description}", params, placement, ", ".join(family.task_kinds),
+        table.add_row(Text.assemble((name, "bold"), f"\n{family.description}"), params, placement, ", ".join(family.task_kinds),
                       family.architectures)
     out.print(table)
 
@@ -91,15 +91,15 @@ def space(
         fail(exc)
         return
 
-    out.print(f"[bold]{model}[/] ({structure.architecture}): {structure.num_layers} layers, roles "
-              f"{', '.join(structure.roles) or 'none'}", highlight=False)
+    out.print(Text.assemble((model, "bold"), f" ({structure.architecture}): {structure.num_layers} layers, roles "
+                            f"{', '.join(structure.roles) or 'none'}"), highlight=False)
     families = Table(title="families")
     families.add_column("family")
     families.add_column("status")
     for name in fit.kept:
         families.add_row(name, "kept")
     for name, reason in fit.excluded.items():
-        families.add_row(name, f"[yellow]excluded[/]: {reason}")
+        families.add_row(name, labelled("excluded", "yellow", reason))
     out.print(families)
     if fit.placements:
         placements = Table(title="placements")

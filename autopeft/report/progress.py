@@ -120,7 +120,7 @@ class _Progress(Callback):
             mark = " *" if result.best and t.trial_id == result.best.trial_id else ""
             table.add_row(
                 t.trial_id + mark,
-                f"[{style.get(t.outcome, 'white')}]{t.outcome}[/]",
+                Text(t.outcome, style=style.get(t.outcome, "white")),
                 str(t.params.get("adapter", "")),
                 f"{float(t.params.get('learning_rate', 0)):.2e}",
                 str(t.metrics.get("step", "")),
@@ -135,7 +135,7 @@ class ProgressView(_Progress):
 
     def __init__(self, total: int, metric: str, mode: str, console: Console | None = None) -> None:
         super().__init__(total, metric, mode)
-        self._live = Live(self._render(), console=console or Console(stderr=True), refresh_per_second=4,
+        self._live = Live(self._render(), console=console or Console(stderr=True, markup=False), refresh_per_second=4,
                           transient=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class ProgressView(_Progress):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._live = Live(self._render(), console=Console(stderr=True))  # never started: updates are silent
+        self._live = Live(self._render(), console=Console(stderr=True, markup=False))  # never started: updates are silent
 
     def __enter__(self) -> ProgressView:
         self._live.__enter__()
@@ -188,7 +188,7 @@ class ProgressLog(_Progress):
         self.summary_every_s = summary_every_s
         #: Trial id → its place in the order trials started (a retried trial keeps its place).
         self.numbers: dict[str, int] = {}
-        self._console = console or Console(stderr=True)
+        self._console = console or Console(stderr=True, markup=False)
         self._clock = clock
         self._started = self._last_summary = clock()
 
@@ -199,7 +199,7 @@ class ProgressLog(_Progress):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._console = Console(stderr=True)
+        self._console = Console(stderr=True, markup=False)
         self._clock = time.monotonic
         # another process's monotonic clock means nothing here: elapsed counts from the restore
         self._started = self._last_summary = self._clock()

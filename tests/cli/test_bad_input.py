@@ -48,6 +48,9 @@ CASES = {
                        "data.train: the train data has no rows"),
     "label column missing": (lambda c, t: c["data"].update(label_column="stars"),
                              "data.label_column: column 'stars' is not in the train data"),
+    # rich read '[/x]' in the message as a closing tag, and the one-line error became a traceback
+    "a column name that reads as markup": (lambda c, t: c["data"].update(label_column="[/x]"),
+                                           "data.label_column: column '[/x]' is not in the train data"),
     "unexpected label values": (lambda c, t: c["data"].update(test=_write_csv(t, pd.DataFrame({"sentence": ["x"], "label": ["meh"]}))),
                                 "data.label_column: test has label 'meh' that train does not have"),
     "empty text": (lambda c, t: c["data"].update(train=_write_csv(t, pd.DataFrame({"sentence": ["ok", " ", "fine"], "label": ["a", "b", "a"]}))),
