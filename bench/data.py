@@ -20,8 +20,10 @@ A task file (``name``, ``files`` and ``columns`` are required; unknown keys are 
     splits: {validation_fraction: 0.1, whole_sentence_validation: false}
     max_rows: {train: null, validation: null, test: null}   # caps, as well as the bench's --max-*
 
-Files: .tsv (read with ``quoting=csv.QUOTE_NONE``: GLUE sentences hold quotes), .csv, .jsonl,
-.json or .parquet, with a header row naming the columns; a cell such as "null" stays text.
+Files: what ``autopeft search`` reads, read by autopeft's own reader (``autopeft.data.read_table``):
+.tsv (GLUE's, without quoting: its sentences hold quotes), .csv, .txt, .jsonl, .json, .parquet,
+.xlsx, compressed text files, a folder ``datasets``' ``save_to_disk`` wrote; a header row is
+detected; a cell such as "null" stays text.
 
 SST-2 (sst2.yaml): train.tsv -> train, dev.tsv -> validation (it is part of GLUE's SST-2 train),
 test.tsv (the official GLUE dev set) -> test. RTE: validation carved from train.tsv, dev.tsv (the
@@ -42,7 +44,6 @@ leave train like those of dev.tsv's sentences.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,10 +52,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from autopeft.data import SUFFIXES as DATA_SUFFIXES
+from autopeft.data import data_suffix, is_data, saved_dataset
+from autopeft.data import read_table as read_data
+from autopeft.errors import DataError
+
 #: The shipped task files: ``--task sst2`` reads ``bench/tasks/sst2.yaml``.
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-#: The data files a task may name, by suffix.
-SUFFIXES = (".tsv", ".csv", ".jsonl", ".json", ".parquet")
 SPLITS = ("train", "validation", "test")
 
 
@@ -244,10 +248,11 @@ def load_task(task: str | Path, glue_dir: str | Path, *, files: bool = True) -> 
             continue
         file = base / Path(given).expanduser()  # an absolute path stays itself
         where = f"--glue-dir {str(glue_dir)!r}" if glue else f"the task file's folder {str(base)!r}"
-        if files and not file.is_file():
+        if files and not is_data(file):
             raise TaskError(f"{path}: files.{split}: no such file {str(file)!r} (relative to {where})")
-        if file.suffix.lower() not in SUFFIXES:
-            raise TaskError(f"{path}: files.{split}: expected a {', '.join(SUFFIXES)} file, found {file.name!r}")
+        if saved_dataset(file) is None and data_suffix(file) not in DATA_SUFFIXES:
+            raise TaskError(f"{path}: files.{split}: expected a {', '.join(DATA_SUFFIXES)} file (or a folder "
+                            f"datasets' save_to_disk wrote), found {file.name!r}")
         found[split] = file
     loaded = Task(spec=spec, source=path, **found)
     if files:
@@ -264,7 +269,7 @@ def check_columns(task: Task) -> None:
         file = task.file(split)
         if file is None:
             continue
-        header = list(read_table(file, header_only=True, task=task, split=split).columns)
+        header = list(read_table(file, task=task, split=split).columns)
         named = [("columns.text", name) for name in task.spec.columns.text] + [("columns.label", task.spec.columns.label)]
         for field, name in named:
             if name not in header:
@@ -272,30 +277,14 @@ def check_columns(task: Task) -> None:
                                 f"(columns: {', '.join(header)}){_did_you_mean(name, header)}")
 
 
-def read_table(path: Path, *, header_only: bool = False, task: Task | None = None,
-               split: str = "train") -> pd.DataFrame:
-    """A task's data file as a frame with string column names; text stays text ("null", "NA").
-    ``header_only``: only the columns, where the format allows (csv, tsv)."""
-    suffix = path.suffix.lower()
-    nrows = 0 if header_only else None
+def read_table(path: Path, *, task: Task | None = None, split: str = "train") -> pd.DataFrame:
+    """A task's data file as ``autopeft search`` reads it (a frame with string column names); its
+    errors, one line, name the task file's field."""
+    where = f"{task.source}: files.{split}" if task is not None else str(path)
     try:
-        if suffix == ".tsv":
-            frame = read_tsv(path, nrows=nrows)
-        elif suffix == ".csv":
-            frame = pd.read_csv(path, keep_default_na=False, nrows=nrows)
-        elif suffix in (".jsonl", ".json"):
-            frame = pd.read_json(path, lines=suffix == ".jsonl")
-        else:
-            frame = pd.read_parquet(path)
-    except Exception as exc:  # pandas raises many types; all mean "cannot parse"
-        where = f"{task.source}: files.{split}" if task is not None else str(path)
-        raise TaskError(f"{where}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
-
-
-def read_tsv(path: Path, nrows: int | None = None) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, nrows=nrows)
+        return read_data(path, where)
+    except DataError as exc:
+        raise TaskError(str(exc)) from None
 
 
 def whole_sentence_validation(train: pd.DataFrame, validation: pd.DataFrame, column: str, *,

@@ -105,6 +105,24 @@ def test_a_user_task_reads_its_files_relative_to_its_own_folder(tmp_path: Path, 
     check_splits(files)  # autopeft's loader takes the splits as they are written
 
 
+def test_a_task_reads_every_file_autopeft_search_reads(tmp_path: Path) -> None:
+    """The bench had its own reader (tsv, csv, json, parquet): a user's Excel sheet or saved dataset,
+    which `autopeft search` reads, was refused by `make bench`."""
+    import datasets
+
+    write_data(tmp_path)
+    frame = pd.read_csv(tmp_path / "data" / "train.csv", keep_default_na=False)
+    frame.to_excel(tmp_path / "data" / "train.xlsx", index=False)
+    datasets.Dataset.from_pandas(frame.head(2), preserve_index=False).save_to_disk(str(tmp_path / "data" / "test"))
+    for train in ("data/train.xlsx", "data/train.csv"):
+        task = load_task(write_task(tmp_path, files={"train": train, "test": "data/test"}), "/glue")
+        files = prepare_task(task, "/glue", tmp_path / "out", max_train=None, max_validation=None, max_test=None)
+        assert files.sizes == {"train": 18, "validation": 2, "test": 2}
+        splits = pd.concat([pd.read_parquet(files.train), pd.read_parquet(files.validation)])
+        assert sorted(splits["review"]) == sorted(frame["review"])  # "null" stays text
+        check_splits(files)
+
+
 def test_a_config_names_a_task_file_relative_to_the_config(tmp_path: Path) -> None:
     from bench.run import parse_args
 
@@ -180,13 +198,14 @@ def test_unknown_keys_are_refused(tmp_path: Path, fields: dict, says: str) -> No
                                                       "files.validation"),
     ({"name": "my task"}, "name: String should match pattern"),
     ({"files": {"test": "data/missing.csv"}}, "files.test: no such file"),
-    ({"files": {"train": "data/train.json.xlsx"}}, "files.train: expected a .tsv, .csv, .jsonl, .json, .parquet file, "
-                                                   "found 'train.json.xlsx'"),
+    ({"files": {"train": "data/train.json.xls"}}, "files.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json, "
+                                                  ".parquet, .xlsx file (or a folder datasets' save_to_disk wrote), "
+                                                  "found 'train.json.xls'"),
 ])
 def test_a_wrong_setting_is_one_line_naming_the_field_what_was_expected_and_what_was_found(
         tmp_path: Path, fields: dict, says: str) -> None:
     write_data(tmp_path)
-    (tmp_path / "data" / "train.json.xlsx").write_text("")
+    (tmp_path / "data" / "train.json.xls").write_text("")
     assert f": {says}" in one_line_error(write_task(tmp_path, **fields))
 
 
