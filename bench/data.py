@@ -53,7 +53,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from autopeft.data import SUFFIXES as DATA_SUFFIXES
-from autopeft.data import data_suffix, is_data, saved_dataset
+from autopeft.data import data_suffix, did_you_mean, is_data, saved_dataset
 from autopeft.data import read_table as read_data
 from autopeft.errors import DataError
 
@@ -263,8 +263,6 @@ def load_task(task: str | Path, glue_dir: str | Path, *, files: bool = True) -> 
 def check_columns(task: Task) -> None:
     """TaskError (one line: the field, the file, the columns it has) for a column the task names
     that one of its files does not have."""
-    from autopeft.data.load import _did_you_mean
-
     for split in SPLITS:
         file = task.file(split)
         if file is None:
@@ -274,7 +272,7 @@ def check_columns(task: Task) -> None:
         for field, name in named:
             if name not in header:
                 raise TaskError(f"{task.source}: {field}: column {name!r} is not in the {split} file {str(file)!r} "
-                                f"(columns: {', '.join(header)}){_did_you_mean(name, header)}")
+                                f"(columns: {', '.join(header)}){did_you_mean(name, header)}")
 
 
 def read_table(path: Path, *, task: Task | None = None, split: str = "train") -> pd.DataFrame:

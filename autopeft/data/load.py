@@ -866,7 +866,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
             if column.name not in frame.columns:
                 raise DataError(
                     f"data.{column.field}: column {column.name!r} is not in the {split} data "
-                    f"(columns: {', '.join(map(str, frame.columns))}){_did_you_mean(column.name, list(frame.columns))}"
+                    f"(columns: {', '.join(map(str, frame.columns))}){did_you_mean(column.name, list(frame.columns))}"
                 )
         frames[split] = frame[needed].reset_index(drop=True)
         if frames[split].empty:
@@ -933,7 +933,7 @@ def _split_by_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame
     for a value that names none (one line: the row, the value, what was expected)."""
     if column not in frame.columns:
         raise DataError(f"data.{SPLIT_COLUMN_FIELD}: column {column!r} is not in the train data (columns: "
-                        f"{', '.join(map(str, frame.columns))}){_did_you_mean(column, list(frame.columns))}")
+                        f"{', '.join(map(str, frame.columns))}){did_you_mean(column, list(frame.columns))}")
     splits = frame[column].map(split_of)
     unknown = splits.isna()
     if unknown.any():
@@ -952,7 +952,7 @@ def _split_by_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame
 _LABELS_SHOWN = 10
 
 
-def _did_you_mean(name: str, columns: list[str]) -> str:
+def did_you_mean(name: str, columns: list[str]) -> str:
     """'; did you mean 'Label'?' for a column that differs from ``name`` only in case, spacing,
     '_' or '-', else for a close spelling; '' when none is near."""
     def key(text: str) -> str:
