@@ -87,3 +87,48 @@ def test_a_study_searches_the_calibrated_range_of_each_family(tmp_path: Path, tr
 
     assert result.report_path is not None
     assert "Learning-rate calibration" in Path(result.report_path).read_text()
+
+
+def test_the_portfolio_keeps_its_rate_and_widens_the_calibrated_range(tmp_path: Path, tracking_uri, minilm_path,
+                                                                     local_ray):
+    """The probe ramps from 5e-3, so its range lies above the built-in portfolio's LoRA rate (2e-3):
+    the portfolio's trial keeps its rate, the range is widened to hold it (the probe's own range on
+    the calibration run), and the sampler's trials draw from the widened range."""
+    import optuna
+    from mlflow import MlflowClient
+
+    from autopeft.study.warmstart import ATTR_SOURCE, PORTFOLIO_PREFIX, load_portfolio
+
+    portfolio_lora = next(e for e in load_portfolio().entries if e.config["adapter"] == "lora")
+    rate = float(portfolio_lora.config["learning_rate"])
+    config = write_config(
+        tmp_path, train=polar_reviews(tmp_path), study_name="widened", data__validation_fraction=0.2,
+        space={"adapters": {"lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+               "placement": {"layers": "all", "roles": ["query", "value"]},
+               "learning_rate": {"low": SHARED_RANGE[0], "high": SHARED_RANGE[1], "log": True}, "batch_size": 16},
+        calibration={"enabled": True, "steps": STEPS, "lr_min": 5e-3, "lr_max": 1.0},
+        # the probe's 16 steps are a quarter of the trials' 64, the most it may take
+        budget={"trials": 4, "max_steps": 16, "eval_interval": 16, "cpus_per_trial": 2, "eval_batch_size": 96},
+        pruning={"enabled": False}, warm_start={"prior": True, "prior_max_trials": 1},
+        tracking={"uri": tracking_uri, "experiment": "widened", "registered_model": "widened"})
+    prepared = prepare(resolve(config))
+    assert rate < 5e-3 and [p.source for p in prepared.warm_start] == [f"{PORTFOLIO_PREFIX}{portfolio_lora.name}"]
+    result = run_search(prepared)
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    (calibration,) = [r for r in client.search_runs([parent.info.experiment_id],
+                                                    filter_string=f"tags.`{RunTag.PARENT_RUN}` = '{result.parent_run_id}'")
+                      if r.data.tags.get(RunTag.KIND) == CalibrationRun.KIND]
+    params = calibration.data.params
+    assert params[CalibrationRun.outcome("lora")] == CalibrationRun.CALIBRATED, params
+    low, high = float(params[CalibrationRun.low("lora")]), float(params[CalibrationRun.high("lora")])
+    assert low == pytest.approx(rate) and high > 5e-3
+    assert f"for {PORTFOLIO_PREFIX}{portfolio_lora.name} at {rate:.2e}" in params[CalibrationRun.probe_range("lora")]
+
+    study = optuna.load_study(study_name=result.study_name, storage=prepared.optuna_storage)
+    rates = {t.user_attrs.get(ATTR_SOURCE, "sampler"): [] for t in study.trials}
+    for t in study.trials:
+        rates[t.user_attrs.get(ATTR_SOURCE, "sampler")].append(t.params["learning_rate"])
+    assert rates[f"{PORTFOLIO_PREFIX}{portfolio_lora.name}"] == [pytest.approx(rate)]
+    assert len(rates["sampler"]) == 3 and all(low * (1 - 1e-9) <= lr <= high * (1 + 1e-9) for lr in rates["sampler"])
