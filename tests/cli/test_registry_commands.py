@@ -18,7 +18,9 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     config.write_text(yaml.safe_dump({"promotion": {"min_metric": 0.85}}))
     code, output = cli("promote", model_name, "--version", "1", "--config", str(config))
     assert code == 1 and "0.8000 misses the threshold 0.8500" in output, output
-    code, output = cli("promote", model_name, "--version", "1", "--config", str(config), "--min-metric", "0.5")
+    # a reason that reads as rich markup is stored, and shown by `models`, as written
+    code, output = cli("promote", model_name, "--version", "1", "--config", str(config), "--min-metric", "0.5",
+                       "--reason", "[/x] [bold]re-run")
     assert code == 0 and "moved from no version to version 1" in output, output  # the flag wins
     code, output = cli("promote", model_name, "--version", "2")
     assert code == 1 and "0.7000 is worse than production version 1 test accuracy 0.8000" in output, output
@@ -34,7 +36,7 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     code, output = cli("export", f"{model_name}@staging", "--out", str(tmp_path / "x"))
     assert code == 2 and "no version with alias 'staging'" in output, output
     code, output = cli("models", model_name)
-    assert code == 0 and "production history: v1 (promote" in output, output
+    assert code == 0 and "production history: v1 (promote: [/x] [bold]re-run" in output, output
     assert str(registry.by_alias(model_name, "production").version) == "1"
 
 
