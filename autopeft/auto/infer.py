@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autopeft.auto.profile import ColumnProfile, as_list, normalised, profile
+from autopeft.auto.profile import ColumnProfile, normalised, profile
 from autopeft.config import HubSource, ModelConfig
 from autopeft.data import (
     SPLIT_NAMES,
     data_suffix,
     detect_header,
     is_data,
+    list_cell,
     locate,
     not_a_file,
     read_hub_split,
@@ -528,7 +529,7 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
     # does not warn the user of 'indexing errors' that the study's truncation never meets
     sample = frame if len(frame) <= 2000 else frame.sample(n=2000, random_state=0)
     if kind == "token_classification":
-        words = [[str(w) for w in (as_list(v) or [])] for v in sample[columns["tokens_column"][0]]]
+        words = [[str(w) for w in (list_cell(v) or [])] for v in sample[columns["tokens_column"][0]]]
         lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"]]
     elif kind == "causal_lm":
         prompt, response = columns["prompt_column"][0], columns["response_column"][0]

@@ -6,13 +6,13 @@ rules read as rules about columns, not about pandas dtypes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from autopeft.data import list_cell
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Column names that mark a row id, never a label or an input.
@@ -71,21 +71,6 @@ def normalised(name: str) -> str:
     return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
-def as_list(value: Any) -> list[Any] | None:
-    """A list cell (a list, an array, or a JSON list in a string), else None."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, list) else None
-    return None
-
-
 def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     values = values.dropna()
     rows = len(values)
@@ -94,9 +79,9 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     named_id = normalised(name) in {normalised(n) for n in ID_NAMES}
     if any(isinstance(v, dict) for v in values.head(200)):  # parquet structs and maps, nested JSON
         return ColumnProfile(name, "record", rows, 0)
-    lists = [as_list(v) for v in values.head(200)]
+    lists = [list_cell(v) for v in values.head(200)]
     if all(item is not None for item in lists):
-        items = [as_list(v) or [] for v in values]
+        items = [list_cell(v) or [] for v in values]
         flat = [str(x) for item in items for x in item]
         return ColumnProfile(name, "list", rows, values.astype(str).nunique(), mean_items=len(flat) / rows,
                              distinct_items=len(set(flat)), id_like=named_id)

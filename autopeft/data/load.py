@@ -11,6 +11,7 @@ is shared by every kind.
 
 from __future__ import annotations
 
+import ast
 import bz2
 import codecs
 import csv
@@ -1017,17 +1018,31 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
                                 f"in {words.name!r}")
 
 
-def _as_list(value: Any, column: Column, split: str, row: int) -> list[str]:
-    """A list cell: a list/array (jsonl, parquet) or a JSON list in a string (csv)."""
-    given = type(value).__name__
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
+def list_cell(value: Any) -> list[Any] | None:
+    """A list cell as a list: a list, tuple or array (jsonl, parquet), or a list written into a
+    string, by JSON (``["EU", "rejects"]``) or by pandas' ``to_csv`` of a list column (Python's
+    ``['EU', 'rejects']``, read as a literal, never run); None for anything else."""
     if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if not (isinstance(value, str) and value.lstrip().startswith("[")):
+        return None
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return list(parsed) if isinstance(parsed, (list, tuple)) else None
+
+
+def _as_list(value: Any, column: Column, split: str, row: int) -> list[str]:
+    """A list cell (:func:`list_cell`) of words or tags; DataError naming the row where it is none."""
+    given = type(value).__name__
+    value = list_cell(value)
+    if value is None:
         what = "words" if column.kind == "words" else "tags"
         raise DataError(f"data.{column.field}: expected a list of {what} in {column.name!r} ({split} row {row}), "
                         f"found {given}")

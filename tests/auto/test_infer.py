@@ -206,6 +206,22 @@ def test_token_classification_conll(task_models: dict[str, str], tmp_path: Path)
     assert got["data.tokens_column"] == "tokens" and got["data.tags_column"] == "tags"
 
 
+def test_token_classification_csv_of_list_columns_as_pandas_writes_them(task_models: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """``DataFrame.to_csv`` writes a list column as Python's repr (``['the', 'cat']``), not JSON: the
+    lists read as text, and zero-config asked which of the two 'texts' was the label."""
+    path = tmp_path / "ner.csv"
+    ner_frame(30).rename(columns={"tags": "ner_tags"}).to_csv(path, index=False)
+    assert "['the', " in path.read_text()
+    inference = infer(Request(model=task_models["token_classification"], train=str(path)))
+    got = chosen(inference)
+    assert (got["task.kind"], got["data.tokens_column"], got["data.tags_column"]) == \
+        ("token_classification", "tokens", "ner_tags")
+    config = resolve_mapping(inference.raw_config()).config
+    raw = load(config.data, get_task(config.task.kind), seed=0)
+    assert raw.label_names == ["ANI", "COL", "O"] and raw.frames["train"]["tokens"][0][0] == "the"
+
+
 def test_prompt_response_jsonl(task_models: dict[str, str], tmp_path: Path) -> None:
     frame = sft_frame(30).rename(columns={"prompt": "instruction", "response": "output"})
     path = write_jsonl(frame, tmp_path / "sft.jsonl")
