@@ -100,10 +100,10 @@ class _DataFields(_Strict):
         None, description="causal_lm: the response the model learns to write; default 'response'."
     )
     tokens_column: Optional[str] = Field(
-        None, description="token_classification: each example's words, a list (JSON list in csv); default 'tokens'."
+        None, description="token_classification: each example's words, a list (in csv: a JSON list, or Python's as pandas writes it); default 'tokens'."
     )
     tags_column: Optional[str] = Field(
-        None, description="token_classification: one tag per word, a list (JSON list in csv); default 'tags'."
+        None, description="token_classification: one tag per word, a list (in csv: a JSON list, or Python's as pandas writes it); default 'tags'."
     )
     image_column: Optional[str] = Field(
         None, description="image_classification: image file paths, relative to the data file; default 'image'."
