@@ -440,7 +440,8 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     if suffix == ".conll":
         return True
     if suffix == ".txt":
-        return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name)]) is True
+        return not _fasttext_layout(text) and _header_verdict([[t, lab] for _, t, lab in _txt_rows(
+            text, path, field_name)]) is True
     return _delimited_verdict(text, _dialect(text, suffix)) is not False
 
 
@@ -450,6 +451,8 @@ def _layout(text: str, suffix: str) -> str:
     ';' is a csv (an export saved under the wrong name)."""
     if suffix == ".txt" and _conll_layout(text):
         return ".conll"
+    if suffix == ".txt" and _fasttext_layout(text):
+        return ".txt"
     if suffix in (".tsv", ".txt"):
         lines = _sample_lines(text)
         if lines and "\t" not in lines[0] and any(_splits_alike(lines, sep) for sep in (",", ";")):
@@ -737,12 +740,39 @@ def _header_verdict(rows: list[list[Any]]) -> bool | None:
     return None
 
 
+#: fastText's mark of a label: ``__label__positive this film ...``, the label before the text.
+_FASTTEXT_LABEL = "__label__"
+
+
+def _fasttext_layout(text: str) -> bool:
+    """Whether a .txt is in fastText's format: its first line opens with a ``__label__``."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return first.lstrip().startswith(_FASTTEXT_LABEL)
+
+
+def _fasttext_row(line: str, number: int, path: Path, field_name: str) -> tuple[int, str, str]:
+    words = line.split()
+    labels = [word for word in words[:2] if word.startswith(_FASTTEXT_LABEL)]
+    if not labels:
+        raise DataError(f"{field_name}: line {number} of {str(path)!r} has no {_FASTTEXT_LABEL} before its text "
+                        f"(fastText: {_FASTTEXT_LABEL}NAME text), as the lines above have")
+    if len(labels) > 1:
+        raise DataError(f"{field_name}: line {number} of {str(path)!r} has two labels or more ({', '.join(labels)}); "
+                        "multi-label classification is not a task autopeft runs")
+    return number, " ".join(words[1:]), labels[0][len(_FASTTEXT_LABEL):]
+
+
 def _txt_rows(text: str, path: Path, field_name: str) -> list[tuple[int, str, str]]:
-    """(line number, text, label) of each non-blank line of a txt file."""
+    """(line number, text, label) of each non-blank line of a txt file: ``text<TAB>label``, or
+    fastText's ``__label__NAME text``."""
     rows = []
+    fasttext = _fasttext_layout(text)
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
+            continue
+        if fasttext:
+            rows.append(_fasttext_row(line, number, path, field_name))
             continue
         cut = line.rfind("\t")
         if cut < 0:
@@ -754,7 +784,7 @@ def _txt_rows(text: str, path: Path, field_name: str) -> list[tuple[int, str, st
 def _read_txt(text: str, path: Path, field_name: str, header: bool | None) -> pd.DataFrame:
     rows = _txt_rows(text, path, field_name)
     if header is None:
-        header = _header_verdict([[t, lab] for _, t, lab in rows]) is True
+        header = not _fasttext_layout(text) and _header_verdict([[t, lab] for _, t, lab in rows]) is True
     if header:
         rows = rows[1:]
     labels = pd.Series([lab or None for _, _, lab in rows], dtype=object)

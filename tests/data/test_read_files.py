@@ -364,6 +364,26 @@ def test_txt_first_line_is_an_example_unless_it_stands_out(tmp_path):
     assert len(read_table(path, "data.train")) == 3
 
 
+def test_a_txt_in_fasttexts_format(tmp_path):
+    """fastText's ``__label__NAME text`` lines (Amazon and Yelp reviews ship so): each line failed on
+    'has no tab-separated label', or, with a comma in every line, read as a csv of halves."""
+    lines = ["__label__2 Great CD: My lovely Pat has one of the GREAT voices, truly",
+             "__label__1 Buyer beware, this is a self-published book",
+             "__label__2 Excellent, a fine and rare read"]
+    path = write(tmp_path / "train.ft.txt", "\n".join(lines) + "\n")
+    assert reads_as(path) == (["text", "label"], [["Great CD: My lovely Pat has one of the GREAT voices, truly", 2],
+                                                  ["Buyer beware, this is a self-published book", 1],
+                                                  ["Excellent, a fine and rare read", 2]])
+    assert detect_header(path) is False
+    several = write(tmp_path / "tags.txt", "__label__sports __label__news a match report\n")
+    with pytest.raises(DataError, match=r"^data\.train: line 1 of '.*tags\.txt' has two labels or more \(__label__sports, "
+                                        r"__label__news\); multi-label classification is not a task autopeft runs$"):
+        read_table(several, "data.train")
+    unmarked = write(tmp_path / "mixed.txt", "__label__pos fine\nbad, really\n")
+    with pytest.raises(DataError, match=r"^data\.train: line 2 of '.*mixed\.txt' has no __label__ before its text"):
+        read_table(unmarked, "data.train")
+
+
 def test_txt_line_without_a_tab(tmp_path):
     path = write(tmp_path / "train.txt", "good\tpos\n\nno label here\nbad\tneg\n")
     with pytest.raises(DataError) as excinfo:
