@@ -13,7 +13,7 @@ from autopeft.errors import ConfigError
 
 CONFIG = typer.Option(None, "--config", "-c", help="The search YAML file (or give --model and --train instead).")
 MODEL = typer.Option(None, "--model", "-m", help="Zero-config: Hub id, local model folder, or 'minilm' (packaged).")
-TRAIN = typer.Option(None, "--train", help="Zero-config: the training data (csv, tsv, jsonl, json, parquet, txt, conll, xlsx, or a folder datasets' save_to_disk wrote).")
+TRAIN = typer.Option(None, "--train", help="Zero-config: the training data (csv, tsv, jsonl, json, parquet, arrow, feather, txt, conll, xlsx, or a folder datasets' save_to_disk wrote).")
 TEST = typer.Option(None, "--test", help="Held-out data, evaluated once for the registered adapter.")
 VALIDATION = typer.Option(None, "--validation", help="Validation data (default: 10% of --train).")
 TIME = typer.Option(None, "--time", "-t", help="Wall-clock budget of the whole study: 45m, 1h30m, 90s "

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation", "test")
 #: The file kinds ``read_table`` reads, by suffix.
-SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json", ".parquet", ".xlsx")
+SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json", ".parquet", ".arrow", ".feather", ".xlsx")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json")
 #: Compressions a text file may carry as a last suffix (``train.csv.gz``), with the stdlib
 #: function that opens it: exports and crawls are often stored compressed, and pandas reads them
@@ -253,6 +253,8 @@ def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequen
         try:
             if suffix == ".parquet":
                 frame = pd.read_parquet(path)
+            elif suffix in (".arrow", ".feather"):
+                frame = _read_arrow(path)
             elif suffix == ".xlsx":
                 frame = _read_xlsx(path, field_name, header)
             elif suffix in (".jsonl", ".json"):
@@ -273,6 +275,18 @@ def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequen
         except Exception as exc:  # pandas raises many types; all mean "cannot parse"
             raise DataError(f"{field_name}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:200]}") from None
     return frame
+
+
+def _read_arrow(path: Path) -> pd.DataFrame:
+    """An Arrow IPC file: Feather (pandas' ``to_feather``), or the stream ``datasets`` caches each
+    split in (``.arrow``); pyarrow raises for anything else, which ``read_table`` reports."""
+    import pyarrow as pa  # deferred: pandas' own dependency, needed only for Arrow files
+
+    try:
+        table = pa.ipc.open_file(path).read_all()
+    except pa.ArrowInvalid:  # not the file format: the stream format datasets writes
+        table = pa.ipc.open_stream(path).read_all()
+    return table.to_pandas()
 
 
 def _read_saved_dataset(path: Path, field_name: str) -> pd.DataFrame:

@@ -199,7 +199,8 @@ def test_unknown_keys_are_refused(tmp_path: Path, fields: dict, says: str) -> No
     ({"name": "my task"}, "name: String should match pattern"),
     ({"files": {"test": "data/missing.csv"}}, "files.test: no such file"),
     ({"files": {"train": "data/train.json.xls"}}, "files.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json, "
-                                                  ".parquet, .xlsx file (or a folder datasets' save_to_disk wrote), "
+                                                  ".parquet, .arrow, .feather, .xlsx file (or a folder datasets' save_to_disk "
+                                                  "wrote), "
                                                   "found 'train.json.xls'"),
 ])
 def test_a_wrong_setting_is_one_line_naming_the_field_what_was_expected_and_what_was_found(

@@ -428,7 +428,8 @@ def test_unknown_suffix_lists_txt(tmp_path):
     path = write(tmp_path / "train.xls", b"PK")
     with pytest.raises(DataError) as excinfo:
         load(DataConfig(train=str(path), text_columns=["text"]), CLS, seed=0)
-    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json, .parquet or .xlsx "
+    assert message(excinfo) == ("data.train: expected a .csv, .tsv, .txt, .conll, .jsonl, .json, .parquet, .arrow, "
+                                ".feather or .xlsx "
                                "file (a text one may also be compressed: .gz, .bz2 or .xz), found 'train.xls'")
 
 
@@ -725,6 +726,26 @@ def test_a_split_saved_by_datasets_reads_with_its_class_names(tmp_path):
     assert raw.label_names == ["negative", "positive"] and raw.sizes["test"] == 4
     # relative to the config's folder, as a file is
     assert load(DataConfig(train="reviews/train", text_columns=["sentence"]), CLS, seed=0, base_dir=tmp_path).sizes
+
+
+@pytest.mark.parametrize("name", ["train.feather", "train.arrow"])
+def test_arrow_files_read_as_parquet_does(tmp_path, name):
+    """Feather (pandas' to_feather) and the Arrow stream ``datasets`` caches each split in (a .arrow
+    file in ~/.cache/huggingface/datasets): both were refused as unknown formats."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    frame = pd.DataFrame({"sentence": SENTENCES, "label": LABELS})
+    path = tmp_path / name
+    if name.endswith(".feather"):
+        feather.write_feather(frame, path)
+    else:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+    assert reads_as(path) == (["sentence", "label"], rows(frame)) and detect_header(path) is True
+    with pytest.raises(DataError, match=r"^data\.train: cannot read '.*not\.arrow': "):
+        read_table(write(tmp_path / "not.arrow", "sentence,label\n"), "data.train")
 
 
 def test_a_saved_dataset_dict_is_named_by_its_splits(tmp_path):
