@@ -286,6 +286,12 @@ def _read_arrow(path: Path) -> pd.DataFrame:
         table = pa.ipc.open_file(path).read_all()
     except pa.ArrowInvalid:  # not the file format: the stream format datasets writes
         table = pa.ipc.open_stream(path).read_all()
+    if b"huggingface" in (table.schema.metadata or {}):  # datasets' features: class labels by their names
+        try:
+            import datasets  # deferred: optional (the 'hub' extra); without it, class ids stay ids
+        except ImportError:
+            return table.to_pandas()
+        return _named_classes(datasets.Dataset(table), datasets)
     return table.to_pandas()
 
 

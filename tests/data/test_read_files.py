@@ -744,6 +744,9 @@ def test_arrow_files_read_as_parquet_does(tmp_path, name):
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as stream:
             stream.write_table(table)
     assert reads_as(path) == (["sentence", "label"], rows(frame)) and detect_header(path) is True
+    # the file datasets caches a split in: its class labels by their names, as from the Hub
+    (cached,) = save_dataset_dict(tmp_path / "saved", {"train": 4}).glob("train/*.arrow")
+    assert read_table(cached, "data.train")["label"].tolist() == ["negative", "positive"] * 2
     with pytest.raises(DataError, match=r"^data\.train: cannot read '.*not\.arrow': "):
         read_table(write(tmp_path / "not.arrow", "sentence,label\n"), "data.train")
 
