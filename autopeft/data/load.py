@@ -593,17 +593,27 @@ def _numbers(frame: pd.DataFrame, number: re.Pattern[str]) -> pd.DataFrame:
 
 
 def _read_xlsx(path: Path, field_name: str, header: bool | None) -> pd.DataFrame:
-    """The first sheet of an Excel workbook, as annotators and spreadsheets hand data over; an empty
-    cell is missing, a cell 'None' or 'NA' a value (as in a csv)."""
+    """The data of an Excel workbook, as annotators and spreadsheets hand it over: its first sheet
+    that holds a table (two columns or more, two rows or more: a sheet of instructions before it is
+    skipped), else its first sheet. An empty cell is missing, a cell 'None' or 'NA' a value (as in
+    a csv)."""
     try:
         # deferred: optional dependency (the 'excel' extra), imported only for workbooks
         import openpyxl  # noqa: F401
     except ImportError:
         raise DataError(f"{field_name}: reading {path.name!r} needs the 'openpyxl' package "
                         "(pip install 'autopeft[excel]'), or save the sheet as csv") from None
-    frame = pd.read_excel(path, sheet_name=0, header=0 if header is not False else None, **_ONLY_EMPTY_MISSING,
-                          engine="openpyxl")
-    return _without_blank_cells(_numbers(frame, _NUMBER))
+    first = None
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        for name in book.sheet_names:  # one at a time: the data is most often the first
+            frame = _without_blank_cells(_numbers(book.parse(name, header=0 if header is not False else None,
+                                                             **_ONLY_EMPTY_MISSING), _NUMBER))
+            if frame.shape[0] >= 2 and frame.shape[1] >= 2:
+                return frame
+            first = frame if first is None else first
+    if first is None:
+        raise DataError(f"{field_name}: {str(path)!r} holds no sheet")
+    return first
 
 
 def _dialect(text: str, suffix: str) -> _Dialect:

@@ -784,6 +784,17 @@ def test_an_excel_workbook_reads_its_first_sheet(tmp_path):
         read_table(write(tmp_path / "fake.xlsx", "sentence,label\n"), "data.train")
 
 
+def test_a_sheet_of_instructions_before_the_data_is_skipped(tmp_path):
+    """Annotation workbooks often open with a sheet of guidelines: it was read as the data, and
+    zero-config found no label in its one column."""
+    path = tmp_path / "labels.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"How to label": ["Read each review.", "Mark it pos or neg."]}).to_excel(
+            book, sheet_name="Instructions", index=False)
+        pd.DataFrame({"sentence": SENTENCES, "label": LABELS}).to_excel(book, sheet_name="Data", index=False)
+    assert reads_as(path) == (["sentence", "label"], [[t, lab] for t, lab in zip(SENTENCES, LABELS, strict=True)])
+
+
 def test_an_excel_workbook_without_openpyxl_says_what_to_install(tmp_path, monkeypatch):
     path = tmp_path / "train.xlsx"
     pd.DataFrame({"sentence": ["a"], "label": ["pos"]}).to_excel(path, index=False)
