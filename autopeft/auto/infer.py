@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import os
 import re
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,9 @@ from autopeft.data import (
     SPLIT_NAMES,
     data_suffix,
     detect_header,
+    fetch,
     is_data,
+    is_url,
     list_cell,
     locate,
     not_a_file,
@@ -185,7 +188,7 @@ def infer(request: Request) -> Inference:
         hub = _hub_source(request)
         frame = read_hub_split(hub, hub.train_split, "--train")
     else:
-        train_path = locate(request.train, None)
+        train_path = fetch(request.train, "--train") if is_url(request.train) else locate(request.train, None)
         frame = read_table(train_path, "--train")
         if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
@@ -204,10 +207,14 @@ def infer(request: Request) -> Inference:
         inference.choose("data.hub", hub.model_dump(exclude_none=True),
                          "--train hub:NAME[:CONFIG]; --validation and --test name its other splits")
     else:
-        inference.choose("data.train", str(train_path.resolve()), given_as["train"])
+        inference.choose("data.train", request.train if is_url(request.train) else str(train_path.resolve()),
+                         given_as["train"])
         for split in ("validation", "test"):
             given = getattr(request, split)
-            if given is not None:
+            if given is not None and is_url(given):
+                fetch(given, f"--{split}")  # here, so that a URL that cannot be fetched is named by its flag
+                inference.choose(f"data.{split}", given, given_as[split])
+            elif given is not None:
                 path = locate(given, None)
                 if not is_data(path):  # before resolve(), which raises RuntimeError on a symlink loop
                     raise DataError(not_a_file(f"--{split}", given))
@@ -272,6 +279,8 @@ def names_for(train: str) -> tuple[str, str]:
     the file's stem (its folder's where the stem says only 'train')."""
     if train.startswith(HUB_PREFIX):
         data_name = train[len(HUB_PREFIX):].partition(":")[0].rstrip("/").rsplit("/", 1)[-1]
+    elif is_url(train):  # its path, without the query (s3://bucket/reviews/train.csv?endpoint_override=...)
+        data_name = _study_stem(Path(urllib.parse.urlsplit(train).path), resolve=False)
     else:
         data_name = _study_stem(Path(train).expanduser())
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", data_name).strip("-.")[:60] or "data"
@@ -572,14 +581,16 @@ def _resources(inference: Inference) -> None:
                          f"no GPU: one trial at a time on all {cpus} CPU cores (two at once slow each other down)")
 
 
-def _study_stem(train: Path) -> str:
+def _study_stem(train: Path, *, resolve: bool = True) -> str:
     """A name for the experiment: the file's stem (less a compression's suffix: ``reviews.csv.gz``
-    is 'reviews'), or its folder's where the stem says only 'train'."""
+    is 'reviews'), or its folder's where the stem says only 'train'. ``resolve``: a local path,
+    whose folder is found on this machine (a URL's path is taken as written)."""
     stem = train.stem
     if data_suffix(train) != train.suffix.lower():
         stem = Path(stem).stem
-    if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and train.resolve().parent.name:
-        stem = train.resolve().parent.name
+    folder = (train.resolve() if resolve else train).parent.name
+    if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and folder:
+        stem = folder
     return stem
 
 

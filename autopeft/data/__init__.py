@@ -22,6 +22,7 @@ from autopeft.data.encode import (
     tokenize_frame,
     write_cache,
 )
+from autopeft.data.fetch import fetch, is_url
 from autopeft.data.load import (
     IGNORE,
     SPLIT_NAMES,
@@ -60,12 +61,14 @@ __all__ = [
     "detect_header",
     "did_you_mean",
     "is_data",
+    "is_url",
     "list_cell",
     "ColumnSpec",
     "encode_images",
     "encode_prompt_response",
     "encode_texts",
     "encode_words",
+    "fetch",
     "fingerprint",
     "fit_target_scale",
     "IGNORE",

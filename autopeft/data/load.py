@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft._validation import short_repr
+from autopeft.data.fetch import fetch, is_url
 from autopeft.errors import DataError
 
 if TYPE_CHECKING:
@@ -913,9 +914,9 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         for split in SPLITS:
             given = getattr(cfg, split)
             if given is not None:
-                path = locate(given, base_dir)
+                path = fetch(given, f"data.{split}") if is_url(given) else locate(given, base_dir)
                 frames[split] = read_table(path, f"data.{split}", header=cfg.header, columns=cfg.columns)
-                source[split] = str(path)
+                source[split] = given if is_url(given) else str(path)
     if cfg.split_column is not None:
         where = source.pop("train", None) or source["hub"]
         frames = _split_by_column(frames["train"], cfg.split_column)
@@ -1040,7 +1041,9 @@ def _data_dir(cfg: DataConfig, split: str, base_dir: Path | None) -> Path | None
     given = getattr(cfg, split, None) if cfg.hub is None else None
     if given is None:  # carved from train, or from the Hub
         given = cfg.train if cfg.hub is None else None
-    return locate(given, base_dir).resolve().parent if given is not None else base_dir
+    if given is None:
+        return base_dir
+    return (fetch(given, f"data.{split}") if is_url(given) else locate(given, base_dir)).resolve().parent
 
 
 def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_dir: Path | None) -> None:

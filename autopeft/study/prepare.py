@@ -20,7 +20,7 @@ import optuna
 
 from autopeft.adapters.fit import fit_to_model
 from autopeft.config import SQLITE_PREFIX, ResolvedConfig, default_study_name, from_dump, sqlite_file
-from autopeft.data import RawData, load, locate
+from autopeft.data import RawData, is_url, load, locate
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import ConfigError
 from autopeft.model.loading import check_fits_model, resolve_location
@@ -118,7 +118,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     raw = load(cfg.data, task, seed=cfg.seed, base_dir=base_dir)
     for split in ("train", "validation", "test"):  # absolute, so a resume works from any folder
         given = getattr(cfg.data, split)
-        if given is not None:
+        if given is not None and not is_url(given):  # a URL is fetched again by each process
             setattr(cfg.data, split, str(locate(given, base_dir).resolve()))
     structure = task.structure(cfg.model, location, raw.label_names or ["0", "1"])
     # the tokenizer (or image processor) is loaded again to tokenize: a folder without one, or

@@ -120,8 +120,8 @@ def log_study_inputs(study: StudyRun, prepared: Prepared, data: TokenizedData, m
     client.log_text(parent_id, render_yaml(redact(prepared.resolved.dump()), prepared.resolved.notes),
                     Artifact.CONFIG_YAML)
     client.log_dict(parent_id, prepared.resolved.space.model_dump(mode="json"), Artifact.SPACE)
-    client.log_dict(parent_id, {"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
-                                "label_names": data.label_names}, Artifact.LINEAGE)
+    client.log_dict(parent_id, redact({"base_model": model_ref, "data": prepared.raw.source, "sizes": data.sizes,
+                                       "label_names": data.label_names}), Artifact.LINEAGE)
 
 
 def finish_study_run(study: StudyRun, prepared: Prepared, result: SearchResult) -> None:

@@ -1,4 +1,4 @@
-"""Remote tracking with an S3-compatible artifact store, and Ray checkpoints on S3, all on loopback.
+"""Training data, the MLflow artifact store and Ray's checkpoints on an S3-compatible store, all on loopback.
 
 moto's server stands in for S3 so no cloud account is needed; MLflow runs as a real server that
 proxies artifacts to it.
@@ -33,20 +33,25 @@ def test_search_with_s3_artifacts_and_checkpoints(tmp_path: Path, sst2_slice, mi
                   f"{s3_url}/", tmp_path / "moto.log", timeout_s=60):
         s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
         s3.create_bucket(Bucket="autopeft")
+        # the training data too lies in the bucket, named by its URL (as a submitted study passes it)
+        s3.upload_file(str(sst2_slice["train"]), "autopeft", "data/sst2/train.csv")
+        train_url = f"s3://autopeft/data/sst2/train.csv?endpoint_override=127.0.0.1:{s3_port}&scheme=http"
         server = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
                   "--backend-store-uri", new_mlflow_store(mlflow_db_template, tmp_path / "server.db"),
                   "--artifacts-destination", "s3://autopeft/mlflow", "--workers", "1"]
         with _service(server, f"http://127.0.0.1:{mlflow_port}/health", tmp_path / "mlflow.log", timeout_s=120,
                       env={**CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_url}):
             path = write_config(
-                tmp_path, train=sst2_slice["train"], study_name="s3",
+                tmp_path, train=train_url, study_name="s3",
                 data__max_train_examples=160, data__max_eval_examples=64,
                 space={"adapters": {"lora": {"r": 4}}, "batch_size": 16},
                 budget={"trials": 1, "max_steps": 10, "eval_interval": 5, "cpus_per_trial": 2},
                 tracking={"uri": f"http://127.0.0.1:{mlflow_port}", "experiment": "s3", "registered_model": "s3-model",
                           "optuna_storage": f"sqlite:///{tmp_path / 'optuna.db'}"},
                 backend={"storage_path": f"s3://autopeft/ray?endpoint_override=127.0.0.1:{s3_port}&scheme=http"})
-            result = run_search(prepare(resolve(path)))
+            prepared = prepare(resolve(path))
+            assert prepared.raw.source["train"] == prepared.config.data.train == train_url
+            result = run_search(prepared)
             assert result.model_version == "1"
 
             keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="autopeft")
