@@ -11,6 +11,7 @@ and each study process fetches it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -43,18 +44,17 @@ def fetch(url: str, field_name: str) -> Path:
     name = PurePosixPath(urllib.parse.unquote(parts.path)).name or "data"
     # one folder per URL, the file keeping its name: its suffixes say its format
     target = Path(tempfile.gettempdir()) / "autopeft-data" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
-    partial = target.with_name(f".{name}.partial")
+    partial = target.with_name(f".{name}.{os.getpid()}.partial")  # two drivers may fetch one URL at once
     shown = _without_userinfo(url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove(partial)
         if parts.scheme in ("http", "https"):
             with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response, partial.open("wb") as out:
                 shutil.copyfileobj(response, out)
         else:
             _copy_from_filesystem(url, partial, field_name, shown)
-        if target.is_dir():
-            shutil.rmtree(target)
+        _remove(target)
         partial.replace(target)
     except DataError:
         raise
@@ -76,6 +76,13 @@ def _copy_from_filesystem(url: str, destination: Path, field_name: str, shown: s
         return
     with filesystem.open_input_stream(path) as source, destination.open("wb") as out:
         shutil.copyfileobj(source, out)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _without_userinfo(url: str) -> str:

@@ -78,3 +78,14 @@ def test_a_file_url_reads_through_pyarrow(served: tuple[str, Path]) -> None:
     url = f"file://{folder}/reviews/train.csv"
     assert fetch(url, "data.train").read_bytes() == (folder / "reviews" / "train.csv").read_bytes()
     assert load(DataConfig(train=url, text_columns=["sentence"]), CLS, seed=0).sizes["train"] == 36
+
+
+def test_a_saved_dataset_folder_behind_a_url_is_fetched_whole(tmp_path: Path) -> None:
+    from tests.data.test_read_files import save_dataset_dict
+
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 12})
+    url = f"file://{folder}/train"
+    local = fetch(url, "data.train")
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in (folder / "train").iterdir())
+    raw = load(DataConfig(train=url, text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["negative", "positive"] and raw.source["train"] == url
