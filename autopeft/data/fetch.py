@@ -72,6 +72,7 @@ def _copy_from_filesystem(url: str, destination: Path, field_name: str, shown: s
     if info.type == pafs.FileType.NotFound:
         raise DataError(f"{field_name}: no such file {shown!r}")
     if info.type == pafs.FileType.Directory:  # a folder datasets' save_to_disk wrote
+        destination.mkdir(parents=True)
         pafs.copy_files(path, str(destination), source_filesystem=filesystem)
         return
     with filesystem.open_input_stream(path) as source, destination.open("wb") as out:
