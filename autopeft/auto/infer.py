@@ -254,8 +254,10 @@ def _saved_splits(request: Request) -> tuple[Request, dict[str, str]]:
     DatasetDict) read as its splits: train, and validation and test where it holds them and no
     flag names them; with the reason of each split's path."""
     given_as = {split: f"--{split}" for split in ("train", "validation", "test")}
-    root = Path(request.train).expanduser()
-    if request.train.startswith(HUB_PREFIX) or saved_dataset(root) != "splits":
+    if request.train.startswith(HUB_PREFIX):
+        return request, given_as
+    root = fetch(request.train, "--train") if is_url(request.train) else Path(request.train).expanduser()
+    if saved_dataset(root) != "splits":
         return request, given_as
     splits = saved_splits(root)
     by_role: dict[str, str] = {}
@@ -269,9 +271,17 @@ def _saved_splits(request: Request) -> tuple[Request, dict[str, str]]:
     taken = ["train"] + [role for role in ("validation", "test") if getattr(request, role) is None and role in by_role]
     for role in taken:
         given_as[role] = f"the {by_role[role]!r} split of the saved DatasetDict --train {request.train}"
-    found = {role: str(root / by_role[role]) for role in taken}
+    found = {role: _child(request.train, by_role[role]) for role in taken}
     return dataclasses.replace(request, train=found["train"], validation=found.get("validation", request.validation),
                                test=found.get("test", request.test)), given_as
+
+
+def _child(location: str, name: str) -> str:
+    """``name`` inside the folder ``location`` names: a local path, or a URL (before its query)."""
+    if is_url(location):
+        parts = urllib.parse.urlsplit(location)
+        return urllib.parse.urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
+    return str(Path(location).expanduser() / name)
 
 
 def names_for(train: str) -> tuple[str, str]:

@@ -89,3 +89,15 @@ def test_a_saved_dataset_folder_behind_a_url_is_fetched_whole(tmp_path: Path) ->
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in (folder / "train").iterdir())
     raw = load(DataConfig(train=url, text_columns=["sentence"]), CLS, seed=0)
     assert raw.label_names == ["negative", "positive"] and raw.source["train"] == url
+
+
+def test_a_saved_dataset_dict_behind_a_url_gives_its_splits_as_urls(tmp_path: Path) -> None:
+    from tests.data.test_read_files import save_dataset_dict
+
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 20, "test": 6})
+    url = f"file://{folder}"
+    inference = infer(Request(model="minilm", train=url))
+    chosen = {c.field: c.value for c in inference.choices}
+    assert (chosen["data.train"], chosen["data.test"]) == (f"{url}/train", f"{url}/test")
+    config = resolve_mapping(inference.raw_config()).config
+    assert load(config.data, CLS, seed=0).sizes == {"train": 18, "validation": 2, "test": 6}
