@@ -47,8 +47,8 @@ from autopeft.data import (
     list_cell,
     locate,
     not_a_file,
+    read_data,
     read_hub_split,
-    read_table,
     saved_dataset,
     saved_splits,
     split_of,
@@ -188,8 +188,8 @@ def infer(request: Request) -> Inference:
         hub = _hub_source(request)
         frame = read_hub_split(hub, hub.train_split, "--train")
     else:
+        frame, _ = read_data(request.train, "--train")
         train_path = fetch(request.train, "--train") if is_url(request.train) else locate(request.train, None)
-        frame = read_table(train_path, "--train")
         if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
                                                    "named by position ('0', '1', ...)")

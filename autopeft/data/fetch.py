@@ -45,7 +45,7 @@ def fetch(url: str, field_name: str) -> Path:
     # one folder per URL, the file keeping its name: its suffixes say its format
     target = Path(tempfile.gettempdir()) / "autopeft-data" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
     partial = target.with_name(f".{name}.{os.getpid()}.partial")  # two drivers may fetch one URL at once
-    shown = _without_userinfo(url)
+    shown = shown_url(url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove(partial)
@@ -86,7 +86,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _without_userinfo(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` as an error may show it: without ``user:password@``."""
     parts = urllib.parse.urlsplit(url)
     host = parts.netloc.rpartition("@")[2]

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft._validation import short_repr
-from autopeft.data.fetch import fetch, is_url
+from autopeft.data.fetch import fetch, is_url, shown_url
 from autopeft.errors import DataError
 
 if TYPE_CHECKING:
@@ -238,6 +238,21 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
                             f"found {len(columns)}")
         frame.columns = [str(name) for name in columns]
     return frame
+
+
+def read_data(given: str, field_name: str, base_dir: Path | None = None, *, header: bool | None = None,
+              columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """(frame, its source) of a data path as a config or flag gives it: a local path (relative to
+    ``base_dir`` where not found as given), or a URL fetched first, whose errors name the URL
+    rather than the local copy."""
+    if not is_url(given):
+        path = locate(given, base_dir)
+        return read_table(path, field_name, header=header, columns=columns), str(path)
+    local = fetch(given, field_name)
+    try:
+        return read_table(local, field_name, header=header, columns=columns), given
+    except DataError as exc:
+        raise DataError(str(exc).replace(str(local), shown_url(given))) from None
 
 
 _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
@@ -914,9 +929,8 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         for split in SPLITS:
             given = getattr(cfg, split)
             if given is not None:
-                path = fetch(given, f"data.{split}") if is_url(given) else locate(given, base_dir)
-                frames[split] = read_table(path, f"data.{split}", header=cfg.header, columns=cfg.columns)
-                source[split] = given if is_url(given) else str(path)
+                frames[split], source[split] = read_data(given, f"data.{split}", base_dir, header=cfg.header,
+                                                         columns=cfg.columns)
     if cfg.split_column is not None:
         where = source.pop("train", None) or source["hub"]
         frames = _split_by_column(frames["train"], cfg.split_column)

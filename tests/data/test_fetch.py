@@ -101,3 +101,10 @@ def test_a_saved_dataset_dict_behind_a_url_gives_its_splits_as_urls(tmp_path: Pa
     assert (chosen["data.train"], chosen["data.test"]) == (f"{url}/train", f"{url}/test")
     config = resolve_mapping(inference.raw_config()).config
     assert load(config.data, CLS, seed=0).sizes == {"train": 18, "validation": 2, "test": 6}
+
+
+def test_an_error_in_data_behind_a_url_names_the_url(served: tuple[str, Path]) -> None:
+    base, folder = served
+    (folder / "broken.jsonl").write_text('{"sentence": "fine", "label": "pos"}\n{"sentence": \n')
+    with pytest.raises(DataError, match=rf"^data\.train: line 2 of '{base}/broken\.jsonl' is not valid JSON"):
+        load(DataConfig(train=f"{base}/broken.jsonl", text_columns=["sentence"]), CLS, seed=0)
