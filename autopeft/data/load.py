@@ -213,16 +213,17 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     decides); a headerless file's columns are ``columns``, else named by position: '0', '1', ....
     ``columns`` given with ``header`` None means the file has no header row; with ``header`` True
     they replace the names in it. A tsv is read without quoting (GLUE sentences hold stray quote
-    characters) unless some column is quoted in every row. txt: one example per line,
-    ``text<TAB>label`` split at the last tab, blank lines skipped, columns ``text`` and ``label``
-    (or ``columns``); a first line that ``header`` or detection calls a header is skipped; a txt
-    laid out as CoNLL is read as CoNLL. conll: one word a line with its tag last, a blank line
-    after each sentence; columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl,
-    json, parquet: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet,
-    its first row the names unless ``header`` is False. A folder ``datasets``' ``save_to_disk``
-    wrote for one split: its columns, class labels by their names (as the Hub path reads them). Text files are
-    UTF-8, or what their byte-order mark names; DataError (one line, naming ``field_name``) for
-    anything unreadable.
+    characters) unless some column is quoted in every row. A .tsv or .txt laid out as a csv is
+    read as one. txt: one example per line, ``text<TAB>label`` split at the last tab (or fastText's
+    ``__label__NAME text``), blank lines skipped, columns ``text`` and ``label`` (or ``columns``); a
+    first line that ``header`` or detection calls a header is skipped; a txt laid out as CoNLL is
+    read as CoNLL. conll: one word a line with its tag last, a blank line after each sentence;
+    columns ``tokens`` and ``tags`` (lists), ``header`` does not apply. jsonl, json, parquet,
+    arrow, feather: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet
+    that holds a table, its first row the names unless ``header`` is False. A folder ``datasets``'
+    ``save_to_disk`` wrote for one split: its columns, class labels by their names (as the Hub path
+    reads them). Text files are UTF-8, or what their byte-order mark names. DataError (one line,
+    naming ``field_name``) for anything unreadable. A URL is :func:`read_data`'s to fetch.
     """
     path = Path(path)
     if columns is not None and header is None:
