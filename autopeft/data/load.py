@@ -264,8 +264,10 @@ def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequen
     suffix = _suffix(path, field_name)
     text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
     suffix = _layout(text, suffix)
-    if suffix in (".txt", ".conll"):
-        frame = _read_conll(text, path, field_name) if suffix == ".conll" else _read_txt(text, path, field_name, header)
+    if suffix == ".conll":
+        frame = _read_conll(text, path, field_name)
+    elif suffix in (".txt", _FASTTEXT):
+        frame = _read_txt(text, path, field_name, header, fasttext=suffix == _FASTTEXT)
     else:
         try:
             if suffix == ".parquet":
@@ -474,22 +476,22 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
         return True
     text = _text(path, field_name)
     suffix = _layout(text, suffix)
-    if suffix == ".conll":
-        return True
+    if suffix in (".conll", _FASTTEXT):  # a word and its tag a line; a label then its text: no names
+        return suffix == ".conll"
     if suffix == ".txt":
-        return not _fasttext_layout(text) and _header_verdict([[t, lab] for _, t, lab in _txt_rows(
-            text, path, field_name)]) is True
+        return _header_verdict([[t, lab] for _, t, lab in _txt_rows(text, path, field_name, fasttext=False)]) is True
     return _delimited_verdict(text, _dialect(text, suffix)) is not False
 
 
 def _layout(text: str, suffix: str) -> str:
     """The format a text file is laid out in, where its name says another: a .txt of CoNLL lines
-    is CoNLL, and a .tsv or .txt without a tab in its first line whose lines split alike by ',' or
-    ';' is a csv (an export saved under the wrong name)."""
+    is CoNLL, a .txt whose first line opens with ``__label__`` is fastText's (``_FASTTEXT``), and a
+    .tsv or .txt without a tab in its first line whose lines split alike by ',' or ';' is a csv (an
+    export saved under the wrong name)."""
     if suffix == ".txt" and _conll_layout(text):
         return ".conll"
-    if suffix == ".txt" and _fasttext_layout(text):
-        return ".txt"
+    if suffix == ".txt" and _first_line(text).lstrip().startswith(_FASTTEXT_LABEL):
+        return _FASTTEXT
     if suffix in (".tsv", ".txt"):
         lines = _sample_lines(text)
         if lines and "\t" not in lines[0] and any(_splits_alike(lines, sep) for sep in (",", ";")):
@@ -652,10 +654,14 @@ def _csv_rows(lines: list[str], sep: str) -> list[list[str]]:
         csv.field_size_limit(limit)
 
 
+def _first_line(text: str) -> str:
+    """The first line of ``text`` that is not blank ('' where there is none)."""
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
 def _spaced(text: str, sep: str) -> bool:
     """Whether the first line's fields after the first all start with a space (``text, label``)."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    fields = next(iter(_csv_rows([first], sep)), [])
+    fields = next(iter(_csv_rows([_first_line(text)], sep)), [])
     return len(fields) >= 2 and all(field.startswith(" ") and field.strip() for field in fields[1:])
 
 
@@ -791,10 +797,8 @@ def _header_verdict(rows: list[list[Any]]) -> bool | None:
 _FASTTEXT_LABEL = "__label__"
 
 
-def _fasttext_layout(text: str) -> bool:
-    """Whether a .txt is in fastText's format: its first line opens with a ``__label__``."""
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    return first.lstrip().startswith(_FASTTEXT_LABEL)
+#: The layout ``_layout`` names a .txt of fastText lines by (no file carries it as its suffix).
+_FASTTEXT = ".fasttext"
 
 
 def _fasttext_row(line: str, number: int, path: Path, field_name: str) -> tuple[int, str, str]:
@@ -809,11 +813,10 @@ def _fasttext_row(line: str, number: int, path: Path, field_name: str) -> tuple[
     return number, " ".join(words[1:]), labels[0][len(_FASTTEXT_LABEL):]
 
 
-def _txt_rows(text: str, path: Path, field_name: str) -> list[tuple[int, str, str]]:
-    """(line number, text, label) of each non-blank line of a txt file: ``text<TAB>label``, or
-    fastText's ``__label__NAME text``."""
+def _txt_rows(text: str, path: Path, field_name: str, *, fasttext: bool) -> list[tuple[int, str, str]]:
+    """(line number, text, label) of each non-blank line of a txt file: ``text<TAB>label``, or with
+    ``fasttext`` ``__label__NAME text``."""
     rows = []
-    fasttext = _fasttext_layout(text)
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
@@ -828,10 +831,10 @@ def _txt_rows(text: str, path: Path, field_name: str) -> list[tuple[int, str, st
     return rows
 
 
-def _read_txt(text: str, path: Path, field_name: str, header: bool | None) -> pd.DataFrame:
-    rows = _txt_rows(text, path, field_name)
-    if header is None:
-        header = not _fasttext_layout(text) and _header_verdict([[t, lab] for _, t, lab in rows]) is True
+def _read_txt(text: str, path: Path, field_name: str, header: bool | None, *, fasttext: bool) -> pd.DataFrame:
+    rows = _txt_rows(text, path, field_name, fasttext=fasttext)
+    if header is None:  # fastText lines open with their label: never names
+        header = not fasttext and _header_verdict([[t, lab] for _, t, lab in rows]) is True
     if header:
         rows = rows[1:]
     labels = pd.Series([lab or None for _, _, lab in rows], dtype=object)
