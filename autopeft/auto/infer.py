@@ -45,6 +45,7 @@ from autopeft.data import (
     is_data,
     is_url,
     list_cell,
+    local_copy,
     locate,
     not_a_file,
     read_data,
@@ -189,7 +190,7 @@ def infer(request: Request) -> Inference:
         frame = read_hub_split(hub, hub.train_split, "--train")
     else:
         frame, _ = read_data(request.train, "--train")
-        train_path = fetch(request.train, "--train") if is_url(request.train) else locate(request.train, None)
+        train_path = local_copy(request.train, "--train")
         if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
                                                    "named by position ('0', '1', ...)")
@@ -256,7 +257,7 @@ def _saved_splits(request: Request) -> tuple[Request, dict[str, str]]:
     given_as = {split: f"--{split}" for split in ("train", "validation", "test")}
     if request.train.startswith(HUB_PREFIX):
         return request, given_as
-    root = fetch(request.train, "--train") if is_url(request.train) else Path(request.train).expanduser()
+    root = local_copy(request.train, "--train")
     if saved_dataset(root) != "splits":
         return request, given_as
     splits = saved_splits(root)

@@ -241,15 +241,20 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     return frame
 
 
+def local_copy(given: str, field_name: str, base_dir: Path | None = None) -> Path:
+    """The local file or folder a data path names: a URL fetched (once per process), else the path
+    as given or relative to ``base_dir`` (:func:`locate`)."""
+    return fetch(given, field_name) if is_url(given) else locate(given, base_dir)
+
+
 def read_data(given: str, field_name: str, base_dir: Path | None = None, *, header: bool | None = None,
               columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
     """(frame, its source) of a data path as a config or flag gives it: a local path (relative to
     ``base_dir`` where not found as given), or a URL fetched first, whose errors name the URL
     rather than the local copy."""
+    local = local_copy(given, field_name, base_dir)
     if not is_url(given):
-        path = locate(given, base_dir)
-        return read_table(path, field_name, header=header, columns=columns), str(path)
-    local = fetch(given, field_name)
+        return read_table(local, field_name, header=header, columns=columns), str(local)
     try:
         return read_table(local, field_name, header=header, columns=columns), given
     except DataError as exc:
@@ -1061,7 +1066,7 @@ def _data_dir(cfg: DataConfig, split: str, base_dir: Path | None) -> Path | None
         given = cfg.train if cfg.hub is None else None
     if given is None:
         return base_dir
-    return (fetch(given, f"data.{split}") if is_url(given) else locate(given, base_dir)).resolve().parent
+    return local_copy(given, f"data.{split}", base_dir).resolve().parent
 
 
 def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_dir: Path | None) -> None:
