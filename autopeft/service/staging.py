@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from autopeft.auto.infer import HUB_PREFIX, names_for
-from autopeft.config import apply_overrides, default_study_name, resolve
+from autopeft.config import SQLITE_PREFIX, apply_overrides, default_study_name, resolve, sqlite_file
 from autopeft.data import saved_dataset
 from autopeft.errors import ClusterError, ConfigError
 from autopeft.tasks import get_task
@@ -69,10 +69,13 @@ def by_reference(value: str) -> bool:
 def check_tracking_uri(uri: str, field_name: str = "tracking.uri") -> None:
     """A submitted study writes to MLflow from the cluster: a server or a database it reaches,
     not a file path relative to this machine's working folder."""
-    if uri.startswith(("sqlite:///", "file:")):
-        # sqlite:////abs holds the path after three slashes; file:///abs (and file:/abs) after "file:"
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:") else uri[len("file:"):].removeprefix("//")
-        if path.startswith("/"):  # sqlite:////abs, file:///abs: a path on the cluster's driver node
+    if uri.startswith(SQLITE_PREFIX):
+        db = sqlite_file(uri)
+        if db is not None and db.is_absolute():  # sqlite:////abs: a path on the cluster's driver node
+            return
+    elif uri.startswith("file:"):
+        # file:///abs (and file:/abs) hold the path after "file:": a path on the cluster's driver node
+        if uri[len("file:"):].removeprefix("//").startswith("/"):
             return
     elif "://" in uri or uri.startswith("databricks"):
         return
