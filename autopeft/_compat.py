@@ -18,7 +18,8 @@ from typing import Any
 import optuna
 
 #: The versions these helpers were checked against.
-CHECKED = {"ray": "2.60.0", "optuna": "5.1.0", "mlflow": "3.17.2", "transformers": "5.24.0"}
+CHECKED = {"ray": "2.60.0", "optuna": "5.1.0", "mlflow": "3.17.2", "transformers": "5.24.0",
+           "huggingface_hub": "2.4.0", "datasets": "5.2.0"}
 
 
 # --------------------------------------------------------------------------- Ray Tune
@@ -164,6 +165,25 @@ def trainer_search_trial(trainer: Any) -> Any:
     trial under the optuna backend, None outside a search). The bench's ``hf-optuna`` baseline
     scores each trial's model on test from a callback, which Trainer hands no trial."""
     return trainer._trial
+
+
+# --------------------------------------------------------------------------- Hugging Face Hub
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Within the block, this process reads the Hub's cache only, as ``HF_HUB_OFFLINE=1`` would
+    have it: ``huggingface_hub.constants.HF_HUB_OFFLINE`` and ``datasets.config.HF_HUB_OFFLINE``,
+    which both libraries read from the environment once, at import, are set, then restored."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
 
 
 # --------------------------------------------------------------------------- Ray's state API

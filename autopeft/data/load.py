@@ -24,6 +24,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from autopeft import hub
 from autopeft._validation import short_repr
 from autopeft.data.fetch import fetch, is_url, shown_url
 from autopeft.errors import DataError
@@ -913,11 +915,17 @@ def _datasets(field_name: str, what: str) -> Any:
 
 def read_hub_split(source: HubSource, split: str, field_name: str = "data.hub") -> pd.DataFrame:
     """One split of a Hub dataset (or a local dataset folder ``datasets`` reads) as a frame."""
+    from autopeft import _compat  # deferred: it imports Optuna, which reading a file does not need
+
     datasets = _datasets(field_name, "loading from the Hub")
+    # where the Hub does not answer, the cache alone: as HF_HUB_OFFLINE=1 reads it, at once
+    down = None if Path(source.name).expanduser().exists() else hub.unreachable()
     try:
-        ds = datasets.load_dataset(source.name, source.config, split=split)
+        with _compat.hub_offline() if down else nullcontext():
+            ds = datasets.load_dataset(source.name, source.config, split=split)
     except Exception as exc:  # network, missing dataset or split
-        raise DataError(f"{field_name}: cannot load {source.name!r} split {split!r}: "
+        offline = f" (the Hub does not answer at {hub.endpoint()}: {down}; read the cache alone)" if down else ""
+        raise DataError(f"{field_name}: cannot load {source.name!r} split {split!r}{offline}: "
                         f"{' '.join(str(exc).split())[:200]}") from None
     return _named_classes(ds, datasets)
 

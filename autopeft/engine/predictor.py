@@ -49,7 +49,7 @@ class AdapterPredictor:
         adapter_dir = Path(adapter_dir)
         info = read_metadata(adapter_dir)
         spec = ModelConfig(**info.model_config)
-        location = resolve_location(spec.name_or_path)
+        location = resolve_location(spec.name_or_path, spec.revision)
         task = get_task(info.task)
         base = task.load_model(spec, location, info.label_names)
         model = load_adapter(base, adapter_dir)  # PeftModel.from_pretrained, plus custom-layer families

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autopeft import hub
 from autopeft.errors import ModelError
 
 if TYPE_CHECKING:
@@ -31,8 +32,12 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def resolve_location(name_or_path: str) -> str:
-    """A local directory or Hub id for ``name_or_path``; ModelError if it cannot exist."""
+def resolve_location(name_or_path: str, revision: str | None = None) -> str:
+    """A local directory or Hub id for ``name_or_path``; ModelError if it cannot exist.
+
+    A Hub id where the Hub does not answer (and ``HF_HUB_OFFLINE`` is not set) resolves to its
+    folder in the local Hub cache, which every later load reads without the network; a model the
+    cache does not hold is a ModelError at once, not after each load's retries."""
     if name_or_path in PACKAGED_MODELS:
         module_name, dist = PACKAGED_MODELS[name_or_path]
         try:
@@ -46,18 +51,34 @@ def resolve_location(name_or_path: str) -> str:
     path = Path(name_or_path).expanduser()
     looks_local = name_or_path.startswith((".", "/", "~")) or path.exists() or name_or_path.count("/") > 1
     if looks_local:
-        if not path.is_dir():
-            raise ModelError(f"model.name_or_path: no model directory at {str(path)!r}")
-        if not (path / "config.json").is_file():
-            raise ModelError(f"model.name_or_path: {str(path)!r} has no config.json (not a transformers model)")
-        if not any(path.glob("*.safetensors")):
-            # pickled weights (.bin/.pt) can run code when loaded: autopeft loads safetensors only
-            raise ModelError(
-                f"model.name_or_path: {str(path)!r} has no .safetensors weights (autopeft does not load "
-                f"pickled .bin/.pt weights; convert them with save_pretrained)"
-            )
-        return str(path.resolve())
-    return name_or_path  # a Hub id
+        return _model_folder(path)
+    down = hub.unreachable()
+    if down is None:
+        return name_or_path  # a Hub id, loaded from the Hub (or the cache, in offline mode)
+    cached = hub.cached_model(name_or_path, revision)
+    if cached is None:
+        at = f" at revision {revision!r}" if revision else ""
+        raise ModelError(
+            f"model.name_or_path: {name_or_path!r}{at} is not in the Hugging Face cache ({hub.cache_dir()}), "
+            f"and the Hub does not answer at {hub.endpoint()} ({down}); download it where the Hub answers, "
+            "or give a model folder"
+        )
+    return _model_folder(cached)
+
+
+def _model_folder(path: Path) -> str:
+    """``path`` resolved, once it holds a transformers model autopeft loads; else ModelError."""
+    if not path.is_dir():
+        raise ModelError(f"model.name_or_path: no model directory at {str(path)!r}")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model.name_or_path: {str(path)!r} has no config.json (not a transformers model)")
+    if not any(path.glob("*.safetensors")):
+        # pickled weights (.bin/.pt) can run code when loaded: autopeft loads safetensors only
+        raise ModelError(
+            f"model.name_or_path: {str(path)!r} has no .safetensors weights (autopeft does not load "
+            f"pickled .bin/.pt weights; convert them with save_pretrained)"
+        )
+    return str(path.resolve())
 
 
 def load_auto_config(spec: ModelConfig, location: str, **kwargs: Any) -> Any:

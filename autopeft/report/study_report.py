@@ -550,7 +550,7 @@ def _structure_for(data: StudyData) -> ModelStructure | None:
 
         model = ModelConfig.model_validate(data.config["model"])
         task = get_task(data.config.get("task", {}).get("kind", "sequence_classification"))
-        return task.structure(model, resolve_location(model.name_or_path))
+        return task.structure(model, resolve_location(model.name_or_path, model.revision))
     except Exception as exc:  # noqa: BLE001 - the heat map says so instead
         data.notes.append(f"placement heat map: model structure not available ({' '.join(str(exc).split())[:120]})")
         return None

@@ -113,7 +113,7 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     """
     cfg = resolved.config
     task = get_task(cfg.task.kind)
-    location = resolve_location(cfg.model.name_or_path)
+    location = resolve_location(cfg.model.name_or_path, cfg.model.revision)
     base_dir = resolved.source.parent if resolved.source else None
     raw = load(cfg.data, task, seed=cfg.seed, base_dir=base_dir)
     for split in ("train", "validation", "test"):  # absolute, so a resume works from any folder

@@ -802,3 +802,23 @@ def test_an_excel_workbook_without_openpyxl_says_what_to_install(tmp_path, monke
     with pytest.raises(DataError, match=r"^data\.train: reading 'train\.xlsx' needs the 'openpyxl' package "
                                         r"\(pip install 'autopeft\[excel\]'\), or save the sheet as csv$"):
         read_table(path, "data.train")
+
+
+def test_a_hub_dataset_where_the_hub_does_not_answer_is_read_from_the_cache_alone(hub_at, tmp_path):
+    """Without network, datasets retried the Hub for about 25 s ("Retrying in 8s" lines) before it
+    looked in its cache; now one probe decides, and the cache is read at once, as with
+    HF_HUB_OFFLINE=1. A dataset the cache lacks says why."""
+    from autopeft.config import HubSource
+    from autopeft.data import read_hub_split
+    from tests.cli.test_bad_input import closed_port
+
+    port = closed_port()
+    hub_at(f"http://127.0.0.1:{port}", tmp_path / "cache")
+    with pytest.raises(DataError) as excinfo:
+        read_hub_split(HubSource(name="org/reviews"), "train")
+    assert message(excinfo).startswith(f"data.hub: cannot load 'org/reviews' split 'train' (the Hub does not answer "
+                                       f"at http://127.0.0.1:{port}: ")
+    assert "read the cache alone" in message(excinfo)
+    # a dataset folder on this machine is no Hub name: no probe stands in its way
+    folder = save_dataset_dict(tmp_path / "reviews", {"train": 4})
+    assert len(read_hub_split(HubSource(name=str(folder)), "train")) == 4

@@ -16,8 +16,8 @@ from ..conftest import write_config, write_yaml
 pytestmark = pytest.mark.integration
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = env or {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "autopeft.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -46,3 +46,29 @@ def test_bad_config_exits_2_with_one_line_and_records_nothing(tmp_path, minilm_p
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
     assert "Traceback" not in proc.stderr
+
+
+def test_a_hub_model_id_where_the_hub_does_not_answer_comes_from_the_cache_or_says_so(tmp_path, minilm_path):
+    """A compute node without network and without HF_HUB_OFFLINE: each Hub load retried for about
+    25 s ("Retrying in 8s" lines) before it read the cache or failed. The model now comes from the
+    cache at once, and a model the cache lacks is one line, exit 2, before anything is written."""
+    from tests.cli.test_bad_input import closed_port
+    from tests.conftest import cache_model
+
+    cache_model(tmp_path / "cache", "sentence-transformers/all-MiniLM-L6-v2", minilm_path)
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", HF_HUB_CACHE=str(tmp_path / "cache"))
+    shown = run_cli("space", "lora-family", "--model", "sentence-transformers/all-MiniLM-L6-v2", cwd=tmp_path,
+                    env={**env, "COLUMNS": "400"})
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "(BertForSequenceClassification): 6 layers" in shown.stdout
+    assert "Retrying" not in shown.stdout + shown.stderr
+
+    (tmp_path / "reviews.csv").write_text("sentence,label\n" + "a fine film,pos\na dull film,neg\n" * 20)
+    proc = run_cli("search", "--model", "org/absent", "--train", "reviews.csv", cwd=tmp_path, env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "model.name_or_path: 'org/absent' is not in the Hugging Face cache" in lines[0]
+    assert "the Hub does not answer" in lines[0]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cache", "reviews.csv"]

@@ -71,3 +71,30 @@ def test_max_length_is_held_to_learned_positions_only(tmp_path, tiny_bert):
     llama = save_causal_lm(tmp_path / "llama", "llama")
     check_fits_model(ModelConfig(name_or_path=llama), llama, tiny_tokenizer(causal=True), 256,
                      auto_class="AutoModelForCausalLM")
+
+
+def test_a_hub_id_comes_from_the_cache_at_once_where_the_hub_does_not_answer(hub_at, tmp_path, tiny_bert):
+    from tests.cli.test_bad_input import closed_port
+    from tests.conftest import cache_model
+
+    hub_at(f"http://127.0.0.1:{closed_port()}", tmp_path / "cache")
+    tiny_bert.save_pretrained(tmp_path / "model")
+    snapshot = cache_model(tmp_path / "cache", "org/tiny-bert", tmp_path / "model")
+    assert resolve_location("org/tiny-bert") == str(snapshot.resolve())
+    # what the cache holds is held to the rules of a model folder
+    (snapshot / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="no .safetensors weights"):
+        resolve_location("org/tiny-bert")
+
+
+def test_a_hub_id_the_cache_lacks_is_one_line_where_the_hub_does_not_answer(hub_at, tmp_path):
+    from tests.cli.test_bad_input import closed_port
+
+    port = closed_port()
+    hub_at(f"http://127.0.0.1:{port}", tmp_path / "cache")
+    with pytest.raises(ModelError) as caught:
+        resolve_location("org/tiny-bert", "v2")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("model.name_or_path: 'org/tiny-bert' at revision 'v2' is not in the Hugging Face cache")
+    assert f"the Hub does not answer at http://127.0.0.1:{port}" in message
