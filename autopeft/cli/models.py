@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         version: Optional[str] = typer.Option(None, "--version", help="Version to promote."),
         from_alias: Optional[str] = typer.Option(None, "--from", help="Promote the version holding this alias (default: candidate)."),
         to_alias: str = typer.Option(Alias.PRODUCTION, "--to", help="Alias to move."),
-        test_data: Optional[Path] = typer.Option(None, "--test-data", help="Labelled test file (csv/tsv/jsonl/parquet): re-evaluate both versions on it when their recorded test sets differ."),
+        test_data: Optional[str] = typer.Option(None, "--test-data", help="Labelled test data (a csv/tsv/jsonl/parquet/... file, a saved dataset's folder, or a URL: s3://, gs://, https://): re-evaluate both versions on it when their recorded test sets differ."),
         min_metric: Optional[float] = typer.Option(None, help="Gate: the test metric must be at least this good."),
         max_trainable_share: Optional[float] = typer.Option(None, help="Gate: most trainable parameters as a share (0..1]."),
         max_latency_ms: Optional[float] = typer.Option(None, help="Gate: most ms per single-example prediction (measured here)."),
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
         configure_process()
-        from autopeft.data import is_data, not_a_file
+        from autopeft.data import is_data, is_url, not_a_file
         from autopeft.registry.promotion import promote as run_promote
         from autopeft.registry.versions import Registry
 
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
             raw = _read_config(config)
             gates = _gates(raw, {"min_metric": min_metric, "max_trainable_share": max_trainable_share,
                                  "max_latency_ms": max_latency_ms})
-            if test_data is not None and not is_data(test_data):  # a file, or a saved dataset's folder
-                raise UserInputError(not_a_file("--test-data", test_data))
+            if test_data is not None and not is_url(test_data) and not is_data(Path(test_data)):
+                raise UserInputError(not_a_file("--test-data", test_data))  # a file, or a saved dataset's folder
             registry = Registry.open(local_tracking_uri(tracking_uri, raw))
             result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
                                  config=gates, test_data=test_data, force=force, reason=reason)

@@ -22,7 +22,7 @@ from autopeft.data.encode import (
     tokenize_frame,
     write_cache,
 )
-from autopeft.data.fetch import fetch, is_url
+from autopeft.data.fetch import fetch, is_url, shown_url
 from autopeft.data.load import (
     IGNORE,
     SPLIT_NAMES,
@@ -82,6 +82,7 @@ __all__ = [
     "RawData",
     "read_cache",
     "read_data",
+    "shown_url",
     "read_hub_split",
     "read_table",
     "saved_dataset",

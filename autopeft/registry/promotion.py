@@ -138,20 +138,22 @@ def decide(candidate: Measurement, holder: Optional[Measurement], config: Promot
 # --------------------------------------------------------------------------- measuring
 
 
-def read_test_data(path: Path, metadata: dict[str, Any]) -> tuple[pd.DataFrame, str]:
-    """The test file reduced to the columns the adapter reads, and its fingerprint computed as
-    the search computes the ``test_fingerprint`` version tag (so the same file matches the tag)."""
-    from autopeft.data import RawData, read_table, split_fingerprint
+def read_test_data(given: str | Path, metadata: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+    """The test data (a file, a saved dataset's folder, or a URL) reduced to the columns the
+    adapter reads, and its fingerprint computed as the search computes the ``test_fingerprint``
+    version tag (so the same file matches the tag)."""
+    from autopeft.data import RawData, read_data, shown_url, split_fingerprint
 
-    frame = read_table(Path(path), "--test-data")
+    frame, _ = read_data(str(given), "--test-data")
+    shown = shown_url(str(given))
     needed = [*metadata["text_columns"], metadata["label_column"]]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise UserInputError(f"--test-data: column {missing[0]!r} is missing in {path} "
+        raise UserInputError(f"--test-data: column {missing[0]!r} is missing in {shown} "
                              f"(the adapter reads: {', '.join(needed)})")
     frame = frame[needed].reset_index(drop=True)
     if frame.empty:
-        raise UserInputError(f"--test-data: {path} has no rows")
+        raise UserInputError(f"--test-data: {shown} has no rows")
     raw = RawData(frames={"test": frame}, label_names=list(metadata.get("label_names") or []),
                   text_columns=list(metadata["text_columns"]), label_column=metadata["label_column"])
     return frame, split_fingerprint(raw, "test")
@@ -225,9 +227,10 @@ class PromotionResult:
 
 def promote(registry: Registry, name: str, *, version: str | None = None, from_alias: str | None = None,
             to_alias: str = Alias.PRODUCTION, config: PromotionConfig | None = None,
-            test_data: Path | None = None, force: bool = False, reason: str = "") -> PromotionResult:
+            test_data: str | Path | None = None, force: bool = False, reason: str = "") -> PromotionResult:
     """Check the gates and move ``to_alias`` to the candidate; GateRefused (alias unchanged) when
-    a gate fails and ``force`` is off. With ``force`` the gates still run and are recorded."""
+    a gate fails and ``force`` is off. With ``force`` the gates still run and are recorded.
+    ``test_data``: a file, a saved dataset's folder, or a URL (fetched before any adapter is)."""
     config = config or PromotionConfig()
     if force and not reason.strip():
         raise UserInputError("--force needs --reason TEXT (recorded on the version and in the alias history)")
@@ -254,6 +257,10 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
         raise RegistryError(
             f"promote: cannot compare version {cand_v} with {to_alias} version {holder.version}: "
             f"{why_reevaluate}; pass --test-data FILE to re-evaluate both on one test set")
+    if test_data is not None:
+        from autopeft.data import local_copy, shown_url
+
+        local_copy(str(test_data), "--test-data")  # a URL that cannot be fetched fails before any download
     needs_adapter = test_data is not None or config.max_latency_ms is not None
     with tempfile.TemporaryDirectory(prefix="autopeft-promote-") as tmp:
         predictor = None
@@ -269,8 +276,9 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
                             and (holder is None or (why_reevaluate is None and fingerprint == holder.test_fingerprint)))
             if not same_as_tags:
                 # compare on the data the user named: both versions, same rows, same code
-                why_reevaluate = why_reevaluate or f"--test-data {test_data} differs from the recorded test sets"
-                source = f"re-evaluated on {Path(test_data).name} ({fingerprint})"
+                shown = shown_url(str(test_data))
+                why_reevaluate = why_reevaluate or f"--test-data {shown} differs from the recorded test sets"
+                source = f"re-evaluated on {Path(shown).name} ({fingerprint})"
                 candidate.value = evaluate_on(predictor, frame).get(candidate.metric)
                 candidate.test_fingerprint, candidate.source = fingerprint, source
                 if holder is not None:

@@ -7,6 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli.app import app
+from tests.cli.test_bad_input import closed_port
 
 
 def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_store, tmp_path):
@@ -31,6 +32,12 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     assert (code, output) == (2, f"error: --test-data: no such file {str(tmp_path / 'held-out.csv')!r}"), output
     code, output = cli("promote", model_name, "--version", "1", "--test-data", str(tmp_path))
     assert code == 2 and output.startswith(f"error: --test-data: {str(tmp_path)!r} is a folder; expected one data file"), output
+    # test data behind a URL (it was a typer Path, which collapsed s3:// to s3:/): fetched before
+    # any adapter is downloaded, its credentials never shown
+    port = closed_port()
+    code, output = cli("promote", model_name, "--version", "3", "--test-data", f"http://me:secret@127.0.0.1:{port}/held.csv")
+    assert code == 2 and output.startswith(f"error: --test-data: cannot fetch 'http://127.0.0.1:{port}/held.csv'"), output
+    assert "secret" not in output
     code, output = cli("rollback", "no-such-model")
     assert code == 2 and "no registered model named 'no-such-model'" in output, output
     code, output = cli("export", f"{model_name}@staging", "--out", str(tmp_path / "x"))

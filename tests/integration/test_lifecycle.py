@@ -109,7 +109,8 @@ def test_lifecycle_through_a_tracking_server(tmp_path, sst2_slice, minilm_path, 
     assert production(client) == "1"
 
     # -- re-evaluated on one test set the flipped-label version is worse: exit 1 with both numbers
-    code, output = cli("promote", MODEL, "--test-data", str(sst2_slice["test"]), uri=uri)
+    # (the test data named by a URL, as data on a cluster's storage is)
+    code, output = cli("promote", MODEL, "--test-data", Path(sst2_slice["test"]).as_uri(), uri=uri)
     assert code == 1, output
     text = " ".join(output.split())
     assert "promote refused" in text and "is worse than production version 1" in text, output

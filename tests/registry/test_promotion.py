@@ -99,3 +99,10 @@ def test_test_data_fingerprint_matches_the_search(tmp_path):
     assert fp == split_fingerprint(raw, "test")
     with pytest.raises(UserInputError, match="column 'y' is missing"):
         read_test_data(path, {**meta, "label_column": "y"})
+    # the same data behind a URL (fetched once), and a saved dataset's folder, are the same test set
+    assert read_test_data(path.as_uri(), meta)[1] == fp
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(tmp_path / "saved"))
+    assert read_test_data(tmp_path / "saved", meta)[1] == fp
+    with pytest.raises(UserInputError, match=r"^--test-data: column 'y' is missing in file://"):
+        read_test_data(path.as_uri(), {**meta, "label_column": "y"})
