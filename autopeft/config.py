@@ -7,6 +7,7 @@ problem becomes a one-line :class:`~autopeft.errors.ConfigError` that names the 
 
 from __future__ import annotations
 
+import codecs
 import copy
 import math
 import os
@@ -87,6 +88,10 @@ class _DataFields(_Strict):
         None, description="Names of a headerless file's columns, in order; without them its columns are named "
         "by position: '0', '1', ..."
     )
+    encoding: Optional[str] = Field(
+        None, description="Text encoding of the data files (csv, tsv, txt, jsonl, json, conll), e.g. cp1252 or "
+        "latin-1; default: what a byte-order mark names, else UTF-16 where every other byte is zero, else UTF-8."
+    )
     # Which of the column fields below a task kind reads is up to the kind (autopeft/tasks.py);
     # data.load checks them against the data and names a field the kind does not read.
     text_columns: Optional[list[str]] = Field(
@@ -137,6 +142,11 @@ class _DataFields(_Strict):
 
         return [as_name(v) for v in value] if isinstance(value, (list, tuple)) else as_name(value)
 
+    @field_validator("encoding")
+    @classmethod
+    def _a_text_encoding(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else text_encoding(value)
+
     @field_validator("text_columns")
     @classmethod
     def _one_or_two(cls, value: Optional[list[str]]) -> Optional[list[str]]:
@@ -156,6 +166,17 @@ class _DataFields(_Strict):
         if self.split_column is not None and others:
             raise ValueError(f"data.split_column splits the train data; give it or {' and '.join(others)}, not both")
         return self
+
+
+def text_encoding(name: str) -> str:
+    """Python's name of the text encoding ``name`` ('cp1252' for 'Windows-1252'); ValueError for a
+    name Python does not know, or a codec that is no text encoding (base64, rot13)."""
+    try:
+        "".encode(name)  # LookupError for both
+    except LookupError:
+        raise ValueError(f"expected a text encoding Python knows, such as utf-8, cp1252 or latin-1, "
+                         f"found {name!r}") from None
+    return codecs.lookup(name).name
 
 
 def _data_config() -> type[_DataFields]:

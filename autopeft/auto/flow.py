@@ -5,6 +5,7 @@ time budget. Nothing here trains the study; ``search.run_search`` does."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ Overrides = list[tuple[list[str], Any]]
 
 def resolve_request(request: Request, overrides: Overrides | None = None) -> tuple[Inference, ResolvedConfig]:
     """Zero-config: infer every choice from the model and the data, then validate it like a file
-    (``overrides`` win over what was inferred)."""
+    (``overrides`` win over what was inferred). A ``data.encoding`` override is how the files are
+    read for inference too (``--encoding``, ``--set data.encoding=...``, the API's settings)."""
+    encoding = next((value for key, value in overrides or [] if key == ["data", "encoding"]), None)
+    if encoding is not None and request.encoding is None:
+        request = replace(request, encoding=str(encoding))
     inference = infer(request)
     notes = {choice.field: choice.reason for choice in inference.choices}
     return inference, resolve_mapping(inference.raw_config(), overrides, notes=notes)

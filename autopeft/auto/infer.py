@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, normalised, profile
-from autopeft.config import HubSource, ModelConfig
+from autopeft.config import HubSource, ModelConfig, text_encoding
 from autopeft.data import (
     SPLIT_NAMES,
     data_suffix,
@@ -117,6 +117,7 @@ class Request:
     text: tuple[str, ...] = ()
     task: str | None = None
     time: str | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,12 @@ def infer(request: Request) -> Inference:
         hub = _hub_source(request)
         frame = read_hub_split(hub, hub.train_split, "--train")
     else:
-        frame, _ = read_data(request.train, "--train")
+        if request.encoding is not None:  # checked as the config checks it, before the file is read with it
+            inference.choose("data.encoding", _encoding(request.encoding), "given (--encoding)")
+        frame, _ = read_data(request.train, "--train", encoding=request.encoding)
         train_path = local_copy(request.train, "--train")
-        if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train"):
+        if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train",
+                                                                             encoding=request.encoding):
             inference.choose("data.header", False, "the first row holds data, not column names: columns are "
                                                    "named by position ('0', '1', ...)")
     if frame.empty:
@@ -603,6 +607,13 @@ def _study_stem(train: Path, *, resolve: bool = True) -> str:
     if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and folder:
         stem = folder
     return stem
+
+
+def _encoding(name: str) -> str:
+    try:
+        return text_encoding(name)
+    except ValueError as exc:
+        raise ConfigError(f"--encoding: {exc}") from None
 
 
 def _hub_source(request: Request) -> HubSource:

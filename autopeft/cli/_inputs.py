@@ -21,6 +21,8 @@ TIME = typer.Option(None, "--time", "-t", help="Wall-clock budget of the whole s
 LABEL = typer.Option(None, "--label", help="Zero-config: the label column, where inference cannot tell.")
 TEXT = typer.Option(None, "--text", help="Zero-config: a text column the model reads (repeat for a pair).")
 TASK = typer.Option(None, "--task", help="Zero-config: the task kind, where inference cannot tell.")
+ENCODING = typer.Option(None, "--encoding", help="The data files' text encoding, e.g. cp1252 or latin-1 "
+                        "(sets data.encoding; default: UTF-8, or what a byte-order mark names).")
 OVERRIDES = typer.Option(None, "--set", "-s", help="Override a config key: KEY=VALUE (repeatable).")
 #: --tracking-uri of the commands that read a store on this machine (models, promote, report, ...).
 TRACKING_URI = typer.Option(None, "--tracking-uri",

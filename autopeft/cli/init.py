@@ -25,6 +25,7 @@ def init(
     label: Optional[str] = _inputs.LABEL,
     text: Optional[list[str]] = _inputs.TEXT,
     task: Optional[str] = _inputs.TASK,
+    encoding: Optional[str] = _inputs.ENCODING,
     overrides: Optional[list[str]] = _inputs.OVERRIDES,
     output: Path = typer.Option(Path("search.yaml"), "--output", "-o", help="The YAML file to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
@@ -37,7 +38,7 @@ def init(
         if output.exists() and not force:
             raise ConfigError(f"--output: {str(output)!r} exists; choose another file or pass --force")
         request, parsed = _inputs.parse_inputs(None, model, train, test, validation, time, label, text, task,
-                                               overrides)
+                                               overrides, {"data.encoding": encoding})
         # deferred: the command's code imports torch, Ray and MLflow; --help and bad input answer without them
         from autopeft.auto.flow import plan_budget, resolve_request
         from autopeft.study import prepare

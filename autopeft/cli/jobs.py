@@ -36,6 +36,7 @@ def submit(
     label: Optional[str] = _inputs.LABEL,
     text: Optional[list[str]] = _inputs.TEXT,
     task: Optional[str] = _inputs.TASK,
+    encoding: Optional[str] = _inputs.ENCODING,
     overrides: Optional[list[str]] = _inputs.OVERRIDES,
     trials: Optional[int] = typer.Option(None, help="Override budget.trials."),
     max_steps: Optional[int] = typer.Option(None, help="Override budget.max_steps."),
@@ -54,7 +55,7 @@ def submit(
     at most, Ray's upload limit); data on S3 or the Hub is passed by reference."""
     try:
         if resume is None:
-            flags: dict[str, Any] = {"budget.trials": trials, "budget.max_steps": max_steps,
+            flags: dict[str, Any] = {"data.encoding": encoding, "budget.trials": trials, "budget.max_steps": max_steps,
                                      "tracking.uri": tracking_uri}
             request, parsed = _inputs.parse_inputs(config, model, train, test, validation, time, label, text,
                                                    task, overrides, flags)

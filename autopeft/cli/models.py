@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         from_alias: Optional[str] = typer.Option(None, "--from", help="Promote the version holding this alias (default: candidate)."),
         to_alias: str = typer.Option(Alias.PRODUCTION, "--to", help="Alias to move."),
         test_data: Optional[str] = typer.Option(None, "--test-data", help="Labelled test data (a csv/tsv/jsonl/parquet/... file, a saved dataset's folder, or a URL: s3://, gs://, https://): re-evaluate both versions on it when their recorded test sets differ."),
+        encoding: Optional[str] = typer.Option(None, "--encoding", help="The test data's text encoding, e.g. cp1252 (default: UTF-8, or what a byte-order mark names)."),
         min_metric: Optional[float] = typer.Option(None, help="Gate: the test metric must be at least this good."),
         max_trainable_share: Optional[float] = typer.Option(None, help="Gate: most trainable parameters as a share (0..1]."),
         max_latency_ms: Optional[float] = typer.Option(None, help="Gate: most ms per single-example prediction (measured here)."),
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
         configure_process()
+        from autopeft.config import text_encoding
         from autopeft.data import is_data, is_url, not_a_file
         from autopeft.registry.promotion import promote as run_promote
         from autopeft.registry.versions import Registry
@@ -85,11 +87,16 @@ def register(app: typer.Typer) -> None:
             raw = _read_config(config)
             gates = _gates(raw, {"min_metric": min_metric, "max_trainable_share": max_trainable_share,
                                  "max_latency_ms": max_latency_ms})
+            if encoding is not None:
+                try:
+                    encoding = text_encoding(encoding)
+                except ValueError as exc:
+                    raise UserInputError(f"--encoding: {exc}") from None
             if test_data is not None and not is_url(test_data) and not is_data(Path(test_data)):
                 raise UserInputError(not_a_file("--test-data", test_data))  # a file, or a saved dataset's folder
             registry = Registry.open(local_tracking_uri(tracking_uri, raw))
             result = run_promote(registry, name, version=version, from_alias=from_alias, to_alias=to_alias,
-                                 config=gates, test_data=test_data, force=force, reason=reason)
+                                 config=gates, test_data=test_data, encoding=encoding, force=force, reason=reason)
         except AutoPeftError as exc:
             fail(exc)
             return

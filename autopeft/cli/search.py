@@ -25,6 +25,7 @@ def search(
     label: Optional[str] = _inputs.LABEL,
     text: Optional[list[str]] = _inputs.TEXT,
     task: Optional[str] = _inputs.TASK,
+    encoding: Optional[str] = _inputs.ENCODING,
     overrides: Optional[list[str]] = _inputs.OVERRIDES,
     trials: Optional[int] = typer.Option(None, help="Override budget.trials."),
     max_steps: Optional[int] = typer.Option(None, help="Override budget.max_steps."),
@@ -41,7 +42,7 @@ def search(
     Zero-config: `autopeft search --model M --train FILE [--test FILE] [--time 45m]` infers the
     task, columns, metric, space and budget, prints each choice with its reason, then searches."""
     configure_process()
-    flags: dict[str, Any] = {"budget.trials": trials, "budget.max_steps": max_steps, "study_name": study_name,
+    flags: dict[str, Any] = {"data.encoding": encoding, "budget.trials": trials, "budget.max_steps": max_steps, "study_name": study_name,
                              "backend.address": address, "tracking.uri": tracking_uri, "output_dir": output_dir}
     try:
         request, parsed = _inputs.parse_inputs(config, model, train, test, validation, time, label, text, task,

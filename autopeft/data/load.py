@@ -208,7 +208,7 @@ def not_a_file(field_name: str, given: str | Path) -> str:
 
 
 def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
-               columns: Sequence[str] | None = None) -> pd.DataFrame:
+               columns: Sequence[str] | None = None, encoding: str | None = None) -> pd.DataFrame:
     """One data file as a frame whose column names are strings.
 
     csv/tsv: ``header`` says whether the first row names the columns (None: :func:`detect_header`
@@ -224,8 +224,9 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     arrow, feather: ``header`` does not apply; ``columns`` renames. xlsx: the workbook's first sheet
     that holds a table, its first row the names unless ``header`` is False. A folder ``datasets``'
     ``save_to_disk`` wrote for one split: its columns, class labels by their names (as the Hub path
-    reads them). Text files are UTF-8, or what their byte-order mark names. DataError (one line,
-    naming ``field_name``) for anything unreadable. A URL is :func:`read_data`'s to fetch.
+    reads them). Text files are in ``encoding`` where it is given (``data.encoding``), else what
+    their byte-order mark names, else UTF-16 where every other byte is zero, else UTF-8. DataError
+    (one line, naming ``field_name``) for anything unreadable. A URL is :func:`read_data`'s to fetch.
     """
     path = Path(path)
     if columns is not None and header is None:
@@ -233,7 +234,7 @@ def read_table(path: str | Path, field_name: str, *, header: bool | None = None,
     if saved_dataset(path) == "split":
         frame = _read_saved_dataset(path, field_name)
     else:
-        frame = _read_file(path, field_name, header, columns)
+        frame = _read_file(path, field_name, header, columns, encoding)
     frame.columns = [str(name) for name in frame.columns]
     if columns is not None:
         if len(columns) != frame.shape[1]:
@@ -250,15 +251,15 @@ def local_copy(given: str, field_name: str, base_dir: Path | None = None) -> Pat
 
 
 def read_data(given: str, field_name: str, base_dir: Path | None = None, *, header: bool | None = None,
-              columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
+              columns: Sequence[str] | None = None, encoding: str | None = None) -> tuple[pd.DataFrame, str]:
     """(frame, its source) of a data path as a config or flag gives it: a local path (relative to
     ``base_dir`` where not found as given), or a URL fetched first, whose errors name the URL
     rather than the local copy."""
     local = local_copy(given, field_name, base_dir)
     if not is_url(given):
-        return read_table(local, field_name, header=header, columns=columns), str(local)
+        return read_table(local, field_name, header=header, columns=columns, encoding=encoding), str(local)
     try:
-        return read_table(local, field_name, header=header, columns=columns), given
+        return read_table(local, field_name, header=header, columns=columns, encoding=encoding), given
     except DataError as exc:
         raise DataError(str(exc).replace(str(local), shown_url(given))) from None
 
@@ -266,10 +267,11 @@ def read_data(given: str, field_name: str, base_dir: Path | None = None, *, head
 _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
 
 
-def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequence[str] | None) -> pd.DataFrame:
+def _read_file(path: Path, field_name: str, header: bool | None, columns: Sequence[str] | None,
+               encoding: str | None) -> pd.DataFrame:
     """One data file as a frame, by its format (``read_table`` names the columns)."""
     suffix = _suffix(path, field_name)
-    text = _text(path, field_name) if suffix in _TEXT_SUFFIXES else ""
+    text = _text(path, field_name, encoding) if suffix in _TEXT_SUFFIXES else ""
     suffix = _layout(text, suffix)
     if suffix == ".conll":
         frame = _read_conll(text, path, field_name)
@@ -466,7 +468,7 @@ def _without_repeated_header(text: str) -> str:
     return lines[0] + "".join(line for line in lines[1:] if line.rstrip("\r\n") != first)
 
 
-def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
+def detect_header(path: str | Path, *, field_name: str = "data.train", encoding: str | None = None) -> bool:
     """Whether the first row of a data file names its columns.
 
     csv/tsv: the first row is data when some column's first cell is a number over numbers (a
@@ -481,7 +483,7 @@ def detect_header(path: str | Path, *, field_name: str = "data.train") -> bool:
     suffix = _suffix(path, field_name)
     if suffix not in (".csv", ".tsv", ".txt"):  # conll: a word and its tag per line, no names
         return True
-    text = _text(path, field_name)
+    text = _text(path, field_name, encoding)
     suffix = _layout(text, suffix)
     if suffix in (".conll", _FASTTEXT):  # a word and its tag a line; a label then its text: no names
         return suffix == ".conll"
@@ -523,10 +525,11 @@ def _suffix(path: Path, field_name: str) -> str:
     return suffix
 
 
-def _text(path: Path, field_name: str) -> str:
+def _text(path: Path, field_name: str, encoding: str | None = None) -> str:
     """A text file's contents, decompressed where its last suffix or its first bytes say it is
-    compressed, decoded as its byte-order mark says (else UTF-8), less the mark; DataError where it
-    is not that text, not the compression it is named for, or a binary format under a text name."""
+    compressed, decoded in ``encoding`` where given, else as its byte-order mark says, else as
+    UTF-16 where every other byte is zero, else as UTF-8, less any mark; DataError where it is not
+    that text, not the compression it is named for, or a binary format under a text name."""
     data = path.read_bytes()
     decompress = COMPRESSIONS.get(path.suffix.lower())
     if decompress is not None:
@@ -546,13 +549,41 @@ def _text(path: Path, field_name: str) -> str:
         for magic, what in _BINARY_MAGIC.items():
             if data.startswith(magic):
                 raise DataError(f"{field_name}: {str(path)!r} is {what}, not {data_suffix(path)[1:]} text")
-    encoding, bom = next(((name, len(mark)) for mark, name in _UNICODE_BOMS if data.startswith(mark)), ("utf-8", 0))
+    option = "--encoding" if field_name.startswith("--") else "data.encoding"  # a flag's file, or a config's
+    if encoding is not None:  # the user's word: a mark the encoding does not take off is taken off here
+        bom, fix = 0, f"; check {option}"
+    else:
+        encoding, bom = next(((name, len(mark)) for mark, name in _UNICODE_BOMS if data.startswith(mark)),
+                             (_utf16_without_mark(data) or "utf-8", 0))
+        fix = "; save it as UTF-8" if bom or encoding != "utf-8" else \
+            f"; save it as UTF-8, or name its encoding with {option} (Excel on Windows saves csv as cp1252)"
     try:
-        return data[bom:].decode(encoding)
+        return data[bom:].decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:  # its start counts from after the mark
         offset = bom + exc.start
-        raise DataError(f"{field_name}: {str(path)!r} is not {encoding.upper()} text "
-                        f"(byte 0x{data[offset]:02x} at offset {offset}); save it as UTF-8") from None
+        raise DataError(f"{field_name}: {str(path)!r} is not {_encoding_name(encoding)} text "
+                        f"(byte 0x{data[offset]:02x} at offset {offset}){fix}") from None
+
+
+def _utf16_without_mark(data: bytes) -> str | None:
+    """UTF-16 saved without a byte-order mark (some Windows tools do): text holds no zero bytes
+    but there, where Latin letters, digits and separators have a zero byte beside them, so most
+    bytes on one side of each pair are zero and none on the other. None for anything else."""
+    sample = data[:4096]
+    pairs = len(sample) // 2
+    if pairs < 4 or len(data) % 2:
+        return None
+    zeros_first, zeros_second = sample[0:2 * pairs:2].count(0), sample[1:2 * pairs:2].count(0)
+    if zeros_second > pairs // 2 and zeros_first == 0:
+        return "utf-16-le"
+    if zeros_first > pairs // 2 and zeros_second == 0:
+        return "utf-16-be"
+    return None
+
+
+def _encoding_name(encoding: str) -> str:
+    """'UTF-8', 'UTF-16-LE', 'cp1252': the Unicode encodings as they are usually written."""
+    return encoding.upper() if encoding.lower().startswith("utf") else encoding
 
 
 #: Byte-order marks and the encodings they name. Excel's 'Unicode Text' and PowerShell write
@@ -947,7 +978,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
             given = getattr(cfg, split)
             if given is not None:
                 frames[split], source[split] = read_data(given, f"data.{split}", base_dir, header=cfg.header,
-                                                         columns=cfg.columns)
+                                                         columns=cfg.columns, encoding=cfg.encoding)
     if cfg.split_column is not None:
         where = source.pop("train", None) or source["hub"]
         frames = _split_by_column(frames["train"], cfg.split_column)

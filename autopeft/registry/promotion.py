@@ -138,13 +138,13 @@ def decide(candidate: Measurement, holder: Optional[Measurement], config: Promot
 # --------------------------------------------------------------------------- measuring
 
 
-def read_test_data(given: str | Path, metadata: dict[str, Any]) -> tuple[pd.DataFrame, str]:
+def read_test_data(given: str | Path, metadata: dict[str, Any], encoding: str | None = None) -> tuple[pd.DataFrame, str]:
     """The test data (a file, a saved dataset's folder, or a URL) reduced to the columns the
     adapter reads, and its fingerprint computed as the search computes the ``test_fingerprint``
     version tag (so the same file matches the tag)."""
     from autopeft.data import RawData, read_data, shown_url, split_fingerprint
 
-    frame, _ = read_data(str(given), "--test-data")
+    frame, _ = read_data(str(given), "--test-data", encoding=encoding)
     shown = shown_url(str(given))
     needed = [*metadata["text_columns"], metadata["label_column"]]
     missing = [c for c in needed if c not in frame.columns]
@@ -227,10 +227,12 @@ class PromotionResult:
 
 def promote(registry: Registry, name: str, *, version: str | None = None, from_alias: str | None = None,
             to_alias: str = Alias.PRODUCTION, config: PromotionConfig | None = None,
-            test_data: str | Path | None = None, force: bool = False, reason: str = "") -> PromotionResult:
+            test_data: str | Path | None = None, encoding: str | None = None, force: bool = False,
+            reason: str = "") -> PromotionResult:
     """Check the gates and move ``to_alias`` to the candidate; GateRefused (alias unchanged) when
     a gate fails and ``force`` is off. With ``force`` the gates still run and are recorded.
-    ``test_data``: a file, a saved dataset's folder, or a URL (fetched before any adapter is)."""
+    ``test_data``: a file, a saved dataset's folder, or a URL (fetched before any adapter is), its
+    text in ``encoding`` where given (as ``data.encoding`` reads a study's files)."""
     config = config or PromotionConfig()
     if force and not reason.strip():
         raise UserInputError("--force needs --reason TEXT (recorded on the version and in the alias history)")
@@ -271,7 +273,7 @@ def promote(registry: Registry, name: str, *, version: str | None = None, from_a
             predictor = AdapterPredictor.load(registry.download(name, cand_v, Path(tmp) / "candidate"))
         if test_data is not None:
             assert predictor is not None
-            frame, fingerprint = read_test_data(test_data, predictor.metadata)
+            frame, fingerprint = read_test_data(test_data, predictor.metadata, encoding)
             same_as_tags = (fingerprint == candidate.test_fingerprint
                             and (holder is None or (why_reevaluate is None and fingerprint == holder.test_fingerprint)))
             if not same_as_tags:

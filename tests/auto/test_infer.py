@@ -527,3 +527,26 @@ def test_short_repeated_texts_in_a_text_column(minilm_path: str, tmp_path: Path)
                                                ("imdb/train.jsonl.xz", "autopeft-imdb")])
 def test_a_compressed_file_names_the_study_as_the_plain_one(train: str, experiment: str) -> None:
     assert names_for(train)[0] == experiment
+
+
+def test_a_file_in_another_encoding_is_read_in_the_one_given(minilm_path: str, tmp_path: Path) -> None:
+    """An Excel export from Windows (cp1252, curly quotes): zero-config refused it, and the error
+    names the flag; --encoding (or data.encoding in --set, or the API's settings) reads it, for
+    inference and for the study alike."""
+    from autopeft.auto.flow import resolve_request
+    from autopeft.errors import ConfigError
+
+    rows = "".join(f"\u201c{word} caf\u00e9 film\u201d,{label}\n" for word, label in
+                   [("a fine", "pos"), ("a dull", "neg"), ("a bright", "pos"), ("a flat", "neg")] * 10)
+    train = tmp_path / "reviews.csv"
+    train.write_bytes(("review,label\n" + rows).encode("cp1252"))
+    with pytest.raises(DataError, match=r"^--train: .* is not UTF-8 text .*name its encoding with --encoding"):
+        infer(Request(model="minilm", train=str(train)))
+    inference = infer(Request(model="minilm", train=str(train), encoding="windows-1252"))
+    assert chosen(inference)["data.encoding"] == "cp1252" and chosen(inference)["data.text_columns"] == ["review"]
+    inference, resolved = resolve_request(Request(model="minilm", train=str(train)), [(["data", "encoding"], "cp1252")])
+    assert resolved.config.data.encoding == "cp1252"
+    raw = load(resolved.config.data, get_task(resolved.config.task.kind), seed=0)
+    assert raw.frames["train"]["review"].str.endswith("caf\u00e9 film\u201d").all()
+    with pytest.raises(ConfigError, match=r"^--encoding: expected a text encoding Python knows, .* found 'utf9'$"):
+        infer(Request(model="minilm", train=str(train), encoding="utf9"))

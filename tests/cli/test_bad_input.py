@@ -55,6 +55,13 @@ CASES = {
                                 "data.label_column: test has label 'meh' that train does not have"),
     "empty text": (lambda c, t: c["data"].update(train=_write_csv(t, pd.DataFrame({"sentence": ["ok", " ", "fine"], "label": ["a", "b", "a"]}))),
                    "data.text_columns: 'sentence' is empty in train row 1"),
+    "an encoding Python does not know": (lambda c, t: c["data"].update(encoding="utf9"),
+                                         "data.encoding: expected a text encoding Python knows, such as utf-8, "
+                                         "cp1252 or latin-1, found 'utf9'"),
+    "a data file in an encoding not named": (
+        lambda c, t: c["data"].update(train=str(write_bytes(t / "ansi.csv", "sentence,label\ncaf\u00e9,pos\n".encode("cp1252")))),
+        ("data.train: '", "ansi.csv' is not UTF-8 text (byte 0xe9 at offset 18); save it as UTF-8, or name its "
+         "encoding with data.encoding (Excel on Windows saves csv as cp1252)")),
     "model path missing": (lambda c, t: c["model"].update(name_or_path=str(t / "no-model")), "model.name_or_path: no model directory at"),
     "unreachable MLflow": (lambda c, t: c["tracking"].update(uri=f"http://127.0.0.1:{closed_port()}"),
                            "tracking.uri: MLflow at 'http://127.0.0.1:"),
@@ -97,6 +104,11 @@ CASES = {
         lambda c, t: c.update(warm_start={"sources": ["earlier"]}),
         "warm_start.sources.0: 'earlier' is neither a file nor a study in sqlite:///"),
 }
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def _minilm() -> str:

@@ -38,6 +38,8 @@ def test_cli_exit_codes_and_config_thresholds(registry, model_name, registry_sto
     code, output = cli("promote", model_name, "--version", "3", "--test-data", f"http://me:secret@127.0.0.1:{port}/held.csv")
     assert code == 2 and output.startswith(f"error: --test-data: cannot fetch 'http://127.0.0.1:{port}/held.csv'"), output
     assert "secret" not in output
+    code, output = cli("promote", model_name, "--version", "3", "--test-data", str(config), "--encoding", "utf9")
+    assert code == 2 and output.startswith("error: --encoding: expected a text encoding Python knows"), output
     code, output = cli("rollback", "no-such-model")
     assert code == 2 and "no registered model named 'no-such-model'" in output, output
     code, output = cli("export", f"{model_name}@staging", "--out", str(tmp_path / "x"))

@@ -220,8 +220,46 @@ def test_not_utf8(tmp_path, bom):
     with pytest.raises(DataError) as excinfo:
         load(DataConfig(train=str(tmp_path / "train.csv"), test=str(test), text_columns=["sentence"]), CLS, seed=0)
     offset = len(bom) + len("sentence\tlabel\ncaf")
-    assert message(excinfo) == (f"data.test: {str(test)!r} is not UTF-8 text (byte 0xe9 at offset {offset}); "
-                                "save it as UTF-8")
+    # without a mark, the file may be in another encoding: the error names the field that says which
+    fix = "save it as UTF-8" if bom else ("save it as UTF-8, or name its encoding with data.encoding (Excel on "
+                                          "Windows saves csv as cp1252)")
+    assert message(excinfo) == f"data.test: {str(test)!r} is not UTF-8 text (byte 0xe9 at offset {offset}); {fix}"
+
+
+def test_a_file_in_a_named_encoding(tmp_path):
+    """Excel on Windows saves csv as cp1252 ('ANSI'): it could only be refused. data.encoding names
+    the encoding of every data file; a byte the encoding has no character for is one line."""
+    text = "sentence,label\n" + "".join(f"\u201c{s}\u201d caf\u00e9,{lab}\n" for s, lab in zip(SENTENCES, LABELS, strict=True))
+    train = write(tmp_path / "train.csv", text.encode("cp1252"))
+    test = write(tmp_path / "test.csv", "sentence,label\nna\u00efve,pos\n".encode("cp1252"))
+    config = DataConfig(train=str(train), test=str(test), text_columns=["sentence"], encoding="Windows-1252")
+    assert config.encoding == "cp1252"  # Python's name for it
+    raw = load(config, CLS, seed=0)
+    assert raw.frames["test"]["sentence"].tolist() == ["na\u00efve"]
+    assert all(s.endswith("\u201d caf\u00e9") for s in raw.frames["train"]["sentence"])
+    bad = write(tmp_path / "bad.csv", b"sentence,label\nok\x81,pos\n")  # 0x81: no character in cp1252
+    with pytest.raises(DataError) as excinfo:
+        read_table(bad, "data.train", encoding="cp1252")
+    assert message(excinfo) == f"data.train: {str(bad)!r} is not cp1252 text (byte 0x81 at offset 17); check data.encoding"
+    # a UTF-8 mark under an encoding named UTF-8 is no part of the first column's name
+    marked = write(tmp_path / "marked.csv", "\ufeffsentence,label\nok,pos\n".encode("utf-8"))
+    assert list(read_table(marked, "data.train", encoding="utf-8").columns) == ["sentence", "label"]
+
+
+@pytest.mark.parametrize("value", ["utf9", "base64", ""])
+def test_an_encoding_python_does_not_know_as_text_is_refused(value):
+    with pytest.raises(ValueError, match=f"expected a text encoding Python knows, such as utf-8, cp1252 or "
+                                         f"latin-1, found {value!r}"):
+        DataConfig(train="train.csv", encoding=value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark(tmp_path, encoding):
+    """Some Windows tools save UTF-16 with no mark: every other byte of Latin text is zero, which
+    no other text file holds. It was refused as 'not UTF-8'."""
+    text = "sentence,label\r\ncaf\u00e9 au lait,pos\r\n\u65e5\u672c,neg\r\nok,pos\r\n"
+    path = write(tmp_path / "train.csv", text.encode(encoding))
+    assert reads_as(path) == (["sentence", "label"], [["caf\u00e9 au lait", "pos"], ["\u65e5\u672c", "neg"], ["ok", "pos"]])
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])

@@ -61,8 +61,10 @@ def zero_config(tmp_path_factory, glue_dir, minilm_path) -> dict:
     # one file of every split, as many datasets ship: its 'split' column says which rows test the adapter
     every_split = pd.concat([pd.read_csv(paths["train"]).assign(split="train"),
                              pd.read_csv(paths["test"]).assign(split="test")])
-    every_split.to_csv(paths["train"], index=False)
-    data = ["--model", "minilm", "--train", "sst2/train.csv"]
+    # saved as Excel on Windows saves csv: cp1252, its apostrophes curly (a byte UTF-8 refuses)
+    every_split["sentence"] = every_split["sentence"].str.replace("'", "\u2019")
+    every_split.to_csv(paths["train"], index=False, encoding="cp1252")
+    data = ["--model", "minilm", "--train", "sst2/train.csv", "--encoding", "cp1252"]
     # the search first, so its budget pays for its own probe; init then reads the probe's cache
     # (in this process: it starts no Ray and trains nothing more)
     time_s = TIME_S
@@ -83,6 +85,7 @@ def test_search_registers_an_adapter_within_its_time(zero_config: dict) -> None:
     printed = search.stderr
     for line in ("task.kind = sequence_classification: label 'label' holds 2 distinct values (classes)",
                  "data.split_column = split: its values put each row in a split: 600 train, 200 test",
+                 "data.encoding = cp1252: given (--encoding)",
                  "data.text_columns = sentence: the only free-text column",
                  "objective.metric = accuracy: sequence_classification's default; the classes are balanced",
                  "space = lora-family:", "model.max_length = ", f"budget.time = {zero_config['time_s']}s: --time",

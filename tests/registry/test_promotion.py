@@ -106,3 +106,18 @@ def test_test_data_fingerprint_matches_the_search(tmp_path):
     assert read_test_data(tmp_path / "saved", meta)[1] == fp
     with pytest.raises(UserInputError, match=r"^--test-data: column 'y' is missing in file://"):
         read_test_data(path.as_uri(), {**meta, "label_column": "y"})
+
+
+def test_test_data_in_another_encoding_is_read_in_the_one_given(tmp_path):
+    """A test file saved by Excel on Windows (cp1252): refused with the flag that names it, and read
+    with --encoding as the same test set as its UTF-8 twin."""
+    frame = pd.DataFrame({"sentence": ["caf\u00e9 cr\u00e8me", "na\u00efve", "fine"], "label": [1, 0, 1]})
+    meta = {"text_columns": ["sentence"], "label_column": "label", "label_names": ["0", "1"]}
+    utf8, ansi = tmp_path / "test.csv", tmp_path / "ansi.csv"
+    frame.to_csv(utf8, index=False)
+    frame.to_csv(ansi, index=False, encoding="cp1252")
+    with pytest.raises(UserInputError, match=r"is not UTF-8 text .*name its encoding with --encoding"):
+        read_test_data(ansi, meta)
+    loaded, fingerprint = read_test_data(ansi, meta, "cp1252")
+    assert loaded["sentence"].tolist() == frame["sentence"].tolist()
+    assert fingerprint == read_test_data(utf8, meta)[1]
