@@ -48,6 +48,7 @@ from autopeft.data.load import (
     saved_dataset,
     saved_splits,
     split_of,
+    whole_floats_as_ints,
 )
 
 __all__ = [
@@ -95,5 +96,6 @@ __all__ = [
     "tokenize_frame",
     "TokenizedData",
     "TokenizedSplit",
+    "whole_floats_as_ints",
     "write_cache",
 ]

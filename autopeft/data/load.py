@@ -1121,6 +1121,7 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
             raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row} "
                             f"({int(missing.sum())} empty in all)")
         if column.kind == "label":
+            frame[column.name] = whole_floats_as_ints(frame[column.name])
             listed = next((row for row, v in enumerate(frame[column.name])
                            if isinstance(v, (list, tuple, dict, np.ndarray))), None)
             if listed is not None:  # str() would make each combination of labels a class of its own
@@ -1141,6 +1142,18 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
             if len(w) != len(t):
                 raise DataError(f"data.{tags.field}: {split} row {row} has {len(t)} tags for {len(w)} words "
                                 f"in {words.name!r}")
+
+
+def whole_floats_as_ints(values: pd.Series) -> pd.Series:
+    """A label column of floats that are all whole numbers (``1.0``: pandas writes a column of ints
+    so once it held a missing value, or was computed) as ints, so class ``1.0`` of one file is
+    class ``1`` of another, and the classes are named ``0``, ``1`` rather than ``0.0``, ``1.0``."""
+    if not pd.api.types.is_float_dtype(values):
+        return values
+    numbers = values.to_numpy()
+    if not (np.isfinite(numbers).all() and (numbers == np.round(numbers)).all()):
+        return values
+    return values.astype("int64")
 
 
 def list_cell(value: Any) -> list[Any] | None:

@@ -88,6 +88,22 @@ def test_test_label_unknown_to_train(tmp_path):
         load(DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), text_columns=["sentence"]), CLS, seed=0)
 
 
+def test_class_ids_written_as_floats_are_the_classes_written_as_ints(tmp_path):
+    """pandas writes a column of class ids as 1.0 once it held a missing value or came from a
+    computation; the test file beside it says 1. The study failed on "test has label '0' that
+    train does not have (train labels: 0.0, 1.0)", and the classes were named 0.0 and 1.0."""
+    frame = FRAME.assign(label=[1.0, 0.0] * 20)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"sentence": ["x", "y"], "label": [0, 1]}).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    raw = load(DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.jsonl"),
+                          text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["0", "1"] and set(raw.frames["train"]["label"]) == {0, 1}
+    # classes that are fractions stay as written
+    FRAME.assign(label=[0.5, 1.5] * 20).to_csv(tmp_path / "halves.csv", index=False)
+    assert load(DataConfig(train=str(tmp_path / "halves.csv"), text_columns=["sentence"]), CLS,
+                seed=0).label_names == ["0.5", "1.5"]
+
+
 def test_a_column_read_twice_is_one_line(tmp_path):
     """The label as its own input (a model that reads its answer) or a pair of one text: each
     loaded as if fine, the first with an error listing every text as a train label."""

@@ -99,6 +99,9 @@ def test_test_data_fingerprint_matches_the_search(tmp_path):
     assert fp == split_fingerprint(raw, "test")
     with pytest.raises(UserInputError, match="column 'y' is missing"):
         read_test_data(path, {**meta, "label_column": "y"})
+    # the same classes written as floats (1.0), as the search reads them
+    frame.assign(label=frame["label"].astype(float)).to_csv(tmp_path / "floats.csv", index=False)
+    assert read_test_data(tmp_path / "floats.csv", meta)[1] == fp
     # the same data behind a URL (fetched once), and a saved dataset's folder, are the same test set
     assert read_test_data(path.as_uri(), meta)[1] == fp
     datasets = pytest.importorskip("datasets")
