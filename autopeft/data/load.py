@@ -23,9 +23,10 @@ import lzma
 import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -461,9 +462,12 @@ def _without_blank_cells(frame: pd.DataFrame) -> pd.DataFrame:
 def _without_repeated_header(text: str) -> str:
     """``text`` less the lines below the first that repeat it: files joined with ``cat`` repeat
     their header, which read as an example whose label is 'label'."""
+    end = text.find("\n")
+    first = (text if end < 0 else text[:end]).rstrip("\r")
+    if not first.strip() or text.find("\n" + first, len(first)) < 0:  # most files: one scan, no copy
+        return text
     lines = text.splitlines(keepends=True)
-    first = lines[0].rstrip("\r\n") if lines else ""
-    if not first.strip() or not any(line.rstrip("\r\n") == first for line in lines[1:]):
+    if not any(line.rstrip("\r\n") == first for line in lines[1:]):
         return text
     return lines[0] + "".join(line for line in lines[1:] if line.rstrip("\r\n") != first)
 
@@ -502,8 +506,8 @@ def _layout(text: str, suffix: str) -> str:
     if suffix == ".txt" and _first_line(text).lstrip().startswith(_FASTTEXT_LABEL):
         return _FASTTEXT
     if suffix in (".tsv", ".txt"):
-        lines = _sample_lines(text)
-        if lines and "\t" not in lines[0] and any(_splits_alike(lines, sep) for sep in (",", ";")):
+        first = _first_line(text)
+        if first and "\t" not in first and any(_splits_alike(text, sep) for sep in (",", ";")):
             return ".csv"
     return suffix
 
@@ -681,20 +685,22 @@ def _dialect(text: str, suffix: str) -> _Dialect:
     return _Dialect("\t", csv.QUOTE_MINIMAL if _quoted_tsv(text) else csv.QUOTE_NONE)
 
 
-def _csv_rows(lines: list[str], sep: str) -> list[list[str]]:
-    """``lines`` split into fields as the csv module reads them, a field of any length: its default
-    limit (131,072 characters) refused a file whose first line held a long document."""
+def _csv_rows(lines: Iterable[str], sep: str, most: int | None = None) -> list[list[str]]:
+    """``lines`` split into records of fields as the csv module reads them (a quoted field may span
+    lines), the first ``most`` records that are not blank where given, a field of any length: the
+    module's default limit (131,072 characters) refused a file whose first line held a long document."""
     limit = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        return list(csv.reader(lines, delimiter=sep))
+        return list(islice((row for row in csv.reader(lines, delimiter=sep) if any(f.strip() for f in row)), most))
     finally:
         csv.field_size_limit(limit)
 
 
 def _first_line(text: str) -> str:
     """The first line of ``text`` that is not blank ('' where there is none)."""
-    return next((line for line in text.splitlines() if line.strip()), "")
+    # line by line, as a file is read: splitting a file of hundreds of MB would copy it to look at a line
+    return next((line.rstrip("\n") for line in io.StringIO(text, newline=None) if line.strip()), "")
 
 
 def _spaced(text: str, sep: str) -> bool:
@@ -703,18 +709,19 @@ def _spaced(text: str, sep: str) -> bool:
     return len(fields) >= 2 and all(field.startswith(" ") and field.strip() for field in fields[1:])
 
 
-#: Lines of a .csv that decide its separator.
+#: Records of a .csv that decide its separator.
 _SEPARATOR_SAMPLE = 50
 
 
-def _sample_lines(text: str) -> list[str]:
-    """The first non-blank lines of a text file, that decide its separator."""
-    return [line for line in text.splitlines()[:_SEPARATOR_SAMPLE] if line.strip()]
+def _sample_records(text: str, separator: str) -> list[list[str]]:
+    """The first non-blank records of a text file read as separated by ``separator``: records, not
+    lines, as a quoted review may hold line breaks (and blank lines) of its own."""
+    return _csv_rows(io.StringIO(text, newline=""), separator, _SEPARATOR_SAMPLE)
 
 
-def _splits_alike(lines: list[str], separator: str) -> bool:
-    """Whether every line splits into the same number (two or more) of fields by ``separator``."""
-    widths = {len(row) for row in _csv_rows(lines, separator)}
+def _splits_alike(text: str, separator: str) -> bool:
+    """Whether every sampled record splits into the same number (two or more) of fields by ``separator``."""
+    widths = {len(row) for row in _sample_records(text, separator)}
     return len(widths) == 1 and min(widths) >= 2
 
 
@@ -724,14 +731,14 @@ def _csv_separator(text: str) -> str:
     tab-separated file .csv. Plainly: every sampled line splits into the same number (two or more)
     of fields by it, and the commas do not split them alike (a review may hold both), or, for ';',
     every comma is a number's decimal comma."""
-    lines = _sample_lines(text)
+    first = _first_line(text)
     for separator in (";", "\t"):
-        if not lines or separator not in lines[0] or not _splits_alike(lines, separator):
+        if separator not in first or not _splits_alike(text, separator):
             continue
-        if not _splits_alike(lines, ","):
+        if not _splits_alike(text, ","):
             return separator
         # both split every line alike (no header, one comma a line): ';' where each comma is a decimal comma
-        fields = [field.strip() for row in _csv_rows(lines, separator) for field in row]
+        fields = [field.strip() for row in _sample_records(text, separator) for field in row]
         if separator == ";" and all(_DECIMAL_COMMA.fullmatch(field) for field in fields if "," in field):
             return separator
     return ","

@@ -546,6 +546,19 @@ def test_a_semicolon_separated_csv_is_read_by_its_columns(tmp_path):
     assert reads_as(path, header=False) == (["0", "1"], [["good; really", "pos"], ["bad; very", "neg"]])
 
 
+@pytest.mark.parametrize(("name", "sep"), [("train.csv", ";"), ("train.csv", "\t"), ("train.tsv", ","), ("train.txt", ";")])
+def test_reviews_of_several_lines_do_not_hide_the_separator(tmp_path, name, sep):
+    """Quoted reviews with line breaks and blank lines inside, as pandas and spreadsheets write them:
+    the separator was decided on the file's first 50 lines, which cut the last review in two (and
+    dropped its blank lines), so a ';' file read as one column 'review;rating;id'."""
+    review = 'fine, really.\n\nSecond paragraph; with "quotes", and more, {i}'
+    frame = pd.DataFrame({"review": [review.format(i=i) for i in range(40)], "rating": LABELS * 3 + LABELS[:4],
+                          "id": range(40)})
+    path = tmp_path / name
+    frame.to_csv(path, sep=sep, index=False)
+    assert reads_as(path) == (["review", "rating", "id"], rows(frame))
+
+
 @pytest.mark.parametrize("head", ["", "sentence;note,label\n"])
 def test_a_first_line_longer_than_the_csv_modules_field_limit(tmp_path, head):
     """A document of 200,000 characters in the first line: the separator and spacing sniff read it
