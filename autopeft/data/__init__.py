@@ -31,6 +31,7 @@ from autopeft.data.load import (
     Column,
     ColumnSpec,
     RawData,
+    class_labels,
     column_fields,
     columns_for,
     data_suffix,
@@ -48,7 +49,6 @@ from autopeft.data.load import (
     saved_dataset,
     saved_splits,
     split_of,
-    whole_floats_as_ints,
 )
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "collate_images",
     "collate_texts",
     "collate_token_labels",
+    "class_labels",
     "Column",
     "column_fields",
     "columns_for",
@@ -96,6 +97,5 @@ __all__ = [
     "tokenize_frame",
     "TokenizedData",
     "TokenizedSplit",
-    "whole_floats_as_ints",
     "write_cache",
 ]

@@ -1043,6 +1043,7 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         label_names = sorted(_classes(frames["train"][target.name], target.kind))
         if len(label_names) < 2:
             raise DataError(f"data.{target.field}: expected at least 2 classes in train, found {label_names}")
+        _check_case(label_names, target)
         for split, frame in frames.items():
             unexpected = sorted(_classes(frame[target.name], target.kind) - set(label_names))
             if unexpected:
@@ -1057,6 +1058,20 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
     return RawData(frames=frames, label_names=label_names, text_columns=inputs,
                    label_column=next(c.name for c in columns if c.target), source=source, task=task.name,
                    file_columns=inputs if any(c.kind == "image" for c in columns if not c.target) else [])
+
+
+def _check_case(label_names: list[str], target: Column) -> None:
+    """DataError where two classes differ only in case ('Positive', 'positive'): a hand-labelled
+    sheet spells one class two ways far more often than a task means two classes so, and trained
+    as written they are two classes the model is asked to tell apart."""
+    spellings: dict[str, list[str]] = {}
+    for name in label_names:
+        spellings.setdefault(name.casefold(), []).append(name)
+    clash = next((names for names in spellings.values() if len(names) > 1), None)
+    if clash is not None:
+        what = "tags" if target.kind == "tags" else "classes"
+        raise DataError(f"data.{target.field}: train has {what} {clash[0]!r} and {clash[1]!r}, which differ only in "
+                        f"case; spell each one way in the data")
 
 
 def _split_by_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
@@ -1128,7 +1143,7 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
             raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row} "
                             f"({int(missing.sum())} empty in all)")
         if column.kind == "label":
-            frame[column.name] = whole_floats_as_ints(frame[column.name])
+            frame[column.name] = class_labels(frame[column.name])
             listed = next((row for row, v in enumerate(frame[column.name])
                            if isinstance(v, (list, tuple, dict, np.ndarray))), None)
             if listed is not None:  # str() would make each combination of labels a class of its own
@@ -1151,16 +1166,19 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
                                 f"in {words.name!r}")
 
 
-def whole_floats_as_ints(values: pd.Series) -> pd.Series:
-    """A label column of floats that are all whole numbers (``1.0``: pandas writes a column of ints
-    so once it held a missing value, or was computed) as ints, so class ``1.0`` of one file is
-    class ``1`` of another, and the classes are named ``0``, ``1`` rather than ``0.0``, ``1.0``."""
-    if not pd.api.types.is_float_dtype(values):
+def class_labels(values: pd.Series) -> pd.Series:
+    """A label column as the study reads its classes, whatever wrote the file:
+    - floats that are all whole numbers (``1.0``: pandas writes a column of ints so once it held a
+      missing value, or was computed) as ints, so class ``1.0`` of one file is class ``1`` of
+      another, and the classes are named ``0``, ``1``;
+    - text without the spaces around it, invisible in a spreadsheet, which made ``'pos '`` a class
+      beside ``'pos'``."""
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy()
+        if np.isfinite(numbers).all() and (numbers == np.round(numbers)).all():
+            return values.astype("int64")
         return values
-    numbers = values.to_numpy()
-    if not (np.isfinite(numbers).all() and (numbers == np.round(numbers)).all()):
-        return values
-    return values.astype("int64")
+    return values.map(lambda value: value.strip() if isinstance(value, str) else value)
 
 
 def list_cell(value: Any) -> list[Any] | None:
@@ -1193,7 +1211,7 @@ def _as_list(value: Any, column: Column, split: str, row: int) -> list[str]:
                         f"found {given}")
     if not value:
         raise DataError(f"data.{column.field}: {column.name!r} is empty in {split} row {row}")
-    return [str(v) for v in value]
+    return [str(v) if column.kind == "words" else str(v).strip() for v in value]
 
 
 def _image_path(value: Any, column: Column, split: str, row: int, data_dir: Path | None) -> str:

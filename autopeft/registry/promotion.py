@@ -142,7 +142,7 @@ def read_test_data(given: str | Path, metadata: dict[str, Any], encoding: str | 
     """The test data (a file, a saved dataset's folder, or a URL) reduced to the columns the
     adapter reads, and its fingerprint computed as the search computes the ``test_fingerprint``
     version tag (so the same file matches the tag)."""
-    from autopeft.data import RawData, read_data, shown_url, split_fingerprint, whole_floats_as_ints
+    from autopeft.data import RawData, class_labels, read_data, shown_url, split_fingerprint
     from autopeft.tasks import get_task
 
     frame, _ = read_data(str(given), "--test-data", encoding=encoding)
@@ -157,7 +157,7 @@ def read_test_data(given: str | Path, metadata: dict[str, Any], encoding: str | 
         raise UserInputError(f"--test-data: {shown} has no rows")
     label = metadata["label_column"]
     if get_task(metadata.get("task", "sequence_classification")).categorical:  # as the search read its labels
-        frame[label] = whole_floats_as_ints(frame[label])
+        frame[label] = class_labels(frame[label])
     raw = RawData(frames={"test": frame}, label_names=list(metadata.get("label_names") or []),
                   text_columns=list(metadata["text_columns"]), label_column=metadata["label_column"])
     return frame, split_fingerprint(raw, "test")

@@ -104,6 +104,27 @@ def test_class_ids_written_as_floats_are_the_classes_written_as_ints(tmp_path):
                 seed=0).label_names == ["0.5", "1.5"]
 
 
+def test_a_class_spelled_two_ways_is_one_class_or_one_line(tmp_path):
+    """A hand-labelled sheet: 'positive ' (a space no one sees) was a class beside 'positive', and
+    the study asked the model to tell them apart. Spaces go; classes that differ only in case
+    ('Positive') are the data's to settle, in one line before anything runs."""
+    spaced = FRAME.assign(label=[" pos", "neg ", "pos", "neg"] * 10)
+    spaced.to_csv(tmp_path / "train.csv", index=False)
+    raw = load(DataConfig(train=str(tmp_path / "train.csv"), text_columns=["sentence"]), CLS, seed=0)
+    assert raw.label_names == ["neg", "pos"]
+    FRAME.assign(label=["pos", "neg", "Pos", "neg"] * 10).to_csv(tmp_path / "cased.csv", index=False)
+    with pytest.raises(DataError) as excinfo:
+        load(DataConfig(train=str(tmp_path / "cased.csv"), text_columns=["sentence"]), CLS, seed=0)
+    assert str(excinfo.value) == ("data.label_column: train has classes 'Pos' and 'pos', which differ only in case; "
+                                  "spell each one way in the data")
+    # word tags alike: spaces go, the words keep theirs
+    ner = pd.DataFrame({"tokens": [["EU ", "rejects"], ["Peter", "Blackburn"]] * 10,
+                        "tags": [["B-ORG ", "O"], ["B-PER", " I-PER"]] * 10})
+    ner.to_json(tmp_path / "ner.jsonl", orient="records", lines=True)
+    raw = load(DataConfig(train=str(tmp_path / "ner.jsonl")), get_task("token_classification"), seed=0)
+    assert raw.label_names == ["B-ORG", "B-PER", "I-PER", "O"] and ["EU ", "rejects"] in raw.frames["train"]["tokens"].tolist()
+
+
 def test_a_column_read_twice_is_one_line(tmp_path):
     """The label as its own input (a model that reads its answer) or a pair of one text: each
     loaded as if fine, the first with an error listing every text as a train label."""

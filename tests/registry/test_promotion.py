@@ -102,6 +102,12 @@ def test_test_data_fingerprint_matches_the_search(tmp_path):
     # the same classes written as floats (1.0), as the search reads them
     frame.assign(label=frame["label"].astype(float)).to_csv(tmp_path / "floats.csv", index=False)
     assert read_test_data(tmp_path / "floats.csv", meta)[1] == fp
+    # classes spelled with spaces around them, as the search reads them: without
+    named = frame.assign(label=frame["label"].map({0: "neg", 1: "pos"}))
+    named.to_csv(tmp_path / "named.csv", index=False)
+    named.assign(label=named["label"] + " ").to_csv(tmp_path / "spaced.csv", index=False)
+    named_meta = {**meta, "label_names": ["neg", "pos"]}
+    assert read_test_data(tmp_path / "spaced.csv", named_meta)[1] == read_test_data(tmp_path / "named.csv", named_meta)[1]
     # the same data behind a URL (fetched once), and a saved dataset's folder, are the same test set
     assert read_test_data(path.as_uri(), meta)[1] == fp
     datasets = pytest.importorskip("datasets")
