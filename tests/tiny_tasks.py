@@ -87,6 +87,20 @@ def sft_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["prompt", "response"])
 
 
+def chat_frame(n: int) -> pd.DataFrame:
+    """``sft_frame``'s pairs as chat data holds them: a ``messages`` column of conversations, a
+    system turn, the prompt as the user's, the response as the assistant's reply."""
+    return pd.DataFrame({"messages": [[{"role": "system", "content": "play"}, {"role": "user", "content": prompt},
+                                       {"role": "assistant", "content": response}]
+                                      for prompt, response in sft_frame(n).itertuples(index=False)]})
+
+
+#: A chat template over the tiny vocabulary: each turn's role then its text, and 'say' to open
+#: the assistant's reply (a model's own template works the same way, with its own markers).
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+                 "{% if add_generation_prompt %}say {% endif %}")
+
+
 def ner_frame(n: int) -> pd.DataFrame:
     """Animals tagged ANI, colours COL, the rest O; 'playing' splits into two subwords."""
     tokens, tags = [], []

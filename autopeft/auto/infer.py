@@ -38,6 +38,7 @@ import pandas as pd
 from autopeft.auto.profile import ColumnProfile, normalised, profile
 from autopeft.config import HubSource, ModelConfig, text_encoding
 from autopeft.data import (
+    MESSAGES_COLUMN_FIELD,
     SPLIT_NAMES,
     data_suffix,
     detect_header,
@@ -48,6 +49,8 @@ from autopeft.data import (
     local_copy,
     locate,
     not_a_file,
+    prompt_and_response,
+    prompt_ids,
     read_data,
     read_hub_split,
     saved_dataset,
@@ -327,6 +330,9 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
     images = [p for p in profiles.values() if p.kind == "image"]
     pair = _generation_pair(profiles, label)
     wanted = request.task
+    chats = [p.name for p in profiles.values() if p.kind == "conversation"]
+    if wanted in (None, "causal_lm") and chats and (not texts or (len(texts) == 1 and texts[0] in chats)):
+        return _conversation_columns(chats, texts, facts)
     if wanted == "token_classification" or (wanted is None and len(lists) >= 2):
         return _token_columns(lists, names, texts, label)
     if wanted == "image_classification" or (wanted is None and images and not texts):
@@ -406,6 +412,23 @@ def _named(given: str, names: Sequence[str], flag: str) -> str:
     close = difflib.get_close_matches(given, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise DataError(f"{flag}: no column {given!r} in the data (columns: {', '.join(names)}){hint}")
+
+
+def _conversation_columns(chats: list[str], texts: list[str], facts: ModelFacts) -> tuple[str, Columns, str]:
+    """causal_lm on a column of conversations (chat data): each one's last assistant turn is the
+    response, the turns before it the prompt."""
+    if texts:
+        column, why = texts[0], "--text"
+    elif len(chats) == 1:
+        column, why = chats[0], "its cells are conversations, each turn a role and its text"
+    else:
+        raise DataError(f"--text: cannot tell which column holds the conversations (candidates: {', '.join(chats)}); "
+                        "name it with --text COLUMN")
+    reason = (f"column {column!r} holds conversations: the last assistant turn of each is the response to learn, "
+              "the turns before it the prompt")
+    if facts.causal:
+        reason += ", and the model is a causal LM"
+    return "causal_lm", {MESSAGES_COLUMN_FIELD: (column, why)}, reason
 
 
 def _conventional_pair(names: Sequence[str], pairs: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
@@ -555,6 +578,12 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
     if kind == "token_classification":
         words = [[str(w) for w in (list_cell(v) or [])] for v in sample[columns["tokens_column"][0]]]
         lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"]]
+    elif kind == "causal_lm" and MESSAGES_COLUMN_FIELD in columns:  # each conversation as the model is prompted
+        column = columns[MESSAGES_COLUMN_FIELD][0]
+        pairs = [prompt_and_response(value, column, "train", int(row)) for row, value in sample[column].items()]
+        prompts = prompt_ids(pd.Series([turns for turns, _ in pairs], dtype=object), tokenizer)
+        replies = tokenizer([reply for _, reply in pairs], add_special_tokens=False, verbose=False)["input_ids"]
+        lengths = [len(p) + len(r) + 1 for p, r in zip(prompts, replies, strict=True)]
     elif kind == "causal_lm":
         prompt, response = columns["prompt_column"][0], columns["response_column"][0]
         joined = [p + r for p, r in zip(_texts(sample[prompt]), _texts(sample[response]), strict=True)]

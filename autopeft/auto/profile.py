@@ -12,7 +12,7 @@ from pathlib import PurePath
 import numpy as np
 import pandas as pd
 
-from autopeft.data import list_cell
+from autopeft.data import holds_conversations, list_cell
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Column names that mark a row id, never a label or an input.
@@ -26,7 +26,8 @@ SHORT_VALUE_WORDS = 3
 @dataclass(frozen=True)
 class ColumnProfile:
     name: str
-    #: number | text | list | image | record (a mapping per cell: a struct or map column) | empty
+    #: number | text | list | conversation (a list of role/content turns per cell) | image | record
+    #: (a mapping per cell: a struct or map column) | empty
     kind: str
     rows: int
     distinct: int
@@ -79,6 +80,8 @@ def profile_column(name: str, values: pd.Series) -> ColumnProfile:
     named_id = normalised(name) in {normalised(n) for n in ID_NAMES}
     if any(isinstance(v, dict) for v in values.head(200)):  # parquet structs and maps, nested JSON
         return ColumnProfile(name, "record", rows, 0)
+    if holds_conversations(values.head(200)):  # chat data: OpenAI/TRL messages, ShareGPT conversations
+        return ColumnProfile(name, "conversation", rows, 0)
     lists = [list_cell(v) for v in values.head(200)]
     if all(item is not None for item in lists):
         items = [list_cell(v) or [] for v in values]

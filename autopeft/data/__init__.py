@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from autopeft.data.cells import list_cell
+from autopeft.data.chat import (
+    MESSAGES_COLUMN_FIELD,
+    check_rendering,
+    conversation,
+    holds_conversations,
+    prompt_and_response,
+    render_prompt,
+)
 from autopeft.data.encode import (
     TokenizedData,
     TokenizedSplit,
@@ -17,6 +26,7 @@ from autopeft.data.encode import (
     fingerprint,
     fit_target_scale,
     pad_id,
+    prompt_ids,
     read_cache,
     split_fingerprint,
     tokenize_frame,
@@ -38,7 +48,6 @@ from autopeft.data.load import (
     detect_header,
     did_you_mean,
     is_data,
-    list_cell,
     load,
     local_copy,
     locate,
@@ -52,6 +61,13 @@ from autopeft.data.load import (
 )
 
 __all__ = [
+    "MESSAGES_COLUMN_FIELD",
+    "check_rendering",
+    "conversation",
+    "holds_conversations",
+    "prompt_and_response",
+    "prompt_ids",
+    "render_prompt",
     "as_words",
     "cache_key",
     "collate_images",

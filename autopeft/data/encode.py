@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import pandas as pd
 
+from autopeft.data.chat import conversation, render_prompt
 from autopeft.data.load import IGNORE, RawData
 from autopeft.errors import DataError, ModelError
 from autopeft.schema import TargetScale
@@ -199,12 +200,14 @@ def encode_prompt_response(frame: pd.DataFrame, inputs: Sequence[str], target: s
     """Causal-LM SFT: prompt tokens then response tokens (+ EOS, so the model learns to stop);
     labels are the response tokens and IGNORE on the prompt, so the loss is the response's alone.
 
-    Prompt and response are joined as they are: separators belong in the data. When the pair is
-    longer than ``max_length``, the prompt loses its start (its end, next to the response,
-    matters most) and the response keeps at least half the budget. When predicting (no target)
-    only the prompt is encoded, cut the same way, to be continued by ``generate``.
+    Prompt and response are joined as they are: separators belong in the data. A prompt that is a
+    conversation's turns (``data.messages_column``; or, predicting, a list of role/content turns)
+    is rendered first, by the model's chat template (:func:`~autopeft.data.chat.render_prompt`).
+    When the pair is longer than ``max_length``, the prompt loses its start (its end, next to the
+    response, matters most) and the response keeps at least half the budget. When predicting (no
+    target) only the prompt is encoded, cut the same way, to be continued by ``generate``.
     """
-    prompts = tokenizer(frame[inputs[0]].astype(str).tolist(), add_special_tokens=True)["input_ids"]
+    prompts = prompt_ids(frame[inputs[0]], tokenizer)
     if target is None:
         ids = [list(p)[-max_length:] for p in prompts]
         return TokenizedSplit(input_ids=ids, token_type_ids=None, labels=[[IGNORE] * len(p) for p in ids],
@@ -222,6 +225,21 @@ def encode_prompt_response(frame: pd.DataFrame, inputs: Sequence[str], target: s
         all_ids.append(kept_prompt + kept_response)
         all_labels.append([IGNORE] * len(kept_prompt) + kept_response)
     return TokenizedSplit(input_ids=all_ids, token_type_ids=None, labels=all_labels, task="causal_lm")
+
+
+def prompt_ids(prompts: pd.Series, tokenizer: Any) -> list[list[int]]:
+    """Token ids of each prompt: text with the tokenizer's special tokens, or a conversation's turns
+    rendered as the model is prompted for the reply (a chat template's text holds its own)."""
+    rendered = [render_prompt(turns, tokenizer) if (turns := conversation(value)) is not None else (str(value), True)
+                for value in prompts]
+    ids: list[list[int]] = [[] for _ in rendered]
+    for special in (True, False):  # one batch call each
+        rows = [row for row, (_, adds) in enumerate(rendered) if adds is special]
+        if rows:
+            encoded = tokenizer([rendered[row][0] for row in rows], add_special_tokens=special)["input_ids"]
+            for row, row_ids in zip(rows, encoded, strict=True):
+                ids[row] = list(row_ids)
+    return ids
 
 
 def as_words(value: Any) -> list[str]:

@@ -11,7 +11,6 @@ is shared by every kind.
 
 from __future__ import annotations
 
-import ast
 import bz2
 import codecs
 import csv
@@ -25,7 +24,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,8 @@ import pandas as pd
 
 from autopeft import hub
 from autopeft._validation import short_repr
+from autopeft.data.cells import list_cell
+from autopeft.data.chat import MESSAGES_COLUMN_FIELD, prompt_and_response
 from autopeft.data.fetch import fetch, is_url, shown_url
 from autopeft.errors import DataError
 
@@ -75,7 +76,7 @@ SPLIT_NAMES = {"train": ("train", "training", "trn"),
 def column_fields(cfg: Any) -> list[str]:
     """The config's fields that name columns a task kind reads (``*_column``, ``*_columns``)."""
     return [name for name in type(cfg).model_fields
-            if name.endswith(("_column", "_columns")) and name != SPLIT_COLUMN_FIELD]
+            if name.endswith(("_column", "_columns")) and name not in (SPLIT_COLUMN_FIELD, MESSAGES_COLUMN_FIELD)]
 
 
 def split_of(value: Any) -> str | None:
@@ -91,7 +92,7 @@ class Column:
     field: str
     name: str
     #: text | label (a class) | value (a number) | words (a list of words) | tags (a list of
-    #: classes, one per word) | image (a path to an image file)
+    #: classes, one per word) | image (a path to an image file) | chat (a conversation's turns)
     kind: str
     #: The column the model learns to predict (else an input the predictor reads too).
     target: bool = False
@@ -990,7 +991,11 @@ def load(cfg: DataConfig, task: TaskKind, *, seed: int, base_dir: Path | None = 
         where = source.pop("train", None) or source["hub"]
         frames = _split_by_column(frames["train"], cfg.split_column)
         source.update({split: f"{where}, the rows whose {cfg.split_column!r} says {split}" for split in frames})
+    if cfg.messages_column is not None and task.name != "causal_lm":
+        raise DataError(f"data.{MESSAGES_COLUMN_FIELD}: {task.name} reads no conversations (causal_lm does)")
     columns = columns_for(cfg, task)
+    if cfg.messages_column is not None:
+        frames, columns = _conversations_as_pairs(frames, cfg.messages_column, columns)
     needed = list(dict.fromkeys(c.name for c in columns))
     for split, frame in frames.items():
         for column in columns:
@@ -1072,6 +1077,30 @@ def _check_case(label_names: list[str], target: Column) -> None:
         what = "tags" if target.kind == "tags" else "classes"
         raise DataError(f"data.{target.field}: train has {what} {clash[0]!r} and {clash[1]!r}, which differ only in "
                         f"case; spell each one way in the data")
+
+
+def _conversations_as_pairs(frames: dict[str, pd.DataFrame], messages: str,
+                            columns: list[Column]) -> tuple[dict[str, pd.DataFrame], list[Column]]:
+    """Each split with the prompt and response columns made of its conversations (the turns
+    before the last assistant reply, as turns; the reply), and the columns to read, the prompt
+    as turns ('chat') rather than text. DataError (one line) for a missing column, a made
+    column's name the data already uses, or a conversation that is none or ends with no reply."""
+    field_name = f"data.{MESSAGES_COLUMN_FIELD}"
+    prompt, response = (next(c for c in columns if c.target is target) for target in (False, True))
+    out = {}
+    for split, frame in frames.items():
+        if messages not in frame.columns:
+            raise DataError(f"{field_name}: column {messages!r} is not in the {split} data (columns: "
+                            f"{', '.join(map(str, frame.columns))}){did_you_mean(messages, list(frame.columns))}")
+        taken = next((c for c in (prompt, response) if c.name in frame.columns and c.name != messages), None)
+        if taken is not None:
+            raise DataError(f"data.{taken.field}: the {split} data has a column {taken.name!r} already; name the "
+                            f"column made of the conversations' {'replies' if taken.target else 'turns before them'} "
+                            f"otherwise")
+        pairs = [prompt_and_response(value, messages, split, row) for row, value in enumerate(frame[messages])]
+        out[split] = frame.assign(**{prompt.name: [turns for turns, _ in pairs],
+                                     response.name: [reply for _, reply in pairs]})
+    return out, [replace(c, kind="chat") if c is prompt else c for c in columns]
 
 
 def _split_by_column(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
@@ -1179,26 +1208,6 @@ def class_labels(values: pd.Series) -> pd.Series:
             return values.astype("int64")
         return values
     return values.map(lambda value: value.strip() if isinstance(value, str) else value)
-
-
-def list_cell(value: Any) -> list[Any] | None:
-    """A list cell as a list: a list, tuple or array (jsonl, parquet), or a list written into a
-    string, by JSON (``["EU", "rejects"]``) or by pandas' ``to_csv`` of a list column (Python's
-    ``['EU', 'rejects']``, read as a literal, never run); None for anything else."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if not (isinstance(value, str) and value.lstrip().startswith("[")):
-        return None
-    try:
-        parsed = json.loads(value)
-    except (ValueError, RecursionError):
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return None
-    return list(parsed) if isinstance(parsed, (list, tuple)) else None
 
 
 def _as_list(value: Any, column: Column, split: str, row: int) -> list[str]:

@@ -20,7 +20,7 @@ import optuna
 
 from autopeft.adapters.fit import fit_to_model
 from autopeft.config import SQLITE_PREFIX, ResolvedConfig, default_study_name, from_dump, sqlite_file
-from autopeft.data import RawData, is_url, load, locate
+from autopeft.data import RawData, check_rendering, is_url, load, locate
 from autopeft.engine.faults import FaultPlan
 from autopeft.errors import ConfigError
 from autopeft.model.loading import check_fits_model, resolve_location
@@ -124,6 +124,9 @@ def prepare(resolved: ResolvedConfig, *, manifest: Any = None) -> Prepared:
     # the tokenizer (or image processor) is loaded again to tokenize: a folder without one, or
     # with another model's, fails here rather than in every trial
     preprocessor = task.load_preprocessor(cfg.model, location)
+    if cfg.data.messages_column is not None:  # a chat template that refuses a conversation: here, not in a trial
+        for frame in raw.frames.values():
+            check_rendering(frame[raw.text_columns[0]], preprocessor)
     check_fits_model(cfg.model, location, preprocessor, cfg.model.max_length, auto_class=task.auto_class)
     validate_space(resolved, structure)
     check_ray_address(cfg.backend.address)

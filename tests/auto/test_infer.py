@@ -550,3 +550,31 @@ def test_a_file_in_another_encoding_is_read_in_the_one_given(minilm_path: str, t
     assert raw.frames["train"]["review"].str.endswith("caf\u00e9 film\u201d").all()
     with pytest.raises(ConfigError, match=r"^--encoding: expected a text encoding Python knows, .* found 'utf9'$"):
         infer(Request(model="minilm", train=str(train), encoding="utf9"))
+
+
+@pytest.mark.parametrize("layout", ["openai.jsonl", "sharegpt.jsonl", "pandas.csv"])
+def test_chat_data_is_a_causal_lm_study_of_its_conversations(task_models, tmp_path: Path, layout: str) -> None:
+    """Chat data as LLM users have it (OpenAI/TRL messages, ShareGPT conversations, or a column of
+    them written out by pandas): zero-config asked which column was the label, and 'messages
+    holds lists' (multi-label classification)."""
+    from tests.tiny_tasks import chat_frame
+
+    frame = chat_frame(40).assign(id=range(40))
+    if layout.startswith("sharegpt"):
+        speakers = {"system": "system", "user": "human", "assistant": "gpt"}
+        frame = pd.DataFrame({"conversations": [[{"from": speakers[t["role"]], "value": t["content"]} for t in turns]
+                                                for turns in frame["messages"]]})
+    path = tmp_path / layout
+    if layout.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    else:
+        write_jsonl(frame, path)
+    column = "conversations" if layout.startswith("sharegpt") else "messages"
+    inference = infer(Request(model=task_models["causal_lm"], train=str(path)))
+    got = chosen(inference)
+    assert got["task.kind"] == "causal_lm" and got["data.messages_column"] == column
+    assert "prompt_column" not in str(got) and got["space"] == "llm-sft" and got["objective.metric"] == "loss"
+    assert "95th percentile" in reasons(inference)["model.max_length"]
+    resolved = resolve_mapping(inference.raw_config())
+    raw = load(resolved.config.data, get_task("causal_lm"), seed=0)
+    assert raw.frames["train"]["response"].str.startswith("the ").all()

@@ -5,6 +5,7 @@ regression, in the units of the data: its targets are learnt standardised)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,8 @@ from mlflow import MlflowClient
 from autopeft.config import resolve
 from autopeft.study import prepare, run_search
 from tests.tiny_tasks import (
+    CHAT_TEMPLATE,
+    chat_frame,
     ner_frame,
     regression_frame,
     save_causal_lm,
@@ -31,8 +34,18 @@ from ..conftest import write_config
 pytestmark = pytest.mark.integration
 
 
-def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
+def _setup(kind: str, tmp_path: Path, *, chat: bool = False) -> tuple[str, dict, pd.DataFrame]:
     """(model folder, data section, frame to predict on)."""
+    if kind == "causal_lm" and chat:  # chat data: conversations, rendered by the model's chat template
+        from transformers import AutoTokenizer
+
+        frame, model = chat_frame(48), save_causal_lm(tmp_path / "model")
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer.chat_template = CHAT_TEMPLATE
+        tokenizer.save_pretrained(model)
+        # served through MLflow, the conversation so far is a JSON string (the signature's input is a string)
+        return model, {"train": str(write_jsonl(frame, tmp_path / "train.jsonl")), "messages_column": "messages"}, \
+            pd.DataFrame({"prompt": [json.dumps(turns[:-1]) for turns in frame["messages"].head(4)]})
     if kind == "causal_lm":
         frame = sft_frame(48)
         return save_causal_lm(tmp_path / "model"), {"train": str(write_jsonl(frame, tmp_path / "train.jsonl"))}, \
@@ -60,14 +73,15 @@ def _setup(kind: str, tmp_path: Path) -> tuple[str, dict, pd.DataFrame]:
 LAYER_ADAPTERS = {"lora": {"r": {"choices": [2, 4]}, "dropout": 0.0}, "ia3": {}}
 CASES = [("causal_lm", LAYER_ADAPTERS), ("token_classification", LAYER_ADAPTERS),
          ("image_classification", LAYER_ADAPTERS), ("regression", LAYER_ADAPTERS),
-         # prefix tuning runs on decoders for causal-LM fine-tuning (peft passes the prefixes as a keyword)
+         # prefix tuning runs on decoders for causal-LM fine-tuning (peft passes the prefixes as a keyword);
+         # this study reads chat data (a column of conversations)
          ("causal_lm", {"prefix_tuning": {"num_virtual_tokens": {"choices": [4, 8]}}})]
 
 
 @pytest.mark.parametrize("kind,adapters", CASES, ids=["causal_lm", "token_classification", "image_classification",
                                                       "regression", "causal_lm-prefix_tuning"])
 def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tracking_uri, local_ray):
-    location, data, probe = _setup(kind, tmp_path)
+    location, data, probe = _setup(kind, tmp_path, chat="prefix_tuning" in adapters)
     config = write_config(
         tmp_path, study_name=f"kinds-{kind}",
         model={"name_or_path": location, "max_length": 32},
@@ -94,6 +108,8 @@ def test_search_registers_an_adapter_for_each_kind(kind, adapters, tmp_path, tra
     assert result.reloaded_val_metrics[metric] == pytest.approx(result.best.metrics[metric], rel=1e-4, abs=1e-6)
     if kind == "causal_lm":
         assert "perplexity" in result.reloaded_val_metrics
+    if "messages_column" in data:  # the prompts the trials learnt from were the conversations' turns
+        assert all(turns[-1]["role"] == "user" for turns in prepared.raw.frames["train"]["prompt"])
     if kind == "regression":  # pearson ignores the scale; mse shows the saved adapter kept it
         assert result.reloaded_val_metrics["mse"] == pytest.approx(result.best.metrics["mse"], rel=1e-4)
 

@@ -107,6 +107,27 @@ def test_a_tokenizer_larger_than_the_embeddings_fails_in_prepare(tmp_path, minil
     _untouched(tmp_path, "mixed")
 
 
+def test_a_chat_template_that_refuses_a_conversation_fails_in_prepare(tmp_path):
+    """The template renders each prompt when the data is encoded, after the study started; a model
+    whose template allows no system turn is told in prepare, in one line."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny_tasks import chat_frame, save_causal_lm, write_jsonl
+
+    model = save_causal_lm(tmp_path / "model")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                               "{{ raise_exception('System role not supported') }}{% endif %}{% endfor %}")
+    tokenizer.save_pretrained(model)
+    train = write_jsonl(chat_frame(20), tmp_path / "chat.jsonl")
+    config = write_config(tmp_path, model={"name_or_path": model, "max_length": 32}, task={"kind": "causal_lm"},
+                          data={"train": str(train), "messages_column": "messages"}, space="llm-sft")
+    with pytest.raises(DataError, match=r"^data\.messages_column: the model's chat template refuses a conversation "
+                                        r"\(roles system, user\): System role not supported$"):
+        prepare(resolve(config))
+    _untouched(tmp_path, "model", "chat.jsonl")
+
+
 def test_max_length_beyond_the_learned_positions_fails_in_prepare(tmp_path, minilm_path):
     with pytest.raises(ModelError, match=r"model\.max_length: 1024 is beyond the 512 positions the model has"):
         prepare(resolve(write_config(tmp_path, model={"name_or_path": "minilm", "max_length": 1024})))
