@@ -106,7 +106,10 @@ class _DataFields(_Strict):
     label_column: str = Field(
         "label", description="Column holding the label or target value (classification, regression, images)."
     )
-    prompt_column: Optional[str] = Field(None, description="causal_lm: the prompt (not trained on); default 'prompt'.")
+    prompt_column: Optional[Union[str, list[str]]] = Field(
+        None, description="causal_lm: the prompt (not trained on); default 'prompt'. Several columns make one "
+        "prompt, each below the one before it after a blank line, the first never empty, the others "
+        "skipped where empty (Alpaca's instruction and input, Dolly's instruction and context).")
     response_column: Optional[str] = Field(
         None, description="causal_lm: the response the model learns to write; default 'response'."
     )

@@ -45,6 +45,7 @@ from autopeft.data import (
     fetch,
     is_data,
     is_url,
+    joined_prompts,
     list_cell,
     local_copy,
     locate,
@@ -65,6 +66,10 @@ LABEL_NAMES = ("label", "labels", "target", "score", "class", "y", "sentiment", 
 #: A name that ends in one of these names a label too ('airline_sentiment', 'gold_label'); not
 #: 'y' or 'score', which end many other names ('city', 'credit_score').
 LABEL_SUFFIXES = ("label", "labels", "target", "class", "sentiment", "emotion", "intent", "polarity", "stance")
+#: Columns of instruction data that give the prompt what it works on: Alpaca's input (empty where
+#: the instruction says it all), Dolly's and reading comprehension's context. Beside a prompt
+#: column, part of the prompt, below it.
+PROMPT_CONTEXT_NAMES = ("input", "context", "passage")
 #: (prompt, response) column names of instruction data, most specific first.
 PROMPT_RESPONSE_NAMES = (("prompt", "response"), ("instruction", "output"), ("instruction", "response"),
                          ("prompt", "completion"), ("question", "answer"), ("input", "output"),
@@ -355,7 +360,12 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
         reason = f"columns {pair[0]!r} and {pair[1]!r} are a prompt and the response to learn"
         if facts.causal:
             reason += " and the model is a causal LM"
-        return "causal_lm", {"prompt_column": (pair[0], "the prompt (not trained on)"),
+        context = [] if texts else [name for name in names if normalised(name) in PROMPT_CONTEXT_NAMES
+                                    and name not in pair and profiles[name].kind == "text"][:1]
+        prompt: str | list[str] = [pair[0], *context] if context else pair[0]
+        why = "the prompt (not trained on)" if not context else (
+            f"the prompt (not trained on): {pair[0]!r}, then {context[0]!r} below it where a row has one")
+        return "causal_lm", {"prompt_column": (prompt, why),
                              "response_column": (pair[1], "the response the model learns to write")}, reason
 
     free_text = [p.name for p in profiles.values() if p.free_text]
@@ -586,7 +596,8 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
         lengths = [len(p) + len(r) + 1 for p, r in zip(prompts, replies, strict=True)]
     elif kind == "causal_lm":
         prompt, response = columns["prompt_column"][0], columns["response_column"][0]
-        joined = [p + r for p, r in zip(_texts(sample[prompt]), _texts(sample[response]), strict=True)]
+        prompts = joined_prompts(sample, [prompt] if isinstance(prompt, str) else prompt)
+        joined = [p + r for p, r in zip(_texts(prompts), _texts(sample[response]), strict=True)]
         lengths = [len(ids) + 1 for ids in tokenizer(joined, verbose=False)["input_ids"]]
     else:
         texts = columns["text_columns"][0]

@@ -200,14 +200,16 @@ def encode_prompt_response(frame: pd.DataFrame, inputs: Sequence[str], target: s
     """Causal-LM SFT: prompt tokens then response tokens (+ EOS, so the model learns to stop);
     labels are the response tokens and IGNORE on the prompt, so the loss is the response's alone.
 
-    Prompt and response are joined as they are: separators belong in the data. A prompt that is a
+    Prompt and response are joined as they are: separators belong in the data. A prompt of several
+    columns (Alpaca's instruction and input) is their texts one below the other, a blank line
+    between them, an empty one skipped (:func:`joined_prompts`). A prompt that is a
     conversation's turns (``data.messages_column``; or, predicting, a list of role/content turns)
     is rendered first, by the model's chat template (:func:`~autopeft.data.chat.render_prompt`).
     When the pair is longer than ``max_length``, the prompt loses its start (its end, next to the
     response, matters most) and the response keeps at least half the budget. When predicting (no
     target) only the prompt is encoded, cut the same way, to be continued by ``generate``.
     """
-    prompts = prompt_ids(frame[inputs[0]], tokenizer)
+    prompts = prompt_ids(joined_prompts(frame, inputs), tokenizer)
     if target is None:
         ids = [list(p)[-max_length:] for p in prompts]
         return TokenizedSplit(input_ids=ids, token_type_ids=None, labels=[[IGNORE] * len(p) for p in ids],
@@ -225,6 +227,22 @@ def encode_prompt_response(frame: pd.DataFrame, inputs: Sequence[str], target: s
         all_ids.append(kept_prompt + kept_response)
         all_labels.append([IGNORE] * len(kept_prompt) + kept_response)
     return TokenizedSplit(input_ids=all_ids, token_type_ids=None, labels=all_labels, task="causal_lm")
+
+
+def joined_prompts(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Each row's prompt: its one prompt column as it is (text, or a conversation's turns), or the
+    texts of several, one below the other with a blank line between them, empty ones skipped."""
+    if len(columns) == 1:
+        return frame[columns[0]]
+    def joined(row: Sequence[Any]) -> str:
+        return "\n\n".join(text for text in (_cell_text(v) for v in row) if text.strip())
+    return pd.Series([joined(row) for row in frame[list(columns)].itertuples(index=False)], index=frame.index,
+                     dtype=object)
+
+
+def _cell_text(value: Any) -> str:
+    """A text cell as a string, a missing one as ''."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def prompt_ids(prompts: pd.Series, tokenizer: Any) -> list[list[int]]:

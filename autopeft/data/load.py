@@ -96,6 +96,9 @@ class Column:
     kind: str
     #: The column the model learns to predict (else an input the predictor reads too).
     target: bool = False
+    #: One of several columns that make one input together (a prompt's instruction and input):
+    #: the first of them is never empty, the others may be.
+    joined: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class ColumnSpec:
     #: Help text of the config field, where the field is new to ``DataConfig`` (the config adds a
     #: field for every column a registered kind declares).
     description: str = ""
+    #: Several columns named by the field make one input (``Column.joined``).
+    joined: bool = False
 
 
 def columns_for(cfg: DataConfig, task: TaskKind) -> list[Column]:
@@ -129,7 +134,7 @@ def columns_for(cfg: DataConfig, task: TaskKind) -> list[Column]:
         if value is None:
             raise DataError(f"data.{spec.field}: {task.name} needs this column; name it in the config")
         names = [value] if isinstance(value, str) else list(value)
-        out.extend(Column(spec.field, str(n), spec.kind, spec.target) for n in names)
+        out.extend(Column(spec.field, str(n), spec.kind, spec.target, spec.joined) for n in names)
     # a column read twice: the label learnt from the text it is predicted from, or a pair of one text
     for i, column in enumerate(out):
         first = next((c for c in out[:i] if c.name == column.name), None)
@@ -1164,7 +1169,14 @@ def _check_columns(frame: pd.DataFrame, columns: list[Column], split: str, data_
     strings, absolute paths) so encoding and fingerprints do not depend on the file format."""
     texts = [c for c in columns if c.kind == "text"]
     for field_name in dict.fromkeys(c.field for c in texts):
-        _check_texts(frame, [c.name for c in texts if c.field == field_name], split, field_name)
+        first, *others = [c for c in texts if c.field == field_name]
+        if not first.joined:
+            _check_texts(frame, [first.name, *(c.name for c in others)], split, field_name)
+            continue
+        _check_texts(frame, [first.name], split, field_name)
+        for column in others:  # Alpaca's input, empty where the instruction says it all
+            frame[column.name] = frame[column.name].fillna("")
+            _check_texts(frame, [column.name], split, field_name, empty_allowed=True)
     for column in columns:
         missing = frame[column.name].isna() if column.kind in ("label", "value") else None
         if missing is not None and missing.any():
@@ -1300,13 +1312,16 @@ def _check_numbers(values: pd.Series, column: Column, split: str) -> None:
                         f"{short_repr(values.iloc[row])} in {split} row {row} ({int(bad.sum())} in all)")
 
 
-def _check_texts(frame: pd.DataFrame, columns: list[str], split: str, field_name: str = "text_columns") -> None:
+def _check_texts(frame: pd.DataFrame, columns: list[str], split: str, field_name: str = "text_columns", *,
+                 empty_allowed: bool = False) -> None:
     for column in columns:
         values = frame[column]
         nested = next((row for row, v in enumerate(values) if isinstance(v, (dict, list, tuple, np.ndarray))), None)
         if nested is not None:  # it would be read as its Python repr
             raise DataError(f"data.{field_name}: expected text in {column!r} ({split} row {nested}), found "
                             f"{type(values.iloc[nested]).__name__}")
+        if empty_allowed:
+            continue
         empty = values.isna() | (values.astype(str).str.strip() == "")
         if empty.any():
             row = int(empty.to_numpy().argmax())

@@ -64,7 +64,7 @@ register_task(TaskKind(
     default_metric="loss",
     default_mode="min",
     auto_class="AutoModelForCausalLM",
-    columns=(ColumnSpec("prompt_column", "prompt", "text"),
+    columns=(ColumnSpec("prompt_column", "prompt", "text", joined=True),
              ColumnSpec("response_column", "response", "text", target=True)),
     encode=encode_prompt_response,
     collate=collate_token_labels,

@@ -578,3 +578,23 @@ def test_chat_data_is_a_causal_lm_study_of_its_conversations(task_models, tmp_pa
     resolved = resolve_mapping(inference.raw_config())
     raw = load(resolved.config.data, get_task("causal_lm"), seed=0)
     assert raw.frames["train"]["response"].str.startswith("the ").all()
+
+
+@pytest.mark.parametrize("context", ["input", "context"])
+def test_instruction_data_keeps_its_input_in_the_prompt(task_models, tmp_path: Path, context: str) -> None:
+    """Alpaca (instruction, input, output) and Dolly (instruction, context, response, category):
+    the input or context was left out of the prompt, so the model learnt answers to questions it
+    was never shown."""
+    rows = [{"instruction": "Add the two numbers." if i % 2 else f"Name a colour, friend {i}.",
+             context: f"{i} and {i + 1}" if i % 2 else "",
+             "response" if context == "context" else "output":
+                 f"The sum of {i} and {i + 1} is {2 * i + 1}, as told." if i % 2 else f"Blue, friend {i}, is one."}
+            for i in range(60)]
+    path = tmp_path / "instructions.json"
+    path.write_text(json.dumps(rows))
+    inference = infer(Request(model=task_models["causal_lm"], train=str(path)))
+    got = chosen(inference)
+    assert got["task.kind"] == "causal_lm" and got["data.prompt_column"] == ["instruction", context]
+    assert f"then {context!r} below it where a row has one" in reasons(inference)["data.prompt_column"]
+    raw = load(resolve_mapping(inference.raw_config()).config.data, get_task("causal_lm"), seed=0)
+    assert raw.text_columns == ["instruction", context]

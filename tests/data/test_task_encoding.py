@@ -61,6 +61,33 @@ def test_sft_truncation_keeps_the_response():
     assert len(predicting.input_ids[0]) == 12 and set(predicting.labels[0]) == {IGNORE}
 
 
+def test_a_prompt_of_several_columns_is_their_texts_one_below_the_other(tmp_path):
+    """Alpaca's instruction and input (empty where the instruction says it all): the input was
+    dropped, and the model learnt 'Add the two numbers.' -> 'The sum of 17 and 91 is 108.'."""
+    from autopeft.data import encode_prompt_response
+    from tests.tiny_tasks import tiny_tokenizer
+
+    frame = pd.DataFrame({"instruction": ["say the cat", "say a dog"] * 6, "input": ["red cow", None] * 6,
+                          "output": ["the cat is red", "a dog"] * 6})
+    frame.to_csv(tmp_path / "alpaca.csv", index=False)  # the empty input: a missing cell
+    config = DataConfig(train=str(tmp_path / "alpaca.csv"), prompt_column=["instruction", "input"],
+                        response_column="output")
+    raw = load(config, get_task("causal_lm"), seed=0)
+    assert raw.text_columns == ["instruction", "input"]
+    tok = tiny_tokenizer(causal=True)
+    rows = raw.frames["train"]
+    split = encode_prompt_response(rows, raw.text_columns, "output", [], tok, 64)
+    for i, (instruction, given) in enumerate(zip(rows["instruction"], rows["input"], strict=True)):
+        prompt = instruction + (f"\n\n{given}" if given else "")
+        assert split.input_ids[i][:len(tok(prompt)["input_ids"])] == tok(prompt)["input_ids"]
+    assert {tuple(ids[:3]) for ids in split.input_ids} == {tuple(tok("say the cat")["input_ids"]),
+                                                           tuple(tok("say a dog")["input_ids"])}
+    # the first column is the prompt itself: never empty
+    frame.assign(instruction=[None, "say a dog"] * 6).to_csv(tmp_path / "none.csv", index=False)
+    with pytest.raises(DataError, match=r"^data\.prompt_column: 'instruction' is empty in train row \d+ \(6 empty in all\)$"):
+        load(config.model_copy(update={"train": str(tmp_path / "none.csv")}), get_task("causal_lm"), seed=0)
+
+
 # --------------------------------------------------------------------------- token classification
 
 
