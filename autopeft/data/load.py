@@ -19,6 +19,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import re
 import sys
 from collections import Counter
@@ -51,7 +52,7 @@ _TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".conll", ".jsonl", ".json")
 #: Compressions a text file may carry as a last suffix (``train.csv.gz``), with the stdlib
 #: function that opens it: exports and crawls are often stored compressed, and pandas reads them
 #: so too, but here every text file is decoded once by ``_text`` to check it is UTF-8.
-COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 #: The suffixes as an error names them.
 _SUFFIXES_TEXT = f"{', '.join(SUFFIXES[:-1])} or {SUFFIXES[-1]}"
 _COMPRESSED_TEXT = f"a text one may also be compressed: {', '.join(list(COMPRESSIONS)[:-1])} or {list(COMPRESSIONS)[-1]}"
@@ -540,11 +541,16 @@ def _text(path: Path, field_name: str, encoding: str | None = None) -> str:
     compressed, decoded in ``encoding`` where given, else as its byte-order mark says, else as
     UTF-16 where every other byte is zero, else as UTF-8, less any mark; DataError where it is not
     that text, not the compression it is named for, or a binary format under a text name."""
+    limit = text_limit()
+    if path.stat().st_size > limit:
+        raise DataError(f"{field_name}: {str(path)!r} holds {_size(path.stat().st_size)} of text, more than this "
+                        f"machine reads into memory ({_size(limit)}, a quarter of it); split the file, or read a "
+                        f"sample of it")
     data = path.read_bytes()
     decompress = COMPRESSIONS.get(path.suffix.lower())
     if decompress is not None:
         try:
-            data = decompress(data)
+            data = _decompressed(data, decompress, limit, path, field_name)
         except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
             raise DataError(f"{field_name}: {str(path)!r} is not {path.suffix.lower()[1:]}-compressed data "
                             f"({' '.join(str(exc).split())[:120]})") from None
@@ -552,7 +558,7 @@ def _text(path: Path, field_name: str, encoding: str | None = None) -> str:
         for magic, unpack in _COMPRESSED_MAGIC.items():
             if data.startswith(magic):  # a download saved without its '.gz', say
                 try:
-                    data = unpack(data)
+                    data = _decompressed(data, unpack, limit, path, field_name)
                 except (OSError, EOFError, ValueError, lzma.LZMAError):
                     pass  # text that happens to start so: decoded (or refused) as it is
                 break
@@ -601,7 +607,37 @@ def _encoding_name(encoding: str) -> str:
 _UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
                  (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 #: The first bytes of compressed data, for a file whose name does not say it is compressed.
-_COMPRESSED_MAGIC = {b"\x1f\x8b": gzip.decompress, b"\xfd7zXZ\x00": lzma.decompress, b"BZh": bz2.decompress}
+_COMPRESSED_MAGIC = {b"\x1f\x8b": gzip.open, b"\xfd7zXZ\x00": lzma.open, b"BZh": bz2.open}
+
+
+def text_limit() -> int:
+    """The most bytes of text a data file may hold (decompressed): a quarter of this machine's
+    memory, since pandas needs a few times the text to parse it. Past it the process would be
+    killed for memory; a compressed file that unpacks to far more than it is (a decompression
+    bomb) is refused the same way, before it fills the memory."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 4
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return 4 << 30
+
+
+def _decompressed(data: bytes, opener: Any, limit: int, path: Path, field_name: str) -> bytes:
+    """``data`` decompressed by ``opener`` (gzip.open, ...), read no further than ``limit`` bytes;
+    DataError where it holds more."""
+    with opener(io.BytesIO(data)) as stream:
+        out = stream.read(limit + 1)
+    if len(out) > limit:
+        raise DataError(f"{field_name}: {str(path)!r} decompresses to more than {_size(limit)} of text, more "
+                        f"than this machine reads into memory (a quarter of it)")
+    return bytes(out)
+
+
+def _size(count: int) -> str:
+    """A byte count as a reader takes it in: '1.5 GiB', '12.0 MiB', '300 bytes'."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}"
+    return f"{count} bytes"
 #: The first bytes of files that are no text at all, and what they are.
 _BINARY_MAGIC = {b"PK\x03\x04": "a zip archive (an Excel workbook is one: name it .xlsx; else unzip it)",
                  b"PAR1": "a Parquet file (name it .parquet)",

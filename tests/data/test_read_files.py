@@ -289,6 +289,29 @@ def test_compressed_data_under_a_plain_name_is_read(tmp_path, compress):
     assert reads_as(path) == (["text", "label"], [["fine film", "pos"], ["bad film", "neg"]])
 
 
+@pytest.mark.parametrize("name", ["train.csv.gz", "train.csv"])
+def test_a_decompression_bomb_is_refused_before_it_fills_the_memory(tmp_path, monkeypatch, name):
+    """A few KiB of gzip that unpack to GiB of text: it was unpacked whole, and the process was
+    killed for memory. Text is read no further than a quarter of the machine's memory (here
+    patched to 1 MiB); a plain file past that is refused as well, before it is read."""
+    import gzip
+    import importlib
+
+    # the module, not the package's load() function, which its name resolves to as an attribute
+    monkeypatch.setattr(importlib.import_module("autopeft.data.load"), "text_limit", lambda: 1 << 20)
+    bomb = write(tmp_path / name, gzip.compress(b"text,label\n" + b"a fine film,pos\n" * 200_000))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError) as excinfo:
+        read_table(bomb, "data.train")
+    assert message(excinfo) == (f"data.train: {str(bomb)!r} decompresses to more than 1.0 MiB of text, more than "
+                                "this machine reads into memory (a quarter of it)")
+    big = write(tmp_path / "big.csv", b"text,label\n" + b"a fine film,pos\n" * 100_000)
+    with pytest.raises(DataError) as excinfo:
+        read_table(big, "data.train")
+    assert message(excinfo) == (f"data.train: {str(big)!r} holds 1.5 MiB of text, more than this machine reads "
+                                "into memory (1.0 MiB, a quarter of it); split the file, or read a sample of it")
+
+
 def test_text_that_starts_like_compressed_data_is_text(tmp_path):
     path = write(tmp_path / "train.csv", "BZh,label\nfine,pos\nbad,neg\n")
     assert reads_as(path) == (["BZh", "label"], [["fine", "pos"], ["bad", "neg"]])
