@@ -9,16 +9,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from autopeft.errors import AutoPeftError, UserInputError
+from autopeft.report.terminal import TerminalConsole
 
 #: Progress, notes and errors (stderr); results go to ``out`` (stdout). Neither reads markup: what
 #: they print holds users' names, paths and values, and rich read '[/x]' in a column name as a
 #: closing tag (a traceback for a one-line error). Styles are given as ``Text`` (:func:`labelled`).
-console = Console(stderr=True, markup=False)
-out = Console(markup=False)
+#: Control characters in them are printed as escapes, not obeyed (:class:`TerminalConsole`).
+console = TerminalConsole(stderr=True)
+out = TerminalConsole()
 
 
 def labelled(label: str, style: str, message: str) -> Text:

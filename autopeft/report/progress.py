@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autopeft.registry.tracking import RUNG_STOP_ATTR, RungStop, error_summary, outcome
+from autopeft.report.terminal import TerminalConsole
 from autopeft.schema import Metric, Outcome
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class ProgressView(_Progress):
 
     def __init__(self, total: int, metric: str, mode: str, console: Console | None = None) -> None:
         super().__init__(total, metric, mode)
-        self._live = Live(self._render(), console=console or Console(stderr=True, markup=False), refresh_per_second=4,
+        self._live = Live(self._render(), console=console or TerminalConsole(stderr=True), refresh_per_second=4,
                           transient=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,7 +146,7 @@ class ProgressView(_Progress):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._live = Live(self._render(), console=Console(stderr=True, markup=False))  # never started: updates are silent
+        self._live = Live(self._render(), console=TerminalConsole(stderr=True))  # never started: updates are silent
 
     def __enter__(self) -> ProgressView:
         self._live.__enter__()
@@ -188,7 +189,7 @@ class ProgressLog(_Progress):
         self.summary_every_s = summary_every_s
         #: Trial id → its place in the order trials started (a retried trial keeps its place).
         self.numbers: dict[str, int] = {}
-        self._console = console or Console(stderr=True, markup=False)
+        self._console = console or TerminalConsole(stderr=True)
         self._clock = clock
         self._started = self._last_summary = clock()
 
@@ -199,7 +200,7 @@ class ProgressLog(_Progress):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._console = Console(stderr=True, markup=False)
+        self._console = TerminalConsole(stderr=True)
         self._clock = time.monotonic
         # another process's monotonic clock means nothing here: elapsed counts from the restore
         self._started = self._last_summary = self._clock()

@@ -51,6 +51,10 @@ CASES = {
     # rich read '[/x]' in the message as a closing tag, and the one-line error became a traceback
     "a column name that reads as markup": (lambda c, t: c["data"].update(label_column="[/x]"),
                                            "data.label_column: column '[/x]' is not in the train data"),
+    # an ESC in a file's header reached the terminal through the error, which obeyed it (turned red)
+    "a column name holding a terminal escape": (
+        lambda c, t: c["data"].update(train=_write_csv(t, pd.DataFrame({"te\x1b[31mxt": ["a", "b"], "label": ["x", "y"]}))),
+        "data.text_columns: column 'sentence' is not in the train data (columns: te\\x1b[31mxt, label)"),
     "unexpected label values": (lambda c, t: c["data"].update(test=_write_csv(t, pd.DataFrame({"sentence": ["x"], "label": ["meh"]}))),
                                 "data.label_column: test has label 'meh' that train does not have"),
     "empty text": (lambda c, t: c["data"].update(train=_write_csv(t, pd.DataFrame({"sentence": ["ok", " ", "fine"], "label": ["a", "b", "a"]}))),
