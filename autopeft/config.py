@@ -80,11 +80,12 @@ class _DataFields(_Strict):
         None, description="A column of the train data that puts each row in a split: train, validation (or "
         "dev, val, valid) or test, as a file that holds every split says; instead of validation/test files."
     )
-    messages_column: Optional[str] = Field(
+    messages_column: Optional[Union[str, list[str]]] = Field(
         None, description="causal_lm: a column of conversations (OpenAI/TRL messages, each turn a role and its "
-        "content; or ShareGPT conversations, from and value). Each conversation's last assistant turn is the "
-        "response, the turns before it the prompt, rendered with the model's chat template; prompt_column and "
-        "response_column then name the two columns made of it (default prompt, response)."
+        "content; or ShareGPT conversations, from and value), or two whose turns make one (TRL's conversational "
+        "prompt and completion). Each conversation's last assistant turn is the response, the turns before it the "
+        "prompt, rendered with the model's chat template; prompt_column and response_column then name the two "
+        "columns made of it (default prompt, response)."
     )
     header: Optional[bool] = Field(
         None, description="csv/tsv: whether the first row names the columns; default: detected (a first row "

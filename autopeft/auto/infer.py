@@ -426,15 +426,21 @@ def _named(given: str, names: Sequence[str], flag: str) -> str:
 
 def _conversation_columns(chats: list[str], texts: list[str], facts: ModelFacts) -> tuple[str, Columns, str]:
     """causal_lm on a column of conversations (chat data): each one's last assistant turn is the
-    response, the turns before it the prompt."""
+    response, the turns before it the prompt. TRL's conversational prompt and completion, two
+    columns of turns under prompt/response names, make one conversation."""
+    pair = _conventional_pair(chats, PROMPT_RESPONSE_NAMES)
+    column: str | list[str]
     if texts:
         column, why = texts[0], "--text"
     elif len(chats) == 1:
         column, why = chats[0], "its cells are conversations, each turn a role and its text"
+    elif len(chats) == 2 and pair is not None:
+        column, why = list(pair), f"the turns of {pair[0]!r}, then those of {pair[1]!r}, make one conversation"
     else:
         raise DataError(f"--text: cannot tell which column holds the conversations (candidates: {', '.join(chats)}); "
                         "name it with --text COLUMN")
-    reason = (f"column {column!r} holds conversations: the last assistant turn of each is the response to learn, "
+    held = f"column {column!r} holds" if isinstance(column, str) else f"columns {column[0]!r} and {column[1]!r} hold"
+    reason = (f"{held} conversations: the last assistant turn of each is the response to learn, "
               "the turns before it the prompt")
     if facts.causal:
         reason += ", and the model is a causal LM"
@@ -589,8 +595,10 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
         words = [[str(w) for w in (list_cell(v) or [])] for v in sample[columns["tokens_column"][0]]]
         lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"]]
     elif kind == "causal_lm" and MESSAGES_COLUMN_FIELD in columns:  # each conversation as the model is prompted
-        column = columns[MESSAGES_COLUMN_FIELD][0]
-        pairs = [prompt_and_response(value, column, "train", int(row)) for row, value in sample[column].items()]
+        given = columns[MESSAGES_COLUMN_FIELD][0]
+        names = [given] if isinstance(given, str) else list(given)
+        pairs = [prompt_and_response(cells if len(cells) > 1 else cells[0], "+".join(names), "train", row)
+                 for row, cells in enumerate(sample[names].itertuples(index=False, name=None))]
         prompts = prompt_ids(pd.Series([turns for turns, _ in pairs], dtype=object), tokenizer)
         replies = tokenizer([reply for _, reply in pairs], add_special_tokens=False, verbose=False)["input_ids"]
         lengths = [len(p) + len(r) + 1 for p, r in zip(prompts, replies, strict=True)]

@@ -59,12 +59,16 @@ def holds_conversations(values: Iterable[Any]) -> bool:
 
 def prompt_and_response(value: Any, column: str, split: str, row: int) -> tuple[list[dict[str, str]], str]:
     """(the turns before the reply, the reply) of one conversation; DataError naming the row
-    where the cell is no conversation, or does not end with an assistant's reply to earlier turns."""
+    where the cell is no conversation, or does not end with an assistant's reply to earlier turns.
+    ``value`` may be the cells of several columns (a tuple), whose turns make one conversation."""
+    cells = value if isinstance(value, tuple) else (value,)
+    parts = [conversation(cell) for cell in cells]
     where = f"data.{MESSAGES_COLUMN_FIELD}: {column!r} in {split} row {row}"
-    turns = conversation(value)
-    if turns is None:
+    if any(part is None for part in parts):
+        bad = next(cell for cell, part in zip(cells, parts, strict=True) if part is None)
         raise DataError(f"{where} is no conversation; expected a list of turns, each with role and content "
-                        f"(or from and value), found {type(value).__name__}")
+                        f"(or from and value), found {type(bad).__name__}")
+    turns = [turn for part in parts for turn in part or []]
     last = turns[-1]
     if last["role"] != ASSISTANT:
         raise DataError(f"{where} ends with a {last['role']!r} turn; expected the assistant's reply last "

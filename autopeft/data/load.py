@@ -1120,25 +1120,31 @@ def _check_case(label_names: list[str], target: Column) -> None:
                         f"case; spell each one way in the data")
 
 
-def _conversations_as_pairs(frames: dict[str, pd.DataFrame], messages: str,
+def _conversations_as_pairs(frames: dict[str, pd.DataFrame], messages: str | list[str],
                             columns: list[Column]) -> tuple[dict[str, pd.DataFrame], list[Column]]:
     """Each split with the prompt and response columns made of its conversations (the turns
     before the last assistant reply, as turns; the reply), and the columns to read, the prompt
-    as turns ('chat') rather than text. DataError (one line) for a missing column, a made
-    column's name the data already uses, or a conversation that is none or ends with no reply."""
+    as turns ('chat') rather than text. Several message columns (TRL's conversational prompt and
+    completion) make one conversation a row, their turns in order. DataError (one line) for a
+    missing column, a made column's name the data already uses, or a conversation that is none
+    or ends with no reply."""
     field_name = f"data.{MESSAGES_COLUMN_FIELD}"
+    names = [messages] if isinstance(messages, str) else list(messages)
     prompt, response = (next(c for c in columns if c.target is target) for target in (False, True))
     out = {}
     for split, frame in frames.items():
-        if messages not in frame.columns:
-            raise DataError(f"{field_name}: column {messages!r} is not in the {split} data (columns: "
-                            f"{', '.join(map(str, frame.columns))}){did_you_mean(messages, list(frame.columns))}")
-        taken = next((c for c in (prompt, response) if c.name in frame.columns and c.name != messages), None)
+        for name in names:
+            if name not in frame.columns:
+                raise DataError(f"{field_name}: column {name!r} is not in the {split} data (columns: "
+                                f"{', '.join(map(str, frame.columns))}){did_you_mean(name, list(frame.columns))}")
+        taken = next((c for c in (prompt, response) if c.name in frame.columns and c.name not in names), None)
         if taken is not None:
             raise DataError(f"data.{taken.field}: the {split} data has a column {taken.name!r} already; name the "
                             f"column made of the conversations' {'replies' if taken.target else 'turns before them'} "
                             f"otherwise")
-        pairs = [prompt_and_response(value, messages, split, row) for row, value in enumerate(frame[messages])]
+        label = "+".join(names)  # as errors name the conversation: 'messages', or 'prompt+completion'
+        pairs = [prompt_and_response(cells if len(names) > 1 else cells[0], label, split, row)
+                 for row, cells in enumerate(frame[names].itertuples(index=False, name=None))]
         out[split] = frame.assign(**{prompt.name: [turns for turns, _ in pairs],
                                      response.name: [reply for _, reply in pairs]})
     return out, [replace(c, kind="chat") if c is prompt else c for c in columns]

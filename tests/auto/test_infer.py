@@ -552,7 +552,7 @@ def test_a_file_in_another_encoding_is_read_in_the_one_given(minilm_path: str, t
         infer(Request(model="minilm", train=str(train), encoding="utf9"))
 
 
-@pytest.mark.parametrize("layout", ["openai.jsonl", "sharegpt.jsonl", "pandas.csv"])
+@pytest.mark.parametrize("layout", ["openai.jsonl", "sharegpt.jsonl", "pandas.csv", "trl.jsonl"])
 def test_chat_data_is_a_causal_lm_study_of_its_conversations(task_models, tmp_path: Path, layout: str) -> None:
     """Chat data as LLM users have it (OpenAI/TRL messages, ShareGPT conversations, or a column of
     them written out by pandas): zero-config asked which column was the label, and 'messages
@@ -564,12 +564,15 @@ def test_chat_data_is_a_causal_lm_study_of_its_conversations(task_models, tmp_pa
         speakers = {"system": "system", "user": "human", "assistant": "gpt"}
         frame = pd.DataFrame({"conversations": [[{"from": speakers[t["role"]], "value": t["content"]} for t in turns]
                                                 for turns in frame["messages"]]})
+    if layout.startswith("trl"):  # TRL's conversational prompt-completion: the reply's turns apart
+        frame = pd.DataFrame({"prompt": [turns[:-1] for turns in frame["messages"]],
+                              "completion": [turns[-1:] for turns in frame["messages"]]})
     path = tmp_path / layout
     if layout.endswith(".csv"):
         frame.to_csv(path, index=False)
     else:
         write_jsonl(frame, path)
-    column = "conversations" if layout.startswith("sharegpt") else "messages"
+    column = {"sharegpt.jsonl": "conversations", "trl.jsonl": ["prompt", "completion"]}.get(layout, "messages")
     inference = infer(Request(model=task_models["causal_lm"], train=str(path)))
     got = chosen(inference)
     assert got["task.kind"] == "causal_lm" and got["data.messages_column"] == column

@@ -102,3 +102,17 @@ def test_chat_data_that_cannot_be_read_so_is_one_line(tmp_path: Path):
     with pytest.raises(DataError, match=r"'messages' in train row 10 ends with a 'user' turn"):
         load(DataConfig(train=str(write_jsonl(unfinished, tmp_path / "cut.jsonl")), messages_column="messages",
                         validation_fraction=0.5), LM, seed=0)
+
+
+def test_trls_conversational_prompt_and_completion_make_one_conversation(tmp_path: Path):
+    """TRL's conversational prompt-completion data: the prompt's turns in one column, the reply's
+    in another. Named together, their turns make one conversation a row."""
+    frame = pd.DataFrame({"prompt": [OPENAI[:2]] * 10, "completion": [OPENAI[2:]] * 10})
+    train = write_jsonl(frame, tmp_path / "train.jsonl")
+    raw = load(DataConfig(train=str(train), messages_column=["prompt", "completion"]), LM, seed=0)
+    first = raw.frames["train"].iloc[0]
+    assert first["prompt"] == OPENAI[:2] and first["response"] == "Hello."
+    cut = write_jsonl(frame.assign(completion=["Hello."] * 10), tmp_path / "cut.jsonl")
+    with pytest.raises(DataError, match=r"^data\.messages_column: 'prompt\+completion' in train row 0 is no "
+                                        r"conversation; .* found str$"):
+        load(DataConfig(train=str(cut), messages_column=["prompt", "completion"]), LM, seed=0)
