@@ -14,6 +14,7 @@ A task file (``name``, ``files`` and ``columns`` are required; unknown keys are 
       train: rte/train.tsv
       test: rte/dev.tsv              # GLUE's dev set: GLUE's test labels are not public
       # validation: a file; without one, splits.validation_fraction of train (data seed)
+      # encoding: cp1252             # the files' text encoding; default: UTF-8 (or a byte-order mark's)
     columns: {text: [sentence1, sentence2], label: label}
     metric: accuracy                 # one the kind reports, higher is better; default: the kind's
     mode: max
@@ -86,6 +87,16 @@ class TaskFilesSpec(_Strict):
     validation: str | None = Field(
         None, description="The file methods select on; without one, splits.validation_fraction of train is carved out.")
     test: str = Field(description="The held-out file every method's test metric is measured on.")
+    encoding: str | None = Field(
+        None, description="The files' text encoding (e.g. cp1252), as autopeft's data.encoding; default: UTF-8, or "
+                          "what a byte-order mark names.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _a_text_encoding(cls, value: str | None) -> str | None:
+        from autopeft.config import text_encoding
+
+        return None if value is None else text_encoding(value)
 
 
 class ColumnsSpec(_Strict):
@@ -280,9 +291,9 @@ def read_table(path: Path, *, task: Task | None = None, split: str = "train") ->
     errors, one line, name the task file's field."""
     where = f"{task.source}: files.{split}" if task is not None else str(path)
     try:
-        return read_data(path, where)
-    except DataError as exc:
-        raise TaskError(str(exc)) from None
+        return read_data(path, where, encoding=task.spec.files.encoding if task is not None else None)
+    except DataError as exc:  # the field a task file names the encoding with
+        raise TaskError(str(exc).replace("data.encoding", "files.encoding")) from None
 
 
 def whole_sentence_validation(train: pd.DataFrame, validation: pd.DataFrame, column: str, *,

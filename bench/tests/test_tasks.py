@@ -123,6 +123,21 @@ def test_a_task_reads_every_file_autopeft_search_reads(tmp_path: Path) -> None:
         check_splits(files)
 
 
+def test_a_task_names_the_encoding_of_its_files(tmp_path: Path) -> None:
+    """A task whose files Excel saved on Windows (cp1252): refused with no way to read them."""
+    write_data(tmp_path)
+    for name in ("train.csv", "test.csv"):
+        path = tmp_path / "data" / name
+        frame = pd.read_csv(path, keep_default_na=False)
+        frame.assign(review="caf\u00e9 " + frame["review"]).to_csv(path, index=False, encoding="cp1252")
+    message = one_line_error(write_task(tmp_path))
+    assert "is not UTF-8 text" in message and "name its encoding with files.encoding" in message
+    task = load_task(write_task(tmp_path, files={"encoding": "windows-1252"}), "/glue")
+    assert task.spec.files.encoding == "cp1252"
+    files = prepare_task(task, "/glue", tmp_path / "out", max_train=None, max_validation=None, max_test=None)
+    assert pd.read_parquet(files.test)["review"].tolist() == ["caf\u00e9 a test review", "caf\u00e9 another one"]
+
+
 def test_a_config_names_a_task_file_relative_to_the_config(tmp_path: Path) -> None:
     from bench.run import parse_args
 
