@@ -336,7 +336,8 @@ def _task_and_columns(request: Request, profiles: dict[str, ColumnProfile],
     pair = _generation_pair(profiles, label)
     wanted = request.task
     chats = [p.name for p in profiles.values() if p.kind == "conversation"]
-    if wanted in (None, "causal_lm") and chats and (not texts or (len(texts) == 1 and texts[0] in chats)):
+    if chats and (wanted == "causal_lm" or (wanted is None and label is None)) \
+            and (not texts or (len(texts) == 1 and texts[0] in chats)):
         return _conversation_columns(chats, texts, facts)
     if wanted == "token_classification" or (wanted is None and len(lists) >= 2):
         return _token_columns(lists, names, texts, label)
@@ -597,8 +598,8 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
     elif kind == "causal_lm" and MESSAGES_COLUMN_FIELD in columns:  # each conversation as the model is prompted
         given = columns[MESSAGES_COLUMN_FIELD][0]
         names = [given] if isinstance(given, str) else list(given)
-        pairs = [prompt_and_response(cells if len(cells) > 1 else cells[0], "+".join(names), "train", row)
-                 for row, cells in enumerate(sample[names].itertuples(index=False, name=None))]
+        pairs = [prompt_and_response(cells, "+".join(names), "train", int(row))  # the row's number in the file
+                 for row, cells in zip(sample.index, sample[names].itertuples(index=False, name=None), strict=True)]
         prompts = prompt_ids(pd.Series([turns for turns, _ in pairs], dtype=object), tokenizer)
         replies = tokenizer([reply for _, reply in pairs], add_special_tokens=False, verbose=False)["input_ids"]
         lengths = [len(p) + len(r) + 1 for p, r in zip(prompts, replies, strict=True)]

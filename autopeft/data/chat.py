@@ -9,7 +9,7 @@ model without one, as one ``role: content`` line a turn.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -57,11 +57,11 @@ def holds_conversations(values: Iterable[Any]) -> bool:
     return seen
 
 
-def prompt_and_response(value: Any, column: str, split: str, row: int) -> tuple[list[dict[str, str]], str]:
-    """(the turns before the reply, the reply) of one conversation; DataError naming the row
-    where the cell is no conversation, or does not end with an assistant's reply to earlier turns.
-    ``value`` may be the cells of several columns (a tuple), whose turns make one conversation."""
-    cells = value if isinstance(value, tuple) else (value,)
+def prompt_and_response(cells: Sequence[Any], column: str, split: str,
+                        row: int) -> tuple[list[dict[str, str]], str]:
+    """(the turns before the reply, the reply) of the conversation a row's ``cells`` hold, one per
+    message column, their turns in order; DataError naming the row where a cell is no
+    conversation, or the turns do not end with an assistant's reply to earlier turns."""
     parts = [conversation(cell) for cell in cells]
     where = f"data.{MESSAGES_COLUMN_FIELD}: {column!r} in {split} row {row}"
     if any(part is None for part in parts):

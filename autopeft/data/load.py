@@ -1143,7 +1143,7 @@ def _conversations_as_pairs(frames: dict[str, pd.DataFrame], messages: str | lis
                             f"column made of the conversations' {'replies' if taken.target else 'turns before them'} "
                             f"otherwise")
         label = "+".join(names)  # as errors name the conversation: 'messages', or 'prompt+completion'
-        pairs = [prompt_and_response(cells if len(names) > 1 else cells[0], label, split, row)
+        pairs = [prompt_and_response(cells, label, split, row)
                  for row, cells in enumerate(frame[names].itertuples(index=False, name=None))]
         out[split] = frame.assign(**{prompt.name: [turns for turns, _ in pairs],
                                      response.name: [reply for _, reply in pairs]})

@@ -53,7 +53,7 @@ def test_what_is_no_conversation(cell):
 ])
 def test_a_conversation_that_is_no_example_is_one_line(turns, said):
     with pytest.raises(DataError) as excinfo:
-        prompt_and_response(turns, "messages", "train", 7)
+        prompt_and_response((turns,), "messages", "train", 7)
     assert str(excinfo.value) == f"data.messages_column: 'messages' in train row 7 {said}"
 
 
