@@ -9,7 +9,7 @@ from typing import Any
 
 from autopeft.adapters.base import get_family
 from autopeft.errors import SpaceError
-from autopeft.model.placement import ModelStructure, resolve
+from autopeft.model.placement import ModelStructure, parse_layers, parse_roles, resolve
 from autopeft.space import MASK, ChoiceSpec, ParamSpec, RangeSpec, SearchSpace
 
 
@@ -23,6 +23,47 @@ class SpaceFit:
     #: (layer selector, roles, module names it resolves to) for each placement choice.
     placements: list[tuple[Any, Any, list[str]]] = field(default_factory=list)
     num_layers: int = 0
+    #: Role choices of the space that match no module of this architecture ('query,value' on
+    #: GPT-2's fused qkv), and layer choices deeper than the model ('last-4' of 2 layers), with
+    #: the reason: dropped from the choices, as a family the model cannot run is.
+    excluded_roles: dict[str, str] = field(default_factory=dict)
+    excluded_layers: dict[str, str] = field(default_factory=dict)
+    #: The role and layer choices left, where some were excluded (else None: all of them).
+    kept_roles: list[Any] | None = None
+    kept_layers: list[Any] | None = None
+
+
+def _fitting_roles(structure: ModelStructure, choices: list[Any], excluded: dict[str, str]) -> list[Any]:
+    """The role choices that match some module of the model in any layer; each other one goes
+    into ``excluded`` (roles joined by ',' -> why). An unknown role name stays an error."""
+    fitting = []
+    for roles in choices:
+        named = ",".join(parse_roles(roles))
+        try:
+            resolve(structure, "all", roles)
+        except SpaceError as exc:
+            excluded[named] = str(exc).removeprefix(f"space.placement.roles: {named} ")
+            continue
+        fitting.append(roles)
+    return fitting
+
+
+def _fitting_layers(structure: ModelStructure, choices: list[Any], excluded: dict[str, str]) -> list[Any]:
+    """The layer choices this model is deep enough for; each other one goes into ``excluded``
+    (the choice as written -> why). A selector that is no selector stays an error."""
+    fitting = []
+    for layers in choices:
+        if layers == MASK:
+            fitting.append(layers)
+            continue
+        parse_layers(layers, 1 << 20)  # well-formed at any depth, or the user's mistake to name
+        try:
+            parse_layers(layers, structure.num_layers)
+        except SpaceError as exc:
+            excluded[str(layers)] = str(exc).removeprefix("space.placement.layers: ")
+            continue
+        fitting.append(layers)
+    return fitting
 
 
 def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
@@ -67,8 +108,22 @@ def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> Sp
     if not uses_placement:
         return fit
     layer_choices = _choices(space.placement.layers, "space.placement.layers")
+    if len(layer_choices) > 1:
+        fitting_layers = _fitting_layers(structure, layer_choices, fit.excluded_layers)
+        if not fitting_layers:
+            raise SpaceError(f"space.placement.layers: no layer choice fits this model "
+                             f"({'; '.join(f'{c}: {why}' for c, why in fit.excluded_layers.items())})")
+        if len(fitting_layers) < len(layer_choices):
+            fit.kept_layers = layer_choices = fitting_layers
     # families that place themselves (bottleneck positions) only need the layers to exist
     role_choices = _choices(space.placement.roles, "space.placement.roles") if uses_roles else ["all-linear"]
+    if len(role_choices) > 1:  # a choice this architecture has no module for goes; one alone is the user's word
+        fitting = _fitting_roles(structure, role_choices, fit.excluded_roles)
+        if not fitting:
+            raise SpaceError(f"space.placement.roles: no role choice matches a module of this model "
+                             f"({'; '.join(f'{r}: {why}' for r, why in fit.excluded_roles.items())})")
+        if len(fitting) < len(role_choices):
+            fit.kept_roles = role_choices = fitting
     for layers in layer_choices:
         selector = "all" if layers == MASK else layers  # a mask may switch on any layer
         for roles in role_choices:

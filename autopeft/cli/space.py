@@ -101,6 +101,10 @@ def space(
     for name, reason in fit.excluded.items():
         families.add_row(name, labelled("excluded", "yellow", reason))
     out.print(families)
+    for what, excluded in (("roles", fit.excluded_roles), ("layers", fit.excluded_layers)):
+        for choice, reason in excluded.items():  # placement choices this architecture cannot take
+            out.print(Text.assemble(f"placement.{what} {choice}: ", labelled("excluded", "yellow", reason)),
+                      highlight=False, soft_wrap=True)
     if fit.placements:
         placements = Table(title="placements")
         for column in ("layers", "roles", "modules"):

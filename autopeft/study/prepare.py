@@ -31,6 +31,7 @@ from autopeft.registry.tracking import (
     recorded_study,
     write_problem,
 )
+from autopeft.space import ChoiceSpec
 from autopeft.study.manifest import StudyManifest
 from autopeft.study.warmstart import collect
 from autopeft.tasks import get_task
@@ -79,6 +80,14 @@ def validate_space(resolved: ResolvedConfig, structure: ModelStructure) -> None:
     for name, reason in fit.excluded.items():
         logger.warning("space.adapters.%s: excluded: %s", name, reason)
         del space.adapters[name]
+    for what, excluded in (("roles", fit.excluded_roles), ("layers", fit.excluded_layers)):
+        for choice, reason in excluded.items():
+            logger.warning("space.placement.%s: %s excluded: %s", what, choice, reason)
+    # so that the sampler never draws, nor a warm start enqueues, a placement the model cannot take
+    if fit.kept_roles is not None:
+        space.placement.roles = ChoiceSpec(choices=fit.kept_roles)
+    if fit.kept_layers is not None:
+        space.placement.layers = ChoiceSpec(choices=fit.kept_layers)
     sampler = resolved.config.sampler.name
     differing = space.training_keys_set_per_family()
     if differing and sampler in ("gp", "nsga2"):

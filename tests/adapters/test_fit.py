@@ -46,3 +46,24 @@ def test_fit_errors_are_one_line(tiny_structures):
         fit_to_model(mixed_space(placement={"layers": [0, 5]}), llama, "sequence_classification")
     with pytest.raises(SpaceError, match=r"no family in the space can run on this model \(prefix_tuning:"):
         fit_to_model(load_space({"adapters": {"prefix_tuning": {}}}), llama, "sequence_classification")
+
+
+def test_placement_choices_the_architecture_cannot_take_are_excluded(tiny_structures):
+    """The llm-sft space's [query, value] on GPT-2, whose attention is one fused qkv, and its
+    last-4 on a 2-layer model: the ready space failed on every such model, zero-config included.
+    Choices that fit stay; a lone choice is still the user's word, and an unknown name an error."""
+    gpt2 = tiny_structures["gpt2"]
+    space = load_space({"adapters": {"lora": {}}, "placement": {
+        "layers": {"choices": ["all", "last-4"]}, "roles": {"choices": [["query", "value"], "attention", "all-linear"]}}})
+    fit = fit_to_model(space, gpt2, "sequence_classification")
+    assert fit.kept_roles == ["attention", "all-linear"] and fit.kept_layers == ["all"]
+    assert fit.excluded_roles["query,value"].startswith("matches no module of this model (roles it has: qkv")
+    assert fit.excluded_layers == {"last-4": "'last-4' asks for 4 layers, the model has 2"}
+    assert {(layers, roles) for layers, roles, _ in fit.placements} == {("all", "attention"), ("all", "all-linear")}
+    with pytest.raises(SpaceError, match=r"^space\.placement\.roles: query,value matches no module of this model"):
+        fit_to_model(mixed_space(placement={"roles": ["query", "value"]}), gpt2, "sequence_classification")
+    with pytest.raises(SpaceError, match=r"^space\.placement\.roles: no role choice matches a module of this model "
+                                         r"\(query: matches no module"):
+        fit_to_model(mixed_space(placement={"roles": {"choices": ["query", "value"]}}), gpt2, "sequence_classification")
+    with pytest.raises(SpaceError, match=r"unknown role 'qury'"):
+        fit_to_model(mixed_space(placement={"roles": {"choices": ["qury", "attention"]}}), gpt2, "sequence_classification")

@@ -57,3 +57,10 @@ def test_space_bad_input_is_one_line_and_exit_2(args, message, minilm_path):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_space_names_the_placement_choices_the_model_cannot_take(task_models):
+    result = _run("space", "llm-sft", "--model", task_models["causal_lm"], "--task", "causal_lm")
+    assert result.exit_code == 0, result.output
+    assert "placement.roles query,value: excluded: matches no module of this model (roles it has: qkv" in result.output
+    assert "placement.layers last-4: excluded: 'last-4' asks for 4 layers, the model has 2" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -126,6 +127,27 @@ def test_a_chat_template_that_refuses_a_conversation_fails_in_prepare(tmp_path):
                                         r"\(roles system, user\): System role not supported$"):
         prepare(resolve(config))
     _untouched(tmp_path, "model", "chat.jsonl")
+
+
+def test_the_llm_space_on_gpt2_drops_the_placements_it_cannot_take(tmp_path):
+    """The llm-sft space (zero-config's for causal LMs) on GPT-2's fused qkv failed in prepare on
+    [query, value]. The choice is dropped from the space, and so is every warm-start config that
+    places an adapter so: the sampler and the portfolio only try what the model can take."""
+    from tests.tiny_tasks import save_causal_lm, sft_frame, write_jsonl
+
+    model = save_causal_lm(tmp_path / "model")
+    train = write_jsonl(sft_frame(20), tmp_path / "sft.jsonl")
+    earlier = {"adapter": "lora", "lora.r": 8, "placement.layers": "all", "learning_rate": 1e-4}
+    (tmp_path / "earlier.json").write_text(json.dumps([{**earlier, "placement.roles": "query,value"},
+                                                       {**earlier, "placement.roles": "attention"}]))
+    config = write_config(tmp_path, model={"name_or_path": model, "max_length": 32}, task={"kind": "causal_lm"},
+                          data={"train": str(train)}, space="llm-sft",
+                          warm_start={"sources": [str(tmp_path / "earlier.json")], "prior": False})
+    prepared = prepare(resolve(config))
+    placement = prepared.resolved.space.placement
+    assert ["query", "value"] not in placement.roles.choices and "attention" in placement.roles.choices
+    assert placement.layers.choices == ["all", "every-2"]  # last-4 of a 2-layer model
+    assert [point.params["placement.roles"] for point in prepared.warm_start] == ["attention"]
 
 
 def test_max_length_beyond_the_learned_positions_fails_in_prepare(tmp_path, minilm_path):
