@@ -144,7 +144,7 @@ def _run(prepared: Any, verbose: bool) -> None:
     ]
     if result.test_metrics:
         lines.append(f"test {metric}: {result.test_metrics.get(metric, float('nan')):.4f}")
-    warning = learnt_nothing(best.metrics)
+    warning = learnt_nothing(best.metrics, cfg.task.kind)
     if warning:
         lines.append(labelled("warning", "yellow", warning))
     lines += [
@@ -163,11 +163,15 @@ def _run(prepared: Any, verbose: bool) -> None:
               soft_wrap=True)
 
 
-def learnt_nothing(metrics: dict[str, Any]) -> str | None:
+def learnt_nothing(metrics: dict[str, Any], task: str) -> str | None:
     """What to tell a user whose best trial ended at the trivial predictor's level, else None."""
     if not metrics.get(Metric.AT_TRIVIAL):
         return None
-    return ("the best trial ended at the trivial predictor's level (the majority class or the mean): nothing was "
+    # deferred: the task registry imports torch; --help answers without it
+    from autopeft.tasks import get_task
+    from autopeft.tasks.trivial import predictor_name
+
+    return (f"the best trial ended at the trivial predictor's level ({predictor_name(get_task(task))}): nothing was "
             "learnt within the trials' steps. Give them more steps (budget.max_steps or --time), more data, or a "
             "space with other families or learning rates")
 
