@@ -40,6 +40,7 @@ from autopeft.config import HubSource, ModelConfig, text_encoding
 from autopeft.data import (
     MESSAGES_COLUMN_FIELD,
     SPLIT_NAMES,
+    class_labels,
     data_suffix,
     detect_header,
     fetch,
@@ -566,7 +567,7 @@ def _metric(kind: str, frame: pd.DataFrame, columns: Columns) -> tuple[str, str,
     default = f"{kind}'s default"
     if kind not in ("sequence_classification", "image_classification"):
         return task.default_metric, task.default_mode, default
-    counts = frame[columns["label_column"][0]].dropna().astype(str).value_counts()
+    counts = class_labels(frame[columns["label_column"][0]].dropna()).astype(str).value_counts()  # as the study reads them
     if counts.empty:  # no label at all: the data checks name the empty cells
         return task.default_metric, task.default_mode, default
     ratio = float(counts.iloc[0] / counts.iloc[-1])

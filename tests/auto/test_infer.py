@@ -601,3 +601,13 @@ def test_instruction_data_keeps_its_input_in_the_prompt(task_models, tmp_path: P
     assert f"then {context!r} below it where a row has one" in reasons(inference)["data.prompt_column"]
     raw = load(resolve_mapping(inference.raw_config()).config.data, get_task("causal_lm"), seed=0)
     assert raw.text_columns == ["instruction", context]
+
+
+def test_the_metric_is_chosen_on_the_classes_the_study_reads(minilm_path: str, tmp_path: Path) -> None:
+    """'pos ' (a space no one sees) is 'pos' in the study; counted apart, 20 neg / 15 'pos ' / 5
+    pos read as three imbalanced classes and chose macro F1 for a balanced binary task."""
+    labels = ["neg"] * 20 + ["pos "] * 15 + ["pos"] * 5
+    frame = pd.DataFrame({"review": [f"a review of the film, number {i}" for i in range(40)], "label": labels})
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    got = chosen(infer(Request(model="minilm", train=str(tmp_path / "reviews.csv"))))
+    assert got["objective.metric"] == "accuracy"
