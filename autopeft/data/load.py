@@ -678,20 +678,45 @@ class _Dialect:
         file a number may have a decimal comma (a ','-separated one cannot hold it unquoted, and
         there '1,5' may be a pair). Elsewhere a 'None' or 'NA' stays as written: pandas' default
         made a class 'None' or a text 'NA' missing, and the study failed on empty labels."""
-        return _numbers(frame, _SEMICOLON_NUMBER if self.sep == ";" else _NUMBER)
+        if self.sep == ";":
+            return _numbers(frame, _SEMICOLON_NUMBER, grouped=_GROUPED_POINTS, plain=_DECIMAL_COMMA)
+        return _numbers(frame, _NUMBER, grouped=_GROUPED_COMMAS, plain=_NUMBER)
 
 
-def _numbers(frame: pd.DataFrame, number: re.Pattern[str]) -> pd.DataFrame:
-    """``frame`` with each column whose values are all ``number`` or a missing-number mark read as numbers."""
+#: Currency signs an amount may carry before or after it ('$1,234.50', '12,50 €').
+_CURRENCY = "$\u20ac\u00a3\u00a5\u20b9"
+#: An amount grouped in thousands, as spreadsheets and reports format it: '1,234.50' (',' groups,
+#: '.' decimals), or in a ';'-separated file '1.234,50' ('.' groups, ',' decimals).
+_GROUPED_COMMAS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_GROUPED_POINTS = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
+
+
+def _numbers(frame: pd.DataFrame, number: re.Pattern[str], *, grouped: re.Pattern[str] | None = None,
+             plain: re.Pattern[str] | None = None) -> pd.DataFrame:
+    """``frame`` with each column whose values are all ``number`` or a missing-number mark read as
+    numbers; and, with ``grouped``, each column of formatted amounts (prices, salaries as reports
+    write them): every value ``grouped`` in thousands or ``plain`` (without the group mark), with or
+    without a currency sign, one of them at least grouped or signed."""
     for name in frame.columns:
         column = frame[name]
         if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
             continue
         written = column.astype(str).str.strip()
         missing = column.isna() | written.isin(_MISSING_NUMBER)
-        if (~missing).any() and written[~missing].str.fullmatch(number.pattern).all():
+        present = written[~missing]
+        if present.empty:
+            continue
+        if present.str.fullmatch(number.pattern).all():
             values = written.where(~missing).str.replace(",", ".", regex=False)
             frame[name] = pd.to_numeric(values, errors="coerce")
+        elif grouped is not None and plain is not None:
+            bare = present.str.strip(_CURRENCY + " \u00a0")
+            if (bare.str.fullmatch(grouped.pattern) | bare.str.fullmatch(plain.pattern)).all():
+                if grouped is _GROUPED_COMMAS:  # '1,234.50'
+                    digits = bare.str.replace(",", "", regex=False)
+                else:  # '1.234,50'
+                    digits = bare.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+                frame[name] = pd.to_numeric(digits, errors="coerce").reindex(written.index)
     return frame
 
 

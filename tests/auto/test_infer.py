@@ -611,3 +611,11 @@ def test_the_metric_is_chosen_on_the_classes_the_study_reads(minilm_path: str, t
     frame.to_csv(tmp_path / "reviews.csv", index=False)
     got = chosen(infer(Request(model="minilm", train=str(tmp_path / "reviews.csv"))))
     assert got["objective.metric"] == "accuracy"
+
+
+def test_prices_formatted_for_reading_are_a_regression_target(minilm_path: str, tmp_path: Path) -> None:
+    rows = [{"description": f"a flat of {i} rooms near the park, item {i}", "price": f"${1000 + 37.25 * i:,.2f}"}
+            for i in range(60)]
+    pd.DataFrame(rows).to_csv(tmp_path / "flats.csv", index=False)
+    got = chosen(infer(Request(model="minilm", train=str(tmp_path / "flats.csv"))))
+    assert got["task.kind"] == "regression" and got["data.label_column"] == "price"

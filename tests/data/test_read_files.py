@@ -616,6 +616,18 @@ def test_a_csv_under_a_tsv_or_txt_name_is_read_as_a_csv(tmp_path, name, sep):
     assert reads_as(plain) == (["text", "label"], [["fine, really", "pos"], ["bad", "neg"]])
 
 
+def test_amounts_as_reports_format_them_are_numbers(tmp_path):
+    """Prices and salaries exported with thousands groups and currency signs ("1,957.25",
+    "$403.84", "1.234,50 €" in a ';' file) read as text: zero-config could not tell the label,
+    and named it made a classification of 300 classes (one per price)."""
+    us = write(tmp_path / "us.csv", 'text,price,code\na,"$1,234.50","1,2"\nb,950.25,"3,4"\nc,"-2,000",x\nd,NA,y\n')
+    frame = read_table(us, "data.train")
+    assert frame["price"].tolist()[:3] == [1234.5, 950.25, -2000.0] and pd.isna(frame["price"][3])
+    assert frame["code"].tolist() == ["1,2", "3,4", "x", "y"]  # not grouped in thousands: text
+    eu = write(tmp_path / "eu.csv", "text;amount\nfine flat;1.234,50 \u20ac\nsmall flat;950,00 \u20ac\nbig;12.000 \u20ac\n")
+    assert read_table(eu, "data.train")["amount"].tolist() == [1234.5, 950.0, 12000.0]
+
+
 def test_decimal_commas_of_a_semicolon_separated_csv_are_numbers(tmp_path):
     """Such a spreadsheet writes 2,45 for 2.45: the scores read as strings, and zero-config made a
     regression target of 126 values a classification of 126 classes."""
