@@ -71,6 +71,10 @@ def _model_folder(path: Path) -> str:
     if not path.is_dir():
         raise ModelError(f"model.name_or_path: no model directory at {str(path)!r}")
     if not (path / "config.json").is_file():
+        adapter = _adapter_base(path)
+        if adapter is not None:  # a fine-tuned adapter, given where its base model belongs
+            raise ModelError(f"model.name_or_path: {str(path)!r} is a peft adapter, not a model (adapter_config.json"
+                             f"{adapter}); give the base model it was trained on")
         raise ModelError(f"model.name_or_path: {str(path)!r} has no config.json (not a transformers model)")
     if not any(path.glob("*.safetensors")):
         # pickled weights (.bin/.pt) can run code when loaded: autopeft loads safetensors only
@@ -79,6 +83,19 @@ def _model_folder(path: Path) -> str:
             f"pickled .bin/.pt weights; convert them with save_pretrained)"
         )
     return str(path.resolve())
+
+
+def _adapter_base(path: Path) -> str | None:
+    """For a peft adapter's folder: ', base model NAME' as its adapter_config.json names it (or '');
+    None for any other folder."""
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        return None
+    try:
+        base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (ValueError, OSError, AttributeError):  # not JSON, unreadable, not a mapping
+        return ""
+    return f", base model {base!r}" if isinstance(base, str) and base else ""
 
 
 def load_auto_config(spec: ModelConfig, location: str, **kwargs: Any) -> Any:

@@ -98,3 +98,18 @@ def test_a_hub_id_the_cache_lacks_is_one_line_where_the_hub_does_not_answer(hub_
     assert "\n" not in message
     assert message.startswith("model.name_or_path: 'org/tiny-bert' at revision 'v2' is not in the Hugging Face cache")
     assert f"the Hub does not answer at http://127.0.0.1:{port}" in message
+
+
+def test_an_adapter_folder_given_as_the_model_names_its_base_model(tmp_path):
+    """A study's best_adapter (or any peft adapter) given as --model: 'has no config.json (not a
+    transformers model)' did not say what it was, nor what to give instead."""
+    import json
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "base_model_name_or_path": "bert-base-uncased"}))
+    with pytest.raises(ModelError) as caught:
+        resolve_location(str(tmp_path / "adapter"))
+    assert str(caught.value) == (f"model.name_or_path: {str(tmp_path / 'adapter')!r} is a peft adapter, not a model "
+                                 "(adapter_config.json, base model 'bert-base-uncased'); give the base model it was "
+                                 "trained on")
