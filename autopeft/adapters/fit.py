@@ -66,6 +66,15 @@ def _fitting_layers(structure: ModelStructure, choices: list[Any], excluded: dic
     return fitting
 
 
+def _kept(what: str, choices: list[Any], fitting: list[Any], excluded: dict[str, str]) -> list[Any] | None:
+    """The ``space.placement.<what>`` choices left where some were excluded (None: all fit);
+    SpaceError naming each one's reason where none is left."""
+    if not fitting:
+        reasons = "; ".join(f"{choice}: {why}" for choice, why in excluded.items())
+        raise SpaceError(f"space.placement.{what}: no choice fits this model ({reasons})")
+    return fitting if len(fitting) < len(choices) else None
+
+
 def _choices(spec: ParamSpec, field_name: str) -> list[Any]:
     if isinstance(spec, ChoiceSpec):
         return list(spec.choices)
@@ -108,22 +117,17 @@ def fit_to_model(space: SearchSpace, structure: ModelStructure, task: str) -> Sp
     if not uses_placement:
         return fit
     layer_choices = _choices(space.placement.layers, "space.placement.layers")
+    # a choice the architecture cannot take goes, as a family does; one alone is the user's word
     if len(layer_choices) > 1:
-        fitting_layers = _fitting_layers(structure, layer_choices, fit.excluded_layers)
-        if not fitting_layers:
-            raise SpaceError(f"space.placement.layers: no layer choice fits this model "
-                             f"({'; '.join(f'{c}: {why}' for c, why in fit.excluded_layers.items())})")
-        if len(fitting_layers) < len(layer_choices):
-            fit.kept_layers = layer_choices = fitting_layers
+        fit.kept_layers = _kept("layers", layer_choices, _fitting_layers(structure, layer_choices, fit.excluded_layers),
+                                fit.excluded_layers)
+        layer_choices = fit.kept_layers or layer_choices
     # families that place themselves (bottleneck positions) only need the layers to exist
     role_choices = _choices(space.placement.roles, "space.placement.roles") if uses_roles else ["all-linear"]
-    if len(role_choices) > 1:  # a choice this architecture has no module for goes; one alone is the user's word
-        fitting = _fitting_roles(structure, role_choices, fit.excluded_roles)
-        if not fitting:
-            raise SpaceError(f"space.placement.roles: no role choice matches a module of this model "
-                             f"({'; '.join(f'{r}: {why}' for r, why in fit.excluded_roles.items())})")
-        if len(fitting) < len(role_choices):
-            fit.kept_roles = role_choices = fitting
+    if len(role_choices) > 1:
+        fit.kept_roles = _kept("roles", role_choices, _fitting_roles(structure, role_choices, fit.excluded_roles),
+                               fit.excluded_roles)
+        role_choices = fit.kept_roles or role_choices
     for layers in layer_choices:
         selector = "all" if layers == MASK else layers  # a mask may switch on any layer
         for roles in role_choices:

@@ -62,7 +62,7 @@ def test_placement_choices_the_architecture_cannot_take_are_excluded(tiny_struct
     assert {(layers, roles) for layers, roles, _ in fit.placements} == {("all", "attention"), ("all", "all-linear")}
     with pytest.raises(SpaceError, match=r"^space\.placement\.roles: query,value matches no module of this model"):
         fit_to_model(mixed_space(placement={"roles": ["query", "value"]}), gpt2, "sequence_classification")
-    with pytest.raises(SpaceError, match=r"^space\.placement\.roles: no role choice matches a module of this model "
+    with pytest.raises(SpaceError, match=r"^space\.placement\.roles: no choice fits this model "
                                          r"\(query: matches no module"):
         fit_to_model(mixed_space(placement={"roles": {"choices": ["query", "value"]}}), gpt2, "sequence_classification")
     with pytest.raises(SpaceError, match=r"unknown role 'qury'"):
