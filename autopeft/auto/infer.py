@@ -51,8 +51,8 @@ from autopeft.data import (
     local_copy,
     locate,
     not_a_file,
-    prompt_and_response,
     prompt_ids,
+    prompts_and_responses,
     read_data,
     read_hub_split,
     saved_dataset,
@@ -598,9 +598,7 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
         lengths = [len(ids) for ids in tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"]]
     elif kind == "causal_lm" and MESSAGES_COLUMN_FIELD in columns:  # each conversation as the model is prompted
         given = columns[MESSAGES_COLUMN_FIELD][0]
-        names = [given] if isinstance(given, str) else list(given)
-        pairs = [prompt_and_response(cells, "+".join(names), "train", int(row))  # the row's number in the file
-                 for row, cells in zip(sample.index, sample[names].itertuples(index=False, name=None), strict=True)]
+        pairs = prompts_and_responses(sample, [given] if isinstance(given, str) else list(given), "train")
         prompts = prompt_ids(pd.Series([turns for turns, _ in pairs], dtype=object), tokenizer)
         replies = tokenizer([reply for _, reply in pairs], add_special_tokens=False, verbose=False)["input_ids"]
         lengths = [len(p) + len(r) + 1 for p, r in zip(prompts, replies, strict=True)]

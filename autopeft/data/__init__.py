@@ -9,6 +9,7 @@ from autopeft.data.chat import (
     conversation,
     holds_conversations,
     prompt_and_response,
+    prompts_and_responses,
     render_prompt,
 )
 from autopeft.data.encode import (
@@ -68,6 +69,7 @@ __all__ = [
     "holds_conversations",
     "joined_prompts",
     "prompt_and_response",
+    "prompts_and_responses",
     "prompt_ids",
     "render_prompt",
     "as_words",

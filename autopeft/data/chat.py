@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
+import pandas as pd
+
 from autopeft.data.cells import list_cell
 from autopeft.errors import DataError
 
@@ -78,6 +80,15 @@ def prompt_and_response(cells: Sequence[Any], column: str, split: str,
     if len(turns) < 2:
         raise DataError(f"{where} holds the assistant's reply alone; expected the turns it answers before it")
     return turns[:-1], last["content"]
+
+
+def prompts_and_responses(frame: pd.DataFrame, columns: Sequence[str],
+                          split: str) -> list[tuple[list[dict[str, str]], str]]:
+    """:func:`prompt_and_response` of each row of ``frame``, its cells one per message column in
+    ``columns``; a row is named by its index (its row in the file)."""
+    label = "+".join(columns)  # as errors name the conversation: 'messages', or 'prompt+completion'
+    return [prompt_and_response(cells, label, split, int(row))
+            for row, cells in zip(frame.index, frame[list(columns)].itertuples(index=False, name=None), strict=True)]
 
 
 def check_rendering(prompts: Iterable[Any], tokenizer: Any, most: int = 2000) -> None:

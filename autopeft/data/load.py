@@ -36,7 +36,7 @@ import pandas as pd
 from autopeft import hub
 from autopeft._validation import short_repr
 from autopeft.data.cells import list_cell
-from autopeft.data.chat import MESSAGES_COLUMN_FIELD, prompt_and_response
+from autopeft.data.chat import MESSAGES_COLUMN_FIELD, prompts_and_responses
 from autopeft.data.fetch import fetch, is_url, shown_url
 from autopeft.errors import DataError
 
@@ -541,9 +541,9 @@ def _text(path: Path, field_name: str, encoding: str | None = None) -> str:
     compressed, decoded in ``encoding`` where given, else as its byte-order mark says, else as
     UTF-16 where every other byte is zero, else as UTF-8, less any mark; DataError where it is not
     that text, not the compression it is named for, or a binary format under a text name."""
-    limit = text_limit()
-    if path.stat().st_size > limit:
-        raise DataError(f"{field_name}: {str(path)!r} holds {_size(path.stat().st_size)} of text, more than this "
+    limit, size = text_limit(), path.stat().st_size
+    if size > limit:
+        raise DataError(f"{field_name}: {str(path)!r} holds {_size(size)} of text, more than this "
                         f"machine reads into memory ({_size(limit)}, a quarter of it); split the file, or read a "
                         f"sample of it")
     data = path.read_bytes()
@@ -1167,9 +1167,7 @@ def _conversations_as_pairs(frames: dict[str, pd.DataFrame], messages: str | lis
             raise DataError(f"data.{taken.field}: the {split} data has a column {taken.name!r} already; name the "
                             f"column made of the conversations' {'replies' if taken.target else 'turns before them'} "
                             f"otherwise")
-        label = "+".join(names)  # as errors name the conversation: 'messages', or 'prompt+completion'
-        pairs = [prompt_and_response(cells, label, split, row)
-                 for row, cells in enumerate(frame[names].itertuples(index=False, name=None))]
+        pairs = prompts_and_responses(frame, names, split)
         out[split] = frame.assign(**{prompt.name: [turns for turns, _ in pairs],
                                      response.name: [reply for _, reply in pairs]})
     return out, [replace(c, kind="chat") if c is prompt else c for c in columns]
