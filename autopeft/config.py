@@ -189,6 +189,14 @@ def text_encoding(name: str) -> str:
     return codecs.lookup(name).name
 
 
+def checked_encoding(name: str, field_name: str) -> str:
+    """:func:`text_encoding` for a flag or field outside a config file: ConfigError naming it."""
+    try:
+        return text_encoding(name)
+    except ValueError as exc:
+        raise ConfigError(f"{field_name}: {exc}") from None
+
+
 def _data_config() -> type[_DataFields]:
     """``DataConfig``: the fields above plus one for every column a registered task kind declares
     that they do not have, so a new kind's columns need no change here."""

@@ -36,10 +36,11 @@ import numpy as np
 import pandas as pd
 
 from autopeft.auto.profile import ColumnProfile, normalised, profile
-from autopeft.config import HubSource, ModelConfig, text_encoding
+from autopeft.config import HubSource, ModelConfig, checked_encoding
 from autopeft.data import (
     MESSAGES_COLUMN_FIELD,
     SPLIT_NAMES,
+    cell_text,
     class_labels,
     data_suffix,
     detect_header,
@@ -200,7 +201,7 @@ def infer(request: Request) -> Inference:
         frame = read_hub_split(hub, hub.train_split, "--train")
     else:
         if request.encoding is not None:  # checked as the config checks it, before the file is read with it
-            inference.choose("data.encoding", _encoding(request.encoding), "given (--encoding)")
+            inference.choose("data.encoding", checked_encoding(request.encoding, "--encoding"), "given (--encoding)")
         frame, _ = read_data(request.train, "--train", encoding=request.encoding)
         train_path = local_copy(request.train, "--train")
         if data_suffix(train_path) in (".csv", ".tsv") and not detect_header(train_path, field_name="--train",
@@ -626,7 +627,7 @@ def _max_length(name_or_path: str, location: str, frame: pd.DataFrame, kind: str
 def _texts(values: pd.Series) -> list[str]:
     """Cells as the tokenizer's strings, an empty cell as '' (pandas keeps it missing through
     ``astype(str)``, and a tokenizer refuses it); the data checks then name the empty cells."""
-    return ["" if pd.api.types.is_scalar(cell) and pd.isna(cell) else str(cell) for cell in values]
+    return [cell_text(cell) for cell in values]
 
 
 def _resources(inference: Inference) -> None:
@@ -655,13 +656,6 @@ def _study_stem(train: Path, *, resolve: bool = True) -> str:
     if normalised(stem) in ("train", "training", "data", "dataset", "trainset") and folder:
         stem = folder
     return stem
-
-
-def _encoding(name: str) -> str:
-    try:
-        return text_encoding(name)
-    except ValueError as exc:
-        raise ConfigError(f"--encoding: {exc}") from None
 
 
 def _hub_source(request: Request) -> HubSource:

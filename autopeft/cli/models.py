@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move an alias (production) to a version after its gates pass."""
         configure_process()
-        from autopeft.config import text_encoding
+        from autopeft.config import checked_encoding
         from autopeft.data import is_data, is_url, not_a_file
         from autopeft.registry.promotion import promote as run_promote
         from autopeft.registry.versions import Registry
@@ -88,10 +88,7 @@ def register(app: typer.Typer) -> None:
             gates = _gates(raw, {"min_metric": min_metric, "max_trainable_share": max_trainable_share,
                                  "max_latency_ms": max_latency_ms})
             if encoding is not None:
-                try:
-                    encoding = text_encoding(encoding)
-                except ValueError as exc:
-                    raise UserInputError(f"--encoding: {exc}") from None
+                encoding = checked_encoding(encoding, "--encoding")
             if test_data is not None and not is_url(test_data) and not is_data(Path(test_data)):
                 raise UserInputError(not_a_file("--test-data", test_data))  # a file, or a saved dataset's folder
             registry = Registry.open(local_tracking_uri(tracking_uri, raw))

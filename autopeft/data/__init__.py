@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autopeft.data.cells import list_cell
+from autopeft.data.cells import cell_text, list_cell
 from autopeft.data.chat import (
     MESSAGES_COLUMN_FIELD,
     check_rendering,
@@ -63,6 +63,7 @@ from autopeft.data.load import (
 )
 
 __all__ = [
+    "cell_text",
     "MESSAGES_COLUMN_FIELD",
     "check_rendering",
     "conversation",

@@ -7,6 +7,12 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+
+def cell_text(value: Any) -> str:
+    """A text cell as a tokenizer's string, a missing one (None, NaN, pandas' NA) as ''."""
+    return "" if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
 
 
 def list_cell(value: Any) -> list[Any] | None:

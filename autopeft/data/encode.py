@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 import pandas as pd
 
+from autopeft.data.cells import cell_text
 from autopeft.data.chat import conversation, render_prompt
 from autopeft.data.load import IGNORE, RawData
 from autopeft.errors import DataError, ModelError
@@ -235,14 +236,9 @@ def joined_prompts(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     if len(columns) == 1:
         return frame[columns[0]]
     def joined(row: Sequence[Any]) -> str:
-        return "\n\n".join(text for text in (_cell_text(v) for v in row) if text.strip())
+        return "\n\n".join(text for text in (cell_text(v) for v in row) if text.strip())
     return pd.Series([joined(row) for row in frame[list(columns)].itertuples(index=False)], index=frame.index,
                      dtype=object)
-
-
-def _cell_text(value: Any) -> str:
-    """A text cell as a string, a missing one as ''."""
-    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def prompt_ids(prompts: pd.Series, tokenizer: Any) -> list[list[int]]:
